@@ -1,0 +1,35 @@
+# The two entry points (see README): `make run` and `make test`. Everything else is a step of theirs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PROMPT ?= Please echo back 'Something to echo'
+
+.PHONY: run test setup components lint clean
+
+run: components
+	$(BIN)/llama-agent tools list
+	$(BIN)/llama-agent tools invoke echo value="Something to echo"
+
+test: components lint
+	$(BIN)/pytest
+
+setup: $(INSTALLED)
+
+# Pinned direct dependencies in pyproject.toml, every transitive one in constraints.txt.
+$(INSTALLED): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable ".[build,test]"
+	touch $@
+
+components: setup
+	$(BIN)/llama-agent tools build
+
+lint: setup
+	$(BIN)/ruff check daemon tests components
+	$(BIN)/ruff format --check daemon tests components
+	$(BIN)/mypy
+
+clean:
+	rm -rf build $(VENV)

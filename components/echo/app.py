@@ -1,0 +1,28 @@
+"""echo: hands its `value` back unchanged."""
+
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.imports.types import Argument, Metadata, Param, ParamType, Value_String
+
+
+class Tool(exports.Tool):
+    def describe(self) -> Metadata:
+        return Metadata(
+            name="echo",
+            description="Returns the given value unchanged.",
+            version="1.0.0",
+            params=[
+                Param(
+                    name="value",
+                    description="The text to echo back.",
+                    type=ParamType.STRING,
+                    required=True,
+                )
+            ],
+        )
+
+    def invoke(self, args: list[Argument]) -> str:
+        for arg in args:
+            if arg.name == "value" and isinstance(arg.value, Value_String):
+                return arg.value.value
+        raise Err("missing required parameter 'value'")

@@ -1,0 +1,29 @@
+"""print: writes its `message` to standard output; the host returns what was printed."""
+
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.imports.types import Argument, Metadata, Param, ParamType, Value_String
+
+
+class Tool(exports.Tool):
+    def describe(self) -> Metadata:
+        return Metadata(
+            name="print",
+            description="Prints the given message to standard output.",
+            version="1.0.0",
+            params=[
+                Param(
+                    name="message",
+                    description="The text to print.",
+                    type=ParamType.STRING,
+                    required=True,
+                )
+            ],
+        )
+
+    def invoke(self, args: list[Argument]) -> str:
+        for arg in args:
+            if arg.name == "message" and isinstance(arg.value, Value_String):
+                print(arg.value.value)
+                return ""
+        raise Err("missing required parameter 'message'")

@@ -1,0 +1,215 @@
+"""The `llama-agent` command: the daemon, and the tool host without a client."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from daemon import __version__
+from daemon.config import BUNDLED_TOOLS_DIR, DaemonConfig, default_cache_dir
+from daemon.logs import configure_logging
+
+log = logging.getLogger("llama-agent")
+
+EXIT_TOOL_ERROR = 1
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    config = DaemonConfig(
+        tools_dirs=tuple(args.tools_dir or [BUNDLED_TOOLS_DIR]),
+        cache_dir=args.cache_dir,
+        model_path=args.model,
+        log_file=args.log_file,
+        verbosity=args.verbose,
+        tool_timeout_seconds=args.tool_timeout,
+    )
+    configure_logging(args.verbose if args.command == "serve" else args.verbose - 1, args.log_file)
+    handler = args.handler
+    result: int = handler(config, args)
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--tools-dir",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        help=f"directory of tool components; repeatable (default: {BUNDLED_TOOLS_DIR})",
+    )
+    common.add_argument("--model", type=Path, metavar="PATH", help="GGUF model file")
+    common.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=default_cache_dir(),
+        metavar="DIR",
+        help="compiled components and models (default: %(default)s)",
+    )
+    common.add_argument(
+        "--tool-timeout",
+        type=float,
+        default=DaemonConfig.tool_timeout_seconds,
+        metavar="SECONDS",
+        help="wall-clock limit of one tool call (default: %(default)s)",
+    )
+    common.add_argument("--log-file", type=Path, metavar="FILE", help="log here instead of stderr")
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: protocol)")
+
+    parser = argparse.ArgumentParser(prog="llama-agent", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", parents=[common], help="run the JSON-RPC daemon over stdio")
+    serve.set_defaults(handler=_serve)
+
+    tools = commands.add_parser("tools", help="list, invoke and build tools without a client")
+    tool_commands = tools.add_subparsers(dest="tools_command", required=True)
+
+    listing = tool_commands.add_parser("list", parents=[common], help="print the loaded tools")
+    listing.add_argument("--json", action="store_true", help="print the tools/list result as JSON")
+    listing.set_defaults(handler=_tools_list)
+
+    invoke = tool_commands.add_parser("invoke", parents=[common], help="call one tool")
+    invoke.add_argument("name", help="tool name")
+    invoke.add_argument(
+        "arguments", nargs="*", metavar="KEY=VALUE", help="arguments, typed by the tool's schema"
+    )
+    invoke.add_argument("--json", action="store_true", help="print the tools/invoke result as JSON")
+    invoke.set_defaults(handler=_tools_invoke)
+
+    build = tool_commands.add_parser("build", parents=[common], help="build tool sources into .wasm")
+    build.add_argument(
+        "sources", nargs="*", type=Path, metavar="SRC", help="source directories (default: all bundled)"
+    )
+    build.add_argument(
+        "--out",
+        type=Path,
+        default=BUNDLED_TOOLS_DIR,
+        metavar="DIR",
+        help="output directory (default: %(default)s)",
+    )
+    build.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    build.set_defaults(handler=_tools_build)
+    return parser
+
+
+def _serve(config: DaemonConfig, args: argparse.Namespace) -> int:
+    from daemon.stdio import claim_stdout_for_protocol
+
+    protocol_out = claim_stdout_for_protocol()  # before anything native is loaded
+    from daemon.protocol.server import server
+
+    server.configure(config)
+    log.info(
+        "llama-agent %s serving on stdio; tools from %s", __version__, ", ".join(map(str, config.tools_dirs))
+    )
+    return server.serve(sys.stdin.buffer, protocol_out)
+
+
+def _toolbox(config: DaemonConfig) -> Any:
+    from daemon.services.toolbox import Toolbox, new_host
+
+    toolbox = Toolbox(new_host(config), list(config.tools_dirs))
+    toolbox.load_all()
+    return toolbox
+
+
+def _tools_list(config: DaemonConfig, args: argparse.Namespace) -> int:
+    from daemon.protocol.wire import failure_to_wire, tool_to_wire
+
+    snapshot = _toolbox(config).snapshot
+    tools = [tool_to_wire(tool) for _, tool in sorted(snapshot.tools.items())]
+    failed = [failure_to_wire(failure) for failure in snapshot.failures]
+    if args.json:
+        print(json.dumps({"tools": tools, "failed": failed}, indent=2))
+        return 0
+    for tool in tools:
+        print(f"{tool['name']} {tool['version']}: {tool['description']}")
+        schema = tool["inputSchema"]
+        for name, prop in schema["properties"].items():
+            required = "required" if name in schema["required"] else "optional"
+            print(f"    {name} ({prop['type']}, {required}): {prop.get('description', '')}")
+    for failure in failed:
+        print(f"failed to load {failure['path']}: {failure['error']}", file=sys.stderr)
+    if not tools and not failed:
+        print(f"no tools in {', '.join(map(str, config.tools_dirs))}", file=sys.stderr)
+    return 0
+
+
+def _tools_invoke(config: DaemonConfig, args: argparse.Namespace) -> int:
+    from daemon.protocol.wire import call_result_to_wire, result_texts
+    from daemon.runtime.schema import ArgumentError
+    from daemon.services.toolbox import UnknownTool
+
+    toolbox = _toolbox(config)
+    try:
+        tool = toolbox.snapshot.tools.get(args.name)
+        arguments = parse_key_values(args.arguments, tool.input_schema if tool else {})
+        result = toolbox.invoke_blocking(args.name, arguments)
+    except (UnknownTool, ArgumentError) as error:
+        print(f"llama-agent: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(call_result_to_wire(result), indent=2))
+    else:
+        stream = sys.stderr if result.invocation.is_error else sys.stdout
+        for text in result_texts(result):
+            print(text, end="" if text.endswith("\n") else "\n", file=stream)
+    return EXIT_TOOL_ERROR if result.invocation.is_error else 0
+
+
+def _tools_build(config: DaemonConfig, args: argparse.Namespace) -> int:
+    from daemon.build import COMPONENT_SOURCES, BuildError, build_all, source_directories
+
+    sources = args.sources or source_directories(COMPONENT_SOURCES)
+    try:
+        for output in build_all(sources, args.out, force=args.force):
+            print(output)
+    except BuildError as error:
+        print(f"llama-agent: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def parse_key_values(pairs: Sequence[str], schema: dict[str, Any]) -> dict[str, Any]:
+    """`key=value` words to an arguments object, each value typed by the schema.
+
+    Only the first `=` splits, so values may contain `=` and spaces (when quoted).
+    """
+    from daemon.runtime.schema import ArgumentError
+
+    properties: dict[str, Any] = schema.get("properties", {})
+    arguments: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ArgumentError(f"expected KEY=VALUE, got {pair!r}")
+        kind = properties.get(key, {}).get("type", "string")
+        arguments[key] = _typed(key, text, kind)
+    return arguments
+
+
+def _typed(key: str, text: str, kind: str) -> Any:
+    from daemon.runtime.schema import ArgumentError
+
+    try:
+        if kind == "integer":
+            return int(text)
+        if kind == "number":
+            return float(text)
+    except ValueError as error:
+        raise ArgumentError(f"argument {key!r}: expected {kind}, got {text!r}", key) from error
+    if kind == "boolean":
+        lowered = text.lower()
+        if lowered not in ("true", "false"):
+            raise ArgumentError(f"argument {key!r}: expected true or false, got {text!r}", key)
+        return lowered == "true"
+    return text

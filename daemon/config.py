@@ -1,0 +1,30 @@
+"""Daemon settings as a typed dataclass, and where things live by default."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# `make components` builds the bundled tools here.
+BUNDLED_TOOLS_DIR = REPO_ROOT / "build" / "tools"
+
+
+def default_cache_dir() -> Path:
+    explicit = os.environ.get("LLAMA_AGENT_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "llama-agent"
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    tools_dirs: tuple[Path, ...] = (BUNDLED_TOOLS_DIR,)
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    model_path: Path | None = None
+    log_file: Path | None = None
+    verbosity: int = 0
+    tool_timeout_seconds: float = 10.0

@@ -1,0 +1,53 @@
+"""pygls plumbing: plain-dict params for custom methods, and our capabilities in `initialize`."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import attrs
+import cattrs
+from lsprotocol import types
+from pygls.protocol import LanguageServerProtocol, default_converter, lsp_method
+from pygls.protocol.json_rpc import (
+    JsonRPCNotification,
+    JsonRPCRequestMessage,
+    JsonRPCResponseMessage,
+)
+
+from daemon import __version__
+
+# Advertised under `capabilities.experimental.llamaAgent` in the initialize result.
+CUSTOM_CAPABILITIES: dict[str, Any] = {
+    "llamaAgent": {
+        "version": __version__,
+        "methods": ["tools/list", "tools/invoke"],
+        "notifications": [],
+    }
+}
+
+
+def dict_params_converter() -> cattrs.Converter:
+    """pygls' converter, except that non-LSP messages keep their params as plain dicts.
+
+    The default turns them into namedtuples, which mangles keys such as `$schema`.
+    Missing or extra top-level fields must not raise here: an exception while
+    structuring happens before the request id is known and leaves the client waiting.
+    """
+    converter: cattrs.Converter = default_converter()  # type: ignore[no-untyped-call]
+    for message_class in (JsonRPCRequestMessage, JsonRPCNotification, JsonRPCResponseMessage):
+        converter.register_structure_hook(message_class, _keep_plain)
+    return converter
+
+
+def _keep_plain(message: dict[str, Any], cls: type) -> Any:
+    names = [field.name for field in attrs.fields(cls)]
+    return cls(**{name: message.get(name) for name in names})
+
+
+class AgentProtocol(LanguageServerProtocol):
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(self, params: types.InitializeParams) -> Generator[Any, Any, types.InitializeResult]:
+        result = yield from super().lsp_initialize(params)
+        result.capabilities.experimental = CUSTOM_CAPABILITIES
+        return result

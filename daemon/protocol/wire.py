@@ -1,0 +1,53 @@
+"""Service objects to JSON-RPC payloads. Tool results take the shape of MCP's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from daemon.services.toolbox import CallResult, LoadFailure, Tool
+
+JsonObject = dict[str, Any]
+
+
+def tool_to_wire(tool: Tool) -> JsonObject:
+    loaded = tool.loaded
+    metadata = loaded.metadata
+    wire: JsonObject = {
+        "name": metadata.name,
+        "description": metadata.description,
+        "version": metadata.version,
+        "inputSchema": tool.input_schema,
+        "world": loaded.contract.world,
+        "path": str(loaded.path),
+    }
+    if metadata.examples:
+        wire["examples"] = [{"user": e.user, "assistant": e.assistant} for e in metadata.examples]
+    return wire
+
+
+def failure_to_wire(failure: LoadFailure) -> JsonObject:
+    return {"path": str(failure.path), "error": failure.error}
+
+
+def call_result_to_wire(result: CallResult) -> JsonObject:
+    invocation = result.invocation
+    metadata = result.tool.loaded.metadata
+    return {
+        "content": [{"type": "text", "text": text} for text in result_texts(result)],
+        "isError": invocation.is_error,
+        "stdout": invocation.stdout,
+        "stderr": invocation.stderr,
+        "truncated": invocation.truncated,
+        "timedOut": invocation.timed_out,
+        "durationMs": round(invocation.duration_ms, 3),
+        "tool": {"name": metadata.name, "version": metadata.version},
+    }
+
+
+def result_texts(result: CallResult) -> list[str]:
+    """What the tool returned, then what it printed; one empty text if neither."""
+    invocation = result.invocation
+    texts = [text for text in (invocation.text, invocation.stdout) if text]
+    if invocation.truncated:
+        texts.append("[output truncated]")
+    return texts or [""]

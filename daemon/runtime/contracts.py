@@ -1,0 +1,170 @@
+"""The WIT worlds a tool component may target, and how to call each.
+
+* `llama-agent:tool` (wit/tool.wit): `describe()` and typed `invoke(args)`.
+* `llama-cpp:tool` (wit/legacy/tool.wit), the original exploration's world:
+  `get-metadata()` and `execute(list<tuple<string, string>>)`, loaded unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import wasmtime
+from wasmtime.component import Component, ComponentInstanceType, ExportIndex, Func, Instance, Record
+
+from daemon.runtime.metadata import (
+    ParamType,
+    ToolExample,
+    ToolMetadata,
+    ToolParam,
+    param_type_from_text,
+)
+
+NATIVE_INTERFACE = re.compile(r"^llama-agent:tool/tool@0\.1\.\d+$")
+LEGACY_PACKAGE_PREFIX = "llama-cpp:tool"
+
+
+class IncompatibleComponent(Exception):
+    """The component exports neither supported world."""
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    text: str
+    is_error: bool
+
+
+class Contract(Protocol):
+    @property
+    def world(self) -> str: ...
+
+    def describe(self, store: wasmtime.Store, instance: Instance) -> ToolMetadata: ...
+
+    def invoke(
+        self,
+        store: wasmtime.Store,
+        instance: Instance,
+        metadata: ToolMetadata,
+        arguments: dict[str, Any],
+    ) -> CallOutcome: ...
+
+
+def _call(store: wasmtime.Store, func: Func, *args: Any) -> Any:
+    result = func(store, *args)
+    func.post_return(store)
+    return result
+
+
+def _func(store: wasmtime.Store, instance: Instance, name: str, within: str | None) -> Func:
+    parent: ExportIndex | None = None
+    if within is not None:
+        parent = instance.get_export_index(store, within)
+        if parent is None:
+            raise IncompatibleComponent(f"missing export {within!r}")
+    index = instance.get_export_index(store, name, parent)
+    func = instance.get_func(store, index) if index is not None else None
+    if func is None:
+        raise IncompatibleComponent(f"missing export function {name!r}")
+    return func
+
+
+@dataclass(frozen=True)
+class NativeContract:
+    interface: str
+    world: str = "llama-agent:tool/plugin"
+
+    def describe(self, store: wasmtime.Store, instance: Instance) -> ToolMetadata:
+        raw = _call(store, _func(store, instance, "describe", self.interface))
+        return ToolMetadata(
+            name=raw.name,
+            description=raw.description,
+            version=raw.version,
+            params=tuple(
+                ToolParam(p.name, p.description, ParamType(p.type), bool(p.required)) for p in raw.params
+            ),
+        )
+
+    def invoke(
+        self,
+        store: wasmtime.Store,
+        instance: Instance,
+        metadata: ToolMetadata,
+        arguments: dict[str, Any],
+    ) -> CallOutcome:
+        args = [_record(name=name, value=value) for name, value in arguments.items()]
+        result = _call(store, _func(store, instance, "invoke", self.interface), args)
+        return CallOutcome(text=str(result.payload or ""), is_error=result.tag != "ok")
+
+
+@dataclass(frozen=True)
+class LegacyContract:
+    interface: str | None
+    world: str = "llama-cpp:tool/tool"
+
+    def describe(self, store: wasmtime.Store, instance: Instance) -> ToolMetadata:
+        raw = _call(store, _func(store, instance, "get-metadata", self.interface))
+        return ToolMetadata(
+            name=raw.name,
+            description=raw.description,
+            version=raw.version,
+            params=tuple(
+                ToolParam(p.name, p.description, param_type_from_text(p.type), bool(p.required))
+                for p in raw.params
+            ),
+            examples=tuple(ToolExample(u.user, u.assistent) for u in raw.usage),
+        )
+
+    def invoke(
+        self,
+        store: wasmtime.Store,
+        instance: Instance,
+        metadata: ToolMetadata,
+        arguments: dict[str, Any],
+    ) -> CallOutcome:
+        pairs = [(name, _legacy_text(value)) for name, value in arguments.items()]
+        result = _call(store, _func(store, instance, "execute", self.interface), pairs)
+        if result.success:
+            return CallOutcome(text=result.data, is_error=False)
+        return CallOutcome(text=result.error or result.data or "tool reported failure", is_error=True)
+
+
+def _record(**fields: Any) -> Record:
+    record = Record()
+    for name, value in fields.items():
+        setattr(record, name, value)
+    return record
+
+
+def _legacy_text(value: Any) -> str:
+    """The legacy world passes every argument as text; JSON spelling keeps booleans parseable."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+LEGACY_FUNCTIONS = frozenset({"get-metadata", "execute"})
+
+
+def detect_contract(component: Component, engine: wasmtime.Engine) -> Contract:
+    """Pick the contract from the component's exports, without instantiating it."""
+    exports = component.type.exports(engine)
+    for name in exports:
+        if NATIVE_INTERFACE.match(name):
+            return NativeContract(interface=name)
+    if exports.keys() >= LEGACY_FUNCTIONS:
+        return LegacyContract(interface=None)
+    for name, item in exports.items():
+        inner = item.ty
+        if (
+            name.startswith(LEGACY_PACKAGE_PREFIX)
+            and isinstance(inner, ComponentInstanceType)
+            and inner.exports(engine).keys() >= LEGACY_FUNCTIONS
+        ):
+            return LegacyContract(interface=name)
+    found = ", ".join(sorted(exports)) or "nothing"
+    raise IncompatibleComponent(
+        "not a tool: exports neither llama-agent:tool/tool@0.1.x nor the legacy "
+        f"llama-cpp:tool world (get-metadata, execute); it exports {found}"
+    )

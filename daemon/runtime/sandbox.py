@@ -1,0 +1,65 @@
+"""Per-invocation resource limits and the WASI context a tool runs in."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import wasmtime
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one invocation may consume. Defaults apply to every tool."""
+
+    timeout_seconds: float = 10.0
+    memory_bytes: int = 256 * MIB
+    output_bytes: int = 1 * MIB
+
+
+class OutputCapture:
+    """Collects a WASI output stream up to a cap, remembering whether it overflowed."""
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self.truncated = False
+        self._lock = threading.Lock()
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            room = self._cap - self._size
+            if len(data) > room:
+                self.truncated = True
+                data = data[: max(room, 0)]
+            if data:
+                self._chunks.append(bytes(data))
+                self._size += len(data)
+
+    def text(self) -> str:
+        return b"".join(self._chunks).decode("utf-8", errors="replace")
+
+
+@dataclass
+class SandboxedStore:
+    """A fresh store with no ambient authority: no env, args, stdin, files or sockets."""
+
+    store: wasmtime.Store
+    stdout: OutputCapture
+    stderr: OutputCapture
+
+
+def new_store(engine: wasmtime.Engine, limits: Limits, epoch_ticks: int) -> SandboxedStore:
+    stdout = OutputCapture(limits.output_bytes)
+    stderr = OutputCapture(limits.output_bytes)
+    wasi = wasmtime.WasiConfig()  # inherits nothing unless told to
+    wasi.stdout_custom = stdout.write
+    wasi.stderr_custom = stderr.write
+    store = wasmtime.Store(engine)
+    store.set_wasi(wasi)
+    store.set_limits(memory_size=limits.memory_bytes)
+    store.set_epoch_deadline(epoch_ticks)
+    return SandboxedStore(store, stdout, stderr)

@@ -1,0 +1,95 @@
+"""JSON Schema derived from tool metadata, and argument validation against it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from daemon.runtime.metadata import ParamType, ToolMetadata
+
+# WIT `s64` bounds: a larger integer cannot reach the tool intact.
+S64_MIN = -(2**63)
+S64_MAX = 2**63 - 1
+
+JsonObject = dict[str, Any]
+
+
+class ArgumentError(ValueError):
+    """Arguments that do not match a tool's input schema. `field` names the offender."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def input_schema(metadata: ToolMetadata) -> JsonObject:
+    """The JSON Schema (draft 2020-12) of a tool's arguments object."""
+    properties: JsonObject = {}
+    for param in metadata.params:
+        prop: JsonObject = {"type": param.type.value}
+        if param.description:
+            prop["description"] = param.description
+        if param.type is ParamType.INTEGER:
+            prop["minimum"] = S64_MIN
+            prop["maximum"] = S64_MAX
+        properties[param.name] = prop
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [p.name for p in metadata.params if p.required],
+        "additionalProperties": False,
+    }
+
+
+def validate_arguments(schema: JsonObject, arguments: object) -> None:
+    """Raise ArgumentError, naming the bad field, unless `arguments` matches `schema`."""
+    error = best_match(Draft202012Validator(schema).iter_errors(arguments))
+    if error is None:
+        return
+    raise _argument_error(error)
+
+
+def _argument_error(error: ValidationError) -> ArgumentError:
+    if error.validator == "required":
+        missing = _missing_property(error)
+        return ArgumentError(f"missing required argument {missing!r}", missing)
+    if error.validator == "additionalProperties":
+        extra = _unexpected_properties(error)
+        names = ", ".join(repr(name) for name in extra)
+        return ArgumentError(f"unexpected argument {names}", extra[0] if extra else None)
+    if error.path:
+        field = str(error.path[0])
+        return ArgumentError(f"argument {field!r}: {error.message}", field)
+    return ArgumentError(f"arguments: {error.message}")
+
+
+def _missing_property(error: ValidationError) -> str:
+    instance = error.instance if isinstance(error.instance, dict) else {}
+    required = error.validator_value if isinstance(error.validator_value, list) else []
+    return next((str(name) for name in required if name not in instance), "?")
+
+
+def _unexpected_properties(error: ValidationError) -> list[str]:
+    instance = error.instance if isinstance(error.instance, dict) else {}
+    allowed = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+    return sorted(str(name) for name in instance if name not in allowed)
+
+
+def coerce_arguments(metadata: ToolMetadata, arguments: JsonObject) -> JsonObject:
+    """Give each validated argument the exact Python type its parameter declares.
+
+    JSON allows 3.0 for an integer and 3 for a number; the Wasm side needs s64 and f64.
+    """
+    types = {param.name: param.type for param in metadata.params}
+    coerced: JsonObject = {}
+    for name, value in arguments.items():
+        kind = types[name]
+        if kind is ParamType.INTEGER:
+            coerced[name] = int(value)
+        elif kind is ParamType.NUMBER:
+            coerced[name] = float(value)
+        else:
+            coerced[name] = value
+    return coerced

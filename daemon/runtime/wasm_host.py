@@ -1,0 +1,179 @@
+"""Loads tool components and runs each call in a fresh, sandboxed instance.
+
+Thread-safe: `load` and `invoke` are blocking calls meant for worker threads;
+wasmtime releases the GIL while guest code runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+from wasmtime.component import Component, Linker
+
+from daemon.runtime.compile_cache import CompileCache
+from daemon.runtime.contracts import Contract, IncompatibleComponent, detect_contract
+from daemon.runtime.metadata import ToolMetadata
+from daemon.runtime.sandbox import Limits, SandboxedStore, new_store
+
+log = logging.getLogger(__name__)
+
+WASMTIME_VERSION = version("wasmtime")
+EPOCH_INTERVAL_SECONDS = 0.01
+
+
+class ToolLoadError(Exception):
+    """A file that cannot be served as a tool; the message says why."""
+
+
+@dataclass(frozen=True)
+class LoadedTool:
+    path: Path
+    content_hash: str
+    metadata: ToolMetadata
+    contract: Contract
+    component: Component
+    from_cache: bool
+    load_seconds: float
+
+
+@dataclass(frozen=True)
+class Invocation:
+    text: str
+    is_error: bool
+    stdout: str
+    stderr: str
+    truncated: bool
+    timed_out: bool
+    duration_ms: float
+
+
+class WasmHost:
+    """One engine, one linker with WASI p2, one compile cache, an epoch ticker for timeouts."""
+
+    def __init__(self, cache_dir: Path, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        config = wasmtime.Config()
+        config.epoch_interruption = True
+        self.engine = wasmtime.Engine(config)
+        self._linker = Linker(self.engine)
+        self._linker.add_wasip2()
+        self._cache = CompileCache(
+            cache_dir / "components", self.engine, engine_tag=f"wasmtime-{WASMTIME_VERSION}-epoch"
+        )
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="wasm-epoch", daemon=True)
+        self._ticker.start()
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(EPOCH_INTERVAL_SECONDS):
+            self.engine.increment_epoch()
+
+    # -- loading ------------------------------------------------------------------------
+
+    def load(self, path: Path) -> LoadedTool:
+        try:
+            wasm = path.read_bytes()
+        except OSError as error:
+            raise ToolLoadError(f"cannot read {path}: {error.strerror or error}") from error
+        return self.load_bytes(wasm, path)
+
+    def load_bytes(self, wasm: bytes, path: Path) -> LoadedTool:
+        started = time.perf_counter()
+        content_hash = hashlib.sha256(wasm).hexdigest()
+        try:
+            component, from_cache = self._cache.load(wasm, content_hash)
+        except wasmtime.WasmtimeError as error:
+            raise ToolLoadError(f"not a valid WebAssembly component: {_first_line(error)}") from error
+        try:
+            contract = detect_contract(component, self.engine)
+        except IncompatibleComponent as error:
+            raise ToolLoadError(str(error)) from error
+        metadata = self._describe(component, contract)
+        return LoadedTool(
+            path=path,
+            content_hash=content_hash,
+            metadata=metadata,
+            contract=contract,
+            component=component,
+            from_cache=from_cache,
+            load_seconds=time.perf_counter() - started,
+        )
+
+    def _describe(self, component: Component, contract: Contract) -> ToolMetadata:
+        sandbox = self._new_store()
+        try:
+            instance = self._linker.instantiate(sandbox.store, component)
+            metadata = contract.describe(sandbox.store, instance)
+        except (wasmtime.WasmtimeError, IncompatibleComponent) as error:
+            raise ToolLoadError(_failure_text("reading metadata failed", error, sandbox)) from error
+        try:
+            metadata.check()
+        except ValueError as error:
+            raise ToolLoadError(str(error)) from error
+        return metadata
+
+    # -- invoking -----------------------------------------------------------------------
+
+    def invoke(self, tool: LoadedTool, arguments: dict[str, Any]) -> Invocation:
+        """Run one call in a fresh instance. Arguments must already be validated and coerced."""
+        started = time.perf_counter()
+        sandbox = self._new_store()
+        timed_out = False
+        try:
+            instance = self._linker.instantiate(sandbox.store, tool.component)
+            outcome = tool.contract.invoke(sandbox.store, instance, tool.metadata, arguments)
+            text, is_error = outcome.text, outcome.is_error
+        except wasmtime.WasmtimeError as error:
+            elapsed = time.perf_counter() - started
+            timed_out = _is_interrupt(error) and elapsed >= self.limits.timeout_seconds * 0.9
+            summary = f"timed out after {self.limits.timeout_seconds:g} s" if timed_out else "tool trapped"
+            text, is_error = _failure_text(summary, error, sandbox), True
+        return Invocation(
+            text=text,
+            is_error=is_error,
+            stdout=sandbox.stdout.text(),
+            stderr=sandbox.stderr.text(),
+            truncated=sandbox.stdout.truncated or sandbox.stderr.truncated,
+            timed_out=timed_out,
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    def _new_store(self) -> SandboxedStore:
+        ticks = max(1, math.ceil(self.limits.timeout_seconds / EPOCH_INTERVAL_SECONDS))
+        return new_store(self.engine, self.limits, ticks)
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _cause(error: BaseException) -> str:
+    """The root cause of a wasmtime error, without the wasm backtrace."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if "Caused by:" in lines:
+        after = lines[lines.index("Caused by:") + 1 :]
+        if after:
+            return after[-1]
+    return lines[0] if lines else type(error).__name__
+
+
+def _is_interrupt(error: BaseException) -> bool:
+    return "interrupt" in _cause(error)
+
+
+def _failure_text(summary: str, error: BaseException, sandbox: SandboxedStore) -> str:
+    text = f"{summary}: {_cause(error)}"
+    stderr = sandbox.stderr.text().strip()
+    return f"{text}\n{stderr}" if stderr else text

@@ -1,0 +1,1 @@
+"""Services layer: tool registry and invocation, the agent loop. Protocol-agnostic."""

@@ -1,0 +1,71 @@
+"""Shared fixtures: built components, a shared compile cache, daemon sessions over stdio."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from daemon.build import build_all, source_directories
+from daemon.config import BUNDLED_TOOLS_DIR, REPO_ROOT
+from tests.rpc import DaemonSession
+
+TEST_COMPONENT_SOURCES = REPO_ROOT / "tests" / "components"
+TEST_TOOLS_DIR = REPO_ROOT / "build" / "test-tools"
+# Content-addressed, so sharing it between runs is safe and saves recompiling.
+TEST_CACHE_DIR = REPO_ROOT / "build" / "test-cache"
+
+StartDaemon = Callable[..., Awaitable[DaemonSession]]
+
+
+@pytest.fixture(scope="session")
+def bundled_tools() -> Path:
+    """The bundled tools, built (incrementally) from components/."""
+    build_all(source_directories(REPO_ROOT / "components"), BUNDLED_TOOLS_DIR)
+    return BUNDLED_TOOLS_DIR
+
+
+@pytest.fixture(scope="session")
+def test_tools() -> Path:
+    """Components that only tests use (e.g. one built for the legacy world)."""
+    build_all(source_directories(TEST_COMPONENT_SOURCES), TEST_TOOLS_DIR)
+    return TEST_TOOLS_DIR
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> Path:
+    TEST_CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    return TEST_CACHE_DIR
+
+
+@pytest.fixture
+def tools_dir(tmp_path: Path, bundled_tools: Path) -> Iterator[Path]:
+    """A private tools directory holding copies of the bundled tools."""
+    directory = tmp_path / "tools"
+    directory.mkdir()
+    for wasm in bundled_tools.glob("*.wasm"):
+        shutil.copy2(wasm, directory / wasm.name)
+    yield directory
+
+
+@pytest_asyncio.fixture
+async def start_daemon(cache_dir: Path) -> AsyncIterator[StartDaemon]:
+    """Start daemons with `--cache-dir` preset; each is killed at teardown.
+
+    Every session is also checked for bytes on stdout that are not protocol frames.
+    """
+    sessions: list[DaemonSession] = []
+
+    async def start(*args: str | Path, extra: Sequence[str] = ()) -> DaemonSession:
+        session = await DaemonSession.start(["--cache-dir", str(cache_dir), *map(str, args), *extra])
+        sessions.append(session)
+        return session
+
+    yield start
+    for session in sessions:
+        await session.kill()
+    for session in sessions:
+        assert session.violations == [], session.violations

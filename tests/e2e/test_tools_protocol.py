@@ -1,0 +1,176 @@
+"""tools/list and tools/invoke over stdio against the real daemon and real components."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import StartDaemon
+from tests.rpc import RpcError
+from tests.wat_tools import tool_wasm
+
+INVALID_PARAMS = -32602
+
+
+async def test_initialize_advertises_custom_methods_and_exit_after_shutdown_is_clean(
+    start_daemon: StartDaemon, tools_dir: Path
+) -> None:
+    daemon = await start_daemon("--tools-dir", tools_dir)
+    result = await daemon.initialize()
+    assert result["serverInfo"]["name"] == "llama-agent"
+    methods = result["capabilities"]["experimental"]["llamaAgent"]["methods"]
+    assert {"tools/list", "tools/invoke"} <= set(methods)
+    assert await daemon.shutdown_and_exit() == 0
+
+
+async def test_exit_without_shutdown_exits_nonzero(start_daemon: StartDaemon, tools_dir: Path) -> None:
+    daemon = await start_daemon("--tools-dir", tools_dir)
+    await daemon.initialize()
+    daemon.notify("exit")
+    assert await daemon.wait_exit() == 1
+
+
+async def test_lists_bundled_and_legacy_tools_with_schemas(
+    start_daemon: StartDaemon, tools_dir: Path, test_tools: Path
+) -> None:
+    daemon = await start_daemon("--tools-dir", tools_dir, "--tools-dir", test_tools)
+    await daemon.initialize()
+    listing = await daemon.request("tools/list")
+    tools = {tool["name"]: tool for tool in listing["tools"]}
+    assert {"echo", "print", "Echo"} <= tools.keys()
+    assert tools["echo"]["inputSchema"] == {
+        "type": "object",
+        "properties": {"value": {"type": "string", "description": "The text to echo back."}},
+        "required": ["value"],
+        "additionalProperties": False,
+    }
+    assert tools["echo"]["version"] == "1.0.0"
+    assert tools["echo"]["description"]
+    assert tools["print"]["inputSchema"]["required"] == ["message"]
+    assert tools["Echo"]["world"] == "llama-cpp:tool/tool"
+    assert tools["Echo"]["examples"] == [
+        {"user": "Please echo back 'hi'", "assistant": "USE_TOOL: Echo, value=hi"}
+    ]
+    assert listing["failed"] == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["Something to echo", "  spaces, \"quotes\", 'ticks' and\nnew lines  ", "ünïcödé ✓ 🦙", ""],
+)
+async def test_echo_returns_the_whole_string(start_daemon: StartDaemon, tools_dir: Path, value: str) -> None:
+    daemon = await start_daemon("--tools-dir", tools_dir)
+    await daemon.initialize()
+    result = await daemon.request("tools/invoke", {"name": "echo", "arguments": {"value": value}})
+    assert result["content"] == [{"type": "text", "text": value}]
+    assert result["isError"] is False
+    assert result["tool"] == {"name": "echo", "version": "1.0.0"}
+
+
+async def test_print_returns_what_the_tool_printed(start_daemon: StartDaemon, tools_dir: Path) -> None:
+    daemon = await start_daemon("--tools-dir", tools_dir)
+    await daemon.initialize()
+    result = await daemon.request("tools/invoke", {"name": "print", "arguments": {"message": "hello, world"}})
+    assert result["isError"] is False
+    assert result["stdout"] == "hello, world\n"
+    assert result["content"] == [{"type": "text", "text": "hello, world\n"}]
+
+
+async def test_legacy_world_component_is_invoked_unchanged(
+    start_daemon: StartDaemon, tools_dir: Path, test_tools: Path
+) -> None:
+    daemon = await start_daemon("--tools-dir", test_tools)
+    await daemon.initialize()
+    result = await daemon.request(
+        "tools/invoke", {"name": "Echo", "arguments": {"value": "Something to echo"}}
+    )
+    assert result == {**result, "isError": False, "content": [{"type": "text", "text": "Something to echo"}]}
+
+
+async def test_unknown_tool_is_invalid_params_naming_it(start_daemon: StartDaemon, tools_dir: Path) -> None:
+    daemon = await start_daemon("--tools-dir", tools_dir)
+    await daemon.initialize()
+    with pytest.raises(RpcError) as raised:
+        await daemon.request("tools/invoke", {"name": "no-such-tool", "arguments": {}})
+    assert raised.value.code == INVALID_PARAMS
+    assert "no-such-tool" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        ({"name": "echo", "arguments": {"value": 42}}, "value"),
+        ({"name": "echo", "arguments": {}}, "value"),
+        ({"name": "echo", "arguments": {"value": "x", "colour": "red"}}, "colour"),
+        ({"name": "echo", "arguments": ["value"]}, "arguments"),
+        ({"arguments": {"value": "x"}}, "name"),
+        ({"name": 7}, "name"),
+    ],
+)
+async def test_bad_arguments_are_invalid_params_naming_the_field(
+    start_daemon: StartDaemon, tools_dir: Path, params: dict[str, object], named: str
+) -> None:
+    daemon = await start_daemon("--tools-dir", tools_dir)
+    await daemon.initialize()
+    with pytest.raises(RpcError) as raised:
+        await daemon.request("tools/invoke", params)
+    assert raised.value.code == INVALID_PARAMS
+    assert repr(named) in raised.value.message
+    # Still serving afterwards.
+    result = await daemon.request("tools/invoke", {"name": "echo", "arguments": {"value": "ok"}})
+    assert result["content"][0]["text"] == "ok"
+
+
+async def test_tool_errors_and_traps_are_results_and_the_daemon_goes_on(
+    start_daemon: StartDaemon, tools_dir: Path
+) -> None:
+    (tools_dir / "fails.wasm").write_bytes(tool_wasm("fails", behaviour="fail"))
+    (tools_dir / "traps.wasm").write_bytes(tool_wasm("traps", behaviour="trap"))
+    daemon = await start_daemon("--tools-dir", tools_dir)
+    await daemon.initialize()
+
+    failed = await daemon.request("tools/invoke", {"name": "fails", "arguments": {"value": "x"}})
+    assert failed["isError"] is True
+    assert failed["content"] == [{"type": "text", "text": "fails failed on purpose"}]
+
+    trapped = await daemon.request("tools/invoke", {"name": "traps", "arguments": {"value": "x"}})
+    assert trapped["isError"] is True
+    assert "unreachable" in trapped["content"][0]["text"]
+
+    echoed = await daemon.request("tools/invoke", {"name": "echo", "arguments": {"value": "still here"}})
+    assert echoed["content"][0]["text"] == "still here"
+
+
+async def test_a_slow_tool_blocks_nothing_else(start_daemon: StartDaemon, tools_dir: Path) -> None:
+    (tools_dir / "spins.wasm").write_bytes(tool_wasm("spins", behaviour="loop"))
+    daemon = await start_daemon("--tools-dir", tools_dir, "--tool-timeout", "5")
+    await daemon.initialize()
+    await daemon.request("tools/list")  # loaded
+
+    _, slow = daemon.request_future("tools/invoke", {"name": "spins", "arguments": {"value": "x"}})
+    listing = await daemon.request("tools/list")
+    echoed = await daemon.request("tools/invoke", {"name": "echo", "arguments": {"value": "quick"}})
+    assert not slow.done(), "the slow call should still be running"
+    assert "spins" in {tool["name"] for tool in listing["tools"]}
+    assert echoed["content"][0]["text"] == "quick"
+
+    timed_out = await asyncio.wait_for(slow, 30)
+    assert timed_out["isError"] is True
+    assert timed_out["timedOut"] is True
+    assert "timed out" in timed_out["content"][0]["text"]
+
+
+async def test_many_requests_in_flight_each_get_their_own_answer(
+    start_daemon: StartDaemon, tools_dir: Path
+) -> None:
+    daemon = await start_daemon("--tools-dir", tools_dir)
+    await daemon.initialize()
+    values = [f"message number {i}" for i in range(32)]
+    futures = [
+        daemon.request_future("tools/invoke", {"name": "echo", "arguments": {"value": value}})[1]
+        for value in values
+    ]
+    results = await asyncio.wait_for(asyncio.gather(*futures), 120)
+    assert [result["content"][0]["text"] for result in results] == values

@@ -1,0 +1,192 @@
+"""A strict JSON-RPC client for the daemon over stdio, for end-to-end tests.
+
+Strict on purpose: every byte the daemon writes to stdout must belong to a
+well-formed `Content-Length` frame holding a JSON-RPC 2.0 message. Anything else
+is recorded in `violations` and fails the test that checks for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+DEFAULT_TIMEOUT = 120.0
+
+
+class RpcError(Exception):
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+class DaemonSession:
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.notifications: list[dict[str, Any]] = []
+        self.violations: list[str] = []
+        self.stderr = bytearray()
+        self._ids = itertools.count(1)
+        self._pending: dict[int | str, asyncio.Future[Any]] = {}
+        self._notified = asyncio.Condition()
+        self._reader = asyncio.create_task(self._read_stdout())
+        self._stderr_reader = asyncio.create_task(self._read_stderr())
+
+    @classmethod
+    async def start(cls, args: Sequence[str], env: dict[str, str] | None = None) -> DaemonSession:
+        command = [str(Path(sys.executable).with_name("llama-agent")), "serve", *args]
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **(env or {})},
+            limit=64 * 1024 * 1024,
+        )
+        return cls(process)
+
+    # -- sending ------------------------------------------------------------------------
+
+    def send_raw(self, data: bytes) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(data)
+
+    def send(self, message: dict[str, Any]) -> None:
+        body = json.dumps(message).encode()
+        self.send_raw(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    def request_future(self, method: str, params: Any = None) -> tuple[int, asyncio.Future[Any]]:
+        request_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        self.send(message)
+        return request_id, future
+
+    async def request(self, method: str, params: Any = None, timeout: float = DEFAULT_TIMEOUT) -> Any:
+        _, future = self.request_future(method, params)
+        return await asyncio.wait_for(future, timeout)
+
+    def notify(self, method: str, params: Any = None) -> None:
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        self.send(message)
+
+    def cancel(self, request_id: int) -> None:
+        self.notify("$/cancelRequest", {"id": request_id})
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def initialize(self, **params: Any) -> Any:
+        result = await self.request("initialize", {"processId": os.getpid(), "capabilities": {}, **params})
+        self.notify("initialized", {})
+        return result
+
+    async def shutdown_and_exit(self, timeout: float = 30.0) -> int:
+        await self.request("shutdown", timeout=timeout)
+        self.notify("exit")
+        return await self.wait_exit(timeout)
+
+    async def wait_exit(self, timeout: float = 30.0) -> int:
+        code = await asyncio.wait_for(self.process.wait(), timeout)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.gather(self._reader, self._stderr_reader), 5)
+        return code
+
+    async def kill(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+        self._reader.cancel()
+        self._stderr_reader.cancel()
+
+    # -- receiving ----------------------------------------------------------------------
+
+    async def wait_for_notification(
+        self, method: str, timeout: float = DEFAULT_TIMEOUT, after: int = 0
+    ) -> dict[str, Any]:
+        """The first `method` notification with index >= `after` in `notifications`."""
+
+        def find() -> dict[str, Any] | None:
+            for message in self.notifications[after:]:
+                if message["method"] == method:
+                    return message
+            return None
+
+        async with self._notified:
+            await asyncio.wait_for(self._notified.wait_for(lambda: find() is not None), timeout)
+        found = find()
+        assert found is not None
+        return found
+
+    async def _read_stdout(self) -> None:
+        stream = self.process.stdout
+        assert stream is not None
+        while True:
+            length = await self._read_headers(stream)
+            if length is None:
+                return
+            body = await stream.readexactly(length)
+            try:
+                message = json.loads(body)
+            except ValueError:
+                self.violations.append(f"frame body is not JSON: {body[:200]!r}")
+                continue
+            await self._dispatch(message)
+
+    async def _read_headers(self, stream: asyncio.StreamReader) -> int | None:
+        length: int | None = None
+        while True:
+            line = await stream.readline()
+            if not line:
+                return None
+            if line == b"\r\n":
+                if length is None:
+                    self.violations.append("frame without Content-Length")
+                    continue
+                return length
+            name, sep, value = line.decode("ascii", errors="replace").partition(":")
+            if not sep or not line.endswith(b"\r\n"):
+                self.violations.append(f"non-protocol output on stdout: {line[:200]!r}")
+            elif name.lower() == "content-length":
+                length = int(value.strip())
+            elif name.lower() != "content-type":
+                self.violations.append(f"unexpected header: {line[:200]!r}")
+
+    async def _dispatch(self, message: dict[str, Any]) -> None:
+        if message.get("jsonrpc") != "2.0":
+            self.violations.append(f"not JSON-RPC 2.0: {message!r}")
+        if "method" in message and "id" in message:
+            # A request from the server (e.g. window/workDoneProgress/create): accept it.
+            self.send({"jsonrpc": "2.0", "id": message["id"], "result": None})
+            self.notifications.append(message)
+        elif "method" in message:
+            self.notifications.append(message)
+        else:
+            future = self._pending.pop(message.get("id"), None)  # type: ignore[arg-type]
+            if future is None or future.done():
+                self.violations.append(f"response to unknown id: {message!r}")
+            elif "error" in message:
+                error = message["error"]
+                future.set_exception(RpcError(error["code"], error["message"], error.get("data")))
+            else:
+                future.set_result(message.get("result"))
+        async with self._notified:
+            self._notified.notify_all()
+
+    async def _read_stderr(self) -> None:
+        stream = self.process.stderr
+        assert stream is not None
+        while chunk := await stream.read(65536):
+            self.stderr.extend(chunk)

@@ -1,0 +1,104 @@
+"""The Wasm host on tiny WAT components: compile cache, contract detection, load errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import wasmtime
+
+from daemon.runtime.sandbox import Limits
+from daemon.runtime.schema import ArgumentError
+from daemon.runtime.wasm_host import Invocation, LoadedTool, ToolLoadError, WasmHost
+from daemon.services.toolbox import Toolbox, UnknownTool
+from tests.wat_tools import tool_wasm
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> WasmHost:
+    return WasmHost(tmp_path / "cache", Limits(timeout_seconds=1))
+
+
+def test_second_load_comes_from_the_disk_cache(tmp_path: Path) -> None:
+    wasm = tool_wasm("cached")
+    first = WasmHost(tmp_path / "cache").load_bytes(wasm, Path("cached.wasm"))
+    second = WasmHost(tmp_path / "cache").load_bytes(wasm, Path("cached.wasm"))
+    assert (first.from_cache, second.from_cache) == (False, True)
+    assert second.metadata == first.metadata
+
+
+def test_a_corrupt_cache_entry_is_recompiled(tmp_path: Path) -> None:
+    wasm = tool_wasm("corrupted")
+    WasmHost(tmp_path / "cache").load_bytes(wasm, Path("corrupted.wasm"))
+    for entry in (tmp_path / "cache" / "components").glob("*.cwasm"):
+        entry.write_bytes(b"garbage")
+    again = WasmHost(tmp_path / "cache").load_bytes(wasm, Path("corrupted.wasm"))
+    assert again.from_cache is False
+    assert again.metadata.name == "corrupted"
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"not wasm at all", "not a valid WebAssembly component"),
+        (bytes(wasmtime.wat2wasm("(module)")), "not a valid WebAssembly component"),
+        (bytes(wasmtime.wat2wasm("(component)")), "not a tool"),
+    ],
+)
+def test_files_that_are_not_tools_fail_to_load_with_a_reason(
+    host: WasmHost, content: bytes, fragment: str
+) -> None:
+    with pytest.raises(ToolLoadError, match=fragment):
+        host.load_bytes(content, Path("bad.wasm"))
+
+
+def test_metadata_with_an_invalid_name_fails_to_load(host: WasmHost) -> None:
+    with pytest.raises(ToolLoadError, match="invalid tool name"):
+        host.load_bytes(tool_wasm("bad name"), Path("bad.wasm"))
+
+
+def test_infinite_loop_times_out(host: WasmHost) -> None:
+    tool = host.load_bytes(tool_wasm("spin", behaviour="loop"), Path("spin.wasm"))
+    result = host.invoke(tool, {"value": "x"})
+    assert result.is_error and result.timed_out
+    assert "timed out after 1 s" in result.text
+    assert 900 <= result.duration_ms < 5000
+
+
+def test_name_clash_first_directory_then_file_name_wins(tmp_path: Path, host: WasmHost) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    (first / "z.wasm").write_bytes(tool_wasm("same", version="1.0.0"))
+    (second / "a.wasm").write_bytes(tool_wasm("same", version="2.0.0"))
+    (second / "b.wasm").write_bytes(tool_wasm("same", version="3.0.0"))
+    snapshot = Toolbox(host, [first, second]).load_all()
+    assert snapshot.tools["same"].loaded.metadata.version == "1.0.0"
+    losers = sorted(failure.path.name for failure in snapshot.failures)
+    assert losers == ["a.wasm", "b.wasm"]
+    assert all("already provided by" in failure.error for failure in snapshot.failures)
+
+
+class RecordingHost(WasmHost):
+    def __init__(self, cache_dir: Path) -> None:
+        super().__init__(cache_dir)
+        self.calls: list[dict[str, Any]] = []
+
+    def invoke(self, tool: LoadedTool, arguments: dict[str, Any]) -> Invocation:
+        self.calls.append(arguments)
+        return super().invoke(tool, arguments)
+
+
+def test_invalid_calls_never_reach_the_tool(tmp_path: Path) -> None:
+    (tmp_path / "echo.wasm").write_bytes(tool_wasm("echo"))
+    host = RecordingHost(tmp_path / "cache")
+    toolbox = Toolbox(host, [tmp_path])
+    toolbox.load_all()
+    with pytest.raises(ArgumentError):
+        toolbox.invoke_blocking("echo", {"value": 1})
+    with pytest.raises(UnknownTool):
+        toolbox.invoke_blocking("ohce", {"value": "x"})
+    assert host.calls == []
+    assert toolbox.invoke_blocking("echo", {"value": "x"}).invocation.text == "x"
+    assert host.calls == [{"value": "x"}]
