@@ -22,7 +22,7 @@ CUSTOM_CAPABILITIES: dict[str, Any] = {
     "llamaAgent": {
         "version": __version__,
         "methods": ["tools/list", "tools/invoke"],
-        "notifications": [],
+        "notifications": ["tools/didChange"],
     }
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from daemon.services.toolbox import CallResult, LoadFailure, Tool
+from daemon.services.toolbox import CallResult, LoadFailure, Tool, ToolSetChange
 
 JsonObject = dict[str, Any]
 
@@ -51,3 +51,12 @@ def result_texts(result: CallResult) -> list[str]:
     if invocation.truncated:
         texts.append("[output truncated]")
     return texts or [""]
+
+
+def change_to_wire(change: ToolSetChange) -> JsonObject:
+    return {
+        "added": list(change.added),
+        "removed": list(change.removed),
+        "changed": list(change.changed),
+        "failed": [failure_to_wire(failure) for failure in change.failed],
+    }

@@ -89,9 +89,9 @@ class WasmHost:
             raise ToolLoadError(f"cannot read {path}: {error.strerror or error}") from error
         return self.load_bytes(wasm, path)
 
-    def load_bytes(self, wasm: bytes, path: Path) -> LoadedTool:
+    def load_bytes(self, wasm: bytes, path: Path, content_hash: str | None = None) -> LoadedTool:
         started = time.perf_counter()
-        content_hash = hashlib.sha256(wasm).hexdigest()
+        content_hash = content_hash or hashlib.sha256(wasm).hexdigest()
         try:
             component, from_cache = self._cache.load(wasm, content_hash)
         except wasmtime.WasmtimeError as error:

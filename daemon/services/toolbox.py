@@ -1,12 +1,22 @@
-"""The set of loaded tools, and validated, off-the-event-loop invocation of them."""
+"""The set of loaded tools, kept equal to the tool files on disk, and validated invocation.
+
+`reconcile()` compares the tool directories with what is loaded and loads, swaps
+or drops tools to match. Readers only ever see a complete `ToolSet`: a new one is
+built on the side and published by swapping one reference, so a reload is never
+half-applied and calls already running finish on the version they started with.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-from collections.abc import Iterable
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +28,8 @@ from daemon.runtime.wasm_host import Invocation, LoadedTool, ToolLoadError, Wasm
 log = logging.getLogger(__name__)
 
 TOOL_SUFFIX = ".wasm"
+# A file modified more recently than this may still be being written: look again later.
+SETTLE_SECONDS = 0.03
 
 
 class UnknownTool(LookupError):
@@ -47,16 +59,45 @@ class Tool:
 
 @dataclass(frozen=True)
 class ToolSet:
-    """An immutable snapshot: readers never see a half-applied load."""
+    """An immutable snapshot of the served tools and of the files that failed to load."""
 
     tools: dict[str, Tool]
     failures: tuple[LoadFailure, ...]
 
 
 @dataclass(frozen=True)
+class ToolSetChange:
+    """What one reconcile changed, by tool name; `failed` lists failures new in this change."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    failed: tuple[LoadFailure, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.changed or self.failed)
+
+
+@dataclass(frozen=True)
 class CallResult:
     tool: Tool
     invocation: Invocation
+
+
+@dataclass(frozen=True)
+class _FileState:
+    """What is known about one tool file: its last working load and its last error."""
+
+    signature: tuple[int, int]  # (size, mtime_ns): cheap change detection
+    content_hash: str
+    loaded: LoadedTool | None
+    error: str | None
+
+
+@dataclass
+class ReconcileResult:
+    change: ToolSetChange
+    unsettled: list[Path] = field(default_factory=list)
 
 
 def new_host(config: DaemonConfig) -> WasmHost:
@@ -67,25 +108,38 @@ def discover(directories: Iterable[Path]) -> list[Path]:
     """Tool files in directory order, then by file name: the order that decides name clashes."""
     found: list[Path] = []
     for directory in directories:
-        if directory.is_dir():
-            found.extend(sorted(p for p in directory.iterdir() if p.suffix == TOOL_SUFFIX))
+        try:
+            entries = sorted(directory.iterdir())
+        except OSError:
+            continue
+        found.extend(p for p in entries if p.suffix == TOOL_SUFFIX and p.is_file())
     return found
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
 
 
 class Toolbox:
     """Loads tools from directories and invokes them on worker threads.
 
     When two files claim one tool name, the first in discovery order (the order
-    of `--tools-dir`, then file name) wins and the other is reported as a failure.
+    of the directories, then file name) wins and the other is reported as a failure.
+    A file that fails to load never replaces the working version loaded from it before.
     """
 
     def __init__(self, host: WasmHost, directories: list[Path], max_parallel_calls: int = 8) -> None:
         self.host = host
         self.directories = directories
+        self._files: dict[Path, _FileState] = {}
         self._snapshot = ToolSet({}, ())
-        self._load_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tool-load")
+        self._reconcile_lock = threading.Lock()
+        self._first_load: Future[ToolSet] = Future()
         self._call_pool = ThreadPoolExecutor(max_workers=max_parallel_calls, thread_name_prefix="tool-call")
-        self._initial_load: Future[ToolSet] | None = None
 
     @property
     def snapshot(self) -> ToolSet:
@@ -94,42 +148,104 @@ class Toolbox:
     # -- loading ------------------------------------------------------------------------
 
     def load_all(self) -> ToolSet:
-        """Blocking: (re)load every tool file in the directories and publish the result."""
+        """Blocking one-shot load (no watcher): waits out files that are still being written."""
+        result = self.reconcile()
+        while result.unsettled:
+            time.sleep(SETTLE_SECONDS)
+            result = self.reconcile(result.unsettled)
+        return self._snapshot
+
+    def reconcile(self, touched: Iterable[Path] = ()) -> ReconcileResult:
+        """Blocking: bring the loaded set in line with the files; publish and return the change.
+
+        Files whose size and mtime are unchanged are skipped unless `touched`.
+        """
+        with self._reconcile_lock:
+            result = ReconcileResult(ToolSetChange())
+            touched_paths = {Path(p) for p in touched}
+            by_hash = {s.content_hash: s.loaded for s in self._files.values() if s.loaded}
+            files: dict[Path, _FileState] = {}
+            for path in discover(self.directories):
+                state = self._refresh(path, path in touched_paths, by_hash, result)
+                if state is not None:
+                    files[path] = state
+            old = self._snapshot
+            self._files = files
+            self._snapshot = self._build_snapshot(files)
+            result.change = _diff(old, self._snapshot)
+        if not self._first_load.done():
+            self._first_load.set_result(self._snapshot)
+        return result
+
+    def _refresh(
+        self,
+        path: Path,
+        touched: bool,
+        by_hash: dict[str, LoadedTool],
+        result: ReconcileResult,
+    ) -> _FileState | None:
+        previous = self._files.get(path)
+        signature = _signature(path)
+        if signature is None:
+            return None
+        if previous is not None and previous.signature == signature and not touched:
+            return previous
+        if time.time_ns() - signature[1] < SETTLE_SECONDS * 1e9:
+            result.unsettled.append(path)
+            return previous
+        try:
+            wasm = path.read_bytes()
+        except OSError as error:
+            return _FileState(signature, "", previous.loaded if previous else None, str(error))
+        if _signature(path) != signature or len(wasm) != signature[0]:
+            result.unsettled.append(path)  # written to while we read it
+            return previous
+        content_hash = hashlib.sha256(wasm).hexdigest()
+        if previous is not None and previous.content_hash == content_hash:
+            return replace(previous, signature=signature)
+        reusable = by_hash.get(content_hash)
+        if reusable is not None:  # renamed or copied: no need to load again
+            return _FileState(signature, content_hash, replace(reusable, path=path), None)
+        try:
+            loaded = self.host.load_bytes(wasm, path, content_hash)
+        except ToolLoadError as error:
+            log.error("cannot load %s: %s", path, error)
+            kept = previous.loaded if previous else None
+            return _FileState(signature, content_hash, kept, str(error))
+        log.info(
+            "loaded tool %s %s from %s in %.2f s%s",
+            loaded.metadata.name,
+            loaded.metadata.version,
+            path,
+            loaded.load_seconds,
+            " (cached)" if loaded.from_cache else "",
+        )
+        return _FileState(signature, content_hash, loaded, None)
+
+    def _build_snapshot(self, files: dict[Path, _FileState]) -> ToolSet:
         tools: dict[str, Tool] = {}
         failures: list[LoadFailure] = []
-        for path in discover(self.directories):
-            try:
-                loaded = self.host.load(path)
-            except ToolLoadError as error:
-                log.error("cannot load %s: %s", path, error)
-                failures.append(LoadFailure(path, str(error)))
+        previous = self._snapshot.tools
+        for path, state in files.items():  # discovery order
+            if state.error is not None:
+                failures.append(LoadFailure(path, state.error))
+            if state.loaded is None:
                 continue
-            name = loaded.metadata.name
+            name = state.loaded.metadata.name
             if name in tools:
                 winner = tools[name].loaded.path
                 failures.append(LoadFailure(path, f"tool name {name!r} is already provided by {winner}"))
-                log.error("ignoring %s: tool name %r is already provided by %s", path, name, winner)
                 continue
-            tools[name] = Tool(loaded, input_schema(loaded.metadata))
-            log.info(
-                "loaded tool %s %s from %s in %.2f s%s",
-                name,
-                loaded.metadata.version,
-                path,
-                loaded.load_seconds,
-                " (cached)" if loaded.from_cache else "",
-            )
-        self._snapshot = ToolSet(tools, tuple(failures))
-        return self._snapshot
-
-    def start_loading(self) -> Future[ToolSet]:
-        """Begin the first load in the background; calls wait for it via `ready()`."""
-        if self._initial_load is None:
-            self._initial_load = self._load_pool.submit(self.load_all)
-        return self._initial_load
+            kept = previous.get(name)
+            if kept is not None and kept.loaded == state.loaded:
+                tools[name] = kept
+            else:
+                tools[name] = Tool(state.loaded, input_schema(state.loaded.metadata))
+        return ToolSet(tools, tuple(failures))
 
     async def ready(self) -> ToolSet:
-        await asyncio.wrap_future(self.start_loading())
+        """Wait for the first load to finish (whoever runs it) and return the current set."""
+        await asyncio.wrap_future(self._first_load)
         return self._snapshot
 
     # -- invoking -----------------------------------------------------------------------
@@ -155,9 +271,47 @@ class Toolbox:
         return CallResult(tool, invocation)
 
     def close(self) -> None:
-        self._load_pool.shutdown(wait=False, cancel_futures=True)
         self._call_pool.shutdown(wait=False, cancel_futures=True)
         self.host.close()
 
 
-__all__ = ["ArgumentError", "CallResult", "LoadFailure", "Tool", "ToolSet", "Toolbox", "UnknownTool"]
+def _diff(old: ToolSet, new: ToolSet) -> ToolSetChange:
+    def identity(tool: Tool) -> tuple[str, Path]:
+        return tool.loaded.content_hash, tool.loaded.path
+
+    old_failures = set(old.failures)
+    return ToolSetChange(
+        added=tuple(sorted(new.tools.keys() - old.tools.keys())),
+        removed=tuple(sorted(old.tools.keys() - new.tools.keys())),
+        changed=tuple(
+            sorted(
+                name
+                for name in new.tools.keys() & old.tools.keys()
+                if identity(new.tools[name]) != identity(old.tools[name])
+            )
+        ),
+        failed=tuple(f for f in new.failures if f not in old_failures),
+    )
+
+
+def ensure_directories(directories: Iterable[Path]) -> None:
+    """Create missing tool directories, so they can be watched from the start."""
+    for directory in directories:
+        if not directory.is_dir():
+            os.makedirs(directory, exist_ok=True)
+            log.warning("tools directory %s did not exist: created it (empty)", directory)
+
+
+ChangeListener = Callable[[ToolSetChange], None]
+
+__all__ = [
+    "ArgumentError",
+    "CallResult",
+    "ChangeListener",
+    "LoadFailure",
+    "Tool",
+    "ToolSet",
+    "ToolSetChange",
+    "Toolbox",
+    "UnknownTool",
+]

@@ -79,7 +79,7 @@ async def test_print_returns_what_the_tool_printed(start_daemon: StartDaemon, to
 
 
 async def test_legacy_world_component_is_invoked_unchanged(
-    start_daemon: StartDaemon, tools_dir: Path, test_tools: Path
+    start_daemon: StartDaemon, test_tools: Path
 ) -> None:
     daemon = await start_daemon("--tools-dir", test_tools)
     await daemon.initialize()

@@ -1,0 +1,83 @@
+"""Keeps a Toolbox equal to its directories while the daemon runs (watchfiles, inotify)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from watchfiles import Change, watch
+
+from daemon.services.toolbox import (
+    TOOL_SUFFIX,
+    ChangeListener,
+    Toolbox,
+    ToolSetChange,
+    ensure_directories,
+)
+
+log = logging.getLogger(__name__)
+
+# Events closer together than STEP are one burst; a burst is cut at DEBOUNCE.
+STEP_MS = 30
+DEBOUNCE_MS = 1000
+# With no events for this long, reconcile anyway (stat only): covers changes made
+# between the first load and the start of the watch, and file systems that drop events.
+RESCAN_MS = 2000
+RETRY_UNSETTLED_SECONDS = 0.1
+
+
+def _is_tool_file(change: Change, path: str) -> bool:
+    return path.endswith(TOOL_SUFFIX)
+
+
+class ToolWatcher:
+    def __init__(self, toolbox: Toolbox, on_change: ChangeListener) -> None:
+        self._toolbox = toolbox
+        self._on_change = on_change
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tool-watcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        directories = self._toolbox.directories
+        ensure_directories(directories)
+        # The first load is not announced: clients learn it from tools/list, which waits for it.
+        self._reconcile(set(), announce=False)
+        log.info("watching %s for tool changes", ", ".join(map(str, directories)))
+        for changes in watch(
+            *directories,
+            watch_filter=_is_tool_file,
+            step=STEP_MS,
+            debounce=DEBOUNCE_MS,
+            rust_timeout=RESCAN_MS,
+            yield_on_timeout=True,
+            stop_event=self._stop,
+            recursive=False,
+            raise_interrupt=False,
+        ):
+            self._reconcile({Path(path) for _, path in changes})
+
+    def _reconcile(self, touched: set[Path], announce: bool = True) -> None:
+        result = self._toolbox.reconcile(touched)
+        if announce:
+            self._publish(result.change)
+        while result.unsettled and not self._stop.wait(RETRY_UNSETTLED_SECONDS):
+            result = self._toolbox.reconcile(result.unsettled)
+            self._publish(result.change)
+
+    def _publish(self, change: ToolSetChange) -> None:
+        if change:
+            log.info(
+                "tools changed: added %s, removed %s, changed %s, %d failed",
+                list(change.added),
+                list(change.removed),
+                list(change.changed),
+                len(change.failed),
+            )
+            self._on_change(change)
