@@ -27,8 +27,8 @@ components: setup
 	$(BIN)/llama-agent tools build
 
 lint: setup
-	$(BIN)/ruff check daemon tests components
-	$(BIN)/ruff format --check daemon tests components
+	$(BIN)/ruff check daemon tests bench components
+	$(BIN)/ruff format --check daemon tests bench components
 	$(BIN)/mypy
 
 clean:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -45,6 +46,7 @@ class ToolWatcher:
         self._stop.set()
 
     def _run(self) -> None:
+        _lower_priority_of_this_thread()
         directories = self._toolbox.directories
         ensure_directories(directories)
         # The first load is not announced: clients learn it from tools/list, which waits for it.
@@ -81,3 +83,14 @@ class ToolWatcher:
                 len(change.failed),
             )
             self._on_change(change)
+
+
+# Compiling a component keeps both cores busy for seconds. Scheduling policy is per
+# thread on Linux and inherited by threads created from this one, which includes the
+# compiler's worker pool when the first compile starts here. SCHED_IDLE runs them only
+# when nothing else wants the CPU, so invocations keep their latency during a compile.
+def _lower_priority_of_this_thread() -> None:
+    try:
+        os.sched_setscheduler(threading.get_native_id(), os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError) as error:  # not Linux, or not permitted
+        log.debug("cannot lower the loader thread's priority: %s", error)
