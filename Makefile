@@ -8,8 +8,7 @@ PROMPT ?= Please echo back 'Something to echo'
 .PHONY: run test setup components lint clean
 
 run: components
-	$(BIN)/llama-agent tools list
-	$(BIN)/llama-agent tools invoke echo value="Something to echo"
+	$(BIN)/llama-agent run "$(PROMPT)"
 
 test: components lint
 	$(BIN)/pytest

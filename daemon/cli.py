@@ -13,6 +13,7 @@ from typing import Any
 from daemon import __version__
 from daemon.config import BUNDLED_TOOLS_DIR, DaemonConfig, default_cache_dir
 from daemon.logs import configure_logging
+from daemon.services.agent import AgentRequest
 
 log = logging.getLogger("llama-agent")
 
@@ -29,6 +30,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_file=args.log_file,
         verbosity=args.verbose,
         tool_timeout_seconds=args.tool_timeout,
+        context_size=args.context_size,
+        threads=args.threads,
+        seed=args.seed,
+        eager_model_load=not args.lazy_model,
     )
     configure_logging(args.verbose if args.command == "serve" else args.verbose - 1, args.log_file)
     handler = args.handler
@@ -60,6 +65,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="wall-clock limit of one tool call (default: %(default)s)",
     )
+    common.add_argument(
+        "--context-size",
+        type=int,
+        default=DaemonConfig.context_size,
+        metavar="N",
+        help="model context, tokens",
+    )
+    common.add_argument("--threads", type=int, metavar="N", help="model threads (default: every core)")
+    common.add_argument("--seed", type=int, default=DaemonConfig.seed, metavar="N", help="sampling seed")
+    common.add_argument(
+        "--lazy-model",
+        action="store_true",
+        help="load the model on the first agent/run instead of right after initialize",
+    )
     common.add_argument("--log-file", type=Path, metavar="FILE", help="log here instead of stderr")
     common.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: protocol)")
 
@@ -69,6 +88,16 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", parents=[common], help="run the JSON-RPC daemon over stdio")
     serve.set_defaults(handler=_serve)
+
+    run = commands.add_parser("run", parents=[common], help="run the agent once, showing its progress")
+    run.add_argument("prompt", help="what to ask the agent")
+    run.add_argument("--tool", action="append", dest="tools", metavar="NAME", help="offer only these tools")
+    run.add_argument("--max-steps", type=int, default=AgentRequest.max_steps, metavar="N", help="tool calls")
+    run.add_argument(
+        "--max-tokens", type=int, default=AgentRequest.max_tokens, metavar="N", help="tokens per model turn"
+    )
+    run.add_argument("--temperature", type=float, default=AgentRequest.temperature, metavar="T")
+    run.set_defaults(handler=_run)
 
     tools = commands.add_parser("tools", help="list, invoke and build tools without a client")
     tool_commands = tools.add_subparsers(dest="tools_command", required=True)
@@ -114,6 +143,38 @@ def _serve(config: DaemonConfig, args: argparse.Namespace) -> int:
     return server.serve(sys.stdin.buffer, protocol_out)
 
 
+def _run(config: DaemonConfig, args: argparse.Namespace) -> int:
+    """The agent in-process, without a client: progress to stderr, calls and the answer to stdout."""
+    import asyncio
+
+    from daemon.console import ConsoleEvents
+    from daemon.protocol.server import model_settings
+    from daemon.runtime.model import ModelError
+    from daemon.services.agent import Agent
+    from daemon.services.model_service import ModelService
+    from daemon.services.toolbox import UnknownTool
+
+    request = AgentRequest(
+        prompt=args.prompt,
+        tools=tuple(args.tools) if args.tools else None,
+        max_steps=args.max_steps,
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+    )
+    models = ModelService(model_settings(config), config.cache_dir)
+    agent = Agent(_toolbox(config), models)
+    events = ConsoleEvents(sys.stdout, sys.stderr)
+    try:
+        result = asyncio.run(agent.run(request, events))
+    except (ModelError, UnknownTool) as error:
+        print(f"llama-agent: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        models.close()
+    events.finish(result)
+    return 0
+
+
 def _toolbox(config: DaemonConfig) -> Any:
     from daemon.services.toolbox import Toolbox, new_host
 
@@ -145,7 +206,7 @@ def _tools_list(config: DaemonConfig, args: argparse.Namespace) -> int:
 
 
 def _tools_invoke(config: DaemonConfig, args: argparse.Namespace) -> int:
-    from daemon.protocol.wire import call_result_to_wire, result_texts
+    from daemon.protocol.wire import call_result_to_wire
     from daemon.runtime.schema import ArgumentError
     from daemon.services.toolbox import UnknownTool
 
@@ -161,7 +222,7 @@ def _tools_invoke(config: DaemonConfig, args: argparse.Namespace) -> int:
         print(json.dumps(call_result_to_wire(result), indent=2))
     else:
         stream = sys.stderr if result.invocation.is_error else sys.stdout
-        for text in result_texts(result):
+        for text in result.texts():
             print(text, end="" if text.endswith("\n") else "\n", file=stream)
     return EXIT_TOOL_ERROR if result.invocation.is_error else 0
 

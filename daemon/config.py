@@ -28,3 +28,7 @@ class DaemonConfig:
     log_file: Path | None = None
     verbosity: int = 0
     tool_timeout_seconds: float = 10.0
+    context_size: int = 4096
+    threads: int | None = None
+    seed: int = 0
+    eager_model_load: bool = True

@@ -21,7 +21,7 @@ from daemon import __version__
 CUSTOM_CAPABILITIES: dict[str, Any] = {
     "llamaAgent": {
         "version": __version__,
-        "methods": ["tools/list", "tools/invoke"],
+        "methods": ["tools/list", "tools/invoke", "agent/run"],
         "notifications": ["tools/didChange"],
     }
 }
@@ -46,6 +46,12 @@ def _keep_plain(message: dict[str, Any], cls: type) -> Any:
 
 
 class AgentProtocol(LanguageServerProtocol):
+    def get_message_type(self, method: str) -> type[Any] | None:  # type: ignore[override]
+        # Our `$/progress` values carry fields LSP's typed ProgressParams cannot hold.
+        if method == types.PROGRESS:
+            return None
+        return super().get_message_type(method)
+
     @lsp_method(types.INITIALIZE)
     def lsp_initialize(self, params: types.InitializeParams) -> Generator[Any, Any, types.InitializeResult]:
         result = yield from super().lsp_initialize(params)

@@ -7,18 +7,31 @@ import logging
 from typing import Any, BinaryIO
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from daemon import __version__
 from daemon.config import DaemonConfig
+from daemon.protocol.agent_params import parse_agent_run
 from daemon.protocol.jsonrpc import AgentProtocol, dict_params_converter
-from daemon.protocol.wire import call_result_to_wire, change_to_wire, failure_to_wire, tool_to_wire
+from daemon.protocol.progress import RunProgress
+from daemon.protocol.wire import (
+    agent_result_to_wire,
+    call_result_to_wire,
+    change_to_wire,
+    failure_to_wire,
+    tool_to_wire,
+)
+from daemon.runtime.model import ModelError, ModelSettings
 from daemon.runtime.schema import ArgumentError
+from daemon.services.agent import Agent
+from daemon.services.model_service import ModelService
 from daemon.services.toolbox import Toolbox, ToolSetChange, UnknownTool, new_host
 from daemon.services.watcher import ToolWatcher
 
 TOOLS_DID_CHANGE = "tools/didChange"
+# JSON-RPC server-defined error: agent/run cannot run because the model cannot be loaded.
+MODEL_UNAVAILABLE = -32001
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +46,8 @@ class AgentServer(LanguageServer):
         )
         self._toolbox: Toolbox | None = None
         self._watcher: ToolWatcher | None = None
+        self._models: ModelService | None = None
+        self._agent: Agent | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -41,6 +56,18 @@ class AgentServer(LanguageServer):
             raise RuntimeError("server not configured")
         return self._toolbox
 
+    @property
+    def models(self) -> ModelService:
+        if self._models is None:
+            raise RuntimeError("server not configured")
+        return self._models
+
+    @property
+    def agent(self) -> Agent:
+        if self._agent is None:
+            raise RuntimeError("server not configured")
+        return self._agent
+
     def configure(self, config: DaemonConfig) -> None:
         self.config = config
         self._toolbox = Toolbox(new_host(config), list(config.tools_dirs))
@@ -48,6 +75,27 @@ class AgentServer(LanguageServer):
         # requests wait for it.
         self._watcher = ToolWatcher(self._toolbox, self._announce_threadsafe)
         self._watcher.start()
+        self._models = ModelService(model_settings(config), config.cache_dir)
+        self._agent = Agent(self._toolbox, self._models)
+
+    async def preload_model(self) -> None:
+        """Load the model in the background, as server-initiated progress if the client can show it."""
+        loading = self.models.start_loading()
+        window = self.client_capabilities.window
+        token = None
+        if window is not None and window.work_done_progress:
+            token = "llama-agent/model-load"
+            await self.work_done_progress.create_async(token)
+            self.work_done_progress.begin(token, types.WorkDoneProgressBegin(title="Loading model"))
+        try:
+            model = await asyncio.wrap_future(loading)
+            message = f"model {model.path} loaded"
+            level = types.MessageType.Info
+        except ModelError as error:
+            message, level = f"model not loaded: {error}", types.MessageType.Error
+        if token is not None:
+            self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
+        self.window_log_message(types.LogMessageParams(type=level, message=f"llama-agent: {message}"))
 
     def attach_loop(self) -> None:
         """Called on `initialize`: from now on tool changes are announced to the client."""
@@ -76,7 +124,15 @@ class AgentServer(LanguageServer):
                 self._watcher.stop()
             if self._toolbox is not None:
                 self._toolbox.close()
+            if self._models is not None:
+                self._models.close()
         return 0 if self.protocol._shutdown else 1
+
+
+def model_settings(config: DaemonConfig) -> ModelSettings:
+    return ModelSettings(
+        path=config.model_path, context_size=config.context_size, threads=config.threads, seed=config.seed
+    )
 
 
 server = AgentServer()
@@ -93,6 +149,12 @@ def _object_params(params: Any) -> dict[str, Any]:
 @server.feature(types.INITIALIZE)
 def initialize(ls: AgentServer, params: types.InitializeParams) -> None:
     ls.attach_loop()
+
+
+@server.feature(types.INITIALIZED)
+async def initialized(ls: AgentServer, params: types.InitializedParams) -> None:
+    if ls.config.eager_model_load:
+        await ls.preload_model()
 
 
 @server.feature("tools/list")
@@ -126,3 +188,23 @@ async def tools_invoke(ls: AgentServer, params: Any) -> dict[str, Any]:
             f"invalid arguments for tool {name!r}: {error}", data={"tool": name, "field": error.field}
         ) from error
     return call_result_to_wire(result)
+
+
+@server.feature("agent/run")
+async def agent_run(ls: AgentServer, params: Any) -> dict[str, Any]:
+    request, token = parse_agent_run(params)
+    progress = RunProgress(ls.protocol, token)
+    progress.begin(request.prompt)
+    outcome = "cancelled"
+    try:
+        result = await ls.agent.run(request, progress)
+        outcome = f"done ({result.stop_reason})"
+    except UnknownTool as error:
+        outcome = str(error)
+        raise JsonRpcInvalidParams(f"agent/run: {error}", data={"field": "tools"}) from error
+    except ModelError as error:
+        outcome = f"the model is unavailable: {error}"
+        raise JsonRpcException(outcome, code=MODEL_UNAVAILABLE) from error
+    finally:
+        progress.end(outcome)
+    return agent_result_to_wire(result)

