@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -39,6 +41,42 @@ def test_tools() -> Path:
 def cache_dir() -> Path:
     TEST_CACHE_DIR.mkdir(parents=True, exist_ok=True)
     return TEST_CACHE_DIR
+
+
+# Gemma's turn format, added to a copy of the embedded (template-less) model.
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}{% set role = 'model' %}"
+    "{% else %}{% set role = message['role'] %}"
+    "{% endif %}<start_of_turn>{{ role }}\n{{ message['content'] | trim }}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def default_model(cache_dir: Path) -> Path:
+    from daemon.runtime.model import default_model_path
+
+    return default_model_path(cache_dir)
+
+
+@pytest.fixture(scope="session")
+def templated_model(default_model: Path, cache_dir: Path) -> Path:
+    """The embedded model's weights with a chat template in its metadata."""
+    target = cache_dir / "models" / "gemma-3-270m-with-chat-template.gguf"
+    if not target.exists():
+        partial = target.with_suffix(".partial")
+        subprocess.run(
+            [
+                sys.executable,
+                *("-m", "gguf.scripts.gguf_new_metadata", "--chat-template", GEMMA_CHAT_TEMPLATE),
+                *(str(default_model), str(partial)),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        partial.replace(target)
+    return target
 
 
 @pytest.fixture

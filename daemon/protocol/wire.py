@@ -63,4 +63,5 @@ def agent_result_to_wire(result: AgentResult) -> JsonObject:
         ],
         "usage": {"promptTokens": result.prompt_tokens, "completionTokens": result.completion_tokens},
         "stopReason": result.stop_reason,
+        "promptFormat": result.prompt_format,
     }

@@ -21,6 +21,7 @@ from daemon.services.prompting import (
 from daemon.services.toolbox import Tool, Toolbox, UnknownTool
 
 StopReason = Literal["answer", "maxSteps", "maxTokens"]
+PromptFormat = Literal["completion", "chatTemplate"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class AgentResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     stop_reason: StopReason = "answer"
+    prompt_format: PromptFormat = "completion"
 
 
 class AgentEvents(Protocol):
@@ -80,13 +82,15 @@ class Agent:
         tools = self.select_tools(request.tools)
         model = await self.models.model()
         cancel = threading.Event()
-        result = AgentResult(answer="")
+        result = AgentResult(
+            answer="", prompt_format="completion" if model.chat_template is None else "chatTemplate"
+        )
         transcript: list[Exchange] = []
         async with self.models.exclusive():
             while True:
                 may_call = len(result.steps) < request.max_steps
                 offered = tools if may_call else []
-                if model.chat_template is None:
+                if result.prompt_format == "completion":
                     prompt = completion_prompt(offered, request.prompt, transcript)
                 else:
                     prompt = model.format_chat(chat_messages(offered, request.prompt, transcript))

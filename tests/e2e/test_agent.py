@@ -218,3 +218,18 @@ async def test_bad_agent_run_params_name_the_field(
         await daemon.request("agent/run", params)
     assert raised.value.code == INVALID_PARAMS
     assert raised.value.data["field"] == field
+
+
+async def test_a_model_with_a_chat_template_is_prompted_through_it(
+    start_daemon: StartDaemon, tools_dir: Path, templated_model: Path
+) -> None:
+    templated = await agent_daemon(start_daemon, tools_dir, "--model", templated_model)
+    result = await templated.request("agent/run", {"prompt": ECHO_PROMPT, "maxSteps": 1})
+    assert result["promptFormat"] == "chatTemplate"
+    assert result["stopReason"] in ("answer", "maxSteps")
+    assert all(step["tool"] in ("echo", "print") for step in result["steps"])
+
+    plain = await agent_daemon(start_daemon, tools_dir)
+    assert (await plain.request("agent/run", {"prompt": ECHO_PROMPT, "maxSteps": 0}))[
+        "promptFormat"
+    ] == "completion"
