@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -93,12 +93,14 @@ def tools_dir(tmp_path: Path, bundled_tools: Path) -> Iterator[Path]:
 async def start_daemon(cache_dir: Path) -> AsyncIterator[StartDaemon]:
     """Start daemons with `--cache-dir` preset; each is killed at teardown.
 
-    Every session is also checked for bytes on stdout that are not protocol frames.
+    The model loads on the first agent/run (`--lazy-model`) unless `eager_model`: most
+    tests never use it. Every session is checked for bytes on stdout that are not protocol frames.
     """
     sessions: list[DaemonSession] = []
 
-    async def start(*args: str | Path, extra: Sequence[str] = ()) -> DaemonSession:
-        session = await DaemonSession.start(["--cache-dir", str(cache_dir), *map(str, args), *extra])
+    async def start(*args: str | Path, eager_model: bool = False) -> DaemonSession:
+        lazy = [] if eager_model else ["--lazy-model"]
+        session = await DaemonSession.start(["--cache-dir", str(cache_dir), *lazy, *map(str, args)])
         sessions.append(session)
         return session
 

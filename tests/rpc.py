@@ -13,7 +13,7 @@ import itertools
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,13 +114,17 @@ class DaemonSession:
     # -- receiving ----------------------------------------------------------------------
 
     async def wait_for_notification(
-        self, method: str, timeout: float = DEFAULT_TIMEOUT, after: int = 0
+        self,
+        method: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        after: int = 0,
+        where: Callable[[Any], bool] = lambda params: True,
     ) -> dict[str, Any]:
-        """The first `method` notification with index >= `after` in `notifications`."""
+        """The first `method` notification with index >= `after` whose params satisfy `where`."""
 
         def find() -> dict[str, Any] | None:
             for message in self.notifications[after:]:
-                if message["method"] == method:
+                if message["method"] == method and where(message.get("params")):
                     return message
             return None
 

@@ -184,7 +184,7 @@ async def test_a_bad_model_file_fails_agent_run_clearly_and_tools_keep_working(
 
 
 async def test_model_load_is_reported_as_progress(start_daemon: StartDaemon, tools_dir: Path) -> None:
-    daemon = await start_daemon("--tools-dir", tools_dir)
+    daemon = await start_daemon("--tools-dir", tools_dir, eager_model=True)
     await daemon.initialize(capabilities={"window": {"workDoneProgress": True}})
     create = await daemon.wait_for_notification("window/workDoneProgress/create")
     token = create["params"]["token"]
@@ -213,7 +213,7 @@ async def test_model_load_is_reported_as_progress(start_daemon: StartDaemon, too
 async def test_bad_agent_run_params_name_the_field(
     start_daemon: StartDaemon, tools_dir: Path, params: dict[str, Any], field: str
 ) -> None:
-    daemon = await agent_daemon(start_daemon, tools_dir, "--lazy-model")
+    daemon = await agent_daemon(start_daemon, tools_dir)
     with pytest.raises(RpcError) as raised:
         await daemon.request("agent/run", params)
     assert raised.value.code == INVALID_PARAMS

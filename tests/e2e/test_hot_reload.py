@@ -109,8 +109,10 @@ async def test_garbage_is_reported_and_never_replaces_a_working_version(
     change = await next_change(daemon, seen)
     assert [failure["path"] for failure in change["failed"]] == [str(tmp_path / "junk.wasm")]
     assert "not a valid WebAssembly component" in change["failed"][0]["error"]
-    log = await daemon.wait_for_notification("window/logMessage", CHANGE_TIMEOUT, after=seen)
-    assert "junk.wasm" in log["params"]["message"]
+    log = await daemon.wait_for_notification(
+        "window/logMessage", CHANGE_TIMEOUT, after=seen, where=lambda params: "junk.wasm" in params["message"]
+    )
+    assert "not a valid WebAssembly component" in log["params"]["message"]
 
     seen = len(daemon.notifications)
     path.write_bytes(b"garbage over a working tool")
