@@ -134,13 +134,18 @@ def _serve(config: DaemonConfig, args: argparse.Namespace) -> int:
     from daemon.stdio import claim_stdout_for_protocol
 
     protocol_out = claim_stdout_for_protocol()  # before anything native is loaded
+    import os
+
     from daemon.protocol.server import server
 
     server.configure(config)
     log.info(
         "llama-agent %s serving on stdio; tools from %s", __version__, ", ".join(map(str, config.tools_dirs))
     )
-    return server.serve(sys.stdin.buffer, protocol_out)
+    code = server.serve(sys.stdin.buffer, protocol_out)
+    # Worker threads may be deep in a tool call or a generation: do not wait for them.
+    logging.shutdown()
+    os._exit(code)
 
 
 def _run(config: DaemonConfig, args: argparse.Namespace) -> int:

@@ -98,9 +98,11 @@ async def start_daemon(cache_dir: Path) -> AsyncIterator[StartDaemon]:
     """
     sessions: list[DaemonSession] = []
 
-    async def start(*args: str | Path, eager_model: bool = False) -> DaemonSession:
+    async def start(
+        *args: str | Path, eager_model: bool = False, env: dict[str, str] | None = None
+    ) -> DaemonSession:
         lazy = [] if eager_model else ["--lazy-model"]
-        session = await DaemonSession.start(["--cache-dir", str(cache_dir), *lazy, *map(str, args)])
+        session = await DaemonSession.start(["--cache-dir", str(cache_dir), *lazy, *map(str, args)], env=env)
         sessions.append(session)
         return session
 

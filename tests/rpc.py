@@ -33,6 +33,7 @@ class DaemonSession:
         self.process = process
         self.notifications: list[dict[str, Any]] = []
         self.violations: list[str] = []
+        self.parse_errors: list[dict[str, Any]] = []  # answers to frames that were not JSON
         self.stderr = bytearray()
         self._ids = itertools.count(1)
         self._pending: dict[int | str, asyncio.Future[Any]] = {}
@@ -177,6 +178,8 @@ class DaemonSession:
             self.notifications.append(message)
         elif "method" in message:
             self.notifications.append(message)
+        elif message.get("id") is None and "error" in message:
+            self.parse_errors.append(message["error"])
         else:
             future = self._pending.pop(message.get("id"), None)  # type: ignore[arg-type]
             if future is None or future.done():

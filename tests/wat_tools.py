@@ -32,9 +32,9 @@ import wasmtime
 
 INTERFACE = "llama-agent:tool/tool@0.1.0"
 PARAM_TYPES = {"string": 0, "integer": 1, "number": 2, "boolean": 3}
-BEHAVIOURS = ("echo", "fail", "trap", "loop", "version", "slow")
-# Iterations of the "slow" busy loop: about a second or two on these machines.
-SLOW_ITERATIONS = 1_500_000_000
+BEHAVIOURS = ("echo", "fail", "trap", "loop", "version", "slow", "grow", "recurse")
+# Iterations of the "slow" busy loop: three to five seconds on these machines.
+SLOW_ITERATIONS = 5_000_000_000
 VALUE_STRING_CASE = 3  # index of `string` in `variant value`
 ARGUMENT_SIZE = 24
 DATA_BASE = 16  # keep address 0 free so no static object lives at the null pointer
@@ -199,7 +199,8 @@ def tool_wat(
     `params` holds (name, type, required) with type one of string, integer, number, boolean.
     Behaviours: echo (ok(first string argument) or ok("")), fail (err("<name> failed on purpose")),
     trap (`unreachable`), loop (spins until the host's epoch deadline), version (ok("<name> <version>")),
-    slow (busy for a second or two, then like version).
+    slow (busy for a few seconds, then like version), grow (a memory bomb: grows memory until refused,
+    then traps), recurse (unbounded recursion).
     """
     if behaviour not in BEHAVIOURS:
         raise ValueError(f"unknown behaviour {behaviour!r}; choose one of {', '.join(BEHAVIOURS)}")
@@ -234,10 +235,22 @@ def tool_wat(
     elif behaviour == "slow":  # busy for a while, then like "version"
         answer = _result(data, True, f"{name} {version}")
         invoke = (
-            '\n    (func (export "invoke") (param i32 i32) (result i32) (local $i i32)'
-            f" (local.set $i (i32.const {SLOW_ITERATIONS}))"
-            " (loop $busy (local.set $i (i32.sub (local.get $i) (i32.const 1))) (br_if $busy (local.get $i)))"
+            '\n    (func (export "invoke") (param i32 i32) (result i32) (local $i i64)'
+            f" (local.set $i (i64.const {SLOW_ITERATIONS}))"
+            " (loop $busy (local.set $i (i64.sub (local.get $i) (i64.const 1)))"
+            " (br_if $busy (i64.ne (local.get $i) (i64.const 0))))"
             f" (i32.const {answer}))"
+        )
+    elif behaviour == "grow":  # a memory bomb: 16 MiB at a time until refused, then trap
+        invoke = (
+            '\n    (func (export "invoke") (param i32 i32) (result i32)'
+            " (loop $more (br_if $more (i32.ne (memory.grow (i32.const 256)) (i32.const -1)))) unreachable)"
+        )
+    elif behaviour == "recurse":  # unbounded recursion: the stack overflows
+        invoke = (
+            "\n    (func $deeper (param i32) (result i32)"
+            " (call $deeper (i32.add (local.get 0) (i32.const 1))))"
+            '\n    (func (export "invoke") (param i32 i32) (result i32) (call $deeper (i32.const 0)))'
         )
     elif behaviour == "trap":
         invoke = '\n    (func (export "invoke") (param i32 i32) (result i32) unreachable)'

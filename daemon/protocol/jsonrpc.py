@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 import cattrs
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.protocol import LanguageServerProtocol, default_converter, lsp_method
 from pygls.protocol.json_rpc import (
     JsonRPCNotification,
@@ -45,7 +46,35 @@ def _keep_plain(message: dict[str, Any], cls: type) -> Any:
     return cls(**{name: message.get(name) for name in names})
 
 
+def _explain(cause: BaseException | None) -> str:
+    if isinstance(cause, cattrs.ClassValidationError):
+        return "; ".join(cattrs.transform_error(cause))
+    return str(cause) if cause else "unreadable message"
+
+
+class RejectedMessage:
+    """Stands for a request already answered with an error while it was being parsed."""
+
+    jsonrpc = "rejected"
+
+
 class AgentProtocol(LanguageServerProtocol):
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        """Answer a request whose params do not fit its LSP type, instead of leaving the client waiting.
+
+        pygls raises here, before the request id reaches any handler.
+        """
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as error:
+            if "id" not in data or "method" not in data:
+                raise
+            invalid = JsonRpcInvalidParams(
+                f"invalid params for {data['method']}: {_explain(error.__cause__)}"
+            )
+            self._send_response(data["id"], error=invalid.to_response_error())
+            return RejectedMessage()
+
     def get_message_type(self, method: str) -> type[Any] | None:  # type: ignore[override]
         # Our `$/progress` values carry fields LSP's typed ProgressParams cannot hold.
         if method == types.PROGRESS:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import Any, BinaryIO
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcServerNotInitialized
+from pygls.io_ import StdinAsyncReader, StdoutWriter
 from pygls.lsp.server import LanguageServer
 
 from daemon import __version__
 from daemon.config import DaemonConfig
 from daemon.protocol.agent_params import parse_agent_run
+from daemon.protocol.framing import serve_frames
 from daemon.protocol.jsonrpc import AgentProtocol, dict_params_converter
 from daemon.protocol.progress import RunProgress
 from daemon.protocol.wire import (
@@ -31,7 +34,7 @@ from daemon.services.watcher import ToolWatcher
 
 TOOLS_DID_CHANGE = "tools/didChange"
 # JSON-RPC server-defined error: agent/run cannot run because the model cannot be loaded.
-MODEL_UNAVAILABLE = -32001
+MODEL_UNAVAILABLE = -32010
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +104,10 @@ class AgentServer(LanguageServer):
         """Called on `initialize`: from now on tool changes are announced to the client."""
         self._loop = asyncio.get_running_loop()
 
+    def require_initialized(self) -> None:
+        if self._loop is None:
+            raise JsonRpcServerNotInitialized("the server is not initialized: send `initialize` first")
+
     def _announce_threadsafe(self, change: ToolSetChange) -> None:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._announce, change)
@@ -116,10 +123,18 @@ class AgentServer(LanguageServer):
             )
 
     def serve(self, stdin: BinaryIO, stdout: BinaryIO) -> int:
-        """Run until `exit`; the exit code follows LSP: 0 only after `shutdown`."""
+        """Run until `exit` or end of input; the exit code follows LSP: 0 only after `shutdown`."""
+        self._stop_event = threading.Event()
+        self.protocol.set_writer(StdoutWriter(stdout))
+        reader = StdinAsyncReader(stdin, self.thread_pool)
         try:
-            self.start_io(stdin, stdout)
+            asyncio.run(serve_frames(reader, self.protocol, self._stop_event))
+        except BrokenPipeError:
+            log.error("the client closed the connection")
+        except (KeyboardInterrupt, SystemExit):
+            pass
         finally:
+            self.shutdown()  # type: ignore[no-untyped-call]
             if self._watcher is not None:
                 self._watcher.stop()
             if self._toolbox is not None:
@@ -138,7 +153,8 @@ def model_settings(config: DaemonConfig) -> ModelSettings:
 server = AgentServer()
 
 
-def _object_params(params: Any) -> dict[str, Any]:
+def _object_params(ls: AgentServer, params: Any) -> dict[str, Any]:
+    ls.require_initialized()
     if params is None:
         return {}
     if not isinstance(params, dict):
@@ -159,7 +175,7 @@ async def initialized(ls: AgentServer, params: types.InitializedParams) -> None:
 
 @server.feature("tools/list")
 async def tools_list(ls: AgentServer, params: Any) -> dict[str, Any]:
-    _object_params(params)
+    _object_params(ls, params)
     snapshot = await ls.toolbox.ready()
     tools = sorted(snapshot.tools.values(), key=lambda tool: tool.name)
     return {
@@ -170,7 +186,7 @@ async def tools_list(ls: AgentServer, params: Any) -> dict[str, Any]:
 
 @server.feature("tools/invoke")
 async def tools_invoke(ls: AgentServer, params: Any) -> dict[str, Any]:
-    body = _object_params(params)
+    body = _object_params(ls, params)
     name = body.get("name")
     if not isinstance(name, str) or not name:
         raise JsonRpcInvalidParams("'name' must be a non-empty string")
@@ -192,6 +208,7 @@ async def tools_invoke(ls: AgentServer, params: Any) -> dict[str, Any]:
 
 @server.feature("agent/run")
 async def agent_run(ls: AgentServer, params: Any) -> dict[str, Any]:
+    ls.require_initialized()
     request, token = parse_agent_run(params)
     progress = RunProgress(ls.protocol, token)
     progress.begin(request.prompt)

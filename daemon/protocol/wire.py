@@ -20,6 +20,8 @@ def tool_to_wire(tool: Tool) -> JsonObject:
         "inputSchema": tool.input_schema,
         "world": loaded.contract.world,
         "path": str(loaded.path),
+        "grants": tool.grants.to_wire(),
+        "policyError": tool.policy_error,
     }
     if metadata.examples:
         wire["examples"] = [{"user": e.user, "assistant": e.assistant} for e in metadata.examples]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import wasmtime
@@ -52,12 +53,23 @@ class SandboxedStore:
     stderr: OutputCapture
 
 
-def new_store(engine: wasmtime.Engine, limits: Limits, epoch_ticks: int) -> SandboxedStore:
+def new_store(
+    engine: wasmtime.Engine,
+    limits: Limits,
+    epoch_ticks: int,
+    dirs: Sequence[tuple[str, str, bool]] = (),
+    env: Sequence[tuple[str, str]] = (),
+) -> SandboxedStore:
+    """`dirs` are (host, guest, writable) preopens; `env` the variables the tool may see."""
     stdout = OutputCapture(limits.output_bytes)
     stderr = OutputCapture(limits.output_bytes)
     wasi = wasmtime.WasiConfig()  # inherits nothing unless told to
     wasi.stdout_custom = stdout.write
     wasi.stderr_custom = stderr.write
+    if env:
+        wasi.env = list(env)
+    for host, guest, writable in dirs:
+        wasi.preopen_dir(host, guest, fs_mutable=writable)
     store = wasmtime.Store(engine)
     store.set_wasi(wasi)
     store.set_limits(memory_size=limits.memory_bytes)

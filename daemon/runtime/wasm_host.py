@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from wasmtime.component import Component, Linker
 from daemon.runtime.compile_cache import CompileCache
 from daemon.runtime.contracts import Contract, IncompatibleComponent, detect_contract
 from daemon.runtime.metadata import ToolMetadata
+from daemon.runtime.policy import Grants
 from daemon.runtime.sandbox import Limits, SandboxedStore, new_store
 
 log = logging.getLogger(__name__)
@@ -129,10 +131,18 @@ class WasmHost:
 
     # -- invoking -----------------------------------------------------------------------
 
-    def invoke(self, tool: LoadedTool, arguments: dict[str, Any]) -> Invocation:
-        """Run one call in a fresh instance. Arguments must already be validated and coerced."""
+    def invoke(self, tool: LoadedTool, arguments: dict[str, Any], grants: Grants | None = None) -> Invocation:
+        """Run one call in a fresh instance with `grants` (default: the host's limits, nothing else).
+
+        Arguments must already be validated and coerced.
+        """
+        grants = grants or self.default_grants
+        limits = grants.limits
         started = time.perf_counter()
-        sandbox = self._new_store()
+        try:
+            sandbox = self._new_store(grants)
+        except wasmtime.WasmtimeError as error:  # e.g. a granted directory was removed since
+            return _refused(f"cannot set up the sandbox: {_first_line(error)}", started)
         timed_out = False
         try:
             instance = self._linker.instantiate(sandbox.store, tool.component)
@@ -140,22 +150,40 @@ class WasmHost:
             text, is_error = outcome.text, outcome.is_error
         except wasmtime.WasmtimeError as error:
             elapsed = time.perf_counter() - started
-            timed_out = _is_interrupt(error) and elapsed >= self.limits.timeout_seconds * 0.9
-            summary = f"timed out after {self.limits.timeout_seconds:g} s" if timed_out else "tool trapped"
+            timed_out = _is_interrupt(error) and elapsed >= limits.timeout_seconds * 0.9
+            summary = f"timed out after {limits.timeout_seconds:g} s" if timed_out else "tool trapped"
             text, is_error = _failure_text(summary, error, sandbox), True
+        truncated = len(text) > limits.output_bytes
+        if truncated:  # the returned text obeys the output cap too
+            text = text[: limits.output_bytes]
         return Invocation(
             text=text,
             is_error=is_error,
             stdout=sandbox.stdout.text(),
             stderr=sandbox.stderr.text(),
-            truncated=sandbox.stdout.truncated or sandbox.stderr.truncated,
+            truncated=truncated or sandbox.stdout.truncated or sandbox.stderr.truncated,
             timed_out=timed_out,
             duration_ms=(time.perf_counter() - started) * 1000,
         )
 
-    def _new_store(self) -> SandboxedStore:
-        ticks = max(1, math.ceil(self.limits.timeout_seconds / EPOCH_INTERVAL_SECONDS))
-        return new_store(self.engine, self.limits, ticks)
+    @property
+    def default_grants(self) -> Grants:
+        return Grants(limits=self.limits)
+
+    def _new_store(self, grants: Grants | None = None) -> SandboxedStore:
+        grants = grants or self.default_grants
+        ticks = max(1, math.ceil(grants.limits.timeout_seconds / EPOCH_INTERVAL_SECONDS))
+        return new_store(
+            self.engine,
+            grants.limits,
+            ticks,
+            dirs=[(str(d.host), d.guest, d.mode == "rw") for d in grants.dirs],
+            env=[(name, os.environ[name]) for name in grants.env if name in os.environ],
+        )
+
+
+def _refused(reason: str, started: float) -> Invocation:
+    return Invocation(reason, True, "", "", False, False, (time.perf_counter() - started) * 1000)
 
 
 def _first_line(error: BaseException) -> str:

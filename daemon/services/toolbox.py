@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.config import DaemonConfig
+from daemon.runtime.policy import POLICY_SUFFIX, Grants, PolicyError, policy_path, read_policy
 from daemon.runtime.sandbox import Limits
 from daemon.runtime.schema import ArgumentError, coerce_arguments, input_schema, validate_arguments
 from daemon.runtime.wasm_host import Invocation, LoadedTool, ToolLoadError, WasmHost
@@ -47,10 +48,12 @@ class LoadFailure:
 
 @dataclass(frozen=True)
 class Tool:
-    """A loaded tool as the rest of the daemon sees it."""
+    """A loaded tool as the rest of the daemon sees it: the component and what it is granted."""
 
     loaded: LoadedTool
     input_schema: dict[str, Any]
+    grants: Grants = field(default_factory=Grants)
+    policy_error: str | None = None
 
     @property
     def name(self) -> str:
@@ -91,14 +94,19 @@ class CallResult:
         return texts or [""]
 
 
+Signature = tuple[int, int]  # (size, mtime_ns): cheap change detection
+
+
 @dataclass(frozen=True)
 class _FileState:
-    """What is known about one tool file: its last working load and its last error."""
+    """What is known about one tool file: its last working load, its last error, its grants."""
 
-    signature: tuple[int, int]  # (size, mtime_ns): cheap change detection
+    signature: tuple[Signature, Signature | None]  # the .wasm and its policy file
     content_hash: str
     loaded: LoadedTool | None
     error: str | None
+    grants: Grants = field(default_factory=Grants)
+    policy_error: str | None = None
 
 
 @dataclass
@@ -123,7 +131,7 @@ def discover(directories: Iterable[Path]) -> list[Path]:
     return found
 
 
-def _signature(path: Path) -> tuple[int, int] | None:
+def _signature(path: Path) -> Signature | None:
     try:
         stat = path.stat()
     except OSError:
@@ -169,7 +177,7 @@ class Toolbox:
         """
         with self._reconcile_lock:
             result = ReconcileResult(ToolSetChange())
-            touched_paths = {Path(p) for p in touched}
+            touched_paths = {_tool_file(Path(p)) for p in touched}
             by_hash = {s.content_hash: s.loaded for s in self._files.values() if s.loaded}
             files: dict[Path, _FileState] = {}
             for path in discover(self.directories):
@@ -192,33 +200,37 @@ class Toolbox:
         result: ReconcileResult,
     ) -> _FileState | None:
         previous = self._files.get(path)
-        signature = _signature(path)
-        if signature is None:
+        wasm_signature = _signature(path)
+        if wasm_signature is None:
             return None
+        signature = (wasm_signature, _signature(policy_path(path)))
         if previous is not None and previous.signature == signature and not touched:
             return previous
-        if time.time_ns() - signature[1] < SETTLE_SECONDS * 1e9:
+        if time.time_ns() - wasm_signature[1] < SETTLE_SECONDS * 1e9:
             result.unsettled.append(path)
             return previous
+        grants, policy_error = self._grants(path)
         try:
             wasm = path.read_bytes()
         except OSError as error:
-            return _FileState(signature, "", previous.loaded if previous else None, str(error))
-        if _signature(path) != signature or len(wasm) != signature[0]:
+            kept = previous.loaded if previous else None
+            return _FileState(signature, "", kept, str(error), grants, policy_error)
+        if _signature(path) != wasm_signature or len(wasm) != wasm_signature[0]:
             result.unsettled.append(path)  # written to while we read it
             return previous
         content_hash = hashlib.sha256(wasm).hexdigest()
         if previous is not None and previous.content_hash == content_hash:
-            return replace(previous, signature=signature)
+            return replace(previous, signature=signature, grants=grants, policy_error=policy_error)
         reusable = by_hash.get(content_hash)
         if reusable is not None:  # renamed or copied: no need to load again
-            return _FileState(signature, content_hash, replace(reusable, path=path), None)
+            loaded: LoadedTool | None = replace(reusable, path=path)
+            return _FileState(signature, content_hash, loaded, None, grants, policy_error)
         try:
             loaded = self.host.load_bytes(wasm, path, content_hash)
         except ToolLoadError as error:
             log.error("cannot load %s: %s", path, error)
             kept = previous.loaded if previous else None
-            return _FileState(signature, content_hash, kept, str(error))
+            return _FileState(signature, content_hash, kept, str(error), grants, policy_error)
         log.info(
             "loaded tool %s %s from %s in %.2f s%s",
             loaded.metadata.name,
@@ -227,7 +239,18 @@ class Toolbox:
             loaded.load_seconds,
             " (cached)" if loaded.from_cache else "",
         )
-        return _FileState(signature, content_hash, loaded, None)
+        return _FileState(signature, content_hash, loaded, None, grants, policy_error)
+
+    def _grants(self, path: Path) -> tuple[Grants, str | None]:
+        """The grants in the tool's policy file; the defaults, and the reason, if it cannot be used."""
+        policy = policy_path(path)
+        if not policy.exists():
+            return self.host.default_grants, None
+        try:
+            return read_policy(policy, self.host.limits), None
+        except PolicyError as error:
+            log.error("ignoring %s, the tool gets the defaults: %s", policy, error)
+            return self.host.default_grants, str(error)
 
     def _build_snapshot(self, files: dict[Path, _FileState]) -> ToolSet:
         tools: dict[str, Tool] = {}
@@ -236,6 +259,8 @@ class Toolbox:
         for path, state in files.items():  # discovery order
             if state.error is not None:
                 failures.append(LoadFailure(path, state.error))
+            if state.policy_error is not None:
+                failures.append(LoadFailure(policy_path(path), state.policy_error))
             if state.loaded is None:
                 continue
             name = state.loaded.metadata.name
@@ -243,11 +268,9 @@ class Toolbox:
                 winner = tools[name].loaded.path
                 failures.append(LoadFailure(path, f"tool name {name!r} is already provided by {winner}"))
                 continue
+            tool = Tool(state.loaded, input_schema(state.loaded.metadata), state.grants, state.policy_error)
             kept = previous.get(name)
-            if kept is not None and kept.loaded == state.loaded:
-                tools[name] = kept
-            else:
-                tools[name] = Tool(state.loaded, input_schema(state.loaded.metadata))
+            tools[name] = kept if kept == tool else tool
         return ToolSet(tools, tuple(failures))
 
     async def ready(self) -> ToolSet:
@@ -268,13 +291,15 @@ class Toolbox:
 
     def invoke_blocking(self, name: str, arguments: object) -> CallResult:
         tool, coerced = self.prepare_call(name, arguments)
-        return CallResult(tool, self.host.invoke(tool.loaded, coerced))
+        return CallResult(tool, self.host.invoke(tool.loaded, coerced, tool.grants))
 
     async def invoke(self, name: str, arguments: object) -> CallResult:
         await self.ready()
         tool, coerced = self.prepare_call(name, arguments)
         loop = asyncio.get_running_loop()
-        invocation = await loop.run_in_executor(self._call_pool, self.host.invoke, tool.loaded, coerced)
+        invocation = await loop.run_in_executor(
+            self._call_pool, self.host.invoke, tool.loaded, coerced, tool.grants
+        )
         return CallResult(tool, invocation)
 
     def close(self) -> None:
@@ -282,9 +307,16 @@ class Toolbox:
         self.host.close()
 
 
+def _tool_file(path: Path) -> Path:
+    """A policy file stands for the tool it belongs to."""
+    if path.name.endswith(POLICY_SUFFIX):
+        return path.with_name(path.name.removesuffix(POLICY_SUFFIX) + TOOL_SUFFIX)
+    return path
+
+
 def _diff(old: ToolSet, new: ToolSet) -> ToolSetChange:
-    def identity(tool: Tool) -> tuple[str, Path]:
-        return tool.loaded.content_hash, tool.loaded.path
+    def identity(tool: Tool) -> tuple[str, Path, Grants]:
+        return tool.loaded.content_hash, tool.loaded.path, tool.grants
 
     old_failures = set(old.failures)
     return ToolSetChange(

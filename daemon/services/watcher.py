@@ -9,6 +9,7 @@ from pathlib import Path
 
 from watchfiles import Change, watch
 
+from daemon.runtime.policy import POLICY_SUFFIX
 from daemon.services.toolbox import (
     TOOL_SUFFIX,
     ChangeListener,
@@ -29,7 +30,7 @@ RETRY_UNSETTLED_SECONDS = 0.1
 
 
 def _is_tool_file(change: Change, path: str) -> bool:
-    return path.endswith(TOOL_SUFFIX)
+    return path.endswith((TOOL_SUFFIX, POLICY_SUFFIX))
 
 
 class ToolWatcher:

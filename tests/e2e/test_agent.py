@@ -16,7 +16,7 @@ from tests.wat_tools import tool_wasm
 ECHO_PROMPT = "Please echo back 'Something to echo'"
 REQUEST_CANCELLED = -32800
 INVALID_PARAMS = -32602
-MODEL_UNAVAILABLE = -32001
+MODEL_UNAVAILABLE = -32010
 
 
 async def agent_daemon(start_daemon: StartDaemon, tools_dir: Path, *extra: str | Path) -> DaemonSession:

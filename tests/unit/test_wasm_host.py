@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import wasmtime
 
+from daemon.runtime.policy import Grants
 from daemon.runtime.sandbox import Limits
 from daemon.runtime.schema import ArgumentError
 from daemon.runtime.wasm_host import Invocation, LoadedTool, ToolLoadError, WasmHost
@@ -85,9 +86,9 @@ class RecordingHost(WasmHost):
         super().__init__(cache_dir)
         self.calls: list[dict[str, Any]] = []
 
-    def invoke(self, tool: LoadedTool, arguments: dict[str, Any]) -> Invocation:
+    def invoke(self, tool: LoadedTool, arguments: dict[str, Any], grants: Grants | None = None) -> Invocation:
         self.calls.append(arguments)
-        return super().invoke(tool, arguments)
+        return super().invoke(tool, arguments, grants)
 
 
 def test_invalid_calls_never_reach_the_tool(tmp_path: Path) -> None:

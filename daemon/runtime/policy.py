@@ -1,0 +1,116 @@
+"""Per-tool grants: what one tool may touch and consume, read from a file beside it.
+
+`NAME.wasm` is granted what `NAME.policy.toml` says, and nothing more; without the file
+(or when it does not parse) the tool runs with the defaults: no files, no environment,
+no network, 10 s, 256 MiB of memory, 1 MiB of output per stream. See docs/security.md.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+from daemon.runtime.sandbox import MIB, Limits
+
+POLICY_SUFFIX = ".policy.toml"
+NETWORK_REFUSAL = (
+    "network grants are not supported: wasmtime-py cannot limit outgoing connections to "
+    "listed hosts, so no tool gets a network"
+)
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be applied; the tool keeps the defaults."""
+
+
+@dataclass(frozen=True)
+class DirGrant:
+    host: Path
+    guest: str
+    mode: Literal["ro", "rw"] = "ro"
+
+
+@dataclass(frozen=True)
+class Grants:
+    limits: Limits = field(default_factory=Limits)
+    dirs: tuple[DirGrant, ...] = ()
+    env: tuple[str, ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "timeoutSeconds": self.limits.timeout_seconds,
+            "memoryBytes": self.limits.memory_bytes,
+            "outputBytes": self.limits.output_bytes,
+            "dirs": [{"host": str(d.host), "guest": d.guest, "mode": d.mode} for d in self.dirs],
+            "env": list(self.env),
+            "network": False,
+        }
+
+
+def policy_path(tool_path: Path) -> Path:
+    return tool_path.with_name(tool_path.stem + POLICY_SUFFIX)
+
+
+def read_policy(path: Path, defaults: Limits) -> Grants:
+    """Parse a policy file. Raises PolicyError, naming the problem, for anything not understood."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise PolicyError(f"cannot read {path}: {error}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise PolicyError(f"{path} is not valid TOML: {error}") from error
+    return parse_policy(document, path.parent, defaults, source=str(path))
+
+
+def parse_policy(document: dict[str, Any], base: Path, defaults: Limits, source: str) -> Grants:
+    known = {"timeout_seconds", "memory_mib", "output_kib", "env", "dirs", "network"}
+    unknown = sorted(document.keys() - known)
+    if unknown:
+        raise PolicyError(f"{source}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    if document.get("network", False) is not False:
+        raise PolicyError(f"{source}: {NETWORK_REFUSAL}")
+    limits = Limits(
+        timeout_seconds=_number(document, "timeout_seconds", defaults.timeout_seconds, 0.01, 3600, source),
+        memory_bytes=int(
+            _number(document, "memory_mib", defaults.memory_bytes / MIB, 1, 65536, source) * MIB
+        ),
+        output_bytes=int(
+            _number(document, "output_kib", defaults.output_bytes / 1024, 1, 1048576, source) * 1024
+        ),
+    )
+    env = document.get("env", [])
+    if not isinstance(env, list) or not all(isinstance(name, str) and name for name in env):
+        raise PolicyError(f"{source}: 'env' must be a list of variable names")
+    dirs = document.get("dirs", [])
+    if not isinstance(dirs, list):
+        raise PolicyError(f"{source}: 'dirs' must be an array of tables ([[dirs]])")
+    return Grants(limits, tuple(_dir_grant(entry, base, source) for entry in dirs), tuple(env))
+
+
+def _number(
+    document: dict[str, Any], key: str, default: float, low: float, high: float, source: str
+) -> float:
+    value = document.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise PolicyError(f"{source}: {key!r} must be a number from {low:g} to {high:g}")
+    return float(value)
+
+
+def _dir_grant(entry: Any, base: Path, source: str) -> DirGrant:
+    if not isinstance(entry, dict) or not {"host", "guest"} <= entry.keys():
+        raise PolicyError(f"{source}: each [[dirs]] needs 'host' and 'guest'")
+    extra = sorted(entry.keys() - {"host", "guest", "mode"})
+    if extra:
+        raise PolicyError(f"{source}: unknown [[dirs]] setting {extra[0]!r}")
+    host = (base / str(entry["host"])).resolve()
+    if not host.is_dir():
+        raise PolicyError(f"{source}: granted directory {host} does not exist")
+    guest = str(entry["guest"])
+    if not PurePosixPath(guest).is_absolute():
+        raise PolicyError(f"{source}: guest path {guest!r} must be absolute, like /data")
+    mode = entry.get("mode", "ro")
+    if mode not in ("ro", "rw"):
+        raise PolicyError(f"{source}: mode must be 'ro' or 'rw', not {mode!r}")
+    return DirGrant(host, guest, mode)

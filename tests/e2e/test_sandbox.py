@@ -1,0 +1,208 @@
+"""Hostile tools over stdio: each gets only what it is granted and cannot hurt the daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import StartDaemon
+from tests.rpc import DaemonSession
+from tests.wat_tools import tool_wasm
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def hostile_dir(tmp_path: Path, test_tools: Path) -> Path:
+    directory = tmp_path / "tools"
+    directory.mkdir()
+    shutil.copy2(test_tools / "hostile.wasm", directory / "hostile.wasm")
+    return directory
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A directory to grant, with a file inside and a symlink pointing out of it."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "inside.txt").write_text("granted content")
+    (tmp_path / "outside.txt").write_text("not granted")
+    (data / "escape").symlink_to(tmp_path / "outside.txt")
+    (data / "passwd").symlink_to("/etc/passwd")
+    return data
+
+
+def grant(tools: Path, name: str, policy: str) -> None:
+    (tools / f"{name}.policy.toml").write_text(policy)
+
+
+async def ready(start_daemon: StartDaemon, tools: Path, env: dict[str, str] | None = None) -> DaemonSession:
+    daemon = await start_daemon("--tools-dir", tools, env=env)
+    await daemon.initialize()
+    await daemon.request("tools/list")
+    return daemon
+
+
+async def hostile(daemon: DaemonSession, action: str, target: str = "") -> dict[str, Any]:
+    result: dict[str, Any] = await daemon.request(
+        "tools/invoke", {"name": "hostile", "arguments": {"action": action, "target": target}}
+    )
+    return result
+
+
+def text(result: dict[str, Any]) -> str:
+    return str(result["content"][0]["text"])
+
+
+async def test_nothing_is_granted_by_default(start_daemon: StartDaemon, hostile_dir: Path) -> None:
+    daemon = await ready(start_daemon, hostile_dir, env={"SECRET_TOKEN": "hunter2"})
+    listing = await daemon.request("tools/list")
+    grants = listing["tools"][0]["grants"]
+    assert grants == {
+        "timeoutSeconds": 10.0,
+        "memoryBytes": 256 * MIB,
+        "outputBytes": MIB,
+        "dirs": [],
+        "env": [],
+        "network": False,
+    }
+    assert text(await hostile(daemon, "read", "/etc/passwd")).startswith("denied:")
+    assert text(await hostile(daemon, "list", "/")).startswith("denied:")
+    assert text(await hostile(daemon, "environ")) == "environ: "
+    assert text(await hostile(daemon, "env", "SECRET_TOKEN")) == "SECRET_TOKEN is unset"
+
+
+async def test_granted_directories_and_nothing_beyond_them(
+    start_daemon: StartDaemon, hostile_dir: Path, data_dir: Path
+) -> None:
+    grant(hostile_dir, "hostile", f'[[dirs]]\nhost = "{data_dir}"\nguest = "/data"\n')
+    daemon = await ready(start_daemon, hostile_dir)
+    tool = (await daemon.request("tools/list"))["tools"][0]
+    assert tool["grants"]["dirs"] == [{"host": str(data_dir), "guest": "/data", "mode": "ro"}]
+    assert text(await hostile(daemon, "read", "/data/inside.txt")) == "read: granted content"
+    for escape in (
+        "/data/../outside.txt",
+        "/data/escape",
+        "/data/passwd",
+        "/etc/passwd",
+        "/data/../../etc/passwd",
+    ):
+        assert text(await hostile(daemon, "read", escape)).startswith("denied:"), escape
+    assert text(await hostile(daemon, "write", "/data/new.txt")).startswith("denied:")
+    assert not (data_dir / "new.txt").exists()
+
+
+async def test_read_write_grants_allow_writing_inside_only(
+    start_daemon: StartDaemon, hostile_dir: Path, data_dir: Path
+) -> None:
+    grant(hostile_dir, "hostile", f'[[dirs]]\nhost = "{data_dir}"\nguest = "/data"\nmode = "rw"\n')
+    daemon = await ready(start_daemon, hostile_dir)
+    assert text(await hostile(daemon, "write", "/data/new.txt")) == "wrote /data/new.txt"
+    assert (data_dir / "new.txt").read_text() == "written by a tool"
+    assert text(await hostile(daemon, "write", "/data/../sneaky.txt")).startswith("denied:")
+    assert not (data_dir.parent / "sneaky.txt").exists()
+
+
+async def test_only_granted_environment_variables_exist(start_daemon: StartDaemon, hostile_dir: Path) -> None:
+    grant(hostile_dir, "hostile", 'env = ["GRANTED_VAR", "NOT_SET_ANYWHERE"]\n')
+    daemon = await ready(start_daemon, hostile_dir, env={"GRANTED_VAR": "yes", "SECRET_TOKEN": "hunter2"})
+    assert text(await hostile(daemon, "env", "GRANTED_VAR")) == "GRANTED_VAR=yes"
+    assert text(await hostile(daemon, "env", "SECRET_TOKEN")) == "SECRET_TOKEN is unset"
+    assert text(await hostile(daemon, "environ")) == "environ: GRANTED_VAR"
+
+
+async def test_megabytes_of_output_are_truncated_and_marked(
+    start_daemon: StartDaemon, hostile_dir: Path
+) -> None:
+    daemon = await ready(start_daemon, hostile_dir)
+    result = await hostile(daemon, "print", str(5 * MIB))
+    assert result["truncated"] is True
+    assert len(result["stdout"]) == MIB
+    assert result["content"][-1]["text"] == "[output truncated]"
+
+
+async def test_memory_is_limited_by_default_and_by_policy(
+    start_daemon: StartDaemon, hostile_dir: Path
+) -> None:
+    daemon = await ready(start_daemon, hostile_dir)
+    assert text(await hostile(daemon, "allocate", str(100 * MIB))) == f"allocated {100 * MIB} bytes"
+    assert text(await hostile(daemon, "allocate", str(600 * MIB))).startswith("refused")
+    seen = len(daemon.notifications)
+    grant(hostile_dir, "hostile", "memory_mib = 64\n")
+    await daemon.wait_for_notification("tools/didChange", after=seen)
+    assert (await daemon.request("tools/list"))["tools"][0]["grants"]["memoryBytes"] == 64 * MIB
+    assert text(await hostile(daemon, "allocate", str(100 * MIB))).startswith("refused")
+
+
+async def test_a_policy_that_does_not_parse_is_reported_and_the_defaults_apply(
+    start_daemon: StartDaemon, hostile_dir: Path, data_dir: Path
+) -> None:
+    grant(hostile_dir, "hostile", f'memory_mib = "lots"\n[[dirs]]\nhost = "{data_dir}"\nguest = "/data"\n')
+    daemon = await ready(start_daemon, hostile_dir)
+    listing = await daemon.request("tools/list")
+    tool = listing["tools"][0]
+    assert "'memory_mib' must be a number" in tool["policyError"]
+    assert tool["grants"]["dirs"] == []
+    assert [failure["path"] for failure in listing["failed"]] == [str(hostile_dir / "hostile.policy.toml")]
+    assert text(await hostile(daemon, "read", "/data/inside.txt")).startswith("denied:")
+
+
+async def test_network_grants_are_refused(start_daemon: StartDaemon, hostile_dir: Path) -> None:
+    grant(hostile_dir, "hostile", "network = true\n")
+    daemon = await ready(start_daemon, hostile_dir)
+    tool = (await daemon.request("tools/list"))["tools"][0]
+    assert "network grants are not supported" in tool["policyError"]
+    assert tool["grants"]["network"] is False
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "expected"),
+    [("loop", "timed out after 1 s"), ("grow", "unreachable"), ("recurse", "call stack exhausted")],
+)
+async def test_runaway_tools_are_stopped_while_others_keep_serving(
+    start_daemon: StartDaemon, tools_dir: Path, behaviour: str, expected: str
+) -> None:
+    (tools_dir / "runaway.wasm").write_bytes(tool_wasm("runaway", behaviour=behaviour))
+    grant(tools_dir, "runaway", "timeout_seconds = 1\n")
+    daemon = await ready(start_daemon, tools_dir)
+    started = time.perf_counter()
+    _, runaway = daemon.request_future("tools/invoke", {"name": "runaway", "arguments": {"value": "x"}})
+    echoed = await daemon.request("tools/invoke", {"name": "echo", "arguments": {"value": "alive"}})
+    assert echoed["content"][0]["text"] == "alive"
+    result = await asyncio.wait_for(runaway, 30)
+    assert result["isError"] is True
+    assert expected in text(result)
+    assert time.perf_counter() - started < 1 + 2.0  # the timeout plus a small slack
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+async def test_a_thousand_traps_leave_memory_flat(start_daemon: StartDaemon, tmp_path: Path) -> None:
+    (tmp_path / "traps.wasm").write_bytes(tool_wasm("traps", behaviour="trap"))
+    daemon = await ready(start_daemon, tmp_path)
+
+    async def trap_many(count: int) -> None:
+        for _ in range(count // 10):
+            batch = [
+                daemon.request("tools/invoke", {"name": "traps", "arguments": {"value": "x"}})
+                for _ in range(10)
+            ]
+            assert all(result["isError"] for result in await asyncio.gather(*batch))
+
+    await trap_many(200)  # warm up allocators and caches
+    before = rss_bytes(daemon.process.pid)
+    await trap_many(1000)
+    after = rss_bytes(daemon.process.pid)
+    assert after - before < 20 * MIB, f"RSS grew by {(after - before) / MIB:.1f} MiB"
+    assert os.path.exists(f"/proc/{daemon.process.pid}")
