@@ -1,12 +1,18 @@
 """Builds tool sources into `.wasm` components, publishing each by atomic rename.
 
-A source directory holds `app.py` (the module componentize-py wraps) and, if it
-targets another world than `llama-agent:tool/plugin`, a `component.toml` with
-`wit = "<dir relative to the repository>"` and `world = "<name>"`.
+A source directory holds either `app.py` (Python, built with componentize-py) or
+`tool.js` (JavaScript, built with componentize-js), and optionally:
+
+* `component.toml`: `wit = "<dir, relative to the repository>"` and `world = "<name>"`
+  to target another world than `llama-agent:tool/plugin`; `pip = ["pkg==1.0"]` for
+  pure-Python packages to bundle into a Python tool;
+* `policy.toml`: the grants the tool ships with, published as `NAME.policy.toml`
+  beside `NAME.wasm` (see docs/security.md).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -17,12 +23,19 @@ import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from daemon.config import REPO_ROOT
+from daemon.runtime.policy import POLICY_SUFFIX
 
 log = logging.getLogger(__name__)
 
 COMPONENT_SOURCES = REPO_ROOT / "components"
+JS_BUILDER = REPO_ROOT / "build-support" / "js"
+PIP_CACHE = REPO_ROOT / "build" / "pip-vendor"
+SOURCE_FILES = {"python": "app.py", "js": "tool.js"}
+
+Language = Literal["python", "js"]
 
 
 class BuildError(Exception):
@@ -32,9 +45,10 @@ class BuildError(Exception):
 @dataclass(frozen=True)
 class ComponentSource:
     directory: Path
+    language: Language
     wit_dir: Path
     world: str
-    module: str = "app"
+    pip: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -42,23 +56,36 @@ class ComponentSource:
 
     @classmethod
     def read(cls, directory: Path) -> ComponentSource:
-        if not (directory / "app.py").is_file():
-            raise BuildError(f"{directory}: no app.py (only Python tools can be built so far)")
+        language = _language(directory)
         manifest_path = directory / "component.toml"
-        manifest = tomllib.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+        try:
+            manifest = tomllib.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+        except tomllib.TOMLDecodeError as error:
+            raise BuildError(f"{manifest_path}: {error}") from error
         return cls(
-            directory=directory,
+            directory=directory.resolve(),
+            language=language,
             wit_dir=REPO_ROOT / manifest.get("wit", "wit"),
             world=manifest.get("world", "plugin"),
+            pip=tuple(manifest.get("pip", ())),
         )
 
     def inputs(self) -> list[Path]:
-        files = [p for p in self.directory.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+        skipped = {"__pycache__", "node_modules"}
+        files = [p for p in self.directory.rglob("*") if p.is_file() and not skipped & set(p.parts)]
         return files + sorted(self.wit_dir.glob("*.wit"))
 
 
+def _language(directory: Path) -> Language:
+    if (directory / SOURCE_FILES["python"]).is_file():
+        return "python"
+    if (directory / SOURCE_FILES["js"]).is_file():
+        return "js"
+    raise BuildError(f"{directory}: no app.py (Python) or tool.js (JavaScript) to build")
+
+
 def source_directories(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if (p / "app.py").is_file())
+    return sorted(p for p in root.iterdir() if any((p / f).is_file() for f in SOURCE_FILES.values()))
 
 
 def is_up_to_date(source: ComponentSource, output: Path) -> bool:
@@ -77,19 +104,14 @@ def build_one(source: ComponentSource, out_dir: Path, force: bool = False) -> Pa
     # Build beside the destination, then rename: a watcher never sees half a file.
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".build-") as scratch:
         staged = Path(scratch) / "component.wasm"
-        command = [
-            _componentize_py(),
-            "-d", str(source.wit_dir),
-            "-w", source.world,
-            "componentize",
-            "-p", str(source.directory),
-            source.module,
-            "-o", str(staged),
-        ]  # fmt: skip
         log.info("building %s", source.directory)
+        command = (
+            _python_command(source, staged) if source.language == "python" else _js_command(source, staged)
+        )
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise BuildError(f"building {source.directory} failed:\n{done.stderr or done.stdout}")
+        _publish_policy(source, out_dir, Path(scratch))
         os.replace(staged, output)
     log.info("built %s", output)
     return output
@@ -97,13 +119,86 @@ def build_one(source: ComponentSource, out_dir: Path, force: bool = False) -> Pa
 
 def build_all(directories: list[Path], out_dir: Path, force: bool = False) -> list[Path]:
     sources = [ComponentSource.read(d) for d in directories]
+    if any(source.language == "js" for source in sources):
+        ensure_js_builder()
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         return list(pool.map(lambda s: build_one(s, out_dir, force), sources))
 
 
-def _componentize_py() -> str:
-    beside_python = Path(sys.executable).with_name("componentize-py")
-    found = str(beside_python) if beside_python.exists() else shutil.which("componentize-py")
+def _python_command(source: ComponentSource, staged: Path) -> list[str]:
+    paths = ["-p", str(source.directory)]
+    if source.pip:
+        paths += ["-p", str(_vendored(source.pip))]
+    return [
+        _tool_beside_python("componentize-py"),
+        *("-d", str(source.wit_dir), "-w", source.world, "componentize"),
+        *paths,
+        *("app", "-o", str(staged)),
+    ]
+
+
+def _js_command(source: ComponentSource, staged: Path) -> list[str]:
+    node = shutil.which("node")
+    if node is None:
+        raise BuildError("building a JavaScript tool needs Node.js (node) on PATH")
+    script = JS_BUILDER / "componentize.mjs"
+    return [
+        node,
+        str(script),
+        str(source.directory / "tool.js"),
+        str(source.wit_dir),
+        source.world,
+        str(staged),
+    ]
+
+
+def ensure_js_builder() -> None:
+    """Install componentize-js from the npm registry, once, as locked in package-lock.json."""
+    if (JS_BUILDER / "node_modules" / "@bytecodealliance" / "componentize-js").is_dir():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise BuildError("building a JavaScript tool needs npm on PATH")
+    log.info("installing the JavaScript tool builder into %s", JS_BUILDER)
+    done = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund"], cwd=JS_BUILDER, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise BuildError(f"npm ci in {JS_BUILDER} failed:\n{done.stderr}")
+
+
+def _vendored(requirements: tuple[str, ...]) -> Path:
+    """Pure-Python packages installed into a directory of their own, keyed by the requirement list."""
+    key = hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()[:16]
+    target = PIP_CACHE / key
+    if target.is_dir():
+        return target
+    PIP_CACHE.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=PIP_CACHE, prefix=".partial-"))
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(staging)]
+    done = subprocess.run([*command, *requirements], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise BuildError(f"pip could not install {', '.join(requirements)}:\n{done.stderr}")
+    try:
+        os.replace(staging, target)
+    except OSError:  # another build got there first
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _publish_policy(source: ComponentSource, out_dir: Path, scratch: Path) -> None:
+    """The tool's bundled grants go in place before the tool itself, so it never runs without them."""
+    policy = source.directory / "policy.toml"
+    target = out_dir / f"{source.name}{POLICY_SUFFIX}"
+    if policy.exists():
+        staged = scratch / "policy.toml"
+        shutil.copyfile(policy, staged)
+        os.replace(staged, target)
+
+
+def _tool_beside_python(name: str) -> str:
+    beside_python = Path(sys.executable).with_name(name)
+    found = str(beside_python) if beside_python.exists() else shutil.which(name)
     if not found:
-        raise BuildError("componentize-py is not installed (pip install componentize-py)")
+        raise BuildError(f"{name} is not installed (pip install {name})")
     return found

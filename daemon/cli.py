@@ -34,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         threads=args.threads,
         seed=args.seed,
         eager_model_load=not args.lazy_model,
+        workspace=args.workspace or (None if args.command == "serve" else Path.cwd()),
     )
     configure_logging(args.verbose if args.command == "serve" else args.verbose - 1, args.log_file)
     handler = args.handler
@@ -79,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="load the model on the first agent/run instead of right after initialize",
     )
+    common.add_argument(
+        "--workspace",
+        type=Path,
+        metavar="DIR",
+        help="folder granted to tools whose policy asks for the workspace "
+        "(default: the client's, for serve; the current directory otherwise)",
+    )
     common.add_argument("--log-file", type=Path, metavar="FILE", help="log here instead of stderr")
     common.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: protocol)")
 
@@ -113,6 +121,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     invoke.add_argument("--json", action="store_true", help="print the tools/invoke result as JSON")
     invoke.set_defaults(handler=_tools_invoke)
+
+    new = tool_commands.add_parser("new", parents=[common], help="create a tool to start from")
+    new.add_argument("name", help="the tool's name")
+    new.add_argument("--lang", choices=["python", "js"], default="python", help="(default: %(default)s)")
+    new.add_argument(
+        "--dir", type=Path, default=Path("components"), metavar="DIR", help="where (default: %(default)s)"
+    )
+    new.set_defaults(handler=_tools_new)
 
     build = tool_commands.add_parser("build", parents=[common], help="build tool sources into .wasm")
     build.add_argument(
@@ -184,6 +200,7 @@ def _toolbox(config: DaemonConfig) -> Any:
     from daemon.services.toolbox import Toolbox, new_host
 
     toolbox = Toolbox(new_host(config), list(config.tools_dirs))
+    toolbox.workspace = config.workspace
     toolbox.load_all()
     return toolbox
 
@@ -230,6 +247,18 @@ def _tools_invoke(config: DaemonConfig, args: argparse.Namespace) -> int:
         for text in result.texts():
             print(text, end="" if text.endswith("\n") else "\n", file=stream)
     return EXIT_TOOL_ERROR if result.invocation.is_error else 0
+
+
+def _tools_new(config: DaemonConfig, args: argparse.Namespace) -> int:
+    from daemon.scaffold import ScaffoldError, new_tool
+
+    try:
+        directory = new_tool(args.name, args.lang, args.dir)
+    except ScaffoldError as error:
+        print(f"llama-agent: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"created {directory}; build it with: llama-agent tools build {directory}")
+    return 0
 
 
 def _tools_build(config: DaemonConfig, args: argparse.Namespace) -> int:

@@ -32,3 +32,6 @@ class DaemonConfig:
     threads: int | None = None
     seed: int = 0
     eager_model_load: bool = True
+    # Granted to tools whose policy says `workspace = ...`; the daemon takes the client's
+    # folder from `initialize` unless this is set.
+    workspace: Path | None = None

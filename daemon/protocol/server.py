@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcServerNotInitialized
 from pygls.io_ import StdinAsyncReader, StdoutWriter
 from pygls.lsp.server import LanguageServer
+from pygls.uris import to_fs_path
 
 from daemon import __version__
 from daemon.config import DaemonConfig
@@ -29,7 +31,7 @@ from daemon.runtime.model import ModelError, ModelSettings
 from daemon.runtime.schema import ArgumentError
 from daemon.services.agent import Agent
 from daemon.services.model_service import ModelService
-from daemon.services.toolbox import Toolbox, ToolSetChange, UnknownTool, new_host
+from daemon.services.toolbox import ReconcileResult, Toolbox, ToolSetChange, UnknownTool, new_host
 from daemon.services.watcher import ToolWatcher
 
 TOOLS_DID_CHANGE = "tools/didChange"
@@ -52,6 +54,7 @@ class AgentServer(LanguageServer):
         self._models: ModelService | None = None
         self._agent: Agent | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._background: set[asyncio.Future[Any]] = set()
 
     @property
     def toolbox(self) -> Toolbox:
@@ -103,6 +106,21 @@ class AgentServer(LanguageServer):
     def attach_loop(self) -> None:
         """Called on `initialize`: from now on tool changes are announced to the client."""
         self._loop = asyncio.get_running_loop()
+
+    def use_workspace(self, folder: Path) -> None:
+        """Grant `folder` to the tools whose policy asks for the workspace, and announce the change."""
+        log.info("workspace folder: %s", folder)
+        loop = asyncio.get_running_loop()
+        job = loop.run_in_executor(None, self.toolbox.set_workspace, folder)
+        self._background.add(job)
+        job.add_done_callback(self._workspace_applied)
+
+    def _workspace_applied(self, job: asyncio.Future[ReconcileResult]) -> None:
+        self._background.discard(job)
+        if job.exception() is None:
+            change = job.result().change
+            if change:
+                self._announce(change)
 
     def require_initialized(self) -> None:
         if self._loop is None:
@@ -165,6 +183,19 @@ def _object_params(ls: AgentServer, params: Any) -> dict[str, Any]:
 @server.feature(types.INITIALIZE)
 def initialize(ls: AgentServer, params: types.InitializeParams) -> None:
     ls.attach_loop()
+    folder = ls.config.workspace or client_workspace(params)
+    if folder is not None:
+        ls.use_workspace(folder)
+
+
+def client_workspace(params: types.InitializeParams) -> Path | None:
+    """The client's (first) workspace folder, as a local path."""
+    uris = [folder.uri for folder in params.workspace_folders or []] + [params.root_uri or ""]
+    for uri in uris:
+        path = to_fs_path(uri) if uri else None
+        if path:
+            return Path(path)
+    return Path(params.root_path) if params.root_path else None
 
 
 @server.feature(types.INITIALIZED)

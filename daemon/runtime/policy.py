@@ -15,6 +15,7 @@ from typing import Any, Literal
 from daemon.runtime.sandbox import MIB, Limits
 
 POLICY_SUFFIX = ".policy.toml"
+WORKSPACE_GUEST = "/workspace"
 NETWORK_REFUSAL = (
     "network grants are not supported: wasmtime-py cannot limit outgoing connections to "
     "listed hosts, so no tool gets a network"
@@ -53,7 +54,7 @@ def policy_path(tool_path: Path) -> Path:
     return tool_path.with_name(tool_path.stem + POLICY_SUFFIX)
 
 
-def read_policy(path: Path, defaults: Limits) -> Grants:
+def read_policy(path: Path, defaults: Limits, workspace: Path | None = None) -> Grants:
     """Parse a policy file. Raises PolicyError, naming the problem, for anything not understood."""
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -61,11 +62,14 @@ def read_policy(path: Path, defaults: Limits) -> Grants:
         raise PolicyError(f"cannot read {path}: {error}") from error
     except tomllib.TOMLDecodeError as error:
         raise PolicyError(f"{path} is not valid TOML: {error}") from error
-    return parse_policy(document, path.parent, defaults, source=str(path))
+    return parse_policy(document, path.parent, defaults, source=str(path), workspace=workspace)
 
 
-def parse_policy(document: dict[str, Any], base: Path, defaults: Limits, source: str) -> Grants:
-    known = {"timeout_seconds", "memory_mib", "output_kib", "env", "dirs", "network"}
+def parse_policy(
+    document: dict[str, Any], base: Path, defaults: Limits, source: str, workspace: Path | None = None
+) -> Grants:
+    """`workspace = "ro"|"rw"` grants the client's workspace folder, when there is one, at /workspace."""
+    known = {"timeout_seconds", "memory_mib", "output_kib", "env", "dirs", "network", "workspace"}
     unknown = sorted(document.keys() - known)
     if unknown:
         raise PolicyError(f"{source}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
@@ -86,7 +90,13 @@ def parse_policy(document: dict[str, Any], base: Path, defaults: Limits, source:
     dirs = document.get("dirs", [])
     if not isinstance(dirs, list):
         raise PolicyError(f"{source}: 'dirs' must be an array of tables ([[dirs]])")
-    return Grants(limits, tuple(_dir_grant(entry, base, source) for entry in dirs), tuple(env))
+    granted = [_dir_grant(entry, base, source) for entry in dirs]
+    workspace_mode = document.get("workspace")
+    if workspace_mode not in (None, "ro", "rw"):
+        raise PolicyError(f"{source}: workspace must be 'ro' or 'rw', not {workspace_mode!r}")
+    if workspace_mode is not None and workspace is not None:
+        granted.insert(0, DirGrant(workspace.resolve(), WORKSPACE_GUEST, workspace_mode))
+    return Grants(limits, tuple(granted), tuple(env))
 
 
 def _number(

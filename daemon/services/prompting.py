@@ -71,7 +71,12 @@ EXAMPLES = {
         "I printed 'build finished'.",
     ),
 }
-_PLACEHOLDERS = {"string": "example", "integer": 1, "number": 1.5, "boolean": True}
+# Two generic examples, not one: with a single one the small default model often answers
+# instead of calling the tool (measured on the embedded model, temperature 0).
+_PLACEHOLDERS: tuple[dict[str, Any], ...] = (
+    {"string": "example", "integer": 1, "number": 1.5, "boolean": True},
+    {"string": "some text", "integer": 2, "number": 0.5, "boolean": False},
+)
 
 
 class TurnError(ValueError):
@@ -127,7 +132,8 @@ def describe_tools(tools: Sequence[Tool]) -> str:
             for name, prop in schema["properties"].items()
         ]
         arguments = "; ".join(params) if params else "none"
-        lines.append(f"- {tool.name}: {tool.loaded.metadata.description} Arguments: {arguments}.")
+        description = tool.loaded.metadata.description.strip().rstrip(".")
+        lines.append(f"- {tool.name}: {description}. Arguments: {arguments.rstrip('.')}.")
     return "\n".join(lines)
 
 
@@ -136,12 +142,16 @@ def examples_for(tools: Sequence[Tool]) -> list[Example]:
     if known or not tools:
         return known
     tool = tools[0]
-    arguments = {
-        name: _PLACEHOLDERS[prop["type"]]
-        for name, prop in tool.input_schema["properties"].items()
-        if name in tool.input_schema["required"]
-    }
-    return [Example(f"Please use {tool.name} on 'example'", tool.name, arguments, "(the output)", "Done.")]
+    required = [(name, prop["type"]) for name, prop in tool.input_schema["properties"].items()]
+    required = [(name, kind) for name, kind in required if name in tool.input_schema["required"]]
+    examples = []
+    for values in _PLACEHOLDERS:
+        arguments = {name: values[kind] for name, kind in required}
+        subject = next((value for value in arguments.values() if isinstance(value, str)), values["string"])
+        examples.append(
+            Example(f"Please use {tool.name} on '{subject}'", tool.name, arguments, "(the output)", "Done.")
+        )
+    return examples
 
 
 def call_text(tool: str, arguments: dict[str, Any]) -> str:

@@ -155,6 +155,12 @@ class Toolbox:
         self._reconcile_lock = threading.Lock()
         self._first_load: Future[ToolSet] = Future()
         self._call_pool = ThreadPoolExecutor(max_workers=max_parallel_calls, thread_name_prefix="tool-call")
+        self.workspace: Path | None = None
+
+    def set_workspace(self, folder: Path | None) -> ReconcileResult:
+        """Blocking: the folder that `workspace = ...` policies grant; re-reads every policy."""
+        self.workspace = folder
+        return self.reconcile(list(self._files))
 
     @property
     def snapshot(self) -> ToolSet:
@@ -247,7 +253,7 @@ class Toolbox:
         if not policy.exists():
             return self.host.default_grants, None
         try:
-            return read_policy(policy, self.host.limits), None
+            return read_policy(policy, self.host.limits, self.workspace), None
         except PolicyError as error:
             log.error("ignoring %s, the tool gets the defaults: %s", policy, error)
             return self.host.default_grants, str(error)

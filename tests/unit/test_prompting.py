@@ -83,7 +83,7 @@ def test_completion_prompt_lists_tools_shows_examples_and_ends_at_the_assistant_
     prompt = completion_prompt([ECHO, COUNT], "Please echo back 'x'", transcript)
     assert "- echo: Echoes. Arguments: value (string, required): The text." in prompt
     assert (
-        "- count: does things Arguments: n (integer, required): How many.; loud (boolean, optional)."
+        "- count: does things. Arguments: n (integer, required): How many.; loud (boolean, optional)."
         in prompt
     )
     assert 'Assistant: {"tool": "echo", "arguments": {"value": "Hello there, world"}}' in prompt

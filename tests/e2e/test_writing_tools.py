@@ -1,0 +1,49 @@
+"""The path of docs/writing-tools.md, end to end: scaffold, build, hot reload, invoke, agent."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import StartDaemon
+
+LLAMA_AGENT = str(Path(sys.executable).with_name("llama-agent"))
+
+
+def llama_agent(*args: str | Path) -> str:
+    done = subprocess.run(
+        [LLAMA_AGENT, *map(str, args)], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("language", ["python", "js"])
+async def test_a_new_tool_goes_from_scaffold_to_an_agent_call(
+    start_daemon: StartDaemon, tmp_path: Path, language: str
+) -> None:
+    name = f"shout_{language}"
+    sources, watched = tmp_path / "src", tmp_path / "tools"
+    assert f"created {sources / name}" in llama_agent(
+        "tools", "new", name, "--lang", language, "--dir", sources
+    )
+
+    daemon = await start_daemon("--tools-dir", watched)
+    await daemon.initialize()
+    assert (await daemon.request("tools/list"))["tools"] == []
+    seen = len(daemon.notifications)
+
+    llama_agent("tools", "build", sources / name, "--out", watched)
+    change = await daemon.wait_for_notification("tools/didChange", 300, after=seen)
+    assert change["params"]["added"] == [name]
+
+    result = await daemon.request("tools/invoke", {"name": name, "arguments": {"text": "Something to shout"}})
+    assert result["content"] == [{"type": "text", "text": "SOMETHING TO SHOUT"}]
+
+    run = await daemon.request("agent/run", {"prompt": f"Please use {name} on 'llama'", "tools": [name]})
+    assert run["steps"][0]["tool"] == name
+    assert run["steps"][0]["result"] == run["steps"][0]["arguments"]["text"].upper()
+    assert "LLAMA" in run["steps"][0]["result"]
