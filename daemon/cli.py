@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="model context, tokens",
     )
-    common.add_argument("--threads", type=int, metavar="N", help="model threads (default: every core)")
+    common.add_argument("--threads", type=int, metavar="N", help="model threads (default: half the cores)")
     common.add_argument("--seed", type=int, default=DaemonConfig.seed, metavar="N", help="sampling seed")
     common.add_argument(
         "--lazy-model",

@@ -31,7 +31,7 @@ class ModelError(Exception):
 class ModelSettings:
     path: Path | None = None  # None: the embedded default model
     context_size: int = 4096
-    threads: int | None = None  # None: every core
+    threads: int | None = None  # None: half the cores, as llama-cpp-python does
     seed: int = 0
 
 
@@ -42,6 +42,13 @@ class Generation:
     completion_tokens: int
     stop_reason: StopReason
     seconds: float
+
+
+def default_threads() -> int:
+    """Half the cores: llama.cpp's threads spin while they wait for each other, so on a small
+    machine one of them preempted by the daemon's own threads (protocol, tools) stalls them all.
+    Measured on 2 cores with progress streaming: 2 threads were 3-5x slower than 1 (bench/agent.py)."""
+    return max(1, (os.cpu_count() or 2) // 2)
 
 
 def default_model_path(cache_dir: Path) -> Path:
@@ -128,7 +135,7 @@ class LlamaModel:
             llm = Llama(
                 model_path=str(path),
                 n_ctx=settings.context_size,
-                n_threads=settings.threads or os.cpu_count(),
+                n_threads=settings.threads or default_threads(),
                 seed=settings.seed,
                 verbose=False,
             )

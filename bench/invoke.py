@@ -1,0 +1,116 @@
+"""Invoke round trip and throughput: the daemon over stdio, wasmtime-py in-process, an MCP peer."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import BENCH_CACHE_DIR, bundled, summary
+from daemon.runtime.wasm_host import WasmHost
+from tests.rpc import DaemonSession
+
+CALLS = 1000
+WARMUP = 50
+VALUE = "Something to echo"
+
+
+async def daemon_session(tools: Path, *extra: str) -> DaemonSession:
+    daemon = await DaemonSession.start(
+        ["--tools-dir", str(tools), "--cache-dir", str(BENCH_CACHE_DIR), "--lazy-model", *extra]
+    )
+    await daemon.initialize()
+    await daemon.request("tools/list")
+    return daemon
+
+
+def echo_tools_dir(scratch: Path) -> Path:
+    tools = scratch / "tools"
+    tools.mkdir()
+    shutil.copy2(bundled("echo"), tools / "echo.wasm")
+    return tools
+
+
+async def _timed(call: Any) -> float:
+    started = time.perf_counter()
+    await call
+    return (time.perf_counter() - started) * 1000
+
+
+async def daemon_round_trip(calls: int = CALLS) -> list[float]:
+    with tempfile.TemporaryDirectory() as scratch:
+        daemon = await daemon_session(echo_tools_dir(Path(scratch)))
+        params = {"name": "echo", "arguments": {"value": VALUE}}
+        for _ in range(WARMUP):
+            await daemon.request("tools/invoke", params)
+        samples = [await _timed(daemon.request("tools/invoke", params)) for _ in range(calls)]
+        await daemon.shutdown_and_exit()
+    return samples
+
+
+def in_process_floor(calls: int = CALLS) -> list[float]:
+    """The same component, instantiated and called per call, with no protocol at all."""
+    host = WasmHost(BENCH_CACHE_DIR)
+    tool = host.load(bundled("echo"))
+    for _ in range(WARMUP):
+        host.invoke(tool, {"value": VALUE})
+    samples = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        host.invoke(tool, {"value": VALUE})
+        samples.append((time.perf_counter() - started) * 1000)
+    host.close()
+    return samples
+
+
+async def mcp_peer_round_trip(calls: int = CALLS) -> list[float]:
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    server = StdioServerParameters(
+        command=sys.executable, args=[str(Path(__file__).with_name("mcp_peer.py"))]
+    )
+    async with stdio_client(server) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        for _ in range(WARMUP):
+            await session.call_tool("echo", {"value": VALUE})
+        return [await _timed(session.call_tool("echo", {"value": VALUE})) for _ in range(calls)]
+
+
+async def throughput(in_flight: int, seconds: float = 5.0) -> float:
+    """Calls per second with `in_flight` requests outstanding at all times."""
+    with tempfile.TemporaryDirectory() as scratch:
+        daemon = await daemon_session(echo_tools_dir(Path(scratch)))
+        params = {"name": "echo", "arguments": {"value": VALUE}}
+        done = 0
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                await daemon.request("tools/invoke", params)
+                done += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(in_flight)))
+        elapsed = time.perf_counter() - started
+        await daemon.shutdown_and_exit()
+    return done / elapsed
+
+
+async def run() -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "daemon": summary(await daemon_round_trip()),
+        "in_process": summary(in_process_floor()),
+        "mcp_peer": summary(await mcp_peer_round_trip()),
+    }
+    results["throughput"] = {str(n): await throughput(n) for n in (1, 4, 16)}
+    return results
+
+
+if __name__ == "__main__":
+    print(asyncio.run(run()))

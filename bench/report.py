@@ -1,0 +1,158 @@
+"""Turns benchmark results into RESULTS.md tables (goals marked met or missed) and a plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _ms(value: float) -> str:
+    return f"{value:.2f} ms"
+
+
+def _goal(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
+def _latency_row(label: str, stats: dict[str, float]) -> str:
+    return (
+        f"| {label} | {_ms(stats['p50'])} | {_ms(stats['p90'])} | {_ms(stats['p99'])} | "
+        f"{_ms(stats['min'])} to {_ms(stats['max'])} | {int(stats['n'])} |"
+    )
+
+
+LATENCY_HEADER = "| | p50 | p90 | p99 | min to max | n |\n| --- | --- | --- | --- | --- | --- |"
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    invoke, rename = results["invoke"], results["hot_reload_rename"]
+    compile_, agent = results["hot_reload_compile"], results["agent"]
+    memory, growth = results["memory"], results["growth"]
+    daemon_p50, peer_p50 = invoke["daemon"]["p50"], invoke["mcp_peer"]["p50"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Run {results['started']} on {results['machine']['cpus']} cores, Python "
+        f"{results['machine']['python']}, by `make bench` (`python -m bench.run`). Ratios are measured side "
+        "by side in this run; absolute times move with the machine's load.",
+        "",
+        "![results](results.png)",
+        "",
+        "## 1. Invoke round trip (echo)",
+        "",
+        LATENCY_HEADER,
+        _latency_row("daemon over stdio", invoke["daemon"]),
+        _latency_row("wasmtime-py in-process (floor)", invoke["in_process"]),
+        _latency_row("MCP peer (FastMCP, stdio, plain Python)", invoke["mcp_peer"]),
+        "",
+        f"- Goal p50 ≤ 1.5 ms: {_goal(daemon_p50 <= 1.5)} ({_ms(daemon_p50)}).",
+        f"- Goal below the MCP peer: {_goal(daemon_p50 < peer_p50)} "
+        f"(daemon / peer p50 = {daemon_p50 / peer_p50:.2f}).",
+        f"- Protocol overhead over the floor (p50): {_ms(daemon_p50 - invoke['in_process']['p50'])}.",
+        "",
+        "## 2. Throughput",
+        "",
+        "| in flight | calls/s |",
+        "| --- | --- |",
+        *[f"| {n} | {rate:.0f} |" for n, rate in invoke["throughput"].items()],
+        "",
+        "## 3. Hot reload",
+        "",
+        LATENCY_HEADER,
+        _latency_row("cached component renamed in → tools/didChange", rename),
+        _latency_row("echo invoke, idle", compile_["idle"]),
+        _latency_row("echo invoke, while a Python component compiles", compile_["during_compile"]),
+        "",
+        f"- Goal rename → announced p50 ≤ 250 ms: {_goal(rename['p50'] <= 250)} ({_ms(rename['p50'])}).",
+        f"- Compile of an uncached Python component: {compile_['compile_seconds']:.1f} s.",
+        f"- Goal invoke p99 during the compile ≤ 2x idle: {_goal(compile_['p99_ratio'] <= 2)} "
+        f"({compile_['p99_ratio']:.2f}x).",
+        "",
+        "## 4. Cold start (spawn → initialize → tools/list, bundled tools cached)",
+        "",
+        LATENCY_HEADER,
+        _latency_row("cold start", results["cold_start"]),
+        "",
+        "## 5. Agent vs raw llama-cpp-python (same prompts, same grammar, same tokens)",
+        "",
+        "| | wall time (median) | completion tokens | tokens/s |",
+        "| --- | --- | --- | --- |",
+        f"| agent/run over stdio | {_median(agent['agent_seconds']):.2f} s | {agent['agent_tokens']} | "
+        f"{agent['agent_tokens_per_second']:.1f} |",
+        f"| raw `Llama.create_completion` | {_median(agent['raw_seconds']):.2f} s | {agent['raw_tokens']} | "
+        f"{agent['raw_tokens_per_second']:.1f} |",
+        "",
+        f"- Same tokens: {'yes' if agent['same_tokens'] else '**no**'} ({agent['agent_turns']}).",
+        f"- Goal overhead ≤ 10%: {_goal(agent['wall_ratio'] <= 1.10)} (agent / raw wall = "
+        f"{agent['wall_ratio']:.2f}).",
+        f"- Goal tokens/s ≥ 95% of raw: {_goal(agent['tokens_per_second_ratio'] >= 0.95)} "
+        f"({agent['tokens_per_second_ratio'] * 100:.0f}%).",
+        "- The agent's time includes the tool call, the protocol and streaming every token as progress.",
+        "",
+        "## 6. Memory (daemon RSS)",
+        "",
+        "| state | RSS |",
+        "| --- | --- |",
+        f"| idle (tools loaded, no model) | {memory['idle']:.0f} MiB |",
+        f"| model loaded, after one agent/run | {memory['with_model']:.0f} MiB |",
+        f"| after {memory['invocations']:,} more invocations | {memory['after_invocations']:.0f} MiB |",
+        "",
+        "## 7. Growth with the number of tools",
+        "",
+        "| tools | invoke p50 | invoke p99 | tools/list p50 | agent prompt tokens (one step) |",
+        "| --- | --- | --- | --- | --- |",
+        *[
+            f"| {count} | {_ms(row['invoke']['p50'])} | {_ms(row['invoke']['p99'])} | "
+            f"{_ms(row['list']['p50'])} | {results['prompt_tokens'].get(count, '-')} |"
+            for count, row in growth.items()
+        ],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def render_plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.5))
+    invoke = results["invoke"]
+    labels = ["daemon", "in-process\nfloor", "MCP peer"]
+    keys = ["daemon", "in_process", "mcp_peer"]
+    left.bar(labels, [invoke[k]["p50"] for k in keys], label="p50")
+    left.bar(
+        labels,
+        [invoke[k]["p99"] - invoke[k]["p50"] for k in keys],
+        bottom=[invoke[k]["p50"] for k in keys],
+        alpha=0.4,
+        label="p99",
+    )
+    left.axhline(1.5, color="red", linestyle="--", label="goal p50")
+    left.set_ylabel("ms")
+    left.set_title("echo round trip")
+    left.legend()
+
+    compile_ = results["hot_reload_compile"]
+    middle.bar(["idle", "during compile"], [compile_["idle"]["p99"], compile_["during_compile"]["p99"]])
+    middle.axhline(2 * compile_["idle"]["p99"], color="red", linestyle="--", label="goal: 2x idle")
+    middle.set_ylabel("invoke p99, ms")
+    middle.set_title(f"hot reload (rename → announced p50 {results['hot_reload_rename']['p50']:.0f} ms)")
+    middle.legend()
+
+    growth = results["growth"]
+    counts = list(growth)
+    right.plot(counts, [growth[c]["invoke"]["p50"] for c in counts], marker="o", label="invoke p50")
+    right.plot(counts, [growth[c]["list"]["p50"] for c in counts], marker="o", label="tools/list p50")
+    right.set_xlabel("loaded tools")
+    right.set_ylabel("ms")
+    right.set_title("growth")
+    right.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)

@@ -1,0 +1,105 @@
+"""Cold start, memory, and growth with the number of loaded tools."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import BENCH_CACHE_DIR, bundled, summary
+from bench.invoke import VALUE, daemon_session, echo_tools_dir
+from daemon.config import DaemonConfig
+from daemon.runtime.model import LlamaModel, ModelSettings, default_model_path
+from daemon.services.prompting import completion_prompt
+from daemon.services.toolbox import Toolbox, new_host
+from tests.rpc import DaemonSession
+from tests.wat_tools import tool_wasm
+
+MIB = 1024 * 1024
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+async def cold_start(trials: int = 10) -> dict[str, float]:
+    """Spawn → initialize → tools/list answered, with the bundled tools already compiled and cached."""
+    samples = []
+    with tempfile.TemporaryDirectory() as scratch:
+        tools = Path(scratch)
+        for name in ("echo", "print"):
+            shutil.copy2(bundled(name), tools / f"{name}.wasm")
+        for _ in range(trials + 1):  # the first run fills the cache
+            started = time.perf_counter()
+            daemon = await DaemonSession.start(
+                ["--tools-dir", str(tools), "--cache-dir", str(BENCH_CACHE_DIR), "--lazy-model"]
+            )
+            await daemon.initialize()
+            await daemon.request("tools/list")
+            samples.append((time.perf_counter() - started) * 1000)
+            await daemon.shutdown_and_exit()
+    return summary(samples[1:])
+
+
+async def memory(invocations: int = 10_000) -> dict[str, float]:
+    """The daemon's RSS idle, with the model loaded, and after many invocations."""
+    with tempfile.TemporaryDirectory() as scratch:
+        daemon = await daemon_session(echo_tools_dir(Path(scratch)))
+        pid = daemon.process.pid
+        idle = rss_mib(pid)
+        await daemon.request("agent/run", {"prompt": "Please echo back 'x'", "maxSteps": 1})
+        with_model = rss_mib(pid)
+        params = {"name": "echo", "arguments": {"value": VALUE}}
+        for _ in range(invocations):
+            await daemon.request("tools/invoke", params)
+        after = rss_mib(pid)
+        await daemon.shutdown_and_exit()
+    return {"idle": idle, "with_model": with_model, "after_invocations": after, "invocations": invocations}
+
+
+async def growth(counts: tuple[int, ...] = (1, 10, 100), calls: int = 200) -> dict[str, Any]:
+    """Invoke latency and tools/list time as the number of loaded tools grows."""
+    results: dict[str, Any] = {}
+    for count in counts:
+        with tempfile.TemporaryDirectory() as scratch:
+            tools = Path(scratch)
+            for index in range(count):
+                (tools / f"t{index:03d}.wasm").write_bytes(tool_wasm(f"t{index:03d}"))
+            daemon = await daemon_session(tools)
+            params = {"name": "t000", "arguments": {"value": VALUE}}
+            invoke, listing = [], []
+            for _ in range(calls):
+                started = time.perf_counter()
+                await daemon.request("tools/invoke", params)
+                invoke.append((time.perf_counter() - started) * 1000)
+                started = time.perf_counter()
+                await daemon.request("tools/list")
+                listing.append((time.perf_counter() - started) * 1000)
+            await daemon.shutdown_and_exit()
+        results[str(count)] = {"invoke": summary(invoke), "list": summary(listing)}
+    return results
+
+
+def prompt_tokens_by_tool_count(counts: tuple[int, ...] = (1, 10, 100)) -> dict[str, int]:
+    """The agent's prompt tokens for one step, as the number of offered tools grows."""
+    model = LlamaModel.load(default_model_path(BENCH_CACHE_DIR), ModelSettings(context_size=32768))
+    tokens: dict[str, int] = {}
+    for count in counts:
+        with tempfile.TemporaryDirectory() as scratch:
+            tools_dir = Path(scratch)
+            for index in range(count):
+                description = f"Test tool number {index} that does one small thing."
+                (tools_dir / f"t{index:03d}.wasm").write_bytes(
+                    tool_wasm(f"t{index:03d}", description=description)
+                )
+            toolbox = Toolbox(new_host(DaemonConfig(cache_dir=BENCH_CACHE_DIR)), [tools_dir])
+            toolbox.load_all()
+            tools = list(toolbox.snapshot.tools.values())
+            tokens[str(count)] = model.count_tokens(completion_prompt(tools, "Please use t000 on 'x'", []))
+            toolbox.close()
+    return tokens
