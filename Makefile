@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PROMPT ?= Please echo back 'Something to echo'
 
-.PHONY: run test setup components lint clean
+.PHONY: run test bench setup components lint clean
 
 run: components
 	$(BIN)/llama-agent run "$(PROMPT)"
@@ -13,13 +13,17 @@ run: components
 test: components lint
 	$(BIN)/pytest
 
+# Writes bench/RESULTS.md and bench/results.png (about 10 minutes).
+bench: components
+	$(BIN)/python -m bench.run
+
 setup: $(INSTALLED)
 
 # Pinned direct dependencies in pyproject.toml, every transitive one in constraints.txt.
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
-	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable ".[build,test]"
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable ".[build,test,bench]"
 	touch $@
 
 components: setup
