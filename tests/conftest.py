@@ -13,6 +13,8 @@ import pytest_asyncio
 
 from daemon.build import build_all, source_directories
 from daemon.config import BUNDLED_TOOLS_DIR, REPO_ROOT
+from daemon.runtime.wasm_host import WasmHost
+from daemon.services.toolbox import Toolbox
 from tests.rpc import DaemonSession
 
 TEST_COMPONENT_SOURCES = REPO_ROOT / "tests" / "components"
@@ -24,9 +26,10 @@ StartDaemon = Callable[..., Awaitable[DaemonSession]]
 
 
 @pytest.fixture(scope="session")
-def bundled_tools() -> Path:
-    """The bundled tools, built (incrementally) from components/."""
+def bundled_tools(cache_dir: Path) -> Path:
+    """The bundled tools, built (incrementally) from components/ and compiled into the test cache."""
     build_all(source_directories(REPO_ROOT / "components"), BUNDLED_TOOLS_DIR)
+    Toolbox(WasmHost(cache_dir), [BUNDLED_TOOLS_DIR]).warm_cache()
     return BUNDLED_TOOLS_DIR
 
 
@@ -81,11 +84,11 @@ def templated_model(default_model: Path, cache_dir: Path) -> Path:
 
 @pytest.fixture
 def tools_dir(tmp_path: Path, bundled_tools: Path) -> Iterator[Path]:
-    """A private tools directory holding copies of the bundled tools."""
+    """A private tools directory holding copies of the bundled echo and print."""
     directory = tmp_path / "tools"
     directory.mkdir()
-    for wasm in bundled_tools.glob("*.wasm"):
-        shutil.copy2(wasm, directory / wasm.name)
+    for name in ("echo", "print"):
+        shutil.copy2(bundled_tools / f"{name}.wasm", directory / f"{name}.wasm")
     yield directory
 
 

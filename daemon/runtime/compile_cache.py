@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -43,6 +44,14 @@ class CompileCache:
         component = Component(self._engine, wasm)
         self._store(entry, component)
         return component, False
+
+    def ensure(self, wasm: bytes, content_hash: str) -> None:
+        """Compile and store unless an entry exists; compile errors are left for `load` to report."""
+        entry = self.entry_path(content_hash)
+        if entry.exists():
+            return
+        with contextlib.suppress(wasmtime.WasmtimeError):
+            self._store(entry, Component(self._engine, wasm))
 
     def _store(self, entry: Path, component: Component) -> None:
         # Write-then-rename so a concurrent reader never sees half an entry.

@@ -94,6 +94,14 @@ class WasmHost:
             raise ToolLoadError(f"cannot read {path}: {error.strerror or error}") from error
         return self.load_bytes(wasm, path)
 
+    def precompile(self, path: Path) -> None:
+        """Fill the compile cache for `path` (no-op if cached or unreadable)."""
+        try:
+            wasm = path.read_bytes()
+        except OSError:
+            return
+        self._cache.ensure(wasm, hashlib.sha256(wasm).hexdigest())
+
     def load_bytes(self, wasm: bytes, path: Path, content_hash: str | None = None) -> LoadedTool:
         started = time.perf_counter()
         content_hash = content_hash or hashlib.sha256(wasm).hexdigest()

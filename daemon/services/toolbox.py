@@ -168,8 +168,19 @@ class Toolbox:
 
     # -- loading ------------------------------------------------------------------------
 
+    def warm_cache(self) -> None:
+        """Blocking: compile every uncached tool, one per core at once.
+
+        The engine compiles each component on one thread (so that a hot reload leaves a core
+        to the calls being served); before the first load nothing is being served yet.
+        """
+        paths = discover(self.directories)
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="precompile") as pool:
+            list(pool.map(self.host.precompile, paths))
+
     def load_all(self) -> ToolSet:
         """Blocking one-shot load (no watcher): waits out files that are still being written."""
+        self.warm_cache()
         result = self.reconcile()
         while result.unsettled:
             time.sleep(SETTLE_SECONDS)

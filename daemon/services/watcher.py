@@ -50,6 +50,7 @@ class ToolWatcher:
         _lower_priority_of_this_thread()
         directories = self._toolbox.directories
         ensure_directories(directories)
+        self._toolbox.warm_cache()
         # The first load is not announced: clients learn it from tools/list, which waits for it.
         self._reconcile(set(), announce=False)
         log.info("watching %s for tool changes", ", ".join(map(str, directories)))

@@ -1,0 +1,62 @@
+"""datetime: the current time, from the WASI clock, in an IANA time zone.
+
+The component sees no /usr/share/zoneinfo, so the zone database comes from the bundled
+`tzdata` package. It is read into memory while componentize-py pre-initializes the module
+(the package's files exist only at build time), and each zone is parsed on demand.
+"""
+
+import datetime
+import difflib
+import io
+import zoneinfo
+from importlib import resources
+
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.imports.types import Argument, Metadata, Param, ParamType, Value_String
+
+
+def _load_zones() -> dict[str, bytes]:
+    package = resources.files("tzdata")
+    names = package.joinpath("zones").read_text(encoding="utf-8").split()
+    zones = package.joinpath("zoneinfo")
+    return {name: zones.joinpath(*name.split("/")).read_bytes() for name in names}
+
+
+ZONES = _load_zones()
+BY_LOWER_NAME = {name.lower(): name for name in ZONES}
+
+
+def _zone(name: str) -> zoneinfo.ZoneInfo:
+    key = name if name in ZONES else BY_LOWER_NAME.get(name.strip().lower())
+    if key is None:
+        close = difflib.get_close_matches(name, ZONES, n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else "e.g. UTC, Europe/Paris, America/New_York"
+        raise Err(f"unknown time zone {name!r}: use an IANA time zone name ({hint})")
+    return zoneinfo.ZoneInfo.from_file(io.BytesIO(ZONES[key]), key=key)
+
+
+class Tool(exports.Tool):
+    def describe(self) -> Metadata:
+        return Metadata(
+            name="datetime",
+            description="Returns the current date and time (ISO 8601, with the UTC offset) in a time zone.",
+            version="1.0.0",
+            params=[
+                Param(
+                    name="timezone",
+                    description='An IANA time zone name, e.g. "Europe/Paris" (default: "UTC").',
+                    type=ParamType.STRING,
+                    required=False,
+                )
+            ],
+        )
+
+    def invoke(self, args: list[Argument]) -> str:
+        name = "UTC"
+        for arg in args:
+            if arg.name == "timezone" and isinstance(arg.value, Value_String):
+                name = arg.value.value
+        zone = _zone(name)
+        now = datetime.datetime.now(zone)
+        return f"{now.isoformat(timespec='seconds')} ({zone.key})"

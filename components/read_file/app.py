@@ -1,0 +1,150 @@
+"""read_file: the text of a UTF-8 file under /workspace, whole or a range of its lines.
+
+The file is read line by line, so a line range of a large file costs only what precedes it,
+and the text handed back is capped at 200 KB.
+"""
+
+import os
+import posixpath
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.imports.types import Argument, Metadata, Param, ParamType, Value_Integer, Value_String
+
+WORKSPACE = "/workspace"
+CAP_BYTES = 200 * 1024
+NO_WORKSPACE = (
+    'no workspace is granted to read_file: it needs `workspace = "ro"` in read_file.policy.toml '
+    "and a client that names a workspace folder (or `--workspace DIR`)"
+)
+
+
+def resolve(path: str) -> str:
+    """`path` (relative to /workspace, or absolute) as a normalized guest path inside /workspace."""
+    if not os.path.isdir(WORKSPACE):
+        raise Err(NO_WORKSPACE)
+    full = posixpath.normpath(posixpath.join(WORKSPACE, path))
+    if full != WORKSPACE and not full.startswith(WORKSPACE + "/"):
+        raise Err(f"{path!r} is outside the workspace: paths must stay under {WORKSPACE}")
+    return full
+
+
+def os_error(path: str, error: OSError) -> Err:
+    if isinstance(error, FileNotFoundError):
+        return Err(f"{path!r} does not exist in the workspace")
+    if isinstance(error, IsADirectoryError):
+        return Err(f"{path!r} is a directory, not a file (list_dir lists directories)")
+    if isinstance(error, NotADirectoryError):
+        return Err(f"{path!r} does not exist: a part of it is a file, not a directory")
+    if isinstance(error, PermissionError):
+        return Err(f"{path!r} is not readable: it leads outside the workspace (through a symlink)")
+    return Err(f"cannot read {path!r}: {error.strerror or error}")
+
+
+def lines(file: BinaryIO) -> Iterator[bytes]:
+    """The file's lines, newline included. A line longer than the cap comes cut to cap + 1 bytes."""
+    while line := file.readline(CAP_BYTES + 1):
+        if len(line) > CAP_BYTES and not line.endswith(b"\n"):
+            while (rest := file.readline(CAP_BYTES)) and not rest.endswith(b"\n"):
+                pass  # skip the rest of an overlong line, without holding it in memory
+        yield line
+
+
+def decode(raw: bytes, path: str, number: int) -> str:
+    if b"\0" in raw:
+        raise Err(f"{path!r} looks like a binary file (NUL byte on line {number}), not text")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        byte = raw[error.start]
+        raise Err(f"{path!r} is not UTF-8 text: invalid byte 0x{byte:02x} on line {number}") from None
+
+
+def prefix(raw: bytes, limit: int) -> bytes:
+    """At most `limit` bytes of `raw`, cut at a UTF-8 character boundary."""
+    end = min(limit, len(raw))
+    while 0 < end < len(raw) and raw[end] & 0xC0 == 0x80:
+        end -= 1
+    return raw[:end]
+
+
+def with_note(text: str, note: str) -> str:
+    return text + ("" if text.endswith("\n") else "\n") + note
+
+
+def select(file: BinaryIO, path: str, start: int, end: int | None) -> str:
+    pieces: list[str] = []
+    size = 0
+    count = 0
+    for count, raw in enumerate(lines(file), start=1):
+        if count < start:
+            continue
+        if end is not None and count > end:
+            return "".join(pieces)
+        if size + len(raw) > CAP_BYTES:
+            if pieces:
+                shown = f"lines {start}-{count - 1} shown; read on with start_line={count}"
+                return with_note("".join(pieces), f"[cut at 200 KB: {shown}]")
+            text = decode(prefix(raw, CAP_BYTES), path, count)
+            return with_note(text, f"[cut at 200 KB: line {count} alone is longer than that]")
+        pieces.append(decode(raw, path, count))
+        size += len(raw)
+    if count < start:
+        if count == 0 and start == 1:
+            return ""
+        raise Err(f"start_line {start} is past the end of {path!r}, which has {count} lines")
+    return "".join(pieces)
+
+
+def read(path: str, start: int, end: int | None) -> str:
+    if start < 1:
+        raise Err(f"start_line must be 1 or more (lines are numbered from 1), not {start}")
+    if end is not None and end < start:
+        raise Err(f"end_line {end} is before start_line {start}")
+    full = resolve(path)
+    try:
+        with open(full, "rb") as file:
+            return select(file, path, start, end)
+    except OSError as error:
+        raise os_error(path, error) from None
+
+
+class Tool(exports.Tool):
+    def describe(self) -> Metadata:
+        return Metadata(
+            name="read_file",
+            description=(
+                "Reads a UTF-8 text file in the workspace, whole or a range of lines "
+                "(at most 200 KB of text)."
+            ),
+            version="1.0.0",
+            params=[
+                Param(
+                    name="path",
+                    description="The file, relative to the workspace root.",
+                    type=ParamType.STRING,
+                    required=True,
+                ),
+                Param(
+                    name="start_line",
+                    description="First line to read, counting from 1 (default: 1).",
+                    type=ParamType.INTEGER,
+                    required=False,
+                ),
+                Param(
+                    name="end_line",
+                    description="Last line to read, inclusive (default, and at most: the end of the file).",
+                    type=ParamType.INTEGER,
+                    required=False,
+                ),
+            ],
+        )
+
+    def invoke(self, args: list[Argument]) -> str:
+        strings = {arg.name: arg.value.value for arg in args if isinstance(arg.value, Value_String)}
+        numbers = {arg.name: arg.value.value for arg in args if isinstance(arg.value, Value_Integer)}
+        if "path" not in strings:
+            raise Err("missing required parameter 'path'")
+        return read(strings["path"], numbers.get("start_line", 1), numbers.get("end_line"))

@@ -1,0 +1,110 @@
+"""write_file: writes (or appends to) a UTF-8 text file under /workspace.
+
+Ships without a policy, so by default it has no /workspace at all and every call fails with
+a message saying how to grant one: `workspace = "rw"` in write_file.policy.toml.
+"""
+
+import os
+import posixpath
+
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.imports.types import Argument, Metadata, Param, ParamType, Value_Boolean, Value_String
+
+WORKSPACE = "/workspace"
+GRANT = 'add `workspace = "rw"` to write_file.policy.toml beside write_file.wasm'
+
+
+def resolve(path: str) -> str:
+    """`path` (relative to /workspace, or absolute) as a normalized guest path inside /workspace."""
+    if not os.path.isdir(WORKSPACE):
+        raise Err(f"no writable workspace is granted to write_file: {GRANT}")
+    full = posixpath.normpath(posixpath.join(WORKSPACE, path))
+    if not full.startswith(WORKSPACE + "/"):
+        raise Err(f"{path!r} is outside the workspace: paths must name a file under {WORKSPACE}")
+    return full
+
+
+def leaves_workspace(full: str) -> bool:
+    """Whether a symlink on the way to `full` points outside /workspace (wasmtime will not follow it)."""
+    parts = posixpath.relpath(full, WORKSPACE).split("/")
+    for step in (posixpath.join(WORKSPACE, *parts[:i]) for i in range(1, len(parts) + 1)):
+        if posixpath.islink(step):
+            try:
+                os.stat(step)
+            except PermissionError:
+                return True
+            except OSError:
+                return False
+    return False
+
+
+def os_error(path: str, full: str, error: OSError) -> Err:
+    if leaves_workspace(full):
+        return Err(f"cannot write {path!r}: it leads outside the workspace (through a symlink)")
+    if isinstance(error, PermissionError):
+        return Err(f"cannot write {path!r}: permission denied, the workspace is read-only here; {GRANT}")
+    if isinstance(error, (NotADirectoryError, FileExistsError)):
+        return Err(f"cannot write {path!r}: a part of the path is a file, not a directory")
+    return Err(f"cannot write {path!r}: {error.strerror or error}")
+
+
+def make_directories(directory: str) -> None:
+    """`directory` and its missing parents, up to /workspace (os.makedirs would try to create /)."""
+    if directory != WORKSPACE and not os.path.isdir(directory):
+        make_directories(posixpath.dirname(directory))
+        os.mkdir(directory)
+
+
+def write(path: str, content: str, append: bool) -> str:
+    full = resolve(path)
+    data = content.encode("utf-8")
+    if os.path.isdir(full):
+        raise Err(f"cannot write {path!r}: it is a directory")
+    try:
+        make_directories(posixpath.dirname(full))
+        with open(full, "ab" if append else "wb") as file:
+            file.write(data)
+    except OSError as error:
+        raise os_error(path, full, error) from None
+    written = f"wrote {len(data)} bytes to {posixpath.relpath(full, WORKSPACE)}"
+    return written + (" (appended)" if append else "")
+
+
+class Tool(exports.Tool):
+    def describe(self) -> Metadata:
+        return Metadata(
+            name="write_file",
+            description=(
+                "Writes a UTF-8 text file in the workspace, creating it and its directories, or "
+                "replacing it; with append, adds to its end. Needs a read-write workspace grant."
+            ),
+            version="1.0.0",
+            params=[
+                Param(
+                    name="path",
+                    description="The file, relative to the workspace root.",
+                    type=ParamType.STRING,
+                    required=True,
+                ),
+                Param(
+                    name="content",
+                    description="The text to write.",
+                    type=ParamType.STRING,
+                    required=True,
+                ),
+                Param(
+                    name="append",
+                    description="Add to the end of the file instead of replacing it (default: false).",
+                    type=ParamType.BOOLEAN,
+                    required=False,
+                ),
+            ],
+        )
+
+    def invoke(self, args: list[Argument]) -> str:
+        strings = {arg.name: arg.value.value for arg in args if isinstance(arg.value, Value_String)}
+        flags = {arg.name: arg.value.value for arg in args if isinstance(arg.value, Value_Boolean)}
+        if "path" not in strings or "content" not in strings:
+            raise Err("missing required parameter 'path' or 'content'")
+        return write(strings["path"], strings["content"], flags.get("append", False))
