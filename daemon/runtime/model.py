@@ -113,10 +113,11 @@ def _route_native_logs() -> Any:
 
 
 @lru_cache(maxsize=32)
-def _grammar(schema_json: str) -> Any:
-    from llama_cpp.llama_grammar import LlamaGrammar
+def _grammar(schema_json: str) -> str:
+    """GBNF for a JSON schema, through llama-cpp-python's converter (key order is kept)."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    return LlamaGrammar.from_json_schema(schema_json, verbose=False)
+    return str(json_schema_to_gbnf(schema_json))
 
 
 class LlamaModel:
@@ -191,13 +192,15 @@ class LlamaModel:
             )
         import llama_cpp
 
-        self._llm.set_seed(seed)
+        from daemon.runtime.sampling import generate_constrained
+
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pieces: list[str] = []
         generated = 0
         stop_reason: StopReason = "length"
         vocab = self._llm._model.vocab
-        for token in self._llm.generate(tokens, temp=temperature, grammar=_grammar(json.dumps(schema))):
+        grammar = _grammar(json.dumps(schema))
+        for token in generate_constrained(self._llm, tokens, grammar, temperature, seed):
             if llama_cpp.llama_vocab_is_eog(vocab, token):
                 stop_reason = "stop"
                 break
