@@ -12,6 +12,7 @@ run: components
 
 test: components lint
 	$(BIN)/pytest
+	bash clients/vscode/test.sh
 
 # Writes bench/RESULTS.md and bench/results.png (about 10 minutes).
 bench: components

@@ -95,6 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", parents=[common], help="run the JSON-RPC daemon over stdio")
+    # LSP clients (vscode-languageclient's stdio transport among them) may pass --stdio.
+    serve.add_argument(
+        "--stdio", action="store_true", help="accepted for LSP clients; stdio is the only transport"
+    )
     serve.set_defaults(handler=_serve)
 
     run = commands.add_parser("run", parents=[common], help="run the agent once, showing its progress")

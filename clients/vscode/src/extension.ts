@@ -1,0 +1,96 @@
+import type { ExtensionContext } from 'vscode';
+import { invokeToolCommand, listToolsCommand, runAgentCommand } from './commands';
+import { Commands, LOG_CHANNEL, RUNS_CHANNEL, TOOLS_VIEW } from './common/constants';
+import { registerLogger, traceError, traceInfo } from './common/logging';
+import { onDidChangeInterpreter } from './common/python';
+import { DaemonManager } from './common/server';
+import { readSettings, RESTART_SETTINGS } from './common/settings';
+import {
+    createLogOutputChannel,
+    createOutputChannel,
+    createTreeView,
+    onDidChangeConfiguration,
+    registerCommand,
+} from './common/vscodeapi';
+import { onToolsDidChange } from './protocol';
+import { ToolsTreeProvider } from './toolsView';
+
+let daemon: DaemonManager | undefined;
+
+export async function activate(context: ExtensionContext): Promise<void> {
+    const log = createLogOutputChannel(LOG_CHANNEL);
+    registerLogger(log);
+    const runs = createOutputChannel(RUNS_CHANNEL);
+    daemon = new DaemonManager(log);
+    const manager = daemon;
+
+    const tools = new ToolsTreeProvider(() => manager.current);
+    const view = createTreeView(TOOLS_VIEW, tools);
+
+    let didChange: { dispose(): void } | undefined;
+    manager.onDidChangeClient((client) => {
+        didChange?.dispose();
+        didChange = client
+            ? onToolsDidChange(client, (change) => {
+                  traceInfo(`tools/didChange: ${JSON.stringify(change)}`);
+                  void tools.refresh();
+              })
+            : undefined;
+        void tools.refresh();
+    });
+
+    const ctx = {
+        connect: () => manager.ensureClient(),
+        runs,
+        showLog: () => log.show(),
+    };
+    context.subscriptions.push(
+        log,
+        runs,
+        tools,
+        view,
+        manager,
+        { dispose: () => didChange?.dispose() },
+        registerCommand(Commands.runAgent, (prompt?: unknown) =>
+            runAgentCommand(ctx, typeof prompt === 'string' ? prompt : undefined),
+        ),
+        registerCommand(Commands.listTools, () => listToolsCommand(ctx)),
+        registerCommand(Commands.invokeTool, (target?: unknown) =>
+            invokeToolCommand(ctx, target as Parameters<typeof invokeToolCommand>[1]),
+        ),
+        registerCommand(Commands.restart, async () => {
+            const client = await manager.restart();
+            if (client) {
+                traceInfo('Daemon restarted');
+            }
+        }),
+        registerCommand(Commands.showLog, () => log.show()),
+        registerCommand(Commands.refreshTools, async () => {
+            await manager.ensureClient();
+            await tools.refresh();
+        }),
+        onDidChangeConfiguration((event) => {
+            if (RESTART_SETTINGS.some((setting) => event.affectsConfiguration(setting))) {
+                traceInfo('Settings changed: restarting the daemon');
+                void manager.restart();
+            }
+        }),
+    );
+
+    onDidChangeInterpreter(() => {
+        if (!readSettings().serverCommand) {
+            traceInfo('The Python environment changed: restarting the daemon');
+            void manager.restart();
+        }
+    }).then(
+        (disposable) => disposable && context.subscriptions.push(disposable),
+        (error) => traceError('Cannot follow the Python environment', error),
+    );
+
+    void manager.ensureClient();
+}
+
+export async function deactivate(): Promise<void> {
+    await daemon?.stop();
+    daemon = undefined;
+}
