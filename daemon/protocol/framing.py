@@ -8,11 +8,13 @@ and answers a body that is not JSON with JSON-RPC's parse error (-32700).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import threading
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, BinaryIO, Protocol
 
 from pygls.io_ import StdinAsyncReader
 from pygls.protocol import JsonRPCProtocol
@@ -26,8 +28,41 @@ DISCARD_CHUNK = 1024 * 1024
 PARSE_ERROR = -32700
 
 
+class FrameReader(Protocol):
+    def readline(self) -> Awaitable[bytes]: ...
+
+    def readexactly(self, n: int) -> Awaitable[bytes]: ...
+
+
+class _PipeReader:
+    """stdin through the event loop itself: no thread hop per header line and body."""
+
+    def __init__(self, stream: asyncio.StreamReader) -> None:
+        self._stream = stream
+
+    async def readline(self) -> bytes:
+        return await self._stream.readline()
+
+    async def readexactly(self, n: int) -> bytes:
+        try:
+            return await self._stream.readexactly(n)
+        except asyncio.IncompleteReadError as error:
+            return error.partial
+
+
+async def open_reader(stdin: BinaryIO, fallback: StdinAsyncReader) -> FrameReader:
+    """A non-blocking reader on `stdin` if it is a pipe or terminal, else a thread-backed one."""
+    stream = asyncio.StreamReader(limit=MAX_FRAME_BYTES)
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stream), stdin)
+    except (ValueError, OSError):  # a regular file, for instance
+        return fallback
+    return _PipeReader(stream)
+
+
 async def serve_frames(
-    reader: StdinAsyncReader,
+    reader: FrameReader,
     protocol: JsonRPCProtocol,
     stop: threading.Event,
     max_frame_bytes: int = MAX_FRAME_BYTES,
@@ -57,7 +92,7 @@ async def serve_frames(
             log.exception("failed to handle a message")
 
 
-async def _read_headers(reader: StdinAsyncReader) -> int | None:
+async def _read_headers(reader: FrameReader) -> int | None:
     length: int | None = None
     while True:
         line = await reader.readline()
@@ -72,7 +107,7 @@ async def _read_headers(reader: StdinAsyncReader) -> int | None:
             log.warning("skipping a line that is not a header: %r", line[:80])
 
 
-async def _discard(reader: StdinAsyncReader, length: int) -> bool:
+async def _discard(reader: FrameReader, length: int) -> bool:
     while length > 0:
         chunk = await reader.readexactly(min(length, DISCARD_CHUNK))
         if not chunk:

@@ -17,7 +17,7 @@ from pygls.uris import to_fs_path
 from daemon import __version__
 from daemon.config import DaemonConfig
 from daemon.protocol.agent_params import parse_agent_run
-from daemon.protocol.framing import serve_frames
+from daemon.protocol.framing import open_reader, serve_frames
 from daemon.protocol.jsonrpc import AgentProtocol, dict_params_converter
 from daemon.protocol.progress import RunProgress
 from daemon.protocol.wire import (
@@ -142,11 +142,16 @@ class AgentServer(LanguageServer):
 
     def serve(self, stdin: BinaryIO, stdout: BinaryIO) -> int:
         """Run until `exit` or end of input; the exit code follows LSP: 0 only after `shutdown`."""
-        self._stop_event = threading.Event()
         self.protocol.set_writer(StdoutWriter(stdout))
-        reader = StdinAsyncReader(stdin, self.thread_pool)
+        stop = self._stop_event = threading.Event()
+        fallback = StdinAsyncReader(stdin, self.thread_pool)
+
+        async def serve() -> None:
+            reader = await open_reader(stdin, fallback)
+            await serve_frames(reader, self.protocol, stop)
+
         try:
-            asyncio.run(serve_frames(reader, self.protocol, self._stop_event))
+            asyncio.run(serve())
         except BrokenPipeError:
             log.error("the client closed the connection")
         except (KeyboardInterrupt, SystemExit):

@@ -138,10 +138,14 @@ def describe_tools(tools: Sequence[Tool]) -> str:
 
 
 def examples_for(tools: Sequence[Tool]) -> list[Example]:
+    """Worked examples for the offered tools: at least two, since one is too few for a small model."""
     known = [EXAMPLES[tool.name] for tool in tools if tool.name in EXAMPLES]
-    if known or not tools:
+    if len(known) >= 2 or not tools:
         return known
-    tool = tools[0]
+    return known + _generic_examples(tools[0])
+
+
+def _generic_examples(tool: Tool) -> list[Example]:
     required = [(name, prop["type"]) for name, prop in tool.input_schema["properties"].items()]
     required = [(name, kind) for name, kind in required if name in tool.input_schema["required"]]
     examples = []
