@@ -87,12 +87,15 @@ class ToolWatcher:
             self._on_change(change)
 
 
-# Compiling a component keeps both cores busy for seconds. Scheduling policy is per
-# thread on Linux and inherited by threads created from this one, which includes the
-# compiler's worker pool when the first compile starts here. SCHED_IDLE runs them only
-# when nothing else wants the CPU, so invocations keep their latency during a compile.
+# Compiling a component takes a core for seconds. Niceness is per thread on Linux and
+# inherited by the threads this one starts. At the lowest priority the compile yields to
+# the calls being served, yet still progresses when they keep every core busy (SCHED_IDLE
+# would not: measured, a saturating client starved the compile for minutes).
+LOADER_NICENESS = 19
+
+
 def _lower_priority_of_this_thread() -> None:
     try:
-        os.sched_setscheduler(threading.get_native_id(), os.SCHED_IDLE, os.sched_param(0))
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOADER_NICENESS)
     except (AttributeError, OSError) as error:  # not Linux, or not permitted
         log.debug("cannot lower the loader thread's priority: %s", error)
