@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
 
@@ -47,7 +46,6 @@ class ToolWatcher:
         self._stop.set()
 
     def _run(self) -> None:
-        _lower_priority_of_this_thread()
         directories = self._toolbox.directories
         ensure_directories(directories)
         self._toolbox.warm_cache()
@@ -85,17 +83,3 @@ class ToolWatcher:
                 len(change.failed),
             )
             self._on_change(change)
-
-
-# Compiling a component takes a core for seconds. Niceness is per thread on Linux and
-# inherited by the threads this one starts. At the lowest priority the compile yields to
-# the calls being served, yet still progresses when they keep every core busy (SCHED_IDLE
-# would not: measured, a saturating client starved the compile for minutes).
-LOADER_NICENESS = 19
-
-
-def _lower_priority_of_this_thread() -> None:
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOADER_NICENESS)
-    except (AttributeError, OSError) as error:  # not Linux, or not permitted
-        log.debug("cannot lower the loader thread's priority: %s", error)
