@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PROMPT ?= Please echo back 'Something to echo'
 
-.PHONY: run test bench setup components lint clean
+.PHONY: run test bench eval setup components lint clean
 
 run: components
 	$(BIN)/llama-agent run "$(PROMPT)"
@@ -17,6 +17,11 @@ test: components lint
 # Writes bench/RESULTS.md and bench/results.png (about 10 minutes).
 bench: components
 	$(BIN)/python -m bench.run
+
+# Measures the agent's quality on evals/tasks.toml; writes evals/RESULTS.md and evals/results.json
+# (a few minutes). Not part of `make test`. Other model: make eval EVAL_ARGS="--model /path/to.gguf"
+eval: components
+	$(BIN)/python -m evals.run $(EVAL_ARGS)
 
 setup: $(INSTALLED)
 
@@ -31,8 +36,8 @@ components: setup
 	$(BIN)/llama-agent tools build
 
 lint: setup
-	$(BIN)/ruff check daemon tests bench components
-	$(BIN)/ruff format --check daemon tests bench components
+	$(BIN)/ruff check daemon tests bench evals components
+	$(BIN)/ruff format --check daemon tests bench evals components
 	$(BIN)/mypy
 
 clean:

@@ -37,8 +37,7 @@ def _turn_texts(daemon: DaemonSession, token: str) -> list[str]:
 
 
 async def agent_runs(tools: Path, trials: int) -> list[dict[str, Any]]:
-    daemon = await DaemonSession.start(["--tools-dir", str(tools), "--cache-dir", str(BENCH_CACHE_DIR)])
-    await daemon.initialize()
+    daemon = await DaemonSession.open(["--tools-dir", str(tools), "--cache-dir", str(BENCH_CACHE_DIR)])
     await daemon.request("agent/run", {"prompt": PROMPT, "maxSteps": 0})  # model loaded and warm
     runs = []
     for trial in range(trials):

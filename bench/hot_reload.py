@@ -19,8 +19,7 @@ IDLE_CALLS = 300
 
 
 async def _daemon(tools: Path) -> DaemonSession:
-    daemon = await DaemonSession.start(["--tools-dir", str(tools), "--cache-dir", str(BENCH_CACHE_DIR)])
-    await daemon.initialize()
+    daemon = await DaemonSession.open(["--tools-dir", str(tools), "--cache-dir", str(BENCH_CACHE_DIR)])
     await daemon.request("tools/list")
     return daemon
 

@@ -20,10 +20,9 @@ VALUE = "Something to echo"
 
 
 async def daemon_session(tools: Path, *extra: str) -> DaemonSession:
-    daemon = await DaemonSession.start(
+    daemon = await DaemonSession.open(
         ["--tools-dir", str(tools), "--cache-dir", str(BENCH_CACHE_DIR), "--lazy-model", *extra]
     )
-    await daemon.initialize()
     await daemon.request("tools/list")
     return daemon
 

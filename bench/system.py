@@ -11,7 +11,8 @@ from typing import Any
 from bench.common import BENCH_CACHE_DIR, bundled, summary
 from bench.invoke import VALUE, daemon_session, echo_tools_dir
 from daemon.config import DaemonConfig
-from daemon.runtime.model import LlamaModel, ModelSettings, default_model_path
+from daemon.runtime.backend import ModelSettings
+from daemon.runtime.model import LlamaModel, default_model_path
 from daemon.services.prompting import completion_prompt
 from daemon.services.toolbox import Toolbox, new_host
 from tests.rpc import DaemonSession
@@ -36,10 +37,9 @@ async def cold_start(trials: int = 10) -> dict[str, float]:
             shutil.copy2(bundled(name), tools / f"{name}.wasm")
         for _ in range(trials + 1):  # the first run fills the cache
             started = time.perf_counter()
-            daemon = await DaemonSession.start(
+            daemon = await DaemonSession.open(
                 ["--tools-dir", str(tools), "--cache-dir", str(BENCH_CACHE_DIR), "--lazy-model"]
             )
-            await daemon.initialize()
             await daemon.request("tools/list")
             samples.append((time.perf_counter() - started) * 1000)
             await daemon.shutdown_and_exit()

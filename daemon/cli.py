@@ -6,13 +6,14 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from daemon import __version__
 from daemon.config import BUNDLED_TOOLS_DIR, DaemonConfig, default_cache_dir
 from daemon.logs import configure_logging
+from daemon.runtime.backend import ModelLoader
 from daemon.services.agent import AgentRequest
 
 log = logging.getLogger("llama-agent")
@@ -22,6 +23,15 @@ EXIT_USAGE = 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    config, args = parse_command_line(argv)
+    configure_logging(args.verbose if args.command == "serve" else args.verbose - 1, args.log_file)
+    handler = args.handler
+    result: int = handler(config, args)
+    return result
+
+
+def parse_command_line(argv: Sequence[str] | None) -> tuple[DaemonConfig, argparse.Namespace]:
+    """The daemon's settings and the parsed command; exits with usage on bad arguments."""
     args = _parser().parse_args(argv)
     config = DaemonConfig(
         tools_dirs=tuple(args.tools_dir or [BUNDLED_TOOLS_DIR]),
@@ -36,10 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         eager_model_load=not args.lazy_model,
         workspace=args.workspace or (None if args.command == "serve" else Path.cwd()),
     )
-    configure_logging(args.verbose if args.command == "serve" else args.verbose - 1, args.log_file)
-    handler = args.handler
-    result: int = handler(config, args)
-    return result
+    return config, args
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,13 +75,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--context-size",
-        type=int,
+        type=_at_least(16),
         default=DaemonConfig.context_size,
         metavar="N",
-        help="model context, tokens",
+        help="model context, tokens (default: %(default)s)",
     )
-    common.add_argument("--threads", type=int, metavar="N", help="model threads (default: half the cores)")
-    common.add_argument("--seed", type=int, default=DaemonConfig.seed, metavar="N", help="sampling seed")
+    common.add_argument(
+        "--threads", type=_at_least(1), metavar="N", help="model threads (default: half the cores)"
+    )
+    common.add_argument(
+        "--seed", type=_at_least(0), default=DaemonConfig.seed, metavar="N", help="sampling seed"
+    )
     common.add_argument(
         "--lazy-model",
         action="store_true",
@@ -109,6 +120,12 @@ def _parser() -> argparse.ArgumentParser:
         "--max-tokens", type=int, default=AgentRequest.max_tokens, metavar="N", help="tokens per model turn"
     )
     run.add_argument("--temperature", type=float, default=AgentRequest.temperature, metavar="T")
+    run.add_argument(
+        "--tool-choice",
+        default=AgentRequest.tool_choice,
+        metavar="CHOICE",
+        help="auto, required (the first turn calls a tool), none, or a tool name (default: %(default)s)",
+    )
     run.set_defaults(handler=_run)
 
     tools = commands.add_parser("tools", help="list, invoke and build tools without a client")
@@ -150,7 +167,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `low`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
 def _serve(config: DaemonConfig, args: argparse.Namespace) -> int:
+    return serve_on_stdio(config)
+
+
+def serve_on_stdio(config: DaemonConfig, model_loader: ModelLoader | None = None) -> int:
+    """Serve until `exit` or end of input, then end the process (never returns normally)."""
     from daemon.stdio import claim_stdout_for_protocol
 
     protocol_out = claim_stdout_for_protocol()  # before anything native is loaded
@@ -158,7 +195,7 @@ def _serve(config: DaemonConfig, args: argparse.Namespace) -> int:
 
     from daemon.protocol.server import server
 
-    server.configure(config)
+    server.configure(config, model_loader)
     log.info(
         "llama-agent %s serving on stdio; tools from %s", __version__, ", ".join(map(str, config.tools_dirs))
     )
@@ -173,9 +210,8 @@ def _run(config: DaemonConfig, args: argparse.Namespace) -> int:
     import asyncio
 
     from daemon.console import ConsoleEvents
-    from daemon.protocol.server import model_settings
-    from daemon.runtime.model import ModelError
-    from daemon.services.agent import Agent
+    from daemon.runtime.backend import ContextOverflow, ModelError
+    from daemon.services.agent import Agent, InvalidRequest
     from daemon.services.model_service import ModelService
     from daemon.services.toolbox import UnknownTool
 
@@ -185,13 +221,14 @@ def _run(config: DaemonConfig, args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         max_tokens=args.max_tokens,
         temperature=args.temperature,
+        tool_choice=args.tool_choice,
     )
-    models = ModelService(model_settings(config), config.cache_dir)
+    models = ModelService(config.model_settings(), config.cache_dir)
     agent = Agent(_toolbox(config), models)
     events = ConsoleEvents(sys.stdout, sys.stderr)
     try:
         result = asyncio.run(agent.run(request, events))
-    except (ModelError, UnknownTool) as error:
+    except (ModelError, ContextOverflow, UnknownTool, InvalidRequest) as error:
         print(f"llama-agent: {error}", file=sys.stderr)
         return EXIT_USAGE
     finally:

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from daemon.runtime.backend import ModelSettings
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # `make components` builds the bundled tools here.
 BUNDLED_TOOLS_DIR = REPO_ROOT / "build" / "tools"
@@ -35,3 +37,8 @@ class DaemonConfig:
     # Granted to tools whose policy says `workspace = ...`; the daemon takes the client's
     # folder from `initialize` unless this is set.
     workspace: Path | None = None
+
+    def model_settings(self) -> ModelSettings:
+        return ModelSettings(
+            path=self.model_path, context_size=self.context_size, threads=self.threads, seed=self.seed
+        )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -93,19 +95,38 @@ def tools_dir(tmp_path: Path, bundled_tools: Path) -> Iterator[Path]:
 
 
 @pytest_asyncio.fixture
-async def start_daemon(cache_dir: Path) -> AsyncIterator[StartDaemon]:
-    """Start daemons with `--cache-dir` preset; each is killed at teardown.
+async def start_daemon(cache_dir: Path, tmp_path: Path) -> AsyncIterator[StartDaemon]:
+    """Start daemons with `--cache-dir` preset, initialized unless `initialize=False`.
 
-    The model loads on the first agent/run (`--lazy-model`) unless `eager_model`: most
-    tests never use it. Every session is checked for bytes on stdout that are not protocol frames.
+    The model loads on the first agent/run (`--lazy-model`) unless `eager_model`: most tests
+    never use it. With `script` (a `ScriptedModel` spec: {"turns": [...], ...}) the daemon runs
+    that scripted model instead of llama.cpp. Each daemon is killed at teardown, and every
+    session is checked for bytes on stdout that are not protocol frames.
     """
     sessions: list[DaemonSession] = []
 
     async def start(
-        *args: str | Path, eager_model: bool = False, env: dict[str, str] | None = None
+        *args: str | Path,
+        initialize: bool = True,
+        init_params: dict[str, Any] | None = None,
+        eager_model: bool = False,
+        env: dict[str, str] | None = None,
+        script: dict[str, Any] | None = None,
     ) -> DaemonSession:
         lazy = [] if eager_model else ["--lazy-model"]
-        session = await DaemonSession.start(["--cache-dir", str(cache_dir), *lazy, *map(str, args)], env=env)
+        command = None
+        if script is not None:
+            script_file = tmp_path / f"script-{len(sessions)}.json"
+            script_file.write_text(json.dumps(script))
+            command = [sys.executable, "-m", "tests.scripted_daemon", str(script_file)]
+            env = {"PYTHONPATH": str(REPO_ROOT), **(env or {})}
+        session = await DaemonSession.open(
+            ["--cache-dir", str(cache_dir), *lazy, *map(str, args)],
+            initialize=initialize,
+            init_params=init_params,
+            env=env,
+            command=command,
+        )
         sessions.append(session)
         return session
 

@@ -42,10 +42,14 @@ class DaemonSession:
         self._stderr_reader = asyncio.create_task(self._read_stderr())
 
     @classmethod
-    async def start(cls, args: Sequence[str], env: dict[str, str] | None = None) -> DaemonSession:
-        command = [str(Path(sys.executable).with_name("llama-agent")), "serve", *args]
+    async def start(
+        cls, args: Sequence[str], env: dict[str, str] | None = None, command: Sequence[str] | None = None
+    ) -> DaemonSession:
+        """Start `llama-agent serve ARGS` (or `command` + ARGS) with pipes for all three streams."""
+        program = list(command or [str(Path(sys.executable).with_name("llama-agent")), "serve"])
         process = await asyncio.create_subprocess_exec(
-            *command,
+            *program,
+            *args,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -53,6 +57,26 @@ class DaemonSession:
             limit=64 * 1024 * 1024,
         )
         return cls(process)
+
+    @classmethod
+    async def open(
+        cls,
+        args: Sequence[str],
+        *,
+        initialize: bool = True,
+        init_params: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+        command: Sequence[str] | None = None,
+    ) -> DaemonSession:
+        """A started daemon, past `initialize`/`initialized` unless `initialize` is false."""
+        session = await cls.start(args, env=env, command=command)
+        if initialize:
+            try:
+                await session.initialize(**(init_params or {}))
+            except BaseException:
+                await session.kill()
+                raise
+        return session
 
     # -- sending ------------------------------------------------------------------------
 
@@ -63,6 +87,16 @@ class DaemonSession:
     def send(self, message: dict[str, Any]) -> None:
         body = json.dumps(message).encode()
         self.send_raw(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    def send_frame(self, body: bytes) -> None:
+        """`body` as it is (JSON or not) in a correctly framed message."""
+        self.send_raw(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    def expect_response(self, request_id: int | str) -> asyncio.Future[Any]:
+        """A future for the answer to a request sent by hand (`send_raw`, `send_frame`) with this id."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        return future
 
     def request_future(self, method: str, params: Any = None) -> tuple[int, asyncio.Future[Any]]:
         request_id = next(self._ids)
@@ -134,6 +168,23 @@ class DaemonSession:
         found = find()
         assert found is not None
         return found
+
+    async def wait_until(self, condition: Callable[[], bool], timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Until `condition()` holds, checked after every message from the daemon."""
+        async with self._notified:
+            await asyncio.wait_for(self._notified.wait_for(condition), timeout)
+
+    def record_messages(self) -> list[dict[str, Any]]:
+        """From now on, also keep every message the daemon sends, in order, in the list returned."""
+        received: list[dict[str, Any]] = []
+        dispatch = self._dispatch
+
+        async def record(message: dict[str, Any]) -> None:
+            received.append(message)
+            await dispatch(message)
+
+        self._dispatch = record  # type: ignore[method-assign]
+        return received
 
     async def _read_stdout(self) -> None:
         stream = self.process.stdout

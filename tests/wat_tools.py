@@ -32,7 +32,18 @@ import wasmtime
 
 INTERFACE = "llama-agent:tool/tool@0.1.0"
 PARAM_TYPES = {"string": 0, "integer": 1, "number": 2, "boolean": 3}
-BEHAVIOURS = ("echo", "fail", "trap", "loop", "version", "slow", "grow", "recurse")
+BEHAVIOURS = (
+    "echo",
+    "fail",
+    "trap",
+    "loop",
+    "version",
+    "slow",
+    "grow",
+    "recurse",
+    "grow_table",
+    "two_memories",
+)
 # Iterations of the "slow" busy loop: three to five seconds on these machines.
 SLOW_ITERATIONS = 5_000_000_000
 VALUE_STRING_CASE = 3  # index of `string` in `variant value`
@@ -200,7 +211,9 @@ def tool_wat(
     Behaviours: echo (ok(first string argument) or ok("")), fail (err("<name> failed on purpose")),
     trap (`unreachable`), loop (spins until the host's epoch deadline), version (ok("<name> <version>")),
     slow (busy for a few seconds, then like version), grow (a memory bomb: grows memory until refused,
-    then traps), recurse (unbounded recursion).
+    then traps), recurse (unbounded recursion), grow_table (grows a table until refused, then traps),
+    two_memories (like version, from a component that instantiates a second core module with its own
+    memory).
     """
     if behaviour not in BEHAVIOURS:
         raise ValueError(f"unknown behaviour {behaviour!r}; choose one of {', '.join(BEHAVIOURS)}")
@@ -254,6 +267,15 @@ def tool_wat(
         )
     elif behaviour == "trap":
         invoke = '\n    (func (export "invoke") (param i32 i32) (result i32) unreachable)'
+    elif behaviour == "grow_table":  # 64k elements (512 KiB of host memory) at a time until refused
+        invoke = (
+            '\n    (table $t 1 funcref)\n    (func (export "invoke") (param i32 i32) (result i32)'
+            " (loop $more (br_if $more (i32.ne (table.grow $t (ref.null func) (i32.const 65536))"
+            " (i32.const -1)))) unreachable)"
+        )
+    elif behaviour == "two_memories":
+        answer = _result(data, True, f"{name} {version}")
+        invoke = f'\n    (func (export "invoke") (param i32 i32) (result i32) (i32.const {answer}))'
     else:  # loop: the epoch deadline interrupts it
         invoke = (
             '\n    (func (export "invoke") (param i32 i32) (result i32) (loop $spin (br $spin)) unreachable)'
@@ -268,6 +290,10 @@ def tool_wat(
         f'    (func (export "describe") (result i32) (i32.const {metadata_at}))'
         f"{invoke})"
     )
+    if behaviour == "two_memories":
+        core += (
+            '\n  (core module $second (memory (export "memory") 1))\n  (core instance (instantiate $second))'
+        )
     return _COMPONENT.format(core=core)
 
 

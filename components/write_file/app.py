@@ -1,4 +1,4 @@
-"""write_file: writes (or appends to) a UTF-8 text file under /workspace.
+"""write_file: writes (or appends to) a UTF-8 text file under /workspace, atomically.
 
 Ships without a policy, so by default it has no /workspace at all and every call fails with
 a message saying how to grant one: `workspace = "rw"` in write_file.policy.toml.
@@ -13,6 +13,7 @@ from wit_world.imports.types import Argument, Metadata, Param, ParamType, Value_
 
 WORKSPACE = "/workspace"
 GRANT = 'add `workspace = "rw"` to write_file.policy.toml beside write_file.wasm'
+MAX_LINKS = 40
 
 
 def resolve(path: str) -> str:
@@ -56,15 +57,54 @@ def make_directories(directory: str) -> None:
         os.mkdir(directory)
 
 
+def replace_atomically(full: str, data: bytes) -> None:
+    """Write beside the file, then rename over it: whenever the host is stopped, even killed,
+    the file holds either all of its old content or all of the new, never a fragment."""
+    directory, name = posixpath.split(full)
+    staging = posixpath.join(directory, f".{name}.{os.urandom(6).hex()}.partial")
+    try:
+        with open(staging, "xb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(staging, full)
+    except BaseException:
+        if os.path.lexists(staging):
+            os.unlink(staging)
+        raise
+
+
+def link_target(path: str, full: str) -> str:
+    """The file `full` names once its symlinks are followed, which must stay in the workspace.
+
+    The file is replaced by a rename, which would replace a symlink rather than write through it.
+    """
+    outside = Err(f"cannot write {path!r}: it leads outside the workspace (through a symlink)")
+    if leaves_workspace(full):
+        raise outside
+    for _ in range(MAX_LINKS):
+        if not posixpath.islink(full):
+            return full
+        target = os.readlink(full)
+        full = posixpath.normpath(posixpath.join(posixpath.dirname(full), target))
+        # An absolute target is a host path, which means nothing inside the sandbox.
+        if posixpath.isabs(target) or not full.startswith(WORKSPACE + "/"):
+            raise outside
+    raise Err(f"cannot write {path!r}: too many levels of symbolic links")
+
+
 def write(path: str, content: str, append: bool) -> str:
-    full = resolve(path)
+    full = link_target(path, resolve(path))
     data = content.encode("utf-8")
     if os.path.isdir(full):
         raise Err(f"cannot write {path!r}: it is a directory")
     try:
         make_directories(posixpath.dirname(full))
-        with open(full, "ab" if append else "wb") as file:
-            file.write(data)
+        before = b""
+        if append and os.path.exists(full):
+            with open(full, "rb") as file:
+                before = file.read()
+        replace_atomically(full, before + data)
     except OSError as error:
         raise os_error(path, full, error) from None
     written = f"wrote {len(data)} bytes to {posixpath.relpath(full, WORKSPACE)}"

@@ -18,6 +18,7 @@ AGENT_RUN_PARAMS: dict[str, Any] = {
         "maxTokens": {"type": "integer", "minimum": 1, "maximum": 32768},
         "temperature": {"type": "number", "minimum": 0, "maximum": 5},
         "seed": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
+        "toolChoice": {"type": "string", "minLength": 1},
         "workDoneToken": {"type": ["string", "integer"]},
     },
     "required": ["prompt"],
@@ -39,5 +40,6 @@ def parse_agent_run(params: Any) -> tuple[AgentRequest, str | int | None]:
         max_tokens=params.get("maxTokens", defaults.max_tokens),
         temperature=float(params.get("temperature", defaults.temperature)),
         seed=params.get("seed"),
+        tool_choice=params.get("toolChoice", defaults.tool_choice),
     )
     return request, params.get("workDoneToken")

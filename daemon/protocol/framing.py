@@ -4,13 +4,21 @@ pygls' own reader stops understanding the stream after one bad header and hands
 every parse error to a logger. This one resynchronises on the next
 `Content-Length` header, skips oversized frames without holding them in memory,
 and answers a body that is not JSON with JSON-RPC's parse error (-32700).
+
+A header can never occur inside a JSON text: its letters are not allowed outside
+a string and its line break is not allowed inside one. So a header found inside a
+body means that body's Content-Length was too long: the body is dropped and the
+header is read again as the start of the next frame, instead of the next frames
+being swallowed until the wrong length is used up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
+import math
 import re
 import threading
 from collections.abc import Awaitable
@@ -18,13 +26,31 @@ from typing import Any, BinaryIO, Protocol
 
 from pygls.io_ import StdinAsyncReader
 from pygls.protocol import JsonRPCProtocol
+from pygls.protocol.json_rpc import MsgId
+
+from daemon.protocol.jsonrpc import INVALID_PARAMS, INVALID_REQUEST, Rejection, message_id
 
 log = logging.getLogger(__name__)
 
-# Anywhere in a line, so a header glued to leftover bytes of a bad frame still counts.
-CONTENT_LENGTH = re.compile(rb"Content-Length:[ \t]*(\d+)[ \t]*\r?\n$", re.IGNORECASE)
+# Anywhere in a line, so a header glued to leftover bytes of a bad frame still counts. At most 19
+# digits: a longer number is not a length (and int() refuses strings over 4,300 digits).
+CONTENT_LENGTH = re.compile(rb"Content-Length:[ \t]*(\d{1,19})[ \t]*\r?\n$", re.IGNORECASE)
+# A whole header line inside a body.
+HEADER_IN_BODY = re.compile(rb"Content-Length:[ \t]*\d{1,19}[ \t]*\r?\n", re.IGNORECASE)
+# The start of a header cut off by the end of a body that was too short to be the whole message.
+PARTIAL_HEADER = re.compile(
+    rb"(?:content-length:[ \t]*\d{0,19}[ \t]*\r?"
+    rb"|c(?:o(?:n(?:t(?:e(?:n(?:t(?:-(?:l(?:e(?:n(?:g(?:t(?:h)?)?)?)?)?)?)?)?)?)?)?)?)?)\Z",
+    re.IGNORECASE,
+)
+# The escape of a UTF-16 surrogate: only then can a parsed string hold an unpaired one.
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 MAX_FRAME_BYTES = 64 * 1024 * 1024
-DISCARD_CHUNK = 1024 * 1024
+READ_CHUNK = 1024 * 1024
+# Header lines are short: past this, a line is garbage and only its tail is kept (a header may
+# be glued to it).
+MAX_LINE_BYTES = 64 * 1024
+HEADER_OVERLAP = 256
 PARSE_ERROR = -32700
 
 
@@ -32,6 +58,10 @@ class FrameReader(Protocol):
     def readline(self) -> Awaitable[bytes]: ...
 
     def readexactly(self, n: int) -> Awaitable[bytes]: ...
+
+    def read(self, n: int) -> Awaitable[bytes]:
+        """Up to `n` bytes, as soon as any are available; b"" at end of input."""
+        ...
 
 
 class _PipeReader:
@@ -41,13 +71,35 @@ class _PipeReader:
         self._stream = stream
 
     async def readline(self) -> bytes:
-        return await self._stream.readline()
+        try:
+            return await self._stream.readline()
+        except ValueError:  # a line over the stream's limit: asyncio has dropped it
+            return b"\0"
 
     async def readexactly(self, n: int) -> bytes:
         try:
             return await self._stream.readexactly(n)
         except asyncio.IncompleteReadError as error:
             return error.partial
+
+    async def read(self, n: int) -> bytes:
+        return await self._stream.read(n)
+
+
+class _FileReader:
+    """pygls' thread-backed reader, for a stdin that is a regular file (every read ends or fills)."""
+
+    def __init__(self, reader: StdinAsyncReader) -> None:
+        self._reader = reader
+
+    def readline(self) -> Awaitable[bytes]:
+        return self._reader.readline()
+
+    def readexactly(self, n: int) -> Awaitable[bytes]:
+        return self._reader.readexactly(n)
+
+    def read(self, n: int) -> Awaitable[bytes]:
+        return self._reader.readexactly(n)
 
 
 async def open_reader(stdin: BinaryIO, fallback: StdinAsyncReader) -> FrameReader:
@@ -57,8 +109,180 @@ async def open_reader(stdin: BinaryIO, fallback: StdinAsyncReader) -> FrameReade
     try:
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stream), stdin)
     except (ValueError, OSError):  # a regular file, for instance
-        return fallback
+        return _FileReader(fallback)
     return _PipeReader(stream)
+
+
+class FrameStream:
+    """A FrameReader over `source` that can push bytes back, and whose lines have a bounded length."""
+
+    def __init__(self, source: FrameReader) -> None:
+        self._source = source
+        self._buffer = bytearray()
+
+    def unread(self, data: bytes) -> None:
+        """Make `data` the next bytes read."""
+        self._buffer[:0] = data
+
+    async def readline(self) -> bytes:
+        searched = 0
+        while True:
+            end = self._buffer.find(b"\n", searched)
+            if end >= 0:
+                return self._take(end + 1)
+            if len(self._buffer) > MAX_LINE_BYTES:
+                log.warning("skipping %d bytes without a line break", len(self._buffer) - HEADER_OVERLAP)
+                del self._buffer[:-HEADER_OVERLAP]
+            searched = len(self._buffer)
+            if not await self._fill():
+                return self._take(len(self._buffer))
+
+    async def read(self, n: int) -> bytes:
+        if not self._buffer and not await self._fill():
+            return b""
+        return self._take(min(n, len(self._buffer)))
+
+    async def readexactly(self, n: int) -> bytes:
+        """`n` bytes, or fewer at end of input."""
+        while len(self._buffer) < n and await self._fill():
+            pass
+        return self._take(min(n, len(self._buffer)))
+
+    async def _fill(self) -> bool:
+        chunk = await self._source.read(READ_CHUNK)
+        self._buffer += chunk
+        return bool(chunk)
+
+    def _take(self, n: int) -> bytes:
+        data = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return data
+
+
+class BodyEnd(enum.Enum):
+    COMPLETE = "complete"
+    HEADER = "a header inside it"  # the Content-Length was too long
+    END_OF_INPUT = "end of input"
+
+
+async def read_body(stream: FrameStream, length: int, keep: bool = True) -> tuple[bytes, BodyEnd]:
+    """Up to `length` bytes of body, stopping early at end of input or at a header inside it.
+
+    A header found inside is pushed back to be read as the next frame. Without `keep`, only
+    the tail of the body is returned (enough to find a header cut off by its end).
+    """
+    body = bytearray()
+    remaining = length
+    while remaining > 0:
+        chunk = await stream.read(min(remaining, READ_CHUNK))
+        if not chunk:
+            return bytes(body), BodyEnd.END_OF_INPUT
+        remaining -= len(chunk)
+        scan_from = max(0, len(body) - HEADER_OVERLAP)
+        body += chunk
+        header = HEADER_IN_BODY.search(body, scan_from)
+        if header:
+            stream.unread(bytes(body[header.start() :]))
+            return bytes(body[: header.start()]), BodyEnd.HEADER
+        if not keep:
+            del body[:-HEADER_OVERLAP]
+    return bytes(body), BodyEnd.COMPLETE
+
+
+def push_back_partial_header(stream: FrameStream, rejected: bytes) -> None:
+    """A rejected body may end with the start of the next frame's header: read that part again."""
+    partial = PARTIAL_HEADER.search(rejected, max(0, len(rejected) - 64))
+    if partial:
+        stream.unread(partial.group())
+
+
+class NotStandardJson(ValueError):
+    """Read by Python's json module, but not JSON as I-JSON (RFC 7493) has it: NaN, Infinity, a
+    number beyond a double's range, or a string holding half a UTF-16 surrogate pair."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise NotStandardJson(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise NotStandardJson(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _int_in_range(text: str) -> int:
+    value = int(text)  # ValueError past 4,300 digits
+    if len(text) > 300 and not is_standard(value):
+        raise NotStandardJson(f"the number {text[:40]}… is out of range")
+    return value
+
+
+def parse_json(body: bytes) -> Any:
+    """Strict JSON, as I-JSON asks: UTF-8, no NaN or Infinity, every number within a double's
+    range, and no string holding half of a UTF-16 surrogate pair (it is not Unicode).
+
+    Raises ValueError (NotStandardJson for what Python alone would read, UnicodeDecodeError, ...)
+    or RecursionError (nesting too deep for the parser).
+    """
+    text = body.decode("utf-8").removeprefix("\ufeff")  # a byte order mark may be ignored (RFC 8259)
+    value = json.loads(
+        text, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_int_in_range
+    )
+    if SURROGATE_ESCAPE.search(text) and not is_standard(value):
+        raise NotStandardJson("a string holds an unpaired UTF-16 surrogate, which is not Unicode")
+    return value
+
+
+def is_standard(value: Any) -> bool:
+    """Whether `value` is within I-JSON: finite numbers in a double's range, strings of Unicode."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(node, float) and not math.isfinite(node):
+            return False
+        elif isinstance(node, int) and not isinstance(node, bool):
+            try:
+                float(node)
+            except OverflowError:
+                return False
+    return True
+
+
+def refusal(body: bytes, error: Exception) -> Rejection:
+    """How to refuse a body that is not (strict) JSON: a parse error with id null, unless a lenient
+    reading (Python's, which takes NaN, Infinity and any number or string) finds a request with a
+    usable id, answered with it, or a notification or response, which is never answered."""
+    parse_error = Rejection(PARSE_ERROR, f"Parse error: {error}")
+    if not isinstance(error, NotStandardJson):
+        return parse_error
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return parse_error
+    if not isinstance(value, dict):
+        return parse_error
+    if "method" in value and "id" in value:
+        request_id = message_id(value["id"]) if is_standard(value["id"]) else None
+        if request_id is None:
+            return parse_error
+        if is_standard({key: item for key, item in value.items() if key != "params"}):
+            return Rejection(INVALID_PARAMS, f"invalid params: {error}", request_id)
+        return Rejection(INVALID_REQUEST, f"Invalid request: {error}", request_id)
+    if "method" in value or ("id" in value and ("result" in value or "error" in value)):
+        return Rejection(PARSE_ERROR, f"not JSON: {error}", answer=False)
+    return parse_error
 
 
 async def serve_frames(
@@ -67,32 +291,58 @@ async def serve_frames(
     stop: threading.Event,
     max_frame_bytes: int = MAX_FRAME_BYTES,
 ) -> None:
-    """Feed each frame to `protocol` until end of input or `stop`."""
+    """Feed each frame to `protocol` until end of input or `stop`.
+
+    Nothing in a frame ends this loop: framing and JSON errors are answered here, the protocol
+    answers or logs the rest, and any other failure is logged.
+    """
+    stream = FrameStream(reader)
     while not stop.is_set():
-        length = await _read_headers(reader)
+        length = await read_frame_length(stream)
         if length is None:
             return  # the client closed its end
-        if length > max_frame_bytes:
+        oversized = length > max_frame_bytes
+        if oversized:
             log.error("dropping a %d-byte message: the limit is %d bytes", length, max_frame_bytes)
-            if not await _discard(reader, length):
-                return
-            continue
-        body = await reader.readexactly(length)
-        if len(body) < length:
+            _send_error(
+                protocol,
+                INVALID_REQUEST,
+                f"Invalid request: a message may have at most {max_frame_bytes} bytes",
+            )
+        body, end = await read_body(stream, length, keep=not oversized)
+        if end is BodyEnd.END_OF_INPUT:
             return
-        try:
-            message = json.loads(body, object_hook=protocol.structure_message)
-        except ValueError as error:
-            log.error("dropping a message that is not JSON: %s", error)
-            _send_parse_error(protocol, str(error))
+        if end is BodyEnd.HEADER:
+            log.error("dropping a message cut short by a header after %d of its %d bytes", len(body), length)
+            if not oversized:
+                _send_error(
+                    protocol,
+                    PARSE_ERROR,
+                    f"Parse error: a new message began after {len(body)} of this one's {length} bytes",
+                )
+            continue
+        if oversized:
+            push_back_partial_header(stream, body)
             continue
         try:
-            protocol.handle_message(message)
+            value = parse_json(body)
+        except (ValueError, RecursionError) as error:
+            push_back_partial_header(stream, body)
+            rejected = refusal(body, error)
+            if rejected.answer:
+                log.error("refusing a message that is not JSON (id %r): %s", rejected.id, error)
+                _send_error(protocol, rejected.code, rejected.message, rejected.id)
+            else:
+                log.warning("ignoring a notification or response that is not JSON: %s", error)
+            continue
+        try:
+            protocol.handle_message(protocol.structure_message(value))
         except Exception:  # a bug in a handler must not end the session
             log.exception("failed to handle a message")
 
 
-async def _read_headers(reader: FrameReader) -> int | None:
+async def read_frame_length(reader: FrameReader) -> int | None:
+    """The Content-Length of the next frame, skipping anything that is not a header; None at end of input."""
     length: int | None = None
     while True:
         line = await reader.readline()
@@ -107,15 +357,6 @@ async def _read_headers(reader: FrameReader) -> int | None:
             log.warning("skipping a line that is not a header: %r", line[:80])
 
 
-async def _discard(reader: FrameReader, length: int) -> bool:
-    while length > 0:
-        chunk = await reader.readexactly(min(length, DISCARD_CHUNK))
-        if not chunk:
-            return False
-        length -= len(chunk)
-    return True
-
-
-def _send_parse_error(protocol: JsonRPCProtocol, detail: str) -> None:
-    error: dict[str, Any] = {"code": PARSE_ERROR, "message": f"Parse error: {detail}"}
-    protocol._send_data({"jsonrpc": "2.0", "id": None, "error": error})
+def _send_error(protocol: JsonRPCProtocol, code: int, message: str, request_id: MsgId | None = None) -> None:
+    error: dict[str, Any] = {"code": code, "message": message}
+    protocol._send_data({"jsonrpc": "2.0", "id": request_id, "error": error})

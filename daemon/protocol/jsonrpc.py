@@ -1,22 +1,41 @@
-"""pygls plumbing: plain-dict params for custom methods, and our capabilities in `initialize`."""
+"""pygls plumbing: plain-dict params for custom methods, our capabilities in `initialize`, and
+JSON-RPC's rules for what a client may send, with an answer for every request that breaks them."""
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import asyncio
+import inspect
+import json
+import logging
+import sysconfig
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import attrs
 import cattrs
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidRequest
 from pygls.protocol import LanguageServerProtocol, default_converter, lsp_method
 from pygls.protocol.json_rpc import (
     JsonRPCNotification,
     JsonRPCRequestMessage,
     JsonRPCResponseMessage,
+    MsgId,
 )
 
 from daemon import __version__
+
+log = logging.getLogger(__name__)
+# -vv turns pygls' loggers up to show message bodies: the bodies we send are logged there too.
+bodies_log = logging.getLogger("pygls.protocol.json_rpc")
+
+INVALID_REQUEST = -32600
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+# Deeper messages are refused before any handler (or log line) recurses into them.
+MAX_NESTING = 128
 
 # Advertised under `capabilities.experimental.llamaAgent` in the initialize result.
 CUSTOM_CAPABILITIES: dict[str, Any] = {
@@ -52,28 +71,275 @@ def _explain(cause: BaseException | None) -> str:
     return str(cause) if cause else "unreadable message"
 
 
+def brief(text: str, limit: int = 80) -> str:
+    """`text` cut to `limit` characters, for a message or log line that names what a client sent."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def message_id(value: Any) -> MsgId | None:
+    """`value` if it can identify a request (LSP: a string or an integer), else None."""
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    return None
+
+
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether `value` nests arrays and objects more than `limit` levels deep (itself counting as one)."""
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a message is refused. A request is answered with `code` and `message` (and `id`); the rest
+    is only logged."""
+
+    code: int
+    message: str
+    id: MsgId | None = None
+    answer: bool = True
+
+
+def check_message(value: Any) -> Rejection | None:
+    """What is wrong with `value` as a message from a client, by JSON-RPC 2.0 and LSP; None if nothing.
+
+    A batch is refused as a whole (LSP has no batches). A request whose id cannot be echoed is
+    answered with id null. Beyond the envelope, two LSP notifications are checked here because
+    their handlers trust their params: `$/cancelRequest` needs an id, and `exit`, which ends the
+    process, must come without params (empty ones count as none: Lua clients send `[]`).
+    """
+    if isinstance(value, list):
+        if not value:
+            return Rejection(INVALID_REQUEST, "Invalid request: an empty batch")
+        return Rejection(
+            INVALID_REQUEST, "Invalid request: batches are not supported, send one message per frame"
+        )
+    if not isinstance(value, dict):
+        return Rejection(INVALID_REQUEST, "Invalid request: a message must be a JSON object")
+    has_id = "id" in value
+    request_id = message_id(value.get("id"))
+    if "method" not in value:
+        if has_id and ("result" in value or "error" in value):
+            return _check_response(value)
+        return Rejection(INVALID_REQUEST, "Invalid request: no method", request_id)
+    if has_id and request_id is None:
+        return Rejection(INVALID_REQUEST, "Invalid request: the id must be a string or an integer")
+    method, params = value["method"], value.get("params")
+    problem: tuple[int, str] | None = None
+    if value.get("jsonrpc") != "2.0":
+        problem = INVALID_REQUEST, 'Invalid request: "jsonrpc" must be "2.0"'
+    elif not isinstance(method, str):
+        problem = INVALID_REQUEST, "Invalid request: the method must be a string"
+    elif params is not None and not isinstance(params, dict | list):
+        problem = INVALID_PARAMS, f"invalid params for {brief(method)}: params must be an object or an array"
+    elif nested_deeper_than(value, MAX_NESTING):
+        problem = INVALID_REQUEST, f"Invalid request: nested more than {MAX_NESTING} levels deep"
+    elif method == types.CANCEL_REQUEST and not has_id:
+        if not isinstance(params, dict) or message_id(params.get("id")) is None:
+            problem = (
+                INVALID_PARAMS,
+                "invalid params for $/cancelRequest: the id must be a string or an integer",
+            )
+    elif method == types.EXIT and not has_id and params not in (None, {}, []):
+        problem = INVALID_PARAMS, "invalid params for exit: it takes none"
+    if problem is None:
+        return None
+    return Rejection(*problem, id=request_id, answer=has_id)
+
+
+def _check_response(value: dict[str, Any]) -> Rejection | None:
+    """A client's answer to one of our requests: never answered, only dropped if malformed."""
+    if value.get("jsonrpc") != "2.0":
+        return Rejection(INVALID_REQUEST, 'a response whose "jsonrpc" is not "2.0"', answer=False)
+    if message_id(value["id"]) is None and not (value["id"] is None and "error" in value):
+        return Rejection(INVALID_REQUEST, "a response whose id is not a string or an integer", answer=False)
+    if "result" in value and "error" in value:
+        return Rejection(INVALID_REQUEST, "a response with both a result and an error", answer=False)
+    if nested_deeper_than(value, MAX_NESTING):
+        return Rejection(
+            INVALID_REQUEST, f"a response nested more than {MAX_NESTING} levels deep", answer=False
+        )
+    return None
+
+
+def encode_json(data: Any, default: Callable[[Any], Any] | None = None) -> str:
+    """`data` as JSON text (ASCII), never with NaN or Infinity, which JSON lacks: those become null."""
+    try:
+        return json.dumps(data, default=default, allow_nan=False)
+    except ValueError:  # a non-finite number; a circular reference fails again below
+        loose = json.dumps(data, default=default)
+        return json.dumps(json.loads(loose, parse_constant=lambda _: None), allow_nan=False)
+
+
+def _source_roots() -> list[str]:
+    paths = sysconfig.get_paths()
+    roots = [
+        Path(__file__).resolve().parents[1],
+        *(Path(paths[key]) for key in ("stdlib", "purelib", "platlib")),
+    ]
+    names = {str(root) for root in roots} | {str(root.resolve()) for root in roots}
+    return sorted(names, key=len, reverse=True)
+
+
+SOURCE_ROOTS = _source_roots()
+
+
+def client_safe_error(error: types.ResponseError) -> types.ResponseError:
+    """`error` without what is for the daemon's log only: tracebacks and the paths of its own code.
+
+    An internal error (-32603) is a bug, so the client learns only the exception's type.
+    """
+    if error.code == INTERNAL_ERROR:
+        kind = error.message.split(":", 1)[0].strip()
+        detail = f" ({kind})" if kind.isidentifier() else ""
+        return types.ResponseError(
+            INTERNAL_ERROR, f"Internal error{detail}: the daemon's log has the details"
+        )
+    data = error.data
+    if isinstance(data, dict) and "traceback" in data:
+        data = {key: item for key, item in data.items() if key != "traceback"} or None
+    message = error.message
+    for root in SOURCE_ROOTS:
+        message = message.replace(root, "…")
+    return types.ResponseError(error.code, message, data)
+
+
+def _member(message: Any, name: str) -> Any:
+    return message.get(name) if isinstance(message, dict) else getattr(message, name, None)
+
+
 class RejectedMessage:
-    """Stands for a request already answered with an error while it was being parsed."""
+    """Stands for a message refused while it was being parsed (and answered, if it was a request)."""
 
     jsonrpc = "rejected"
 
 
 class AgentProtocol(LanguageServerProtocol):
-    def structure_message(self, data: dict[str, Any]) -> Any:
-        """Answer a request whose params do not fit its LSP type, instead of leaving the client waiting.
+    def structure_message(self, data: Any) -> Any:
+        """The message object for `data`, or a RejectedMessage once a bad message is answered or logged.
 
-        pygls raises here, before the request id reaches any handler.
+        pygls raises here, before the request id reaches any handler, and the frame loop calls
+        this on every message (not as json's object_hook), so `data` may be any JSON value.
         """
+        rejection = check_message(data)
+        if rejection is None and "id" in data and "method" in data and self._is_notification(data["method"]):
+            rejection = Rejection(
+                INVALID_REQUEST,
+                f"Invalid request: {brief(data['method'])} is a notification, send it without an id",
+                data["id"],
+            )
+        if rejection is not None:
+            return self._reject(data, rejection)
         try:
             return super().structure_message(data)
         except JsonRpcException as error:
-            if "id" not in data or "method" not in data:
-                raise
-            invalid = JsonRpcInvalidParams(
-                f"invalid params for {data['method']}: {_explain(error.__cause__)}"
+            method = brief(str(data.get("method", "a response")))
+            return self._reject(
+                data,
+                Rejection(
+                    INVALID_PARAMS,
+                    f"invalid params for {method}: {_explain(error.__cause__)}",
+                    message_id(data.get("id")),
+                    answer="id" in data and "method" in data,
+                ),
             )
-            self._send_response(data["id"], error=invalid.to_response_error())
-            return RejectedMessage()
+
+    def _is_notification(self, method: str) -> bool:
+        """Whether LSP defines `method` as a notification (a message type without an id)."""
+        message_type = self.get_message_type(method)
+        return (
+            message_type is not None
+            and attrs.has(message_type)
+            and "id" not in attrs.fields_dict(message_type)
+        )
+
+    def _reject(self, data: Any, rejection: Rejection) -> RejectedMessage:
+        if rejection.answer:
+            log.warning("refusing a request (id %r): %s", rejection.id, rejection.message)
+            error = types.ResponseError(rejection.code, rejection.message)
+            self._send_data(types.ResponseErrorMessage(id=rejection.id, error=error))
+        else:
+            method = data.get("method") if isinstance(data, dict) else None
+            kind = f"a {brief(method)!r} notification" if isinstance(method, str) else "a message"
+            log.warning("ignoring %s: %s", kind, rejection.message)
+        return RejectedMessage()
+
+    def handle_message(self, message: Any) -> None:
+        """pygls' dispatch, except that refused messages stop here, requests after `shutdown` are
+        answered (LSP's InvalidRequest) and unknown notifications are dropped quietly."""
+        if isinstance(message, RejectedMessage):
+            return
+        method = getattr(message, "method", None)
+        is_request = method is not None and hasattr(message, "id")
+        if self._shutdown and method != types.EXIT:
+            if is_request:
+                log.warning(
+                    "refusing %r (id %r): the server is shutting down", brief(str(method)), message.id
+                )
+                error = JsonRpcInvalidRequest("the server is shutting down")
+                self._send_response(message.id, error=error.to_response_error())
+            return
+        if method is not None and not is_request and not self._has_handler(method):
+            log.debug("ignoring the notification %r: no handler", brief(method))
+            return
+        super().handle_message(message)
+
+    def _has_handler(self, method: str) -> bool:
+        return (
+            method == types.CANCEL_REQUEST or method in self.fm.builtin_features or method in self.fm.features
+        )
+
+    def _send_response(
+        self, msg_id: MsgId, result: Any | None = None, error: types.ResponseError | None = None
+    ) -> None:
+        super()._send_response(msg_id, result, None if error is None else client_safe_error(error))
+
+    def _send_data(self, data: Any) -> None:
+        """pygls' `_send_data` with a strict encoder.
+
+        pygls 2.1.1 serialises inside this method with json.dumps' defaults, so NaN and Infinity
+        would go out as bare words, which no JSON parser accepts; it has no narrower hook
+        (`_serialize_message` only converts objects), so this replaces it.
+        """
+        if not data:
+            return
+        if self.writer is None:
+            log.error("cannot send a message: no transport")
+            return
+        body = self._encode(data)
+        if body is None:
+            return
+        bodies_log.info("Sending data: %s", body)
+        if self._include_headers:
+            content_type = f"{self.CONTENT_TYPE}; charset={self.CHARSET}"
+            body = f"Content-Length: {len(body)}\r\nContent-Type: {content_type}\r\n\r\n{body}"
+        try:
+            written = self.writer.write(body.encode(self.CHARSET))
+            if inspect.isawaitable(written):  # a websocket's writer; stdout's is synchronous
+                asyncio.ensure_future(written)  # noqa: RUF006 (as pygls does)
+        except BrokenPipeError:
+            raise
+        except Exception:
+            log.exception("cannot send a message")
+
+    def _encode(self, data: Any) -> str | None:
+        """JSON text for `data` (ASCII, so its length is its size); for an answer that cannot be
+        encoded, an internal error in its place, so the client is not left waiting."""
+        try:
+            return encode_json(data, self._serialize_message)
+        except Exception:
+            log.exception("cannot encode a message as JSON")
+        answer_id = message_id(_member(data, "id"))
+        if answer_id is None or _member(data, "method") is not None:
+            return None
+        error = {"code": INTERNAL_ERROR, "message": "Internal error: the answer could not be encoded as JSON"}
+        return json.dumps({"jsonrpc": "2.0", "id": answer_id, "error": error})
 
     def get_message_type(self, method: str) -> type[Any] | None:  # type: ignore[override]
         # Our `$/progress` values carry fields LSP's typed ProgressParams cannot hold.

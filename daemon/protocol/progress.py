@@ -23,9 +23,12 @@ class RunProgress:
     def __init__(self, protocol: JsonRPCProtocol, token: str | int | None) -> None:
         self._protocol = protocol
         self._token = token
+        self._ended = False
 
     def _send(self, value: dict[str, Any]) -> None:
-        if self._token is not None:
+        # A cancelled generation may still relay its last piece after `end`: LSP allows nothing
+        # on a token once it has ended.
+        if self._token is not None and not self._ended:
             self._protocol.notify(PROGRESS, {"token": self._token, "value": value})
 
     def begin(self, prompt: str) -> None:
@@ -36,6 +39,7 @@ class RunProgress:
 
     def end(self, message: str) -> None:
         self._send({"kind": "end", "message": message})
+        self._ended = True
 
     def on_text(self, text: str) -> None:
         self.report(text, {"event": "text", "text": text})

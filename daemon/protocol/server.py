@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import threading
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcServerNotInitialized
+from pygls.exceptions import (
+    FeatureRequestError,
+    JsonRpcException,
+    JsonRpcInvalidParams,
+    JsonRpcServerNotInitialized,
+)
 from pygls.io_ import StdinAsyncReader, StdoutWriter
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
@@ -27,16 +33,20 @@ from daemon.protocol.wire import (
     failure_to_wire,
     tool_to_wire,
 )
-from daemon.runtime.model import ModelError, ModelSettings
+from daemon.runtime.backend import ContextOverflow, ModelError, ModelLoader
 from daemon.runtime.schema import ArgumentError
-from daemon.services.agent import Agent
+from daemon.services.agent import Agent, InvalidRequest
 from daemon.services.model_service import ModelService
 from daemon.services.toolbox import ReconcileResult, Toolbox, ToolSetChange, UnknownTool, new_host
 from daemon.services.watcher import ToolWatcher
 
 TOOLS_DID_CHANGE = "tools/didChange"
-# JSON-RPC server-defined error: agent/run cannot run because the model cannot be loaded.
+# JSON-RPC server-defined errors: agent/run cannot run because the model cannot be loaded,
+# or because its prompt is longer than the model's context.
 MODEL_UNAVAILABLE = -32010
+PROMPT_TOO_LONG = -32011
+# On SIGTERM, how long the tool calls already running may take to finish.
+STOP_GRACE_SECONDS = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +84,15 @@ class AgentServer(LanguageServer):
             raise RuntimeError("server not configured")
         return self._agent
 
-    def configure(self, config: DaemonConfig) -> None:
+    def configure(self, config: DaemonConfig, model_loader: ModelLoader | None = None) -> None:
+        """Build the services; `model_loader` replaces the llama.cpp backend (tests script one)."""
         self.config = config
         self._toolbox = Toolbox(new_host(config), list(config.tools_dirs))
         # The watcher does the first load while the client is still starting up;
         # requests wait for it.
         self._watcher = ToolWatcher(self._toolbox, self._announce_threadsafe)
         self._watcher.start()
-        self._models = ModelService(model_settings(config), config.cache_dir)
+        self._models = ModelService(config.model_settings(), config.cache_dir, model_loader)
         self._agent = Agent(self._toolbox, self._models)
 
     async def preload_model(self) -> None:
@@ -122,6 +133,18 @@ class AgentServer(LanguageServer):
             if change:
                 self._announce(change)
 
+    def report_server_error(self, error: Exception, source: type[Exception]) -> None:
+        """Log a failure outside a request, which pygls would also show the user (window/showMessage).
+
+        Whatever caused it (a notification the daemon could not handle, an answer it could not
+        send) is no message for the user, and its text may name the daemon's own files.
+        """
+        if source is FeatureRequestError:
+            return  # answered to the client, and logged with its traceback, by pygls
+        data = getattr(error, "data", None)
+        trace = "".join(data["traceback"]) if isinstance(data, dict) and "traceback" in data else ""
+        log.error("%s: %s%s", source.__name__, error, f"\n{trace.rstrip()}" if trace else "")
+
     def require_initialized(self) -> None:
         if self._loop is None:
             raise JsonRpcServerNotInitialized("the server is not initialized: send `initialize` first")
@@ -141,14 +164,35 @@ class AgentServer(LanguageServer):
             )
 
     def serve(self, stdin: BinaryIO, stdout: BinaryIO) -> int:
-        """Run until `exit` or end of input; the exit code follows LSP: 0 only after `shutdown`."""
+        """Run until `exit`, end of input or SIGTERM.
+
+        The exit code follows LSP, 0 only after `shutdown`, except that SIGTERM is an orderly
+        stop (0): nothing more is read, and the tool calls already running may finish and be
+        answered, for up to STOP_GRACE_SECONDS.
+        """
         self.protocol.set_writer(StdoutWriter(stdout))
         stop = self._stop_event = threading.Event()
         fallback = StdinAsyncReader(stdin, self.thread_pool)
+        terminated = False
 
         async def serve() -> None:
+            nonlocal terminated
             reader = await open_reader(stdin, fallback)
-            await serve_frames(reader, self.protocol, stop)
+            frames = asyncio.create_task(serve_frames(reader, self.protocol, stop))
+            sigterm = asyncio.Event()
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, sigterm.set)
+            stopping = asyncio.create_task(sigterm.wait())
+            await asyncio.wait({frames, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if sigterm.is_set():
+                terminated = True
+                log.info("stopping on SIGTERM: letting the running tool calls finish")
+                frames.cancel()
+                if self._toolbox is not None:
+                    await asyncio.to_thread(self._toolbox.close, STOP_GRACE_SECONDS)
+                # The finished calls' handlers resume, and pygls sends their answers, a few
+                # event-loop turns later.
+                await asyncio.sleep(0.05)
 
         try:
             asyncio.run(serve())
@@ -164,13 +208,7 @@ class AgentServer(LanguageServer):
                 self._toolbox.close()
             if self._models is not None:
                 self._models.close()
-        return 0 if self.protocol._shutdown else 1
-
-
-def model_settings(config: DaemonConfig) -> ModelSettings:
-    return ModelSettings(
-        path=config.model_path, context_size=config.context_size, threads=config.threads, seed=config.seed
-    )
+        return 0 if self.protocol._shutdown or terminated else 1
 
 
 server = AgentServer()
@@ -255,9 +293,19 @@ async def agent_run(ls: AgentServer, params: Any) -> dict[str, Any]:
     except UnknownTool as error:
         outcome = str(error)
         raise JsonRpcInvalidParams(f"agent/run: {error}", data={"field": "tools"}) from error
+    except InvalidRequest as error:
+        outcome = str(error)
+        raise JsonRpcInvalidParams(f"agent/run: {error}", data={"field": error.field}) from error
     except ModelError as error:
         outcome = f"the model is unavailable: {error}"
         raise JsonRpcException(outcome, code=MODEL_UNAVAILABLE) from error
+    except ContextOverflow as error:
+        outcome = (
+            f"{error}: offer fewer tools (`tools`), shorten the prompt, or start the daemon "
+            "with a larger --context-size"
+        )
+        data = {"promptTokens": error.prompt_tokens, "contextSize": error.context_size}
+        raise JsonRpcException(outcome, code=PROMPT_TOO_LONG, data=data) from error
     finally:
         progress.end(outcome)
     return agent_result_to_wire(result)

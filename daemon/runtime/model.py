@@ -13,35 +13,13 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
+
+from daemon.runtime.backend import ContextOverflow, Generation, ModelError, ModelSettings, StopReason
 
 log = logging.getLogger(__name__)
-
-StopReason = Literal["stop", "length", "cancelled"]
-
-
-class ModelError(Exception):
-    """The model cannot be loaded or used; the message says why, for the user."""
-
-
-@dataclass(frozen=True)
-class ModelSettings:
-    path: Path | None = None  # None: the embedded default model
-    context_size: int = 4096
-    threads: int | None = None  # None: half the cores, as llama-cpp-python does
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class Generation:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    stop_reason: StopReason
-    seconds: float
 
 
 def default_threads() -> int:
@@ -120,7 +98,14 @@ def _grammar(schema_json: str) -> str:
     return str(json_schema_to_gbnf(schema_json))
 
 
+def load_llama(settings: ModelSettings, cache_dir: Path) -> LlamaModel:
+    """The `ModelLoader` of the llama.cpp backend: `settings.path`, or the embedded model."""
+    return LlamaModel.load(settings.path or default_model_path(cache_dir), settings)
+
+
 class LlamaModel:
+    """The llama.cpp backend: a `ModelBackend` over one llama-cpp-python context."""
+
     def __init__(self, llm: Any, path: Path) -> None:
         self._llm = llm
         self.path = path
@@ -152,7 +137,9 @@ class LlamaModel:
 
     @property
     def context_size(self) -> int:
-        return int(self._llm.n_ctx())
+        # llama.cpp pads the context (128 becomes 256) but llama-cpp-python's token buffer keeps
+        # the size asked for: the smaller of the two is what fits.
+        return min(int(self._llm.n_ctx()), len(self._llm.input_ids))
 
     def format_chat(self, messages: list[dict[str, str]]) -> str:
         """Render messages through the GGUF's own chat template, ending with the assistant's turn."""
@@ -187,9 +174,7 @@ class LlamaModel:
         tokens = self._tokenize(prompt)
         room = self.context_size - len(tokens)
         if room <= 0:
-            raise ModelError(
-                f"the prompt ({len(tokens)} tokens) does not fit the context ({self.context_size} tokens)"
-            )
+            raise ContextOverflow(len(tokens), self.context_size)
         import llama_cpp
 
         from daemon.runtime.sampling import generate_constrained

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+from daemon.runtime.files import read_policy_text
 from daemon.runtime.sandbox import MIB, Limits
 
 POLICY_SUFFIX = ".policy.toml"
@@ -43,6 +44,7 @@ class Grants:
         return {
             "timeoutSeconds": self.limits.timeout_seconds,
             "memoryBytes": self.limits.memory_bytes,
+            "memories": self.limits.memories,
             "outputBytes": self.limits.output_bytes,
             "dirs": [{"host": str(d.host), "guest": d.guest, "mode": d.mode} for d in self.dirs],
             "env": list(self.env),
@@ -57,7 +59,7 @@ def policy_path(tool_path: Path) -> Path:
 def read_policy(path: Path, defaults: Limits, workspace: Path | None = None) -> Grants:
     """Parse a policy file. Raises PolicyError, naming the problem, for anything not understood."""
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        document = tomllib.loads(read_policy_text(path))
     except (OSError, UnicodeDecodeError) as error:
         raise PolicyError(f"cannot read {path}: {error}") from error
     except tomllib.TOMLDecodeError as error:
@@ -69,7 +71,7 @@ def parse_policy(
     document: dict[str, Any], base: Path, defaults: Limits, source: str, workspace: Path | None = None
 ) -> Grants:
     """`workspace = "ro"|"rw"` grants the client's workspace folder, when there is one, at /workspace."""
-    known = {"timeout_seconds", "memory_mib", "output_kib", "env", "dirs", "network", "workspace"}
+    known = {"timeout_seconds", "memory_mib", "memories", "output_kib", "env", "dirs", "network", "workspace"}
     unknown = sorted(document.keys() - known)
     if unknown:
         raise PolicyError(f"{source}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
@@ -83,6 +85,7 @@ def parse_policy(
         output_bytes=int(
             _number(document, "output_kib", defaults.output_bytes / 1024, 1, 1048576, source) * 1024
         ),
+        memories=_integer(document, "memories", defaults.memories, 1, 16, source),
     )
     env = document.get("env", [])
     if not isinstance(env, list) or not all(isinstance(name, str) and name for name in env):
@@ -106,6 +109,13 @@ def _number(
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
         raise PolicyError(f"{source}: {key!r} must be a number from {low:g} to {high:g}")
     return float(value)
+
+
+def _integer(document: dict[str, Any], key: str, default: int, low: int, high: int, source: str) -> int:
+    value = document.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise PolicyError(f"{source}: {key!r} must be a whole number from {low} to {high}")
+    return value
 
 
 def _dir_grant(entry: Any, base: Path, source: str) -> DirGrant:

@@ -9,6 +9,12 @@ from dataclasses import dataclass
 import wasmtime
 
 MIB = 1024 * 1024
+# Bounds on what one call may instantiate, so that its host memory is bounded too: wasmtime caps
+# each linear memory and each table separately. The bundled components need 1 memory, 2 tables of
+# under 6,000 elements and up to 16 instances.
+MAX_TABLE_ELEMENTS = 100_000  # per table; 8 bytes each
+MAX_TABLES = 16
+MAX_INSTANCES = 64
 
 
 @dataclass(frozen=True)
@@ -16,8 +22,10 @@ class Limits:
     """What one invocation may consume. Defaults apply to every tool."""
 
     timeout_seconds: float = 10.0
-    memory_bytes: int = 256 * MIB
+    memory_bytes: int = 256 * MIB  # per linear memory
     output_bytes: int = 1 * MIB
+    # Linear memories a call may create: the call's memory is at most memories * memory_bytes.
+    memories: int = 1
 
 
 class OutputCapture:
@@ -72,6 +80,12 @@ def new_store(
         wasi.preopen_dir(host, guest, fs_mutable=writable)
     store = wasmtime.Store(engine)
     store.set_wasi(wasi)
-    store.set_limits(memory_size=limits.memory_bytes)
+    store.set_limits(
+        memory_size=limits.memory_bytes,
+        table_elements=MAX_TABLE_ELEMENTS,
+        instances=MAX_INSTANCES,
+        tables=MAX_TABLES,
+        memories=limits.memories,
+    )
     store.set_epoch_deadline(epoch_ticks)
     return SandboxedStore(store, stdout, stderr)

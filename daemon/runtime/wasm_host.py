@@ -24,6 +24,7 @@ from wasmtime.component import Component, Linker
 
 from daemon.runtime.compile_cache import CompileCache
 from daemon.runtime.contracts import Contract, IncompatibleComponent, detect_contract
+from daemon.runtime.files import RefusedFile, read_component
 from daemon.runtime.metadata import ToolMetadata
 from daemon.runtime.policy import Grants
 from daemon.runtime.sandbox import Limits, SandboxedStore, new_store
@@ -116,7 +117,9 @@ class WasmHost:
 
     def load(self, path: Path) -> LoadedTool:
         try:
-            wasm = path.read_bytes()
+            wasm = read_component(path)
+        except RefusedFile as error:
+            raise ToolLoadError(str(error)) from error
         except OSError as error:
             raise ToolLoadError(f"cannot read {path}: {error.strerror or error}") from error
         return self.load_bytes(wasm, path)
@@ -124,12 +127,15 @@ class WasmHost:
     def precompile(self, path: Path) -> None:
         """Fill the compile cache for `path` (no-op if cached or unreadable)."""
         try:
-            wasm = path.read_bytes()
+            wasm = read_component(path)
         except OSError:
             return
         self._cache.ensure(wasm, hashlib.sha256(wasm).hexdigest())
 
-    def load_bytes(self, wasm: bytes, path: Path, content_hash: str | None = None) -> LoadedTool:
+    def load_bytes(
+        self, wasm: bytes, path: Path, content_hash: str | None = None, limits: Limits | None = None
+    ) -> LoadedTool:
+        """Compile (or fetch from the cache) and describe; `describe()` runs within `limits`."""
         started = time.perf_counter()
         content_hash = content_hash or hashlib.sha256(wasm).hexdigest()
         try:
@@ -140,7 +146,7 @@ class WasmHost:
             contract = detect_contract(component, self.engine)
         except IncompatibleComponent as error:
             raise ToolLoadError(str(error)) from error
-        metadata = self._describe(component, contract)
+        metadata = self._describe(component, contract, limits or self.limits)
         return LoadedTool(
             path=path,
             content_hash=content_hash,
@@ -151,8 +157,8 @@ class WasmHost:
             load_seconds=time.perf_counter() - started,
         )
 
-    def _describe(self, component: Component, contract: Contract) -> ToolMetadata:
-        sandbox = self._new_store()
+    def _describe(self, component: Component, contract: Contract, limits: Limits) -> ToolMetadata:
+        sandbox = self._new_store(Grants(limits=limits))
         try:
             with self._guest_running():
                 instance = self._linker.instantiate(sandbox.store, component)
@@ -190,9 +196,7 @@ class WasmHost:
             timed_out = _is_interrupt(error) and elapsed >= limits.timeout_seconds * 0.9
             summary = f"timed out after {limits.timeout_seconds:g} s" if timed_out else "tool trapped"
             text, is_error = _failure_text(summary, error, sandbox), True
-        truncated = len(text) > limits.output_bytes
-        if truncated:  # the returned text obeys the output cap too
-            text = text[: limits.output_bytes]
+        text, truncated = _cap_utf8(text, limits.output_bytes)  # the returned text obeys the cap too
         return Invocation(
             text=text,
             is_error=is_error,
@@ -217,6 +221,16 @@ class WasmHost:
             dirs=[(str(d.host), d.guest, d.mode == "rw") for d in grants.dirs],
             env=[(name, os.environ[name]) for name in grants.env if name in os.environ],
         )
+
+
+def _cap_utf8(text: str, max_bytes: int) -> tuple[str, bool]:
+    """`text` cut to at most `max_bytes` of UTF-8 (never inside a character), and whether it was cut."""
+    if len(text) * 4 <= max_bytes:  # no need to encode: it cannot be over
+        return text, False
+    encoded = text.encode("utf-8", errors="surrogatepass")
+    if len(encoded) <= max_bytes:
+        return text, False
+    return encoded[:max_bytes].decode("utf-8", errors="ignore"), True
 
 
 def _refused(reason: str, started: float) -> Invocation:

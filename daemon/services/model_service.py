@@ -1,4 +1,7 @@
-"""One model, loaded once off the event loop, used by one run at a time, in arrival order."""
+"""One model, loaded once off the event loop, used by one run at a time, in arrival order.
+
+The backend is the llama.cpp one unless the composition root passes another `ModelLoader`.
+"""
 
 from __future__ import annotations
 
@@ -12,22 +15,24 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from daemon.runtime.model import Generation, LlamaModel, ModelError, ModelSettings, default_model_path
+from daemon.runtime.backend import Generation, ModelBackend, ModelError, ModelLoader, ModelSettings
+from daemon.runtime.model import load_llama
 
 log = logging.getLogger(__name__)
 
 
 class ModelService:
-    def __init__(self, settings: ModelSettings, cache_dir: Path) -> None:
+    def __init__(self, settings: ModelSettings, cache_dir: Path, loader: ModelLoader | None = None) -> None:
         self.settings = settings
         self._cache_dir = cache_dir
+        self._loader = loader or load_llama
         # One thread: llama.cpp contexts are not to be used from two threads at once.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
-        self._loading: Future[LlamaModel] | None = None
+        self._loading: Future[ModelBackend] | None = None
         self._load_lock = threading.Lock()
         self._turns: asyncio.Lock | None = None
 
-    def start_loading(self) -> Future[LlamaModel]:
+    def start_loading(self) -> Future[ModelBackend]:
         """Load in the background (once; again after a failure, in case the file was fixed)."""
         with self._load_lock:
             failed = self._loading is not None and self._loading.done() and self._loading.exception()
@@ -39,15 +44,14 @@ class ModelService:
     def loaded(self) -> bool:
         return self._loading is not None and self._loading.done() and not self._loading.exception()
 
-    def _load(self) -> LlamaModel:
-        path = self.settings.path or default_model_path(self._cache_dir)
+    def _load(self) -> ModelBackend:
         try:
-            return LlamaModel.load(path, self.settings)
+            return self._loader(self.settings, self._cache_dir)
         except ModelError as error:
             log.error("%s", error)
             raise
 
-    async def model(self) -> LlamaModel:
+    async def model(self) -> ModelBackend:
         """The loaded model; raises ModelError saying why it cannot be had."""
         return await asyncio.wrap_future(self.start_loading())
 
@@ -61,7 +65,7 @@ class ModelService:
 
     async def generate(
         self,
-        model: LlamaModel,
+        model: ModelBackend,
         on_text: Callable[[str], None],
         cancel: threading.Event,
         **options: Any,

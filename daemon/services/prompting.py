@@ -83,7 +83,8 @@ class TurnError(ValueError):
     """A model turn that is not a valid call or answer (only possible if it was cut short)."""
 
 
-def turn_schema(tools: Sequence[Tool]) -> dict[str, Any]:
+def turn_schema(tools: Sequence[Tool], allow_answer: bool = True) -> dict[str, Any]:
+    """One alternative per tool, `{"tool": NAME, "arguments": <its inputSchema>}`, and the answer."""
     alternatives: list[dict[str, Any]] = [
         {
             "type": "object",
@@ -93,14 +94,15 @@ def turn_schema(tools: Sequence[Tool]) -> dict[str, Any]:
         }
         for tool in tools
     ]
-    alternatives.append(
-        {
-            "type": "object",
-            "properties": {"answer": {"type": "string"}},
-            "required": ["answer"],
-            "additionalProperties": False,
-        }
-    )
+    if allow_answer or not alternatives:
+        alternatives.append(
+            {
+                "type": "object",
+                "properties": {"answer": {"type": "string"}},
+                "required": ["answer"],
+                "additionalProperties": False,
+            }
+        )
     return alternatives[0] if len(alternatives) == 1 else {"oneOf": alternatives}
 
 

@@ -9,6 +9,7 @@ half-applied and calls already running finish on the version they started with.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import logging
 import os
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.config import DaemonConfig
+from daemon.runtime.files import read_component
 from daemon.runtime.policy import POLICY_SUFFIX, Grants, PolicyError, policy_path, read_policy
 from daemon.runtime.sandbox import Limits
 from daemon.runtime.schema import ArgumentError, coerce_arguments, input_schema, validate_arguments
@@ -155,6 +157,8 @@ class Toolbox:
         self._reconcile_lock = threading.Lock()
         self._first_load: Future[ToolSet] = Future()
         self._call_pool = ThreadPoolExecutor(max_workers=max_parallel_calls, thread_name_prefix="tool-call")
+        self._running_calls: set[Future[Invocation]] = set()
+        self._calls_lock = threading.Lock()
         self.workspace: Path | None = None
 
     def set_workspace(self, folder: Path | None) -> ReconcileResult:
@@ -228,7 +232,7 @@ class Toolbox:
             return previous
         grants, policy_error = self._grants(path)
         try:
-            wasm = path.read_bytes()
+            wasm = read_component(path)
         except OSError as error:
             kept = previous.loaded if previous else None
             return _FileState(signature, "", kept, str(error), grants, policy_error)
@@ -236,14 +240,16 @@ class Toolbox:
             result.unsettled.append(path)  # written to while we read it
             return previous
         content_hash = hashlib.sha256(wasm).hexdigest()
-        if previous is not None and previous.content_hash == content_hash:
+        # A failed load is tried again when the limits change: more memory may be all it needed.
+        same_load = previous is not None and (previous.loaded is not None or previous.grants == grants)
+        if previous is not None and same_load and previous.content_hash == content_hash:
             return replace(previous, signature=signature, grants=grants, policy_error=policy_error)
         reusable = by_hash.get(content_hash)
         if reusable is not None:  # renamed or copied: no need to load again
             loaded: LoadedTool | None = replace(reusable, path=path)
             return _FileState(signature, content_hash, loaded, None, grants, policy_error)
         try:
-            loaded = self.host.load_bytes(wasm, path, content_hash)
+            loaded = self.host.load_bytes(wasm, path, content_hash, grants.limits)
         except ToolLoadError as error:
             log.error("cannot load %s: %s", path, error)
             kept = previous.loaded if previous else None
@@ -313,14 +319,25 @@ class Toolbox:
     async def invoke(self, name: str, arguments: object) -> CallResult:
         await self.ready()
         tool, coerced = self.prepare_call(name, arguments)
-        loop = asyncio.get_running_loop()
-        invocation = await loop.run_in_executor(
-            self._call_pool, self.host.invoke, tool.loaded, coerced, tool.grants
-        )
-        return CallResult(tool, invocation)
+        call = self._call_pool.submit(self.host.invoke, tool.loaded, coerced, tool.grants)
+        with self._calls_lock:
+            self._running_calls.add(call)
+        call.add_done_callback(self._call_done)
+        return CallResult(tool, await asyncio.wrap_future(call))
 
-    def close(self) -> None:
+    def _call_done(self, call: Future[Invocation]) -> None:
+        with self._calls_lock:
+            self._running_calls.discard(call)
+
+    def close(self, grace_seconds: float = 0.0) -> None:
+        """Stop taking calls; let the calls already running finish for up to `grace_seconds`."""
         self._call_pool.shutdown(wait=False, cancel_futures=True)
+        with self._calls_lock:
+            running = set(self._running_calls)
+        if running and grace_seconds > 0:
+            _, unfinished = concurrent.futures.wait(running, timeout=grace_seconds)
+            if unfinished:
+                log.warning("stopping with %d tool call(s) still running", len(unfinished))
         self.host.close()
 
 

@@ -1,8 +1,17 @@
-"""agent/run over stdio with the real embedded model (temperature 0, fixed seed)."""
+"""agent/run over stdio with the real embedded model.
+
+A small model's wording differs between CPUs (llama.cpp is compiled for the one it is built on),
+so these tests assert only what the design guarantees on any machine: every turn parses and
+matches the grammar, a forced call happens, a string argument reaches the tool whole, the
+streamed text is the result, stop reasons, progress shape, errors. What the model chooses to
+say is measured by `make eval`, never asserted here; the loop's logic is tested with a scripted
+model (tests/unit/test_agent_loop.py, tests/e2e/test_agent_scripted.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -14,15 +23,11 @@ from tests.rpc import DaemonSession, RpcError
 from tests.wat_tools import tool_wasm
 
 ECHO_PROMPT = "Please echo back 'Something to echo'"
+STOP_REASONS = {"answer", "maxSteps", "maxTokens"}
 REQUEST_CANCELLED = -32800
 INVALID_PARAMS = -32602
 MODEL_UNAVAILABLE = -32010
-
-
-async def agent_daemon(start_daemon: StartDaemon, tools_dir: Path, *extra: str | Path) -> DaemonSession:
-    daemon = await start_daemon("--tools-dir", tools_dir, *extra)
-    await daemon.initialize()
-    return daemon
+PROMPT_TOO_LONG = -32011
 
 
 def progress_values(daemon: DaemonSession, token: str) -> list[dict[str, Any]]:
@@ -33,128 +38,210 @@ def progress_values(daemon: DaemonSession, token: str) -> list[dict[str, Any]]:
     ]
 
 
-async def test_echo_prompt_passes_the_whole_string_to_the_tool(
-    start_daemon: StartDaemon, tools_dir: Path
-) -> None:
-    daemon = await agent_daemon(start_daemon, tools_dir)
-    result = await daemon.request("agent/run", {"prompt": ECHO_PROMPT, "temperature": 0, "seed": 1})
-    assert result["steps"][0] == {
-        "tool": "echo",
-        "arguments": {"value": "Something to echo"},
-        "result": "Something to echo",
-        "isError": False,
-    }
-    assert "Something to echo" in result["answer"]
-    assert result["stopReason"] == "answer"
-    assert result["usage"]["promptTokens"] > 100
-    assert result["usage"]["completionTokens"] > 10
+def streamed_turns(values: list[dict[str, Any]]) -> list[str]:
+    """The model's turns as streamed: text events, split where a tool call was made."""
+    turns = [""]
+    for value in values:
+        event = value.get("llamaAgent", {})
+        if event.get("event") == "text":
+            turns[-1] += event["text"]
+        elif event.get("event") == "toolCall":
+            turns.append("")
+    return [turn.strip() for turn in turns]
 
 
-async def test_progress_streams_text_tool_calls_and_results(
+def assert_structure(result: dict[str, Any], offered: set[str]) -> None:
+    """What holds for every run, whatever the model wrote."""
+    assert result["stopReason"] in STOP_REASONS
+    assert isinstance(result["answer"], str)
+    assert result["usage"]["promptTokens"] > 0
+    assert result["usage"]["completionTokens"] > 0
+    for step in result["steps"]:
+        assert step["tool"] in offered
+        assert isinstance(step["arguments"], dict)
+
+
+async def test_a_forced_call_passes_the_whole_string_and_the_stream_is_the_result(
     start_daemon: StartDaemon, tools_dir: Path
 ) -> None:
-    daemon = await agent_daemon(start_daemon, tools_dir)
-    result = await daemon.request("agent/run", {"prompt": ECHO_PROMPT, "workDoneToken": "run-1"})
+    daemon = await start_daemon("--tools-dir", tools_dir)
+    result = await daemon.request(
+        "agent/run",
+        {"prompt": ECHO_PROMPT, "toolChoice": "echo", "maxTokens": 1024, "workDoneToken": "run-1"},
+    )
+    assert_structure(result, {"echo", "print"})
     values = progress_values(daemon, "run-1")
+    turns = streamed_turns(values)
+    if not result["steps"]:
+        # Nothing bounds the string's length: a model that never closes it is cut at maxTokens,
+        # and a call that never finished is never run.
+        assert result["stopReason"] == "maxTokens"
+        assert '"echo"' in turns[0]
+        return
+    first = result["steps"][0]
+    assert first["tool"] == "echo"
+    assert first["isError"] is False
+    # Whatever string the model wrote is what the tool received and returned, to the last character.
+    assert isinstance(first["arguments"]["value"], str)
+    assert first["result"] == first["arguments"]["value"]
+
     assert values[0]["kind"] == "begin"
     assert values[-1]["kind"] == "end"
-    events = [value["llamaAgent"] for value in values if value["kind"] == "report"]
-    streamed = "".join(event["text"] for event in events if event["event"] == "text")
-    assert '"tool": "echo"' in streamed
-    assert '"Something to echo"' in streamed
+    assert all(value["kind"] == "report" for value in values[1:-1])
+    assert all(isinstance(value["message"], str) for value in values[1:-1])
+    events = [value["llamaAgent"] for value in values[1:-1]]
     calls = [event for event in events if event["event"] == "toolCall"]
     results = [event for event in events if event["event"] == "toolResult"]
-    assert calls == [
-        {"event": "toolCall", "step": 0, "tool": "echo", "arguments": {"value": "Something to echo"}}
+    assert [(c["step"], c["tool"], c["arguments"]) for c in calls] == [
+        (index, step["tool"], step["arguments"]) for index, step in enumerate(result["steps"])
     ]
-    assert results[0]["result"] == "Something to echo"
-    assert results[0]["isError"] is False
-    assert len(result["steps"]) == 1
+    assert [(r["step"], r["result"], r["isError"]) for r in results] == [
+        (index, step["result"], step["isError"]) for index, step in enumerate(result["steps"])
+    ]
+    # Each streamed turn is exactly the call that was made, and the last one the answer.
+    assert len(turns) == len(result["steps"]) + 1
+    for turn, step in zip(turns, result["steps"], strict=False):
+        assert json.loads(turn) == {"tool": step["tool"], "arguments": step["arguments"]}
+    if result["stopReason"] != "maxTokens":
+        assert json.loads(turns[-1]) == {"answer": result["answer"]}
 
 
-async def test_max_steps_is_honoured(start_daemon: StartDaemon, tools_dir: Path) -> None:
-    daemon = await agent_daemon(start_daemon, tools_dir)
+async def test_the_default_run_only_makes_valid_calls(start_daemon: StartDaemon, tools_dir: Path) -> None:
+    """The `make run` demo, unforced: whichever tools the model calls, each call is well-formed."""
+    daemon = await start_daemon("--tools-dir", tools_dir)
+    result = await daemon.request("agent/run", {"prompt": ECHO_PROMPT})
+    assert_structure(result, {"echo", "print"})
+    assert len(result["steps"]) <= 5
+    for step in result["steps"]:
+        # echo and print cannot fail on arguments that match their schema.
+        assert step["isError"] is False, step
+        assert list(step["arguments"]) == ["value" if step["tool"] == "echo" else "message"]
+
+
+async def test_max_tokens_cuts_the_turn(start_daemon: StartDaemon, tools_dir: Path) -> None:
+    daemon = await start_daemon("--tools-dir", tools_dir)
+    # No single token is a whole turn: the shortest is `{"answer":""}`.
+    result = await daemon.request("agent/run", {"prompt": ECHO_PROMPT, "maxTokens": 1})
+    assert (result["stopReason"], result["steps"]) == ("maxTokens", [])
+    assert result["usage"]["completionTokens"] == 1
+
+
+def add_tool(tools_dir: Path, name: str, behaviour: str, description: str = "a test tool") -> None:
+    """A WAT tool without parameters: a forced call to it is `{"tool": NAME, "arguments": {}}`."""
+    (tools_dir / f"{name}.wasm").write_bytes(
+        tool_wasm(name, description=description, params=(), behaviour=behaviour)
+    )
+
+
+async def test_max_steps_bounds_the_calls(start_daemon: StartDaemon, tools_dir: Path) -> None:
+    add_tool(tools_dir, "ping", "version", "Answers ping.")
+    daemon = await start_daemon("--tools-dir", tools_dir)
     none = await daemon.request("agent/run", {"prompt": ECHO_PROMPT, "maxSteps": 0})
     assert none["steps"] == []
-    assert none["stopReason"] == "maxSteps"
-    one = await daemon.request("agent/run", {"prompt": ECHO_PROMPT, "maxSteps": 1})
-    assert len(one["steps"]) <= 1
+    assert none["stopReason"] in ("maxSteps", "maxTokens")
+    # A forced first call (of a tool without parameters, so the call is a few tokens whatever the
+    # model), then only an answer is allowed: exactly one step.
+    one = await daemon.request(
+        "agent/run", {"prompt": "Ping, please.", "tools": ["ping"], "maxSteps": 1, "toolChoice": "required"}
+    )
+    assert [step["tool"] for step in one["steps"]] == ["ping"]
+    assert one["steps"][0]["result"] == "ping 1.0.0"
+    assert one["stopReason"] in ("maxSteps", "maxTokens")
+
+
+async def test_tool_choice_none_makes_no_call(start_daemon: StartDaemon, tools_dir: Path) -> None:
+    daemon = await start_daemon("--tools-dir", tools_dir)
+    result = await daemon.request("agent/run", {"prompt": ECHO_PROMPT, "toolChoice": "none"})
+    assert result["steps"] == []
+    assert result["stopReason"] in ("answer", "maxTokens")
 
 
 async def test_a_tool_error_is_fed_back_and_the_run_completes(
     start_daemon: StartDaemon, tools_dir: Path
 ) -> None:
-    (tools_dir / "lookup.wasm").write_bytes(
-        tool_wasm("lookup", description="Looks a word up in the dictionary.", behaviour="fail")
-    )
-    daemon = await agent_daemon(start_daemon, tools_dir)
+    add_tool(tools_dir, "lookup", "fail", "Looks a word up in the dictionary.")
+    daemon = await start_daemon("--tools-dir", tools_dir)
     result = await daemon.request(
         "agent/run",
-        {"prompt": "Please use lookup on 'llama'", "tools": ["lookup"], "maxSteps": 2, "workDoneToken": "t"},
+        {
+            "prompt": "Please use lookup on 'llama'",
+            "tools": ["lookup"],
+            "maxSteps": 2,
+            "toolChoice": "lookup",
+        },
     )
-    assert result["steps"], "the model should have called lookup"
+    assert_structure(result, {"lookup"})
     first = result["steps"][0]
-    assert first["tool"] == "lookup"
-    assert first["isError"] is True
-    assert first["result"] == "lookup failed on purpose"
-    assert result["stopReason"] in ("answer", "maxSteps")
+    assert (first["tool"], first["isError"], first["result"]) == ("lookup", True, "lookup failed on purpose")
     assert len(result["steps"]) <= 2
 
 
-async def test_cancel_stops_generation_promptly_and_the_model_stays_usable(
+async def spinning_daemon(start_daemon: StartDaemon, tools_dir: Path, timeout: str) -> DaemonSession:
+    add_tool(tools_dir, "spins", "loop", "Spins.")
+    return await start_daemon("--tools-dir", tools_dir, "--tool-timeout", timeout)
+
+
+def spin_run(daemon: DaemonSession, token: str) -> tuple[int, asyncio.Future[Any]]:
+    """A run held inside a tool call: the first turn must call `spins`, which runs until its timeout."""
+    return daemon.request_future(
+        "agent/run",
+        {"prompt": "Spin, please.", "toolChoice": "spins", "maxSteps": 1, "workDoneToken": token},
+    )
+
+
+async def until_event(daemon: DaemonSession, token: str, event: str) -> None:
+    while not any(v.get("llamaAgent", {}).get("event") == event for v in progress_values(daemon, token)):
+        await asyncio.sleep(0.02)
+
+
+async def test_cancel_answers_promptly_and_the_model_serves_the_next_run(
     start_daemon: StartDaemon, tools_dir: Path
 ) -> None:
-    daemon = await agent_daemon(start_daemon, tools_dir)
-    request_id, long_run = daemon.request_future(
-        "agent/run",
-        {
-            "prompt": "Count from 1 to 500, separated by commas.",
-            "tools": [],
-            "maxTokens": 2000,
-            "workDoneToken": "c",
-        },
-    )
-    while not any(
-        value.get("llamaAgent", {}).get("event") == "text" for value in progress_values(daemon, "c")
-    ):
-        await asyncio.sleep(0.05)
-    cancelled_at = time.perf_counter()
-    daemon.cancel(request_id)
-    with pytest.raises(RpcError) as raised:
-        await asyncio.wait_for(long_run, 30)
-    assert raised.value.code == REQUEST_CANCELLED
-    assert time.perf_counter() - cancelled_at < 3.0
+    daemon = await spinning_daemon(start_daemon, tools_dir, "30")
+    running_id, running = spin_run(daemon, "spin")
+    queued_id, queued = daemon.request_future("agent/run", {"prompt": ECHO_PROMPT, "workDoneToken": "queued"})
+    await asyncio.wait_for(until_event(daemon, "spin", "toolCall"), 120)
 
-    result = await daemon.request("agent/run", {"prompt": ECHO_PROMPT})
-    assert result["steps"][0]["arguments"] == {"value": "Something to echo"}
+    for request_id, future in ((queued_id, queued), (running_id, running)):
+        cancelled_at = time.perf_counter()
+        daemon.cancel(request_id)
+        with pytest.raises(RpcError) as raised:
+            await asyncio.wait_for(future, 30)
+        assert raised.value.code == REQUEST_CANCELLED
+        assert time.perf_counter() - cancelled_at < 3.0
+    # The queued run's progress ends too (the end may follow the -32800 answer).
+    for _ in range(100):
+        if progress_values(daemon, "queued")[-1]["kind"] == "end":
+            break
+        await asyncio.sleep(0.05)
+    assert progress_values(daemon, "queued")[-1]["kind"] == "end"
+
+    # The tool is still spinning on its worker, but the model is free.
+    result = await daemon.request("agent/run", {"prompt": ECHO_PROMPT, "maxTokens": 1}, timeout=60)
+    assert result["stopReason"] == "maxTokens"
 
 
 async def test_tools_stay_responsive_and_runs_queue_in_order(
     start_daemon: StartDaemon, tools_dir: Path
 ) -> None:
-    daemon = await agent_daemon(start_daemon, tools_dir)
-    _, first = daemon.request_future(
-        "agent/run",
-        {
-            "prompt": "Count from 1 to 500, separated by commas.",
-            "tools": [],
-            "maxTokens": 60,
-            "workDoneToken": "a",
-        },
+    daemon = await spinning_daemon(start_daemon, tools_dir, "3")
+    _, first = spin_run(daemon, "a")
+    _, second = daemon.request_future(
+        "agent/run", {"prompt": ECHO_PROMPT, "maxTokens": 1, "workDoneToken": "b"}
     )
-    _, second = daemon.request_future("agent/run", {"prompt": ECHO_PROMPT, "workDoneToken": "b"})
-    while not progress_values(daemon, "a")[1:]:
-        await asyncio.sleep(0.05)
+    await asyncio.wait_for(until_event(daemon, "a", "toolCall"), 120)
     listed = await daemon.request("tools/list")
     echoed = await daemon.request("tools/invoke", {"name": "echo", "arguments": {"value": "meanwhile"}})
-    assert not first.done(), "generation should still be running"
-    assert {tool["name"] for tool in listed["tools"]} >= {"echo", "print"}
+    assert not first.done() and not second.done()
+    assert {tool["name"] for tool in listed["tools"]} == {"echo", "print", "spins"}
     assert echoed["content"][0]["text"] == "meanwhile"
 
     first_result, second_result = await asyncio.wait_for(asyncio.gather(first, second), 300)
-    assert first_result["stopReason"] == "maxTokens"
-    assert second_result["steps"][0]["tool"] == "echo"
-    # The second run began only after the first ended.
+    spun = first_result["steps"][0]
+    assert (spun["tool"], spun["isError"]) == ("spins", True)
+    assert "timed out after 3 s" in spun["result"]
+    assert second_result["stopReason"] == "maxTokens"
+    # The second run's model turn began only after the first run ended.
     order = [
         (message["params"]["token"], message["params"]["value"]["kind"])
         for message in daemon.notifications
@@ -173,7 +260,7 @@ async def test_a_bad_model_file_fails_agent_run_clearly_and_tools_keep_working(
     model = tmp_path / "model.gguf"
     if content is not None:
         model.write_bytes(content)
-    daemon = await agent_daemon(start_daemon, tools_dir, "--model", model)
+    daemon = await start_daemon("--tools-dir", tools_dir, "--model", model)
     with pytest.raises(RpcError) as raised:
         await daemon.request("agent/run", {"prompt": ECHO_PROMPT})
     assert raised.value.code == MODEL_UNAVAILABLE
@@ -183,9 +270,28 @@ async def test_a_bad_model_file_fails_agent_run_clearly_and_tools_keep_working(
     assert echoed["content"][0]["text"] == "fine"
 
 
+async def test_a_prompt_longer_than_the_context_is_its_own_error(
+    start_daemon: StartDaemon, tools_dir: Path
+) -> None:
+    daemon = await start_daemon("--tools-dir", tools_dir, "--context-size", "128")
+    with pytest.raises(RpcError) as raised:
+        await daemon.request("agent/run", {"prompt": ECHO_PROMPT})
+    assert raised.value.code == PROMPT_TOO_LONG
+    assert raised.value.data["contextSize"] == 128
+    assert raised.value.data["promptTokens"] > 128
+    assert "--context-size" in raised.value.message
+    # The model itself is fine: a run with no tools on offer has a short prompt.
+    result = await daemon.request("agent/run", {"prompt": ECHO_PROMPT, "toolChoice": "none", "maxTokens": 1})
+    assert result["stopReason"] == "maxTokens"
+
+
 async def test_model_load_is_reported_as_progress(start_daemon: StartDaemon, tools_dir: Path) -> None:
-    daemon = await start_daemon("--tools-dir", tools_dir, eager_model=True)
-    await daemon.initialize(capabilities={"window": {"workDoneProgress": True}})
+    daemon = await start_daemon(
+        "--tools-dir",
+        tools_dir,
+        eager_model=True,
+        init_params={"capabilities": {"window": {"workDoneProgress": True}}},
+    )
     create = await daemon.wait_for_notification("window/workDoneProgress/create")
     token = create["params"]["token"]
     await daemon.wait_for_notification("$/progress")
@@ -207,13 +313,16 @@ async def test_model_load_is_reported_as_progress(start_daemon: StartDaemon, too
         ({"prompt": "x", "maxSteps": -1}, "maxSteps"),
         ({"prompt": "x", "temperature": "hot"}, "temperature"),
         ({"prompt": "x", "tools": ["nope"]}, "tools"),
+        ({"prompt": "x", "toolChoice": 3}, "toolChoice"),
+        ({"prompt": "x", "toolChoice": "nope"}, "toolChoice"),
+        ({"prompt": "x", "tools": ["echo"], "toolChoice": "print"}, "toolChoice"),
         ({"prompt": "x", "colour": 1}, "colour"),
     ],
 )
 async def test_bad_agent_run_params_name_the_field(
     start_daemon: StartDaemon, tools_dir: Path, params: dict[str, Any], field: str
 ) -> None:
-    daemon = await agent_daemon(start_daemon, tools_dir)
+    daemon = await start_daemon("--tools-dir", tools_dir)
     with pytest.raises(RpcError) as raised:
         await daemon.request("agent/run", params)
     assert raised.value.code == INVALID_PARAMS
@@ -223,13 +332,16 @@ async def test_bad_agent_run_params_name_the_field(
 async def test_a_model_with_a_chat_template_is_prompted_through_it(
     start_daemon: StartDaemon, tools_dir: Path, templated_model: Path
 ) -> None:
-    templated = await agent_daemon(start_daemon, tools_dir, "--model", templated_model)
-    result = await templated.request("agent/run", {"prompt": ECHO_PROMPT, "maxSteps": 1})
+    add_tool(tools_dir, "ping", "version", "Answers ping.")
+    templated = await start_daemon("--tools-dir", tools_dir, "--model", templated_model)
+    result = await templated.request(
+        "agent/run", {"prompt": "Ping, please.", "maxSteps": 1, "toolChoice": "ping"}
+    )
     assert result["promptFormat"] == "chatTemplate"
-    assert result["stopReason"] in ("answer", "maxSteps")
-    assert all(step["tool"] in ("echo", "print") for step in result["steps"])
+    assert_structure(result, {"echo", "print", "ping"})
+    assert [(step["tool"], step["result"]) for step in result["steps"]] == [("ping", "ping 1.0.0")]
 
-    plain = await agent_daemon(start_daemon, tools_dir)
+    plain = await start_daemon("--tools-dir", tools_dir)
     assert (await plain.request("agent/run", {"prompt": ECHO_PROMPT, "maxSteps": 0}))[
         "promptFormat"
     ] == "completion"

@@ -86,9 +86,9 @@ async def serve(start_daemon: StartDaemon, tools: Path, workspace: Path, *args: 
     The daemon applies the client's folder in the background after `initialize`, so the first
     tools/list may still show the tools without it.
     """
-    daemon = await start_daemon("--tools-dir", tools, *args)
     # With `--workspace DIR` the client names no folder: the daemon's flag is enough.
-    await daemon.initialize(**({} if "--workspace" in args else {"rootUri": workspace.as_uri()}))
+    client_folder = {} if "--workspace" in args else {"rootUri": workspace.as_uri()}
+    daemon = await start_daemon("--tools-dir", tools, *args, init_params=client_folder)
     deadline = time.monotonic() + GRANT_TIMEOUT
     while not (await listed(daemon))["read_file"]["grants"]["dirs"]:
         assert time.monotonic() < deadline, "the workspace was never granted to read_file"
@@ -396,6 +396,16 @@ async def test_write_file_writes_once_granted_read_write(
     assert (outside / "secret.txt").read_text() == SECRET + "\n"
     assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
     assert not (workspace.parent / "sneaky.txt").exists()
+    assert (workspace / "escape.txt").is_symlink()  # refused, not replaced by a file
+
+    # A link that stays inside the workspace is written through, and stays a link.
+    (workspace / "alias.txt").symlink_to("lines.txt")
+    assert await ok(daemon, "write_file", path="alias.txt", content="via the link\n") == (
+        "wrote 13 bytes to lines.txt"
+    )
+    assert (workspace / "alias.txt").is_symlink()
+    assert (workspace / "lines.txt").read_text() == "via the link\n"
+    assert not list(workspace.glob(".*.partial"))
 
 
 # -- datetime -----------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from tests.rpc import DaemonSession
 async def daemon(start_daemon: StartDaemon, bundled_tools: Path, tmp_path: Path) -> DaemonSession:
     shutil.copy2(bundled_tools / "calc.wasm", tmp_path / "calc.wasm")
     session = await start_daemon("--tools-dir", tmp_path)
-    await session.initialize()
     return session
 
 

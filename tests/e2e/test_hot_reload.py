@@ -30,7 +30,6 @@ async def started(start_daemon: StartDaemon, *directories: Path) -> DaemonSessio
     for directory in directories:
         args += ["--tools-dir", directory]
     daemon = await start_daemon(*args)
-    await daemon.initialize()
     await daemon.request("tools/list")  # waits for the first load
     return daemon
 

@@ -44,7 +44,6 @@ def grant(tools: Path, name: str, policy: str) -> None:
 
 async def ready(start_daemon: StartDaemon, tools: Path, env: dict[str, str] | None = None) -> DaemonSession:
     daemon = await start_daemon("--tools-dir", tools, env=env)
-    await daemon.initialize()
     await daemon.request("tools/list")
     return daemon
 
@@ -67,6 +66,7 @@ async def test_nothing_is_granted_by_default(start_daemon: StartDaemon, hostile_
     assert grants == {
         "timeoutSeconds": 10.0,
         "memoryBytes": 256 * MIB,
+        "memories": 1,
         "outputBytes": MIB,
         "dirs": [],
         "env": [],
@@ -179,6 +179,45 @@ async def test_runaway_tools_are_stopped_while_others_keep_serving(
     assert result["isError"] is True
     assert expected in text(result)
     assert time.perf_counter() - started < 1 + 2.0  # the timeout plus a small slack
+
+
+async def test_a_table_bomb_is_refused_and_the_daemon_stays_small(
+    start_daemon: StartDaemon, tools_dir: Path
+) -> None:
+    (tools_dir / "tables.wasm").write_bytes(tool_wasm("tables", behaviour="grow_table"))
+    daemon = await ready(start_daemon, tools_dir)
+    before = rss_bytes(daemon.process.pid)
+    result = await daemon.request("tools/invoke", {"name": "tables", "arguments": {"value": "x"}})
+    assert result["isError"] is True
+    assert "unreachable" in text(result)  # table.grow was refused, so the tool gave up
+    assert rss_bytes(daemon.process.pid) - before < 64 * MIB
+
+
+async def test_one_linear_memory_per_call_unless_granted_more(
+    start_daemon: StartDaemon, tools_dir: Path
+) -> None:
+    (tools_dir / "twice.wasm").write_bytes(tool_wasm("twice", behaviour="two_memories"))
+    daemon = await ready(start_daemon, tools_dir)
+    listing = await daemon.request("tools/list")
+    refused = {Path(f["path"]).name: f["error"] for f in listing["failed"]}
+    assert "memory count too high" in refused["twice.wasm"]  # even describe() gets one memory
+    seen = len(daemon.notifications)
+    grant(tools_dir, "twice", "memories = 2\n")
+    change = await daemon.wait_for_notification("tools/didChange", after=seen)
+    assert change["params"]["added"] == ["twice"]
+    listed = {tool["name"]: tool for tool in (await daemon.request("tools/list"))["tools"]}
+    assert listed["twice"]["grants"]["memories"] == 2
+    allowed = await daemon.request("tools/invoke", {"name": "twice", "arguments": {"value": "x"}})
+    assert (allowed["isError"], text(allowed)) == (False, "twice 1.0.0")
+
+
+async def test_the_returned_text_is_capped_in_bytes(start_daemon: StartDaemon, tools_dir: Path) -> None:
+    grant(tools_dir, "echo", "output_kib = 1\n")
+    daemon = await ready(start_daemon, tools_dir)
+    result = await daemon.request("tools/invoke", {"name": "echo", "arguments": {"value": "é" * 1000}})
+    assert result["truncated"] is True
+    kept = result["content"][0]["text"]
+    assert kept == "é" * 512  # 1,024 bytes of two-byte characters, none cut in half
 
 
 def rss_bytes(pid: int) -> int:

@@ -17,7 +17,7 @@ INVALID_PARAMS = -32602
 async def test_initialize_advertises_custom_methods_and_exit_after_shutdown_is_clean(
     start_daemon: StartDaemon, tools_dir: Path
 ) -> None:
-    daemon = await start_daemon("--tools-dir", tools_dir)
+    daemon = await start_daemon("--tools-dir", tools_dir, initialize=False)
     result = await daemon.initialize()
     assert result["serverInfo"]["name"] == "llama-agent"
     methods = result["capabilities"]["experimental"]["llamaAgent"]["methods"]
@@ -27,7 +27,6 @@ async def test_initialize_advertises_custom_methods_and_exit_after_shutdown_is_c
 
 async def test_exit_without_shutdown_exits_nonzero(start_daemon: StartDaemon, tools_dir: Path) -> None:
     daemon = await start_daemon("--tools-dir", tools_dir)
-    await daemon.initialize()
     daemon.notify("exit")
     assert await daemon.wait_exit() == 1
 
@@ -36,7 +35,6 @@ async def test_lists_bundled_and_legacy_tools_with_schemas(
     start_daemon: StartDaemon, tools_dir: Path, test_tools: Path
 ) -> None:
     daemon = await start_daemon("--tools-dir", tools_dir, "--tools-dir", test_tools)
-    await daemon.initialize()
     listing = await daemon.request("tools/list")
     tools = {tool["name"]: tool for tool in listing["tools"]}
     assert {"echo", "print", "Echo"} <= tools.keys()
@@ -62,7 +60,6 @@ async def test_lists_bundled_and_legacy_tools_with_schemas(
 )
 async def test_echo_returns_the_whole_string(start_daemon: StartDaemon, tools_dir: Path, value: str) -> None:
     daemon = await start_daemon("--tools-dir", tools_dir)
-    await daemon.initialize()
     result = await daemon.request("tools/invoke", {"name": "echo", "arguments": {"value": value}})
     assert result["content"] == [{"type": "text", "text": value}]
     assert result["isError"] is False
@@ -71,7 +68,6 @@ async def test_echo_returns_the_whole_string(start_daemon: StartDaemon, tools_di
 
 async def test_print_returns_what_the_tool_printed(start_daemon: StartDaemon, tools_dir: Path) -> None:
     daemon = await start_daemon("--tools-dir", tools_dir)
-    await daemon.initialize()
     result = await daemon.request("tools/invoke", {"name": "print", "arguments": {"message": "hello, world"}})
     assert result["isError"] is False
     assert result["stdout"] == "hello, world\n"
@@ -82,7 +78,6 @@ async def test_legacy_world_component_is_invoked_unchanged(
     start_daemon: StartDaemon, test_tools: Path
 ) -> None:
     daemon = await start_daemon("--tools-dir", test_tools)
-    await daemon.initialize()
     result = await daemon.request(
         "tools/invoke", {"name": "Echo", "arguments": {"value": "Something to echo"}}
     )
@@ -91,7 +86,6 @@ async def test_legacy_world_component_is_invoked_unchanged(
 
 async def test_unknown_tool_is_invalid_params_naming_it(start_daemon: StartDaemon, tools_dir: Path) -> None:
     daemon = await start_daemon("--tools-dir", tools_dir)
-    await daemon.initialize()
     with pytest.raises(RpcError) as raised:
         await daemon.request("tools/invoke", {"name": "no-such-tool", "arguments": {}})
     assert raised.value.code == INVALID_PARAMS
@@ -113,7 +107,6 @@ async def test_bad_arguments_are_invalid_params_naming_the_field(
     start_daemon: StartDaemon, tools_dir: Path, params: dict[str, object], named: str
 ) -> None:
     daemon = await start_daemon("--tools-dir", tools_dir)
-    await daemon.initialize()
     with pytest.raises(RpcError) as raised:
         await daemon.request("tools/invoke", params)
     assert raised.value.code == INVALID_PARAMS
@@ -129,7 +122,6 @@ async def test_tool_errors_and_traps_are_results_and_the_daemon_goes_on(
     (tools_dir / "fails.wasm").write_bytes(tool_wasm("fails", behaviour="fail"))
     (tools_dir / "traps.wasm").write_bytes(tool_wasm("traps", behaviour="trap"))
     daemon = await start_daemon("--tools-dir", tools_dir)
-    await daemon.initialize()
 
     failed = await daemon.request("tools/invoke", {"name": "fails", "arguments": {"value": "x"}})
     assert failed["isError"] is True
@@ -146,7 +138,6 @@ async def test_tool_errors_and_traps_are_results_and_the_daemon_goes_on(
 async def test_a_slow_tool_blocks_nothing_else(start_daemon: StartDaemon, tools_dir: Path) -> None:
     (tools_dir / "spins.wasm").write_bytes(tool_wasm("spins", behaviour="loop"))
     daemon = await start_daemon("--tools-dir", tools_dir, "--tool-timeout", "5")
-    await daemon.initialize()
     await daemon.request("tools/list")  # loaded
 
     _, slow = daemon.request_future("tools/invoke", {"name": "spins", "arguments": {"value": "x"}})
@@ -166,7 +157,6 @@ async def test_many_requests_in_flight_each_get_their_own_answer(
     start_daemon: StartDaemon, tools_dir: Path
 ) -> None:
     daemon = await start_daemon("--tools-dir", tools_dir)
-    await daemon.initialize()
     values = [f"message number {i}" for i in range(32)]
     futures = [
         daemon.request_future("tools/invoke", {"name": "echo", "arguments": {"value": value}})[1]

@@ -4,22 +4,40 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
-from daemon.runtime.model import LlamaModel, ModelError, ModelSettings, check_gguf, default_model_path
+from daemon.runtime.backend import ContextOverflow, ModelError, ModelSettings
+from daemon.runtime.model import LlamaModel, check_gguf, default_model_path
 
-ANSWER_ONLY = {
-    "type": "object",
-    "properties": {"answer": {"type": "string"}},
-    "required": ["answer"],
-    "additionalProperties": False,
-}
+
+def answer_schema(**string_bounds: int) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"answer": {"type": "string", **string_bounds}},
+        "required": ["answer"],
+        "additionalProperties": False,
+    }
+
+
+# A turn the grammar bounds: at most 30 characters (each at most a 6-character escape) in the string,
+# so generation must end, whatever the model prefers to say, well within 300 tokens.
+BOUNDED = answer_schema(maxLength=30)
+QUESTION = "Reply with JSON.\n\nUser: What is the capital of France?\nAssistant: "
 
 
 @pytest.fixture(scope="module")
 def model(default_model: Path) -> LlamaModel:
     return LlamaModel.load(default_model, ModelSettings(context_size=1024))
+
+
+@pytest.fixture(scope="module")
+def longest_token(model: LlamaModel) -> int:
+    """Characters in the vocabulary's longest token: no token can write more than this at once."""
+    llm = model._llm
+    return max(len(llm.detokenize([token], special=False)) for token in range(llm.n_vocab()))
 
 
 def test_the_embedded_model_is_written_once_and_verified(default_model: Path, cache_dir: Path) -> None:
@@ -33,24 +51,30 @@ def test_the_embedded_base_model_has_no_chat_template(model: LlamaModel) -> None
     assert model.chat_template is None
 
 
-def test_generation_follows_the_schema_and_is_deterministic(model: LlamaModel) -> None:
-    prompt = "Reply with JSON.\n\nUser: What is the capital of France?\nAssistant: "
+def test_generation_follows_the_schema_and_streams_what_it_returns(model: LlamaModel) -> None:
     streamed: list[str] = []
-    first = model.generate(
-        prompt, ANSWER_ONLY, max_tokens=64, temperature=0.0, seed=3, on_text=streamed.append
-    )
-    second = model.generate(prompt, ANSWER_ONLY, max_tokens=64, temperature=0.0, seed=3)
-    assert first.stop_reason == "stop"
-    assert isinstance(json.loads(first.text)["answer"], str)
-    assert "".join(streamed) == first.text
-    assert second.text == first.text
-    assert first.prompt_tokens == model.count_tokens(prompt)
-    assert 0 < first.completion_tokens <= 64
+    turn = model.generate(QUESTION, BOUNDED, max_tokens=300, temperature=0.0, seed=3, on_text=streamed.append)
+    assert turn.stop_reason == "stop"
+    Draft202012Validator(BOUNDED).validate(json.loads(turn.text))
+    assert "".join(streamed) == turn.text
+    assert turn.prompt_tokens == model.count_tokens(QUESTION)
+    assert 0 < turn.completion_tokens <= 300
 
 
-def test_generation_stops_at_max_tokens_and_on_cancel(model: LlamaModel) -> None:
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_the_same_machine_gives_the_same_output_twice(default_model: Path, temperature: float) -> None:
+    """Two fresh contexts, same prompt, settings and seed: the same tokens."""
+    fresh = [LlamaModel.load(default_model, ModelSettings(context_size=1024)) for _ in range(2)]
+    turns = [m.generate(QUESTION, BOUNDED, max_tokens=300, temperature=temperature, seed=11) for m in fresh]
+    assert turns[0].text == turns[1].text
+    assert turns[0].completion_tokens == turns[1].completion_tokens
+
+
+def test_generation_stops_at_max_tokens_and_on_cancel(model: LlamaModel, longest_token: int) -> None:
+    # The string must be longer than any five tokens can write: the turn cannot end early.
+    unending = answer_schema(minLength=5 * longest_token + 1)
     prompt = "User: Count from 1 to 500, separated by commas.\nAssistant: "
-    cut = model.generate(prompt, ANSWER_ONLY, max_tokens=5, temperature=0.0, seed=0)
+    cut = model.generate(prompt, unending, max_tokens=5, temperature=0.0, seed=0)
     assert (cut.stop_reason, cut.completion_tokens) == ("length", 5)
     calls = 0
 
@@ -59,10 +83,26 @@ def test_generation_stops_at_max_tokens_and_on_cancel(model: LlamaModel) -> None
         calls += 1
         return calls >= 3
 
-    stopped = model.generate(
-        prompt, ANSWER_ONLY, max_tokens=500, temperature=0.0, seed=0, cancelled=cancelled
-    )
+    stopped = model.generate(prompt, unending, max_tokens=500, temperature=0.0, seed=0, cancelled=cancelled)
     assert (stopped.stop_reason, stopped.completion_tokens) == ("cancelled", 3)
+
+
+def test_a_prompt_longer_than_the_context_is_refused(model: LlamaModel) -> None:
+    with pytest.raises(ContextOverflow, match="does not fit the model's context") as raised:
+        model.generate("word " * 2000, BOUNDED, max_tokens=10, temperature=0.0, seed=0)
+    assert raised.value.context_size == 1024
+    assert raised.value.prompt_tokens > 1024
+
+
+def test_a_context_size_llama_cpp_pads_is_still_respected(default_model: Path) -> None:
+    """llama.cpp rounds 128 up to 256, but only 128 tokens fit llama-cpp-python's buffer."""
+    small = LlamaModel.load(default_model, ModelSettings(context_size=128))
+    assert small.context_size == 128
+    prompt = "word " * 110
+    turn = small.generate(prompt, BOUNDED, max_tokens=300, temperature=0.0, seed=0)
+    assert turn.prompt_tokens + turn.completion_tokens <= 128
+    with pytest.raises(ContextOverflow):
+        small.generate("word " * 130, BOUNDED, max_tokens=10, temperature=0.0, seed=0)
 
 
 def test_a_chat_template_in_the_gguf_is_used(templated_model: Path) -> None:

@@ -88,6 +88,8 @@ export interface AgentRunParams {
     maxTokens?: number;
     temperature?: number;
     seed?: number;
+    /** 'auto' (default), 'required' (the first turn calls a tool), 'none', or a tool name. */
+    toolChoice?: string;
     workDoneToken?: ProgressToken;
 }
 

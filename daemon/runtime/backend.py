@@ -1,0 +1,83 @@
+"""What the agent needs from a model, whatever runs it: the interface every backend implements.
+
+The llama.cpp backend (`daemon.runtime.model`) is the real one; tests drive the agent loop
+with a scripted backend behind this same interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+StopReason = Literal["stop", "length", "cancelled"]
+
+
+class ModelError(Exception):
+    """The model cannot be loaded or used; the message says why, for the user."""
+
+
+class ContextOverflow(Exception):
+    """A prompt longer than the model's context: the model is fine, the request is too big."""
+
+    def __init__(self, prompt_tokens: int, context_size: int) -> None:
+        super().__init__(
+            f"the prompt ({prompt_tokens} tokens) does not fit the model's context ({context_size} tokens)"
+        )
+        self.prompt_tokens = prompt_tokens
+        self.context_size = context_size
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    path: Path | None = None  # None: the embedded default model
+    context_size: int = 4096
+    threads: int | None = None  # None: half the cores, as llama-cpp-python does
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    stop_reason: StopReason
+    seconds: float
+
+
+class ModelBackend(Protocol):
+    """One loaded model. Blocking and single-threaded: callers serialise its use."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def chat_template(self) -> str | None:
+        """The model's own chat template, or None for a base model prompted with plain text."""
+        ...
+
+    def format_chat(self, messages: list[dict[str, str]]) -> str: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def generate(
+        self,
+        prompt: str,
+        schema: dict[str, Any],
+        max_tokens: int,
+        temperature: float,
+        seed: int,
+        on_text: Callable[[str], None] = ...,
+        cancelled: Callable[[], bool] = ...,
+    ) -> Generation:
+        """Text that follows the JSON `schema`, streamed piece by piece to `on_text`.
+
+        Stops at the end of generation ("stop"), after `max_tokens` ("length"), or at the first
+        token after `cancelled()` turns true ("cancelled").
+        """
+        ...
+
+
+# Loads the model `settings` name (or the default one, using the cache directory).
+ModelLoader = Callable[[ModelSettings, Path], ModelBackend]

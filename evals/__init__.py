@@ -1,0 +1,1 @@
+"""The agent evaluation suite: `make eval` (see evals/README.md). Not part of `make test`."""

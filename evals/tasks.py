@@ -1,0 +1,236 @@
+"""Loading and validating the evaluation tasks (evals/tasks.toml; the format is documented there).
+
+Everything wrong with a task file is reported as a TaskError naming the task, before any model
+runs: unknown keys, rule names, tools or parameters, a tool sequence that does not fit the
+task's kind, a regex that does not compile.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
+
+Kind = Literal["single", "two_step", "no_tool"]
+Check = Literal["equals", "contains", "regex", "one_of", "number_equals"]
+
+# How many tool calls each kind of task expects.
+KINDS: dict[str, int] = {"single": 1, "two_step": 2, "no_tool": 0}
+CHECKS: tuple[Check, ...] = ("equals", "contains", "regex", "one_of", "number_equals")
+# The bundled tools (components/*) and their parameters' JSON types.
+BUNDLED_TOOLS: dict[str, dict[str, str]] = {
+    "echo": {"value": "string"},
+    "print": {"message": "string"},
+    "calc": {"expression": "string"},
+    "read_file": {"path": "string", "start_line": "integer", "end_line": "integer"},
+    "list_dir": {"path": "string"},
+    "search_text": {"pattern": "string", "path": "string", "max_results": "integer"},
+    "write_file": {"path": "string", "content": "string", "append": "boolean"},
+    "datetime": {"timezone": "string"},
+}
+TASK_KEYS = {"id", "kind", "prompt", "tools", "args", "answer_contains"}
+RULE_KEYS = {"call", "field", "default", "tolerance", *CHECKS}
+DEFAULT_TOLERANCE = 1e-6
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+# The coverage the suite must keep (check_suite).
+MIN_TASKS = 40
+MIN_SINGLE_PER_TOOL = 3
+MIN_TWO_STEP = 6
+MIN_NO_TOOL = 6
+
+DEFAULT_TASKS_FILE = Path(__file__).with_name("tasks.toml")
+
+
+class TaskError(ValueError):
+    """A task file that cannot be used; the message names the task."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One check on one argument of one expected call."""
+
+    call: int  # index into the task's expected tools, from 0
+    field: str
+    check: Check
+    expected: Any
+    tolerance: float = DEFAULT_TOLERANCE
+    has_default: bool = False
+    default: Any = None
+
+    def describe(self) -> str:
+        value = f"{self.expected!r}" + (f" ±{self.tolerance:g}" if self.check == "number_equals" else "")
+        return f"call {self.call + 1} {self.field} {self.check} {value}"
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    kind: Kind
+    prompt: str
+    tools: tuple[str, ...]
+    rules: tuple[Rule, ...] = ()
+    answer_contains: tuple[str, ...] = ()
+
+
+def load_tasks(path: Path = DEFAULT_TASKS_FILE) -> list[Task]:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise TaskError(f"cannot read {path}: {error}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise TaskError(f"{path} is not valid TOML: {error}") from error
+    return parse_tasks(document, str(path))
+
+
+def parse_tasks(document: Mapping[str, Any], source: str = "tasks") -> list[Task]:
+    unknown = sorted(set(document) - {"task"})
+    if unknown:
+        raise TaskError(f"{source}: unknown top-level key {unknown[0]!r} (tasks are [[task]] tables)")
+    entries = document.get("task")
+    if not isinstance(entries, list) or not entries:
+        raise TaskError(f"{source}: no [[task]] tables")
+    tasks = [_parse_task(entry, index, source) for index, entry in enumerate(entries, start=1)]
+    duplicates = sorted(name for name, count in Counter(task.id for task in tasks).items() if count > 1)
+    if duplicates:
+        raise TaskError(f"{source}: task id {duplicates[0]!r} is used more than once")
+    return tasks
+
+
+def _parse_task(entry: Any, index: int, source: str) -> Task:
+    if not isinstance(entry, dict):
+        raise TaskError(f"{source}: task #{index} is not a table")
+    raw_id = entry.get("id")
+    name = f"{source}: task {raw_id!r}" if isinstance(raw_id, str) else f"{source}: task #{index}"
+
+    def fail(message: str) -> TaskError:
+        return TaskError(f"{name}: {message}")
+
+    unknown = sorted(set(entry) - TASK_KEYS)
+    if unknown:
+        raise fail(f"unknown key {unknown[0]!r} (known: {', '.join(sorted(TASK_KEYS))})")
+    for key in ("id", "kind", "prompt", "tools"):
+        if key not in entry:
+            raise fail(f"missing {key!r}")
+    if not isinstance(raw_id, str) or not ID_PATTERN.match(raw_id):
+        raise fail("'id' must be a lower-case string of letters, digits, '-' and '_'")
+    kind = entry["kind"]
+    if kind not in KINDS:
+        raise fail(f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
+    prompt = entry["prompt"]
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise fail("'prompt' must be a non-empty string")
+    tools = entry["tools"]
+    if not isinstance(tools, list) or not all(isinstance(tool, str) for tool in tools):
+        raise fail("'tools' must be a list of tool names")
+    for tool in tools:
+        if tool not in BUNDLED_TOOLS:
+            raise fail(f"unknown tool {tool!r} (known: {', '.join(BUNDLED_TOOLS)})")
+    if len(tools) != KINDS[kind]:
+        raise fail(f"a {kind} task expects {KINDS[kind]} tool(s) in 'tools', not {len(tools)}")
+    raw_rules = entry.get("args", [])
+    if not isinstance(raw_rules, list):
+        raise fail("'args' must be a list of rules")
+    rules = tuple(_parse_rule(raw, tools, fail) for raw in raw_rules)
+    for call, tool in enumerate(tools):
+        if not any(rule.call == call for rule in rules):
+            raise fail(f"expected call {call + 1} ({tool}) has no argument rule in 'args'")
+    answers = entry.get("answer_contains", [])
+    if not isinstance(answers, list) or not all(isinstance(text, str) and text for text in answers):
+        raise fail("'answer_contains' must be a list of non-empty strings")
+    return Task(raw_id, cast(Kind, kind), prompt, tuple(tools), rules, tuple(answers))
+
+
+def _parse_rule(raw: Any, tools: Sequence[str], fail: Callable[[str], TaskError]) -> Rule:
+    if not isinstance(raw, dict):
+        raise fail(f"argument rule {raw!r} is not a table")
+    unknown = sorted(set(raw) - RULE_KEYS)
+    if unknown:
+        raise fail(f"unknown rule name {unknown[0]!r} in {raw!r} (known: {', '.join(sorted(RULE_KEYS))})")
+    checks = [check for check in CHECKS if check in raw]
+    if len(checks) != 1:
+        raise fail(f"argument rule {raw!r} needs exactly one of {', '.join(CHECKS)}")
+    check = checks[0]
+    expected = raw[check]
+    call = raw.get("call", 1)
+    if not isinstance(call, int) or isinstance(call, bool) or not 1 <= call <= len(tools):
+        raise fail(f"argument rule {raw!r}: 'call' must be from 1 to {len(tools)} (the expected calls)")
+    tool = tools[call - 1]
+    field = raw.get("field")
+    if not isinstance(field, str):
+        raise fail(f"argument rule {raw!r} is missing 'field'")
+    params = BUNDLED_TOOLS[tool]
+    if field not in params:
+        raise fail(f"argument rule {raw!r}: {tool} has no parameter {field!r} (it has: {', '.join(params)})")
+    if check in ("contains", "regex"):
+        if params[field] != "string":
+            raise fail(f"argument rule {raw!r}: {check} needs a string parameter, {field} is not one")
+        if not isinstance(expected, str) or not expected:
+            raise fail(f"argument rule {raw!r}: {check} needs a non-empty string")
+    if check == "regex":
+        try:
+            re.compile(expected)
+        except re.error as error:
+            raise fail(f"argument rule {raw!r}: invalid regex: {error}") from error
+    if check == "one_of" and (not isinstance(expected, list) or not expected):
+        raise fail(f"argument rule {raw!r}: one_of needs a non-empty list")
+    if check == "number_equals" and not _is_number(expected):
+        raise fail(f"argument rule {raw!r}: number_equals needs a number")
+    tolerance = raw.get("tolerance", DEFAULT_TOLERANCE)
+    if "tolerance" in raw and check != "number_equals":
+        raise fail(f"argument rule {raw!r}: 'tolerance' goes only with number_equals")
+    if not _is_number(tolerance) or tolerance < 0:
+        raise fail(f"argument rule {raw!r}: 'tolerance' must be a number, 0 or more")
+    return Rule(
+        call=call - 1,
+        field=field,
+        check=check,
+        expected=tuple(expected) if isinstance(expected, list) else expected,
+        tolerance=float(tolerance),
+        has_default="default" in raw,
+        default=raw.get("default"),
+    )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_suite(tasks: Sequence[Task]) -> None:
+    """Raise TaskError unless the suite keeps its coverage: enough tasks, every bundled tool
+    in at least three single-tool tasks, enough two-step and no-tool tasks."""
+    problems = []
+    if len(tasks) < MIN_TASKS:
+        problems.append(f"{len(tasks)} tasks, fewer than {MIN_TASKS}")
+    singles = Counter(task.tools[0] for task in tasks if task.kind == "single")
+    for tool in BUNDLED_TOOLS:
+        if singles[tool] < MIN_SINGLE_PER_TOOL:
+            problems.append(f"{tool} has {singles[tool]} single-tool tasks, fewer than {MIN_SINGLE_PER_TOOL}")
+    kinds = Counter(task.kind for task in tasks)
+    if kinds["two_step"] < MIN_TWO_STEP:
+        problems.append(f"{kinds['two_step']} two_step tasks, fewer than {MIN_TWO_STEP}")
+    if kinds["no_tool"] < MIN_NO_TOOL:
+        problems.append(f"{kinds['no_tool']} no_tool tasks, fewer than {MIN_NO_TOOL}")
+    if problems:
+        raise TaskError("the task suite lacks coverage: " + "; ".join(problems))
+
+
+def select_tasks(tasks: Sequence[Task], only: Iterable[str] = (), kinds: Iterable[str] = ()) -> list[Task]:
+    """The tasks named in `only` (all if empty) whose kind is in `kinds` (any if empty)."""
+    wanted, wanted_kinds = list(only), set(kinds)
+    known = {task.id for task in tasks}
+    missing = [name for name in wanted if name not in known]
+    if missing:
+        raise TaskError(f"no task with id {missing[0]!r}")
+    unknown_kinds = sorted(wanted_kinds - set(KINDS))
+    if unknown_kinds:
+        raise TaskError(f"unknown kind {unknown_kinds[0]!r} (known: {', '.join(KINDS)})")
+    return [
+        task
+        for task in tasks
+        if (not wanted or task.id in wanted) and (not wanted_kinds or task.kind in wanted_kinds)
+    ]

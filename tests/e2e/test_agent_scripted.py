@@ -1,0 +1,200 @@
+"""agent/run over stdio in the real daemon, with a scripted model in place of llama.cpp.
+
+The protocol, queueing, progress and cancellation are the daemon's own; only the model's turns
+are written by the test, so exact results and exact timing-independent orderings can be asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import StartDaemon
+from tests.rpc import DaemonSession, RpcError
+from tests.scripted_model import recorded
+
+REQUEST_CANCELLED = -32800
+# A long answer: at 10 ms a token, it would stream for about a minute.
+LONG_ANSWER = json.dumps({"answer": "word " * 6000})
+
+
+def call(tool: str, **arguments: Any) -> str:
+    return json.dumps({"tool": tool, "arguments": arguments})
+
+
+def answer(text: str) -> str:
+    return json.dumps({"answer": text})
+
+
+def progress(daemon: DaemonSession, token: str) -> list[dict[str, Any]]:
+    return [
+        message["params"]["value"]
+        for message in daemon.notifications
+        if message["method"] == "$/progress" and message["params"]["token"] == token
+    ]
+
+
+def texts(daemon: DaemonSession, token: str) -> list[str]:
+    return [
+        v["llamaAgent"]["text"]
+        for v in progress(daemon, token)
+        if v.get("llamaAgent", {}).get("event") == "text"
+    ]
+
+
+async def until(condition: Any, timeout: float = 30) -> None:
+    deadline = time.perf_counter() + timeout
+    while not condition():
+        assert time.perf_counter() < deadline, "timed out waiting"
+        await asyncio.sleep(0.01)
+
+
+async def scripted(
+    start_daemon: StartDaemon, tools_dir: Path, tmp_path: Path, *turns: str, delay: float = 0.0
+) -> tuple[DaemonSession, Path]:
+    log = tmp_path / "model-requests.jsonl"
+    script = {"turns": list(turns), "pieceSize": 4, "pieceDelay": delay, "log": str(log)}
+    return await start_daemon("--tools-dir", tools_dir, script=script), log
+
+
+async def test_results_and_progress_follow_the_models_turns_exactly(
+    start_daemon: StartDaemon, tools_dir: Path, tmp_path: Path
+) -> None:
+    daemon, log = await scripted(
+        start_daemon,
+        tools_dir,
+        tmp_path,
+        call("echo", value="Something to echo"),
+        call("print", message='she said "hi"\nthen left'),
+        answer("Echoed and printed."),
+    )
+    result = await daemon.request("agent/run", {"prompt": "go", "workDoneToken": "t", "seed": 5})
+    assert result == {
+        "answer": "Echoed and printed.",
+        "steps": [
+            {
+                "tool": "echo",
+                "arguments": {"value": "Something to echo"},
+                "result": "Something to echo",
+                "isError": False,
+            },
+            {
+                "tool": "print",
+                "arguments": {"message": 'she said "hi"\nthen left'},
+                "result": 'she said "hi"\nthen left\n',
+                "isError": False,
+            },
+        ],
+        "usage": result["usage"],
+        "stopReason": "answer",
+        "promptFormat": "completion",
+    }
+    requests = recorded(log)
+    assert result["usage"]["completionTokens"] == sum(r["pieces"] for r in requests)
+    assert [r["seed"] for r in requests] == [5, 5, 5]
+
+    values = progress(daemon, "t")
+    assert [v["kind"] for v in values[:1] + values[-1:]] == ["begin", "end"]
+    assert values[0]["message"] == "go"
+    assert values[-1]["message"] == "done (answer)"
+    events = [v["llamaAgent"] for v in values[1:-1]]
+    assert [e for e in events if e["event"] != "text"] == [
+        {"event": "toolCall", "step": 0, "tool": "echo", "arguments": {"value": "Something to echo"}},
+        {"event": "toolResult", "step": 0, "tool": "echo", "result": "Something to echo", "isError": False},
+        {
+            "event": "toolCall",
+            "step": 1,
+            "tool": "print",
+            "arguments": {"message": 'she said "hi"\nthen left'},
+        },
+        {
+            "event": "toolResult",
+            "step": 1,
+            "tool": "print",
+            "result": 'she said "hi"\nthen left\n',
+            "isError": False,
+        },
+    ]
+    assert "".join(texts(daemon, "t")) == "".join(
+        [
+            call("echo", value="Something to echo"),
+            call("print", message='she said "hi"\nthen left'),
+            answer("Echoed and printed."),
+        ]
+    )
+
+
+async def test_cancel_stops_generation_at_the_next_token(
+    start_daemon: StartDaemon, tools_dir: Path, tmp_path: Path
+) -> None:
+    daemon, log = await scripted(start_daemon, tools_dir, tmp_path, LONG_ANSWER, answer("next"), delay=0.01)
+    request_id, run = daemon.request_future(
+        "agent/run", {"prompt": "talk", "maxTokens": 10000, "workDoneToken": "c"}
+    )
+    await until(lambda: texts(daemon, "c"))
+    cancelled_at = time.perf_counter()
+    daemon.cancel(request_id)
+    with pytest.raises(RpcError) as raised:
+        await asyncio.wait_for(run, 10)
+    assert raised.value.code == REQUEST_CANCELLED
+    assert time.perf_counter() - cancelled_at < 1.0
+    # The progress ends, and nothing follows its end.
+    await until(lambda: progress(daemon, "c")[-1]["kind"] == "end", timeout=5)
+    ended_with = len(progress(daemon, "c"))
+    await asyncio.sleep(0.3)
+    assert len(progress(daemon, "c")) == ended_with
+
+    following = await daemon.request("agent/run", {"prompt": "again"}, timeout=10)
+    assert following["answer"] == "next"
+    cut = recorded(log)[0]
+    assert cut["stop_reason"] == "cancelled"
+    assert cut["pieces"] < 300  # of the 7,500 it would have streamed
+
+
+async def test_tools_are_served_while_the_model_generates(
+    start_daemon: StartDaemon, tools_dir: Path, tmp_path: Path
+) -> None:
+    daemon, _ = await scripted(start_daemon, tools_dir, tmp_path, LONG_ANSWER, delay=0.01)
+    request_id, run = daemon.request_future(
+        "agent/run", {"prompt": "talk", "maxTokens": 10000, "workDoneToken": "g"}
+    )
+    await until(lambda: texts(daemon, "g"))
+    listed = await daemon.request("tools/list")
+    echoed = await daemon.request("tools/invoke", {"name": "echo", "arguments": {"value": "meanwhile"}})
+    streamed_before = len(texts(daemon, "g"))
+    await until(lambda: len(texts(daemon, "g")) > streamed_before + 5)
+    assert not run.done(), "the generation is still running"
+    assert {tool["name"] for tool in listed["tools"]} == {"echo", "print"}
+    assert echoed["content"][0]["text"] == "meanwhile"
+    daemon.cancel(request_id)
+    with pytest.raises(RpcError):
+        await asyncio.wait_for(run, 10)
+
+
+async def test_runs_are_queued_and_served_in_arrival_order(
+    start_daemon: StartDaemon, tools_dir: Path, tmp_path: Path
+) -> None:
+    turns = [answer(f"run {n} " + "x" * 40) for n in range(3)]
+    daemon, log = await scripted(start_daemon, tools_dir, tmp_path, *turns, delay=0.01)
+    runs = [
+        daemon.request_future("agent/run", {"prompt": f"run {n}", "workDoneToken": n})[1] for n in range(3)
+    ]
+    results = await asyncio.wait_for(asyncio.gather(*runs), 60)
+    assert [r["answer"] for r in results] == [f"run {n} " + "x" * 40 for n in range(3)]
+    assert [r["prompt"].rsplit("User: ", 1)[1] for r in recorded(log)] == [
+        f"run {n}\nAssistant: " for n in range(3)
+    ]
+    # Each run streams only after the previous one ended: no interleaving.
+    order = [
+        (message["params"]["token"], message["params"]["value"]["kind"])
+        for message in daemon.notifications
+        if (message["method"] == "$/progress" and message["params"]["value"]["kind"] == "report")
+        or (message["method"] == "$/progress" and message["params"]["value"]["kind"] == "end")
+    ]
+    tokens_in_order = [token for token, _ in order]
+    assert tokens_in_order == sorted(tokens_in_order)

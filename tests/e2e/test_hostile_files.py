@@ -1,0 +1,60 @@
+"""Files dropped into a watched directory cannot hang, bloat or crowd out the daemon."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import StartDaemon
+from tests.rpc import DaemonSession
+from tests.wat_tools import tool_wasm
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+async def failures(daemon: DaemonSession) -> dict[str, str]:
+    listing: dict[str, Any] = await daemon.request("tools/list", timeout=60)
+    return {Path(failure["path"]).name: failure["error"] for failure in listing["failed"]}
+
+
+async def serving(daemon: DaemonSession) -> bool:
+    result = await daemon.request("tools/invoke", {"name": "echo", "arguments": {"value": "ok"}}, timeout=30)
+    return bool(result["content"][0]["text"] == "ok")
+
+
+async def test_fifos_devices_and_huge_files_are_refused_and_serving_goes_on(
+    start_daemon: StartDaemon, tools_dir: Path
+) -> None:
+    os.mkfifo(tools_dir / "echo.policy.toml")  # opening it for reading would wait for ever
+    (tools_dir / "print.policy.toml").symlink_to("/dev/zero")  # reading it would never end
+    with (tools_dir / "huge.wasm").open("wb") as sparse:  # 1 GiB that costs no disk
+        sparse.write(b"\0asm\x0d\x00\x01\x00")
+        sparse.truncate(1 << 30)
+    (tools_dir / "fake.wasm").write_bytes(b"#!/bin/sh\necho not wasm\n" * 100)
+
+    daemon = await start_daemon("--tools-dir", tools_dir)
+    failed = await failures(daemon)
+    assert "not a regular file" in failed["echo.policy.toml"]
+    assert "not a regular file" in failed["print.policy.toml"]
+    assert "the limit is" in failed["huge.wasm"]
+    assert "not a valid WebAssembly component" in failed["fake.wasm"]
+    assert await serving(daemon)
+    assert rss_mib(daemon.process.pid) < 1024
+
+
+async def test_metadata_too_big_for_a_prompt_is_refused(start_daemon: StartDaemon, tools_dir: Path) -> None:
+    (tools_dir / "wordy.wasm").write_bytes(tool_wasm("wordy", description="blah " * 9000))
+    many = tuple((f"p{i}", "string", False) for i in range(40))
+    (tools_dir / "many.wasm").write_bytes(tool_wasm("many", params=many))
+    daemon = await start_daemon("--tools-dir", tools_dir)
+    failed = await failures(daemon)
+    assert "its description has 45,000 characters; the limit is 1,000" in failed["wordy.wasm"]
+    assert "declares 40 parameters; the limit is 32" in failed["many.wasm"]
+    listed = await daemon.request("tools/list")
+    assert {tool["name"] for tool in listed["tools"]} == {"echo", "print"}

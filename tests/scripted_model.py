@@ -1,0 +1,129 @@
+"""A model backend that plays back written turns: the agent loop's logic, tested deterministically.
+
+It implements `daemon.runtime.backend.ModelBackend` as the llama.cpp backend does: each
+"token" is a few characters, streamed to `on_text`; `max_tokens` and cancellation cut a
+turn the same way. It records what it was asked (prompts, schemas, limits) so tests can check
+what the model saw. `python -m tests.scripted_daemon` serves it in the real daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from daemon.runtime.backend import Generation, ModelBackend, ModelError, ModelSettings, StopReason
+
+# What the model says once its script has run out.
+SCRIPT_ENDED = '{"answer": "(the script has ended)"}'
+
+
+@dataclass(frozen=True)
+class Request:
+    """One generation the agent asked for, and what came of it."""
+
+    prompt: str
+    schema: dict[str, Any]
+    max_tokens: int
+    temperature: float
+    seed: int
+    stop_reason: StopReason
+    pieces: int
+
+
+@dataclass
+class ScriptedModel:
+    turns: list[str]
+    piece_size: int = 4  # characters per token
+    piece_delay: float = 0.0  # seconds before each token
+    chat_template: str | None = None
+    path: Path = Path("scripted.gguf")
+    record_to: Path | None = None  # also append each Request here, as a JSON line
+    requests: list[Request] = field(default_factory=list)
+    chats: list[list[dict[str, str]]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def from_file(cls, script: Path) -> ScriptedModel:
+        """A JSON script: {"turns": [...], "pieceSize": 4, "pieceDelay": 0.02, "chatTemplate": null,
+        "log": PATH}; only "turns" is required."""
+        spec = json.loads(script.read_text(encoding="utf-8"))
+        return cls(
+            turns=list(spec["turns"]),
+            piece_size=spec.get("pieceSize", 4),
+            piece_delay=spec.get("pieceDelay", 0.0),
+            chat_template=spec.get("chatTemplate"),
+            record_to=Path(spec["log"]) if spec.get("log") else None,
+        )
+
+    def loader(self) -> Callable[[ModelSettings, Path], ModelBackend]:
+        def load(settings: ModelSettings, cache_dir: Path) -> ModelBackend:
+            if settings.path is not None and not settings.path.exists():
+                raise ModelError(f"model file not found: {settings.path}")
+            return self
+
+        return load
+
+    def format_chat(self, messages: list[dict[str, str]]) -> str:
+        if self.chat_template is None:
+            raise ModelError("this model has no chat template")
+        self.chats.append(messages)
+        return "".join(f"<{m['role']}>{m['content']}</{m['role']}>" for m in messages) + "<assistant>"
+
+    def count_tokens(self, text: str) -> int:
+        return -(-len(text) // self.piece_size)
+
+    def generate(
+        self,
+        prompt: str,
+        schema: dict[str, Any],
+        max_tokens: int,
+        temperature: float,
+        seed: int,
+        on_text: Callable[[str], None] = lambda _: None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> Generation:
+        started = time.perf_counter()
+        with self._lock:
+            text = self.turns.pop(0) if self.turns else SCRIPT_ENDED
+        pieces = [text[i : i + self.piece_size] for i in range(0, len(text), self.piece_size)]
+        stop_reason: StopReason = "stop"
+        emitted: list[str] = []
+        for piece in pieces:
+            if self.piece_delay:
+                time.sleep(self.piece_delay)
+            emitted.append(piece)
+            on_text(piece)
+            # The same checks, in the same order, as the llama.cpp backend: a turn that takes its
+            # whole budget ends at "length" before its end of generation is seen.
+            if cancelled():
+                stop_reason = "cancelled"
+                break
+            if len(emitted) >= max_tokens:
+                stop_reason = "length"
+                break
+        self._record(Request(prompt, schema, max_tokens, temperature, seed, stop_reason, len(emitted)))
+        return Generation(
+            text="".join(emitted),
+            prompt_tokens=self.count_tokens(prompt),
+            completion_tokens=len(emitted),
+            stop_reason=stop_reason,
+            seconds=time.perf_counter() - started,
+        )
+
+    def _record(self, request: Request) -> None:
+        self.requests.append(request)
+        if self.record_to is not None:
+            with self.record_to.open("a", encoding="utf-8") as log:
+                log.write(json.dumps(request.__dict__) + "\n")
+
+
+def recorded(log: Path) -> list[dict[str, Any]]:
+    """The requests a scripted daemon wrote to its log."""
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line]

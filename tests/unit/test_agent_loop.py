@@ -1,0 +1,335 @@
+"""The agent loop's logic, branch by branch, with a scripted model and real (WAT) components.
+
+What a real model writes differs from machine to machine; what the loop does with a given
+turn must not. Each test scripts the model's turns and checks what the loop did with them
+and what the model was shown next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from daemon.runtime.backend import ModelSettings
+from daemon.runtime.wasm_host import WasmHost
+from daemon.services.agent import Agent, AgentRequest, AgentResult, AgentStep, InvalidRequest
+from daemon.services.model_service import ModelService
+from daemon.services.toolbox import Toolbox, UnknownTool
+from tests.scripted_model import SCRIPT_ENDED, ScriptedModel
+from tests.wat_tools import tool_wasm
+
+
+def call(tool: str, **arguments: Any) -> str:
+    return json.dumps({"tool": tool, "arguments": arguments})
+
+
+def answer(text: str) -> str:
+    return json.dumps({"answer": text})
+
+
+class Recorder:
+    """AgentEvents that keeps everything, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+
+    def on_text(self, text: str) -> None:
+        self.events.append(("text", text))
+
+    def on_tool_call(self, index: int, tool: str, arguments: dict[str, Any]) -> None:
+        self.events.append(("call", (index, tool, arguments)))
+
+    def on_tool_result(self, index: int, step: AgentStep) -> None:
+        self.events.append(("result", (index, step)))
+
+    def streamed(self) -> str:
+        return "".join(text for kind, text in self.events if kind == "text")
+
+
+@pytest.fixture(scope="module")
+def toolbox(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[Toolbox]:
+    directory = tmp_path_factory.mktemp("loop-tools")
+    (directory / "echo.wasm").write_bytes(tool_wasm("echo", description="Returns its value."))
+    (directory / "lookup.wasm").write_bytes(tool_wasm("lookup", behaviour="fail"))
+    (directory / "count.wasm").write_bytes(
+        tool_wasm("count", params=(("n", "integer", True),), behaviour="version")
+    )
+    box = Toolbox(WasmHost(cache_dir), [directory])
+    box.load_all()
+    assert sorted(box.snapshot.tools) == ["count", "echo", "lookup"]
+    yield box
+    box.close()
+
+
+class Harness:
+    def __init__(self, toolbox: Toolbox, model: ScriptedModel, seed: int = 7) -> None:
+        self.model = model
+        self.models = ModelService(ModelSettings(seed=seed), Path("."), model.loader())
+        self.agent = Agent(toolbox, self.models)
+        self.events = Recorder()
+
+    async def run(self, prompt: str = "do it", **options: Any) -> AgentResult:
+        return await self.agent.run(AgentRequest(prompt, **options), self.events)
+
+    def schema(self, turn: int) -> Draft202012Validator:
+        return Draft202012Validator(self.model.requests[turn].schema)
+
+    def prompt(self, turn: int) -> str:
+        return self.model.requests[turn].prompt
+
+
+@pytest.fixture
+async def scripted(toolbox: Toolbox) -> AsyncIterator[Any]:
+    harnesses: list[Harness] = []
+
+    def make(*turns: str, **options: Any) -> Harness:
+        harness = Harness(toolbox, ScriptedModel(list(turns), **options))
+        harnesses.append(harness)
+        return harness
+
+    yield make
+    for harness in harnesses:
+        harness.models.close()
+
+
+async def test_a_tool_result_is_fed_back_and_the_answer_ends_the_run(scripted: Any) -> None:
+    run = scripted(call("echo", value="Something to echo"), answer("It said: Something to echo"))
+    result = await run.run("Please echo back 'Something to echo'")
+    assert result.stop_reason == "answer"
+    assert result.answer == "It said: Something to echo"
+    assert result.steps == [AgentStep("echo", {"value": "Something to echo"}, "Something to echo", False)]
+    # The second turn's prompt holds the first turn verbatim and the tool's result after it.
+    second = run.prompt(1)
+    assert second.startswith(run.prompt(0))
+    assert second.endswith(
+        f"Assistant: {call('echo', value='Something to echo')}\nResult: Something to echo\nAssistant: "
+    )
+
+
+async def test_a_tool_error_is_fed_back_as_an_error_and_the_loop_goes_on(scripted: Any) -> None:
+    run = scripted(call("lookup", value="llama"), answer("It failed."))
+    result = await run.run()
+    assert result.steps == [AgentStep("lookup", {"value": "llama"}, "lookup failed on purpose", True)]
+    assert run.prompt(1).endswith("\nError: lookup failed on purpose\nAssistant: ")
+    assert (result.stop_reason, result.answer) == ("answer", "It failed.")
+
+
+@pytest.mark.parametrize(
+    ("turn", "observation"),
+    [
+        (call("nope", value="x"), "unknown tool 'nope'"),
+        (call("count", n="three"), "'n'"),
+        (call("echo"), "'value'"),
+    ],
+)
+async def test_a_call_the_grammar_would_forbid_is_still_validated_and_fed_back(
+    scripted: Any, turn: str, observation: str
+) -> None:
+    run = scripted(turn, answer("sorry"))
+    result = await run.run()
+    assert len(result.steps) == 1
+    assert result.steps[0].is_error
+    assert observation in result.steps[0].result
+    assert "\nError: " in run.prompt(1)
+    assert result.stop_reason == "answer"
+
+
+async def test_every_turn_is_constrained_to_the_offered_calls_and_an_answer(scripted: Any) -> None:
+    run = scripted(answer("hello"))
+    await run.run(tools=("echo", "count"))
+    schema = run.schema(0)
+    assert schema.is_valid(json.loads(call("echo", value="a b c")))
+    assert schema.is_valid(json.loads(call("count", n=3)))
+    assert schema.is_valid(json.loads(answer("fine")))
+    assert not schema.is_valid(json.loads(call("lookup", value="x")))  # not offered
+    assert not schema.is_valid(json.loads(call("count", n="3")))
+    assert "- lookup:" not in run.prompt(0)
+
+
+async def test_after_max_steps_calls_only_an_answer_is_allowed(scripted: Any) -> None:
+    run = scripted(call("echo", value="a"), call("echo", value="b"), answer("done"))
+    result = await run.run(max_steps=2)
+    assert [step.arguments["value"] for step in result.steps] == ["a", "b"]
+    assert (result.stop_reason, result.answer) == ("maxSteps", "done")
+    assert run.schema(1).is_valid(json.loads(call("echo", value="b")))
+    final = run.schema(2)
+    assert not final.is_valid(json.loads(call("echo", value="c")))
+    assert final.is_valid(json.loads(answer("done")))
+    assert "Tools: none" in run.prompt(2)
+
+
+async def test_max_steps_zero_allows_only_an_answer_from_the_start(scripted: Any) -> None:
+    run = scripted(answer("straight away"))
+    result = await run.run(max_steps=0)
+    assert (result.steps, result.stop_reason, result.answer) == ([], "maxSteps", "straight away")
+    assert not run.schema(0).is_valid(json.loads(call("echo", value="x")))
+
+
+async def test_an_identical_call_repeated_is_run_again_until_the_budget_is_spent(scripted: Any) -> None:
+    same = call("echo", value="again")
+    run = scripted(same, same, same, answer("stopped"))
+    result = await run.run(max_steps=3)
+    assert len(result.steps) == 3
+    assert {step.arguments["value"] for step in result.steps} == {"again"}
+    assert result.stop_reason == "maxSteps"
+
+
+async def test_a_turn_cut_at_max_tokens_ends_the_run_with_its_text(scripted: Any) -> None:
+    run = scripted(answer("this answer is far longer than the budget allows"), piece_size=4)
+    result = await run.run(max_tokens=5)
+    assert result.stop_reason == "maxTokens"
+    assert result.answer == answer("this answer is far longer")[:20]
+    assert result.completion_tokens == 5
+    assert run.model.requests[0].max_tokens == 5
+
+
+async def test_a_cut_tool_call_is_not_run(scripted: Any) -> None:
+    run = scripted(call("echo", value="a long value that will be cut"))
+    result = await run.run(max_tokens=4)
+    assert (result.steps, result.stop_reason) == ([], "maxTokens")
+    assert not any(kind == "call" for kind, _ in run.events.events)
+
+
+@pytest.mark.parametrize("turn", ['{"tool": "echo", "argu', "[1, 2]", '{"neither": 1}'])
+async def test_a_turn_that_does_not_parse_ends_the_run_with_its_text(scripted: Any, turn: str) -> None:
+    run = scripted(turn)
+    result = await run.run()
+    assert (result.steps, result.stop_reason, result.answer) == ([], "maxTokens", turn)
+
+
+async def test_usage_adds_up_every_turn(scripted: Any) -> None:
+    run = scripted(call("echo", value="x"), answer("x"))
+    result = await run.run()
+    requests = run.model.requests
+    assert result.prompt_tokens == sum(run.model.count_tokens(r.prompt) for r in requests)
+    assert result.completion_tokens == sum(r.pieces for r in requests)
+    assert len(requests) == 2
+
+
+async def test_events_stream_the_text_then_each_call_and_its_result(scripted: Any) -> None:
+    first, second = call("echo", value="x"), answer("x")
+    run = scripted(first, second)
+    result = await run.run()
+    kinds = [kind for kind, _ in run.events.events]
+    call_at, result_at = kinds.index("call"), kinds.index("result")
+    assert set(kinds[:call_at]) == {"text"}
+    assert result_at == call_at + 1
+    assert set(kinds[result_at + 1 :]) == {"text"}
+    assert run.events.streamed() == first + second
+    assert run.events.events[call_at][1] == (0, "echo", {"value": "x"})
+    assert run.events.events[result_at][1] == (0, result.steps[0])
+
+
+async def test_temperature_and_seed_reach_the_model(scripted: Any) -> None:
+    run = scripted(answer("a"), answer("b"))
+    await run.run(temperature=0.7, seed=42)
+    await run.run()
+    assert [(r.temperature, r.seed) for r in run.model.requests] == [(0.7, 42), (0.0, 7)]
+
+
+async def test_tool_choice_required_forbids_answering_on_the_first_turn_only(scripted: Any) -> None:
+    run = scripted(call("count", n=2), answer("two"))
+    result = await run.run(tool_choice="required")
+    assert result.steps[0].tool == "count"
+    first, second = run.schema(0), run.schema(1)
+    assert not first.is_valid(json.loads(answer("no")))
+    assert first.is_valid(json.loads(call("echo", value="x")))
+    assert first.is_valid(json.loads(call("count", n=1)))
+    assert second.is_valid(json.loads(answer("no")))
+
+
+async def test_tool_choice_by_name_forces_that_tool_first_and_keeps_the_prompt(scripted: Any) -> None:
+    run = scripted(call("echo", value="x"), answer("x"))
+    await run.run(tool_choice="echo")
+    first = run.schema(0)
+    assert first.is_valid(json.loads(call("echo", value="x")))
+    assert not first.is_valid(json.loads(call("count", n=1)))
+    assert not first.is_valid(json.loads(answer("no")))
+    # Every offered tool is still described, so the second turn's prompt extends the first.
+    assert "- count:" in run.prompt(0)
+    assert run.prompt(1).startswith(run.prompt(0))
+
+
+async def test_tool_choice_none_offers_no_tool(scripted: Any) -> None:
+    run = scripted(answer("just talking"))
+    result = await run.run(tool_choice="none")
+    assert (result.steps, result.stop_reason) == ([], "answer")
+    assert not run.schema(0).is_valid(json.loads(call("echo", value="x")))
+    assert "Tools: none" in run.prompt(0)
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"tool_choice": "lookup", "tools": ("echo",)}, "'lookup' is not offered"),
+        ({"tool_choice": "sometimes"}, "'sometimes' is not offered"),
+        ({"tool_choice": "required", "tools": ()}, "needs at least one tool"),
+    ],
+)
+async def test_an_impossible_tool_choice_is_refused_before_the_model_runs(
+    scripted: Any, options: dict[str, Any], fragment: str
+) -> None:
+    run = scripted(answer("never"))
+    with pytest.raises(InvalidRequest, match=fragment) as raised:
+        await run.run(**options)
+    assert raised.value.field == "toolChoice"
+    assert run.model.requests == []
+
+
+async def test_unknown_tools_in_the_request_are_refused(scripted: Any) -> None:
+    run = scripted(answer("never"))
+    with pytest.raises(UnknownTool, match="'nope'"):
+        await run.run(tools=("echo", "nope"))
+    assert run.model.requests == []
+
+
+async def test_a_model_with_a_chat_template_gets_chat_messages(scripted: Any) -> None:
+    run = scripted(call("echo", value="x"), answer("x"), chat_template="{{ messages }}")
+    result = await run.run("Please echo back 'x'")
+    assert result.prompt_format == "chatTemplate"
+    last = run.model.chats[-1]
+    assert [m["role"] for m in last[-3:]] == ["user", "assistant", "user"]
+    assert last[-3]["content"].endswith("Please echo back 'x'")
+    assert last[-2]["content"] == call("echo", value="x")
+    assert last[-1]["content"] == "Result: x"
+
+
+async def test_cancelling_a_run_stops_generation_at_the_next_token_and_frees_the_model(
+    scripted: Any,
+) -> None:
+    run = scripted(answer("word " * 2000), answer("next"), piece_delay=0.01)
+    task = asyncio.create_task(run.run(max_tokens=5000))
+    while not run.events.events:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    following = await asyncio.wait_for(run.run(), 5)  # the model thread is free again
+    assert following.answer == "next"
+    cut = run.model.requests[0]
+    assert cut.stop_reason == "cancelled"
+    assert cut.pieces < 100
+
+
+async def test_runs_are_served_one_at_a_time_in_arrival_order(scripted: Any) -> None:
+    run = scripted(answer("first " * 20), answer("second"), piece_delay=0.005)
+    first = asyncio.create_task(run.run("one"))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(run.run("two"))
+    results = await asyncio.gather(first, second)
+    assert [r.answer for r in results] == [("first " * 20), "second"]
+    prompts = [r.prompt for r in run.model.requests]
+    assert prompts[0].endswith("User: one\nAssistant: ")
+    assert prompts[1].endswith("User: two\nAssistant: ")
+
+
+async def test_when_the_script_runs_out_the_model_answers(scripted: Any) -> None:
+    run = scripted()
+    result = await run.run()
+    assert result.answer == json.loads(SCRIPT_ENDED)["answer"]

@@ -1,0 +1,147 @@
+"""Policy files parsed directly: every setting, its bounds, and the errors that name the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon.runtime.policy import (
+    WORKSPACE_GUEST,
+    DirGrant,
+    Grants,
+    PolicyError,
+    parse_policy,
+    policy_path,
+    read_policy,
+)
+from daemon.runtime.sandbox import MIB, Limits
+
+DEFAULTS = Limits(timeout_seconds=10.0, memory_bytes=256 * MIB, output_bytes=MIB)
+
+
+def parse(document: dict[str, Any], base: Path, workspace: Path | None = None) -> Grants:
+    return parse_policy(document, base, DEFAULTS, source="tool.policy.toml", workspace=workspace)
+
+
+def test_an_empty_policy_grants_nothing_and_keeps_the_defaults(tmp_path: Path) -> None:
+    assert parse({}, tmp_path) == Grants(DEFAULTS, (), ())
+
+
+def test_limits_are_read_in_their_units(tmp_path: Path) -> None:
+    grants = parse({"timeout_seconds": 2.5, "memory_mib": 64, "output_kib": 16, "memories": 2}, tmp_path)
+    assert grants.limits == Limits(
+        timeout_seconds=2.5, memory_bytes=64 * MIB, output_bytes=16 * 1024, memories=2
+    )
+
+
+@pytest.mark.parametrize("memories", [0, 17, 1.5, True, "2"])
+def test_the_memory_count_is_a_small_whole_number(tmp_path: Path, memories: Any) -> None:
+    with pytest.raises(PolicyError, match="'memories' must be a whole number from 1 to 16"):
+        parse({"memories": memories}, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("timeout_seconds", 0),
+        ("timeout_seconds", 3601),
+        ("timeout_seconds", "10"),
+        ("timeout_seconds", True),  # TOML booleans are not numbers here
+        ("memory_mib", 0.5),
+        ("memory_mib", 65537),
+        ("output_kib", 0),
+    ],
+)
+def test_limits_out_of_bounds_or_of_the_wrong_type_are_refused(tmp_path: Path, key: str, value: Any) -> None:
+    with pytest.raises(PolicyError, match=f"tool.policy.toml: '{key}' must be a number from"):
+        parse({key: value}, tmp_path)
+
+
+def test_directories_resolve_against_the_policy_files_folder(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    grants = parse({"dirs": [{"host": "data", "guest": "/data", "mode": "rw"}]}, tmp_path)
+    assert grants.dirs == (DirGrant((tmp_path / "data").resolve(), "/data", "rw"),)
+    read_only = parse({"dirs": [{"host": str(tmp_path / "data"), "guest": "/d"}]}, tmp_path)
+    assert read_only.dirs[0].mode == "ro"
+
+
+@pytest.mark.parametrize(
+    ("entry", "fragment"),
+    [
+        ({"host": "missing", "guest": "/m"}, "does not exist"),
+        ({"host": "data", "guest": "relative"}, "must be absolute"),
+        ({"host": "data", "guest": "/d", "mode": "wx"}, "mode must be 'ro' or 'rw'"),
+        ({"host": "data"}, "needs 'host' and 'guest'"),
+        ({"host": "data", "guest": "/d", "recursive": True}, "unknown [[dirs]] setting 'recursive'"),
+        ("data", "needs 'host' and 'guest'"),
+    ],
+)
+def test_bad_directory_grants_are_refused(tmp_path: Path, entry: Any, fragment: str) -> None:
+    (tmp_path / "data").mkdir()
+    with pytest.raises(PolicyError) as raised:
+        parse({"dirs": [entry]}, tmp_path)
+    assert fragment in str(raised.value)
+
+
+def test_dirs_must_be_an_array_of_tables(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match=r"\[\[dirs\]\]"):
+        parse({"dirs": {"host": ".", "guest": "/d"}}, tmp_path)
+
+
+@pytest.mark.parametrize("env", [["HOME", ""], "HOME", [1]])
+def test_env_must_be_a_list_of_names(tmp_path: Path, env: Any) -> None:
+    with pytest.raises(PolicyError, match="list of variable names"):
+        parse({"env": env}, tmp_path)
+
+
+def test_env_names_are_kept_in_order(tmp_path: Path) -> None:
+    assert parse({"env": ["LANG", "TZ"]}, tmp_path).env == ("LANG", "TZ")
+
+
+@pytest.mark.parametrize("network", [True, ["example.org"], "yes"])
+def test_network_grants_are_refused(tmp_path: Path, network: Any) -> None:
+    with pytest.raises(PolicyError, match="network grants are not supported"):
+        parse({"network": network}, tmp_path)
+    assert parse({"network": False}, tmp_path).to_wire()["network"] is False
+
+
+def test_unknown_settings_are_named(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match="unknown setting 'timeout'"):
+        parse({"timeout": 3}, tmp_path)
+
+
+@pytest.mark.parametrize("mode", ["ro", "rw"])
+def test_the_workspace_is_granted_first_when_there_is_one(tmp_path: Path, mode: str) -> None:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (tmp_path / "data").mkdir()
+    document = {"workspace": mode, "dirs": [{"host": "data", "guest": "/data"}]}
+    grants = parse(document, tmp_path, workspace=workspace)
+    assert grants.dirs[0] == DirGrant(workspace.resolve(), WORKSPACE_GUEST, mode)  # type: ignore[arg-type]
+    assert grants.dirs[1].guest == "/data"
+    assert [d.guest for d in parse(document, tmp_path).dirs] == ["/data"]  # no workspace: not granted
+
+
+def test_the_workspace_mode_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match="workspace must be 'ro' or 'rw'"):
+        parse({"workspace": "yes"}, tmp_path)
+
+
+def test_policy_files_sit_beside_their_tool() -> None:
+    assert policy_path(Path("/tools/echo.wasm")) == Path("/tools/echo.policy.toml")
+
+
+def test_read_policy_reports_toml_errors_and_unreadable_files(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.policy.toml"
+    broken.write_text("timeout_seconds = = 3")
+    with pytest.raises(PolicyError, match="is not valid TOML"):
+        read_policy(broken, DEFAULTS)
+    binary = tmp_path / "binary.policy.toml"
+    binary.write_bytes(b"\xff\xfe")
+    with pytest.raises(PolicyError, match="cannot read"):
+        read_policy(binary, DEFAULTS)
+    fine = tmp_path / "fine.policy.toml"
+    fine.write_text('timeout_seconds = 1\nenv = ["TZ"]\n')
+    assert read_policy(fine, DEFAULTS).env == ("TZ",)
