@@ -19,7 +19,7 @@ bench: components
 	$(BIN)/python -m bench.run
 
 # Measures the agent's quality on evals/tasks.toml; writes evals/RESULTS.md and evals/results.json
-# (a few minutes). Not part of `make test`. Other model: make eval EVAL_ARGS="--model /path/to.gguf"
+# (about 10 minutes on 2 cores). Not part of `make test`. Other model: make eval EVAL_ARGS="--model /path/to.gguf"
 eval: components
 	$(BIN)/python -m evals.run $(EVAL_ARGS)
 

@@ -194,6 +194,8 @@ async def test_replace_during_a_call_the_call_finishes_on_its_version(
     start_daemon: StartDaemon, tmp_path: Path
 ) -> None:
     publish(tmp_path, "busy.wasm", tool_wasm("busy", version="1.0.0", behaviour="slow"))
+    # A few seconds of work here; room for a machine several times slower, or a busy one.
+    (tmp_path / "busy.policy.toml").write_text("timeout_seconds = 120\n")
     daemon = await started(start_daemon, tmp_path)
     seen = len(daemon.notifications)
     _, in_flight = daemon.request_future("tools/invoke", {"name": "busy", "arguments": {"value": "x"}})
