@@ -7,7 +7,9 @@ no network, 10 s, 256 MiB of memory, 1 MiB of output per stream. See docs/securi
 
 from __future__ import annotations
 
+import os
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -32,6 +34,53 @@ class DirGrant:
     host: Path
     guest: str
     mode: Literal["ro", "rw"] = "ro"
+    # (device, inode) of `host` when it was granted: a directory swapped in later is not granted.
+    identity: tuple[int, int] | None = field(default=None, compare=False)
+
+    def still_granted(self) -> bool:
+        """Whether `host` is still the directory that was granted, reached through no symlink."""
+        try:
+            info = os.stat(self.host)
+            real = os.path.realpath(self.host)
+        except OSError:
+            return False
+        return real == str(self.host) and (
+            self.identity is None or (info.st_dev, info.st_ino) == self.identity
+        )
+
+
+@dataclass(frozen=True)
+class Protected:
+    """Directories no policy may grant: `never` (nor anything above them) in any mode, `writable`
+    (nor anything above them) for writing. A tool that could write to a tools directory or the
+    compile cache could rewrite other tools' grants or code."""
+
+    never: tuple[Path, ...] = ()
+    writable: tuple[Path, ...] = ()
+
+    @classmethod
+    def for_daemon(cls, tools_dirs: Sequence[Path], cache_dir: Path) -> Protected:
+        never = [Path("/")]
+        home = os.environ.get("HOME")
+        if home:
+            never.append(Path(home))
+        return cls(
+            never=tuple(_resolved(path) for path in never),
+            writable=tuple(_resolved(path) for path in (*tools_dirs, cache_dir)),
+        )
+
+    def check(self, grant: DirGrant, source: str) -> None:
+        for path in self.never:
+            if path.is_relative_to(grant.host):
+                raise PolicyError(f"{source}: granting {grant.host} would give away {path}: refused")
+        if grant.mode == "rw":
+            for path in self.writable:
+                if path.is_relative_to(grant.host):
+                    raise PolicyError(
+                        f"{source}: a read-write grant of {grant.host} would let the tool rewrite {path} "
+                        "(tools, their policies or compiled code): refused; grant a directory that "
+                        "does not contain it"
+                    )
 
 
 @dataclass(frozen=True)
@@ -56,7 +105,21 @@ def policy_path(tool_path: Path) -> Path:
     return tool_path.with_name(tool_path.stem + POLICY_SUFFIX)
 
 
-def read_policy(path: Path, defaults: Limits, workspace: Path | None = None) -> Grants:
+def _resolved(path: Path) -> Path:
+    return Path(os.path.realpath(path))
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def read_policy(
+    path: Path, defaults: Limits, workspace: Path | None = None, protected: Protected | None = None
+) -> Grants:
     """Parse a policy file. Raises PolicyError, naming the problem, for anything not understood."""
     try:
         document = tomllib.loads(read_policy_text(path))
@@ -64,11 +127,18 @@ def read_policy(path: Path, defaults: Limits, workspace: Path | None = None) -> 
         raise PolicyError(f"cannot read {path}: {error}") from error
     except tomllib.TOMLDecodeError as error:
         raise PolicyError(f"{path} is not valid TOML: {error}") from error
-    return parse_policy(document, path.parent, defaults, source=str(path), workspace=workspace)
+    return parse_policy(
+        document, path.parent, defaults, source=str(path), workspace=workspace, protected=protected
+    )
 
 
 def parse_policy(
-    document: dict[str, Any], base: Path, defaults: Limits, source: str, workspace: Path | None = None
+    document: dict[str, Any],
+    base: Path,
+    defaults: Limits,
+    source: str,
+    workspace: Path | None = None,
+    protected: Protected | None = None,
 ) -> Grants:
     """`workspace = "ro"|"rw"` grants the client's workspace folder, when there is one, at /workspace."""
     known = {"timeout_seconds", "memory_mib", "memories", "output_kib", "env", "dirs", "network", "workspace"}
@@ -98,7 +168,10 @@ def parse_policy(
     if workspace_mode not in (None, "ro", "rw"):
         raise PolicyError(f"{source}: workspace must be 'ro' or 'rw', not {workspace_mode!r}")
     if workspace_mode is not None and workspace is not None:
-        granted.insert(0, DirGrant(workspace.resolve(), WORKSPACE_GUEST, workspace_mode))
+        host = workspace.resolve()
+        granted.insert(0, DirGrant(host, WORKSPACE_GUEST, workspace_mode, _identity(host)))
+    for grant in granted:
+        (protected or Protected()).check(grant, source)
     return Grants(limits, tuple(granted), tuple(env))
 
 
@@ -133,4 +206,4 @@ def _dir_grant(entry: Any, base: Path, source: str) -> DirGrant:
     mode = entry.get("mode", "ro")
     if mode not in ("ro", "rw"):
         raise PolicyError(f"{source}: mode must be 'ro' or 'rw', not {mode!r}")
-    return DirGrant(host, guest, mode)
+    return DirGrant(host, guest, mode, _identity(host))

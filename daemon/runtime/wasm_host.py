@@ -66,6 +66,7 @@ class WasmHost:
 
     def __init__(self, cache_dir: Path, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
+        self.cache_dir = cache_dir
         config = wasmtime.Config()
         config.epoch_interruption = True
         # One core compiles, the other keeps serving: measured in bench/hot_reload.py, a
@@ -181,6 +182,13 @@ class WasmHost:
         grants = grants or self.default_grants
         limits = grants.limits
         started = time.perf_counter()
+        moved = [grant.host for grant in grants.dirs if not grant.still_granted()]
+        if moved:
+            return _refused(
+                f"cannot run: the granted directory {moved[0]} is no longer the directory that was "
+                "granted (it was removed or replaced, or a symlink now stands in its path)",
+                started,
+            )
         try:
             sandbox = self._new_store(grants)
         except wasmtime.WasmtimeError as error:  # e.g. a granted directory was removed since

@@ -23,7 +23,7 @@ from typing import Any
 
 from daemon.config import DaemonConfig
 from daemon.runtime.files import read_component
-from daemon.runtime.policy import POLICY_SUFFIX, Grants, PolicyError, policy_path, read_policy
+from daemon.runtime.policy import POLICY_SUFFIX, Grants, PolicyError, Protected, policy_path, read_policy
 from daemon.runtime.sandbox import Limits
 from daemon.runtime.schema import ArgumentError, coerce_arguments, input_schema, validate_arguments
 from daemon.runtime.wasm_host import Invocation, LoadedTool, ToolLoadError, WasmHost
@@ -270,7 +270,8 @@ class Toolbox:
         if not policy.exists():
             return self.host.default_grants, None
         try:
-            return read_policy(policy, self.host.limits, self.workspace), None
+            protected = Protected.for_daemon(self.directories, self.host.cache_dir)
+            return read_policy(policy, self.host.limits, self.workspace, protected), None
         except PolicyError as error:
             log.error("ignoring %s, the tool gets the defaults: %s", policy, error)
             return self.host.default_grants, str(error)

@@ -42,8 +42,10 @@ def grant(tools: Path, name: str, policy: str) -> None:
     (tools / f"{name}.policy.toml").write_text(policy)
 
 
-async def ready(start_daemon: StartDaemon, tools: Path, env: dict[str, str] | None = None) -> DaemonSession:
-    daemon = await start_daemon("--tools-dir", tools, env=env)
+async def ready(
+    start_daemon: StartDaemon, tools: Path, env: dict[str, str] | None = None, extra: tuple[str, ...] = ()
+) -> DaemonSession:
+    daemon = await start_daemon("--tools-dir", tools, *extra, env=env)
     await daemon.request("tools/list")
     return daemon
 
@@ -96,6 +98,53 @@ async def test_granted_directories_and_nothing_beyond_them(
         assert text(await hostile(daemon, "read", escape)).startswith("denied:"), escape
     assert text(await hostile(daemon, "write", "/data/new.txt")).startswith("denied:")
     assert not (data_dir / "new.txt").exists()
+
+
+async def test_a_granted_directory_swapped_for_a_link_is_no_longer_granted(
+    start_daemon: StartDaemon, hostile_dir: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """What a tool with a read-write grant on `data` could do to a grant of `data/inner`."""
+    inner = data_dir / "inner"
+    inner.mkdir()
+    (inner / "file.txt").write_text("inner content")
+    grant(hostile_dir, "hostile", f'[[dirs]]\nhost = "{inner}"\nguest = "/inner"\n')
+    daemon = await ready(start_daemon, hostile_dir)
+    assert text(await hostile(daemon, "read", "/inner/file.txt")) == "read: inner content"
+    inner.rename(data_dir / "was-inner")
+    inner.symlink_to("/etc")  # the granted path now leads to /etc
+    refused = await hostile(daemon, "read", "/inner/passwd")
+    assert refused["isError"] is True
+    assert f"the granted directory {inner} is no longer the directory that was granted" in text(refused)
+
+
+async def test_a_read_write_workspace_holding_the_tools_is_not_granted(
+    start_daemon: StartDaemon, bundled_tools: Path, tmp_path: Path
+) -> None:
+    """The way a repository's own tools directory became a full escape: write_file rewriting
+    another tool's policy to grant `/`."""
+    workspace = tmp_path / "repo"
+    tools = workspace / "tools"
+    tools.mkdir(parents=True)
+    for name in ("echo", "write_file"):
+        shutil.copy2(bundled_tools / f"{name}.wasm", tools / f"{name}.wasm")
+    (tools / "write_file.policy.toml").write_text('workspace = "rw"\n')
+    (tools / "echo.policy.toml").write_text("timeout_seconds = 5\n")
+    daemon = await ready(start_daemon, tools, extra=("--workspace", str(workspace)))
+    listed = {tool["name"]: tool for tool in (await daemon.request("tools/list"))["tools"]}
+    assert "would let the tool rewrite" in listed["write_file"]["policyError"]
+    assert listed["write_file"]["grants"]["dirs"] == []
+    attack = await daemon.request(
+        "tools/invoke",
+        {
+            "name": "write_file",
+            "arguments": {
+                "path": "tools/echo.policy.toml",
+                "content": '[[dirs]]\nhost = "/"\nguest = "/r"\n',
+            },
+        },
+    )
+    assert attack["isError"] is True
+    assert (tools / "echo.policy.toml").read_text() == "timeout_seconds = 5\n"
 
 
 async def test_read_write_grants_allow_writing_inside_only(

@@ -12,6 +12,7 @@ from daemon.runtime.policy import (
     DirGrant,
     Grants,
     PolicyError,
+    Protected,
     parse_policy,
     policy_path,
     read_policy,
@@ -145,3 +146,84 @@ def test_read_policy_reports_toml_errors_and_unreadable_files(tmp_path: Path) ->
     fine = tmp_path / "fine.policy.toml"
     fine.write_text('timeout_seconds = 1\nenv = ["TZ"]\n')
     assert read_policy(fine, DEFAULTS).env == ("TZ",)
+
+
+def test_a_grant_records_the_directory_it_names_and_notices_a_swap(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    [grant] = parse({"dirs": [{"host": "data", "guest": "/data"}]}, tmp_path).dirs
+    assert grant.still_granted()
+    (tmp_path / "data").rename(tmp_path / "old-data")
+    (tmp_path / "data").symlink_to(tmp_path / "elsewhere")  # a link now stands where it was
+    assert not grant.still_granted()
+    (tmp_path / "data").unlink()
+    (tmp_path / "data").mkdir()  # a new directory with the old name is not the one granted
+    assert not grant.still_granted()
+    (tmp_path / "data").rmdir()
+    assert not grant.still_granted()
+
+
+def test_a_directory_above_the_grant_swapped_for_a_link_is_noticed(tmp_path: Path) -> None:
+    (tmp_path / "outer" / "inner").mkdir(parents=True)
+    [grant] = parse({"dirs": [{"host": "outer/inner", "guest": "/in"}]}, tmp_path).dirs
+    (tmp_path / "outer").rename(tmp_path / "moved")
+    (tmp_path / "outer").symlink_to(tmp_path / "moved")  # same inode at the end, through a link
+    assert not grant.still_granted()
+
+
+PROTECTED_CASES = [
+    ({"host": "/", "guest": "/root"}, "ro", "would give away /"),
+    ({"host": "home", "guest": "/home"}, "ro", "would give away"),
+    ({"host": ".", "guest": "/all"}, "ro", "would give away"),  # above $HOME
+    ({"host": "workspace/tools", "guest": "/t"}, "rw", "would let the tool rewrite"),
+    ({"host": "workspace", "guest": "/w"}, "rw", "would let the tool rewrite"),  # above the tools
+    ({"host": "cache", "guest": "/c"}, "rw", "would let the tool rewrite"),
+]
+
+
+@pytest.mark.parametrize(("entry", "mode", "fragment"), PROTECTED_CASES)
+def test_grants_over_home_root_tools_or_the_cache_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entry: dict[str, str], mode: str, fragment: str
+) -> None:
+    for name in ("home", "workspace/tools", "cache"):
+        (tmp_path / name).mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    protected = Protected.for_daemon([tmp_path / "workspace" / "tools"], tmp_path / "cache")
+    document = {"dirs": [{**entry, "mode": mode}]}
+    with pytest.raises(PolicyError, match=fragment):
+        parse_policy(document, tmp_path, DEFAULTS, "p.toml", protected=protected)
+
+
+def test_reading_a_tools_directory_and_writing_beside_it_are_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("home", "tools", "cache", "data"):
+        (tmp_path / name).mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    protected = Protected.for_daemon([tmp_path / "tools"], tmp_path / "cache")
+    document = {
+        "dirs": [
+            {"host": "tools", "guest": "/tools", "mode": "ro"},
+            {"host": "data", "guest": "/data", "mode": "rw"},
+            {"host": "home/..", "guest": "/x", "mode": "ro"},
+        ]
+    }
+    with pytest.raises(PolicyError):  # home/.. is tmp_path: above $HOME
+        parse_policy(document, tmp_path, DEFAULTS, "p.toml", protected=protected)
+    document["dirs"].pop()
+    grants = parse_policy(document, tmp_path, DEFAULTS, "p.toml", protected=protected)
+    assert [d.guest for d in grants.dirs] == ["/tools", "/data"]
+
+
+def test_a_read_write_workspace_that_holds_the_tools_is_refused(tmp_path: Path) -> None:
+    workspace = tmp_path / "repo"
+    (workspace / "tools").mkdir(parents=True)
+    protected = Protected.for_daemon([workspace / "tools"], tmp_path / "cache")
+    with pytest.raises(PolicyError, match=f"read-write grant of {workspace.resolve()}"):
+        parse_policy(
+            {"workspace": "rw"}, tmp_path, DEFAULTS, "p.toml", workspace=workspace, protected=protected
+        )
+    read_only = parse_policy(
+        {"workspace": "ro"}, tmp_path, DEFAULTS, "p.toml", workspace=workspace, protected=protected
+    )
+    assert read_only.dirs[0].mode == "ro"
