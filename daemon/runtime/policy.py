@@ -35,7 +35,8 @@ class DirGrant:
     guest: str
     mode: Literal["ro", "rw"] = "ro"
     # (device, inode) of `host` when it was granted: a directory swapped in later is not granted.
-    identity: tuple[int, int] | None = field(default=None, compare=False)
+    # Part of equality, so that reading the policy again pins (and announces) the new directory.
+    identity: tuple[int, int] | None = None
 
     def still_granted(self) -> bool:
         """Whether `host` is still the directory that was granted, reached through no symlink."""

@@ -9,7 +9,6 @@ import pytest
 
 from daemon.runtime.policy import (
     WORKSPACE_GUEST,
-    DirGrant,
     Grants,
     PolicyError,
     Protected,
@@ -63,7 +62,8 @@ def test_limits_out_of_bounds_or_of_the_wrong_type_are_refused(tmp_path: Path, k
 def test_directories_resolve_against_the_policy_files_folder(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     grants = parse({"dirs": [{"host": "data", "guest": "/data", "mode": "rw"}]}, tmp_path)
-    assert grants.dirs == (DirGrant((tmp_path / "data").resolve(), "/data", "rw"),)
+    [granted] = grants.dirs
+    assert (granted.host, granted.guest, granted.mode) == ((tmp_path / "data").resolve(), "/data", "rw")
     read_only = parse({"dirs": [{"host": str(tmp_path / "data"), "guest": "/d"}]}, tmp_path)
     assert read_only.dirs[0].mode == "ro"
 
@@ -120,7 +120,8 @@ def test_the_workspace_is_granted_first_when_there_is_one(tmp_path: Path, mode: 
     (tmp_path / "data").mkdir()
     document = {"workspace": mode, "dirs": [{"host": "data", "guest": "/data"}]}
     grants = parse(document, tmp_path, workspace=workspace)
-    assert grants.dirs[0] == DirGrant(workspace.resolve(), WORKSPACE_GUEST, mode)  # type: ignore[arg-type]
+    first = grants.dirs[0]
+    assert (first.host, first.guest, first.mode) == (workspace.resolve(), WORKSPACE_GUEST, mode)
     assert grants.dirs[1].guest == "/data"
     assert [d.guest for d in parse(document, tmp_path).dirs] == ["/data"]  # no workspace: not granted
 
@@ -161,6 +162,19 @@ def test_a_grant_records_the_directory_it_names_and_notices_a_swap(tmp_path: Pat
     assert not grant.still_granted()
     (tmp_path / "data").rmdir()
     assert not grant.still_granted()
+
+
+def test_reading_the_policy_again_pins_the_directory_now_there(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    document = {"dirs": [{"host": "data", "guest": "/data"}]}
+    [before] = parse(document, tmp_path).dirs
+    (tmp_path / "data").rename(tmp_path / "old")
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new").rename(tmp_path / "data")  # another directory under the granted name
+    [after] = parse(document, tmp_path).dirs
+    assert not before.still_granted()
+    assert after.still_granted()
+    assert after != before  # so the tool is announced as changed, and served with the new grant
 
 
 def test_a_directory_above_the_grant_swapped_for_a_link_is_noticed(tmp_path: Path) -> None:
