@@ -169,6 +169,25 @@ class DaemonSession:
         assert found is not None
         return found
 
+    def progress(self, token: str | int) -> list[dict[str, Any]]:
+        """The `$/progress` values sent so far on `token`, in order."""
+        return [
+            message["params"]["value"]
+            for message in self.notifications
+            if message["method"] == "$/progress" and message["params"]["token"] == token
+        ]
+
+    async def echoes(self, timeout: float = 30.0) -> bool:
+        """Whether the daemon still serves: the bundled `echo` answers a call."""
+        result = await self.request("tools/invoke", {"name": "echo", "arguments": {"value": "ok"}}, timeout)
+        return bool(result["content"][0]["text"] == "ok")
+
+    def rss_bytes(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS")
+
     async def wait_until(self, condition: Callable[[], bool], timeout: float = DEFAULT_TIMEOUT) -> None:
         """Until `condition()` holds, checked after every message from the daemon."""
         async with self._notified:

@@ -22,6 +22,16 @@ from daemon.runtime.backend import Generation, ModelBackend, ModelError, ModelSe
 SCRIPT_ENDED = '{"answer": "(the script has ended)"}'
 
 
+def call(tool: str, **arguments: Any) -> str:
+    """A model turn that calls `tool`, as the grammar has it written."""
+    return json.dumps({"tool": tool, "arguments": arguments})
+
+
+def answer(text: str) -> str:
+    """A model turn that answers."""
+    return json.dumps({"answer": text})
+
+
 @dataclass(frozen=True)
 class Request:
     """One generation the agent asked for, and what came of it."""

@@ -160,6 +160,8 @@ class Toolbox:
         self._running_calls: set[Future[Invocation]] = set()
         self._calls_lock = threading.Lock()
         self.workspace: Path | None = None
+        # What no policy may grant (the root, $HOME, and for writing the tools and the cache).
+        self._protected = Protected.for_daemon(directories, host.cache_dir)
 
     def set_workspace(self, folder: Path | None) -> ReconcileResult:
         """Blocking: the folder that `workspace = ...` policies grant; re-reads every policy."""
@@ -270,8 +272,7 @@ class Toolbox:
         if not policy.exists():
             return self.host.default_grants, None
         try:
-            protected = Protected.for_daemon(self.directories, self.host.cache_dir)
-            return read_policy(policy, self.host.limits, self.workspace, protected), None
+            return read_policy(policy, self.host.limits, self.workspace, self._protected), None
         except PolicyError as error:
             log.error("ignoring %s, the tool gets the defaults: %s", policy, error)
             return self.host.default_grants, str(error)

@@ -30,14 +30,6 @@ MODEL_UNAVAILABLE = -32010
 PROMPT_TOO_LONG = -32011
 
 
-def progress_values(daemon: DaemonSession, token: str) -> list[dict[str, Any]]:
-    return [
-        message["params"]["value"]
-        for message in daemon.notifications
-        if message["method"] == "$/progress" and message["params"]["token"] == token
-    ]
-
-
 def streamed_turns(values: list[dict[str, Any]]) -> list[str]:
     """The model's turns as streamed: text events, split where a tool call was made."""
     turns = [""]
@@ -70,7 +62,7 @@ async def test_a_forced_call_passes_the_whole_string_and_the_stream_is_the_resul
         {"prompt": ECHO_PROMPT, "toolChoice": "echo", "maxTokens": 1024, "workDoneToken": "run-1"},
     )
     assert_structure(result, {"echo", "print"})
-    values = progress_values(daemon, "run-1")
+    values = daemon.progress("run-1")
     turns = streamed_turns(values)
     if not result["steps"]:
         # Nothing bounds the string's length: a model that never closes it is cut at maxTokens,
@@ -190,8 +182,9 @@ def spin_run(daemon: DaemonSession, token: str) -> tuple[int, asyncio.Future[Any
 
 
 async def until_event(daemon: DaemonSession, token: str, event: str) -> None:
-    while not any(v.get("llamaAgent", {}).get("event") == event for v in progress_values(daemon, token)):
-        await asyncio.sleep(0.02)
+    await daemon.wait_until(
+        lambda: any(v.get("llamaAgent", {}).get("event") == event for v in daemon.progress(token)), 120
+    )
 
 
 async def test_cancel_answers_promptly_and_the_model_serves_the_next_run(
@@ -200,7 +193,7 @@ async def test_cancel_answers_promptly_and_the_model_serves_the_next_run(
     daemon = await spinning_daemon(start_daemon, tools_dir, "30")
     running_id, running = spin_run(daemon, "spin")
     queued_id, queued = daemon.request_future("agent/run", {"prompt": ECHO_PROMPT, "workDoneToken": "queued"})
-    await asyncio.wait_for(until_event(daemon, "spin", "toolCall"), 120)
+    await until_event(daemon, "spin", "toolCall")
 
     for request_id, future in ((queued_id, queued), (running_id, running)):
         cancelled_at = time.perf_counter()
@@ -210,11 +203,7 @@ async def test_cancel_answers_promptly_and_the_model_serves_the_next_run(
         assert raised.value.code == REQUEST_CANCELLED
         assert time.perf_counter() - cancelled_at < 3.0
     # The queued run's progress ends too (the end may follow the -32800 answer).
-    for _ in range(100):
-        if progress_values(daemon, "queued")[-1]["kind"] == "end":
-            break
-        await asyncio.sleep(0.05)
-    assert progress_values(daemon, "queued")[-1]["kind"] == "end"
+    await daemon.wait_until(lambda: daemon.progress("queued")[-1]["kind"] == "end", 5)
 
     # The tool is still spinning on its worker, but the model is free.
     result = await daemon.request("agent/run", {"prompt": ECHO_PROMPT, "maxTokens": 1}, timeout=60)
@@ -229,7 +218,7 @@ async def test_tools_stay_responsive_and_runs_queue_in_order(
     _, second = daemon.request_future(
         "agent/run", {"prompt": ECHO_PROMPT, "maxTokens": 1, "workDoneToken": "b"}
     )
-    await asyncio.wait_for(until_event(daemon, "a", "toolCall"), 120)
+    await until_event(daemon, "a", "toolCall")
     listed = await daemon.request("tools/list")
     echoed = await daemon.request("tools/invoke", {"name": "echo", "arguments": {"value": "meanwhile"}})
     assert not first.done() and not second.done()
@@ -296,13 +285,13 @@ async def test_model_load_is_reported_as_progress(start_daemon: StartDaemon, too
     token = create["params"]["token"]
     await daemon.wait_for_notification("$/progress")
     for _ in range(600):
-        kinds = [value["kind"] for value in progress_values(daemon, token)]
+        kinds = [value["kind"] for value in daemon.progress(token)]
         if "end" in kinds:
             break
         await asyncio.sleep(0.05)
     assert kinds == ["begin", "end"]
-    assert progress_values(daemon, token)[0]["title"] == "Loading model"
-    assert "loaded" in progress_values(daemon, token)[1]["message"]
+    assert daemon.progress(token)[0]["title"] == "Loading model"
+    assert "loaded" in daemon.progress(token)[1]["message"]
 
 
 @pytest.mark.parametrize(

@@ -10,48 +10,24 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.conftest import StartDaemon
 from tests.rpc import DaemonSession, RpcError
-from tests.scripted_model import recorded
+from tests.scripted_model import answer, call, recorded
 
 REQUEST_CANCELLED = -32800
 # A long answer: at 10 ms a token, it would stream for about a minute.
 LONG_ANSWER = json.dumps({"answer": "word " * 6000})
 
 
-def call(tool: str, **arguments: Any) -> str:
-    return json.dumps({"tool": tool, "arguments": arguments})
-
-
-def answer(text: str) -> str:
-    return json.dumps({"answer": text})
-
-
-def progress(daemon: DaemonSession, token: str) -> list[dict[str, Any]]:
-    return [
-        message["params"]["value"]
-        for message in daemon.notifications
-        if message["method"] == "$/progress" and message["params"]["token"] == token
-    ]
-
-
 def texts(daemon: DaemonSession, token: str) -> list[str]:
     return [
         v["llamaAgent"]["text"]
-        for v in progress(daemon, token)
+        for v in daemon.progress(token)
         if v.get("llamaAgent", {}).get("event") == "text"
     ]
-
-
-async def until(condition: Any, timeout: float = 30) -> None:
-    deadline = time.perf_counter() + timeout
-    while not condition():
-        assert time.perf_counter() < deadline, "timed out waiting"
-        await asyncio.sleep(0.01)
 
 
 async def scripted(
@@ -98,7 +74,7 @@ async def test_results_and_progress_follow_the_models_turns_exactly(
     assert result["usage"]["completionTokens"] == sum(r["pieces"] for r in requests)
     assert [r["seed"] for r in requests] == [5, 5, 5]
 
-    values = progress(daemon, "t")
+    values = daemon.progress("t")
     assert [v["kind"] for v in values[:1] + values[-1:]] == ["begin", "end"]
     assert values[0]["message"] == "go"
     assert values[-1]["message"] == "done (answer)"
@@ -136,7 +112,7 @@ async def test_cancel_stops_generation_at_the_next_token(
     request_id, run = daemon.request_future(
         "agent/run", {"prompt": "talk", "maxTokens": 10000, "workDoneToken": "c"}
     )
-    await until(lambda: texts(daemon, "c"))
+    await daemon.wait_until(lambda: bool(texts(daemon, "c")), timeout=30)
     cancelled_at = time.perf_counter()
     daemon.cancel(request_id)
     with pytest.raises(RpcError) as raised:
@@ -144,10 +120,10 @@ async def test_cancel_stops_generation_at_the_next_token(
     assert raised.value.code == REQUEST_CANCELLED
     assert time.perf_counter() - cancelled_at < 1.0
     # The progress ends, and nothing follows its end.
-    await until(lambda: progress(daemon, "c")[-1]["kind"] == "end", timeout=5)
-    ended_with = len(progress(daemon, "c"))
+    await daemon.wait_until(lambda: daemon.progress("c")[-1]["kind"] == "end", timeout=5)
+    ended_with = len(daemon.progress("c"))
     await asyncio.sleep(0.3)
-    assert len(progress(daemon, "c")) == ended_with
+    assert len(daemon.progress("c")) == ended_with
 
     following = await daemon.request("agent/run", {"prompt": "again"}, timeout=10)
     assert following["answer"] == "next"
@@ -163,11 +139,11 @@ async def test_tools_are_served_while_the_model_generates(
     request_id, run = daemon.request_future(
         "agent/run", {"prompt": "talk", "maxTokens": 10000, "workDoneToken": "g"}
     )
-    await until(lambda: texts(daemon, "g"))
+    await daemon.wait_until(lambda: bool(texts(daemon, "g")), timeout=30)
     listed = await daemon.request("tools/list")
     echoed = await daemon.request("tools/invoke", {"name": "echo", "arguments": {"value": "meanwhile"}})
     streamed_before = len(texts(daemon, "g"))
-    await until(lambda: len(texts(daemon, "g")) > streamed_before + 5)
+    await daemon.wait_until(lambda: len(texts(daemon, "g")) > streamed_before + 5, timeout=30)
     assert not run.done(), "the generation is still running"
     assert {tool["name"] for tool in listed["tools"]} == {"echo", "print"}
     assert echoed["content"][0]["text"] == "meanwhile"

@@ -23,11 +23,6 @@ MIB = 1024 * 1024
 EXPECTED_ERRORS = {-32600, -32602, -32601, -32002}
 
 
-async def serving(daemon: DaemonSession) -> bool:
-    result = await daemon.request("tools/invoke", {"name": "echo", "arguments": {"value": "ok"}}, timeout=30)
-    return bool(result["content"][0]["text"] == "ok")
-
-
 @pytest.fixture
 async def daemon(start_daemon: StartDaemon, tools_dir: Path) -> DaemonSession:
     session = await start_daemon("--tools-dir", tools_dir)
@@ -41,19 +36,19 @@ async def test_a_request_before_initialize_is_refused(start_daemon: StartDaemon,
             await session.request(method, {})
         assert raised.value.code == -32002
     await session.initialize()
-    assert await serving(session)
+    assert await session.echoes()
 
 
 async def test_malformed_json_gets_a_parse_error(daemon: DaemonSession) -> None:
     daemon.send_raw(b"Content-Length: 12\r\n\r\n{not: json!}")
-    assert await serving(daemon)
+    assert await daemon.echoes()
     assert [error["code"] for error in daemon.parse_errors] == [-32700]
 
 
 async def test_a_short_content_length_loses_only_that_message(daemon: DaemonSession) -> None:
     body = json.dumps({"jsonrpc": "2.0", "id": "lost", "method": "tools/list"}).encode()
     daemon.send_raw(b"Content-Length: %d\r\n\r\n" % (len(body) - 7) + body)
-    assert await serving(daemon)
+    assert await daemon.echoes()
 
 
 async def test_a_long_content_length_loses_only_that_message(daemon: DaemonSession) -> None:
@@ -62,7 +57,7 @@ async def test_a_long_content_length_loses_only_that_message(daemon: DaemonSessi
     # The next frame's header turns up inside the overlong body: the reader starts again there.
     _, next_one = daemon.request_future("tools/list")
     assert "tools" in await asyncio.wait_for(next_one, 30)
-    assert await serving(daemon)
+    assert await daemon.echoes()
 
 
 async def test_unknown_methods_are_method_not_found(daemon: DaemonSession) -> None:
@@ -70,7 +65,7 @@ async def test_unknown_methods_are_method_not_found(daemon: DaemonSession) -> No
         await daemon.request("tools/explode", {})
     assert raised.value.code == -32601
     daemon.notify("tools/whatever", {"x": 1})  # unknown notifications are ignored
-    assert await serving(daemon)
+    assert await daemon.echoes()
 
 
 async def test_a_request_with_params_lsp_cannot_read_is_answered(daemon: DaemonSession) -> None:
@@ -78,7 +73,7 @@ async def test_a_request_with_params_lsp_cannot_read_is_answered(daemon: DaemonS
         await daemon.request("initialize", {"capabilities": 5})
     assert raised.value.code == -32602
     assert "capabilities" in raised.value.message
-    assert await serving(daemon)
+    assert await daemon.echoes()
 
 
 async def test_large_messages(daemon: DaemonSession) -> None:
@@ -88,7 +83,7 @@ async def test_large_messages(daemon: DaemonSession) -> None:
     assert len(result["content"][0]["text"]) == MIB
     huge = b"Content-Length: %d\r\n\r\n" % (70 * MIB)
     daemon.send_raw(huge + b" " * (70 * MIB))  # over the 64 MiB limit: dropped unread
-    assert await serving(daemon)
+    assert await daemon.echoes()
 
 
 async def test_a_client_that_disappears_mid_request_ends_the_daemon_promptly(
@@ -148,4 +143,4 @@ async def test_params_of_any_shape_get_an_answer_and_the_daemon_serves_on(
         assert error.code in EXPECTED_ERRORS, error
     else:
         assert isinstance(result, dict), result
-    assert await serving(daemon)
+    assert await daemon.echoes()

@@ -235,11 +235,11 @@ async def test_a_table_bomb_is_refused_and_the_daemon_stays_small(
 ) -> None:
     (tools_dir / "tables.wasm").write_bytes(tool_wasm("tables", behaviour="grow_table"))
     daemon = await ready(start_daemon, tools_dir)
-    before = rss_bytes(daemon.process.pid)
+    before = daemon.rss_bytes()
     result = await daemon.request("tools/invoke", {"name": "tables", "arguments": {"value": "x"}})
     assert result["isError"] is True
     assert "unreachable" in text(result)  # table.grow was refused, so the tool gave up
-    assert rss_bytes(daemon.process.pid) - before < 64 * MIB
+    assert daemon.rss_bytes() - before < 64 * MIB
 
 
 async def test_one_linear_memory_per_call_unless_granted_more(
@@ -269,13 +269,6 @@ async def test_the_returned_text_is_capped_in_bytes(start_daemon: StartDaemon, t
     assert kept == "é" * 512  # 1,024 bytes of two-byte characters, none cut in half
 
 
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
 async def test_a_thousand_traps_leave_memory_flat(start_daemon: StartDaemon, tmp_path: Path) -> None:
     (tmp_path / "traps.wasm").write_bytes(tool_wasm("traps", behaviour="trap"))
     daemon = await ready(start_daemon, tmp_path)
@@ -289,8 +282,8 @@ async def test_a_thousand_traps_leave_memory_flat(start_daemon: StartDaemon, tmp
             assert all(result["isError"] for result in await asyncio.gather(*batch))
 
     await trap_many(200)  # warm up allocators and caches
-    before = rss_bytes(daemon.process.pid)
+    before = daemon.rss_bytes()
     await trap_many(1000)
-    after = rss_bytes(daemon.process.pid)
+    after = daemon.rss_bytes()
     assert after - before < 20 * MIB, f"RSS grew by {(after - before) / MIB:.1f} MiB"
     assert os.path.exists(f"/proc/{daemon.process.pid}")

@@ -21,16 +21,8 @@ from daemon.runtime.wasm_host import WasmHost
 from daemon.services.agent import Agent, AgentRequest, AgentResult, AgentStep, InvalidRequest
 from daemon.services.model_service import ModelService
 from daemon.services.toolbox import Toolbox, UnknownTool
-from tests.scripted_model import SCRIPT_ENDED, ScriptedModel
+from tests.scripted_model import SCRIPT_ENDED, ScriptedModel, answer, call
 from tests.wat_tools import tool_wasm
-
-
-def call(tool: str, **arguments: Any) -> str:
-    return json.dumps({"tool": tool, "arguments": arguments})
-
-
-def answer(text: str) -> str:
-    return json.dumps({"answer": text})
 
 
 class Recorder:
