@@ -10,7 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from wasmtime.component import Component
+
 from bench.common import BENCH_CACHE_DIR, bundled, summary
+from daemon.runtime.executor import Executor, Sandbox
 from daemon.runtime.wasm_host import WasmHost
 from tests.rpc import DaemonSession
 
@@ -52,16 +55,25 @@ async def daemon_round_trip(calls: int = CALLS) -> list[float]:
 
 
 def in_process_floor(calls: int = CALLS) -> list[float]:
-    """The same component, instantiated and called per call, with no protocol at all."""
+    """The same component, instantiated and called per call in this process: no protocol, no
+    worker process (what the daemon's workers do for each call)."""
     host = WasmHost(BENCH_CACHE_DIR)
     tool = host.load(bundled("echo"))
+    executor = Executor(host.engine)
+    component = Component.deserialize_file(host.engine, str(tool.artifact.path))
+    sandbox = Sandbox(host.limits)
+
+    def call() -> None:
+        executor.invoke(component, tool.contract, {"value": VALUE}, sandbox)
+
     for _ in range(WARMUP):
-        host.invoke(tool, {"value": VALUE})
+        call()
     samples = []
     for _ in range(calls):
         started = time.perf_counter()
-        host.invoke(tool, {"value": VALUE})
+        call()
         samples.append((time.perf_counter() - started) * 1000)
+    executor.close()
     host.close()
     return samples
 

@@ -8,13 +8,17 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon import __version__
 from daemon.config import BUNDLED_TOOLS_DIR, DaemonConfig, default_cache_dir
 from daemon.logs import configure_logging
 from daemon.runtime.backend import ModelLoader
 from daemon.services.agent import AgentRequest
+
+if TYPE_CHECKING:
+    from daemon.services.approvals import Approvals, PendingRequest
+    from daemon.services.toolbox import ToolSet
 
 log = logging.getLogger("llama-agent")
 
@@ -33,8 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def parse_command_line(argv: Sequence[str] | None) -> tuple[DaemonConfig, argparse.Namespace]:
     """The daemon's settings and the parsed command; exits with usage on bad arguments."""
     args = _parser().parse_args(argv)
+    trusted = tuple(args.trusted_tools_dir or ())
     config = DaemonConfig(
-        tools_dirs=tuple(args.tools_dir or [BUNDLED_TOOLS_DIR]),
+        # The bundled tools unless some tools directory is named.
+        tools_dirs=tuple(args.tools_dir or ([] if trusted else [BUNDLED_TOOLS_DIR])),
+        trusted_tools_dirs=trusted,
         cache_dir=args.cache_dir,
         model_path=args.model,
         log_file=args.log_file,
@@ -56,7 +63,15 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         type=Path,
         metavar="DIR",
-        help=f"directory of tool components; repeatable (default: {BUNDLED_TOOLS_DIR})",
+        help=f"directory of tool components; repeatable (default, unless --trusted-tools-dir is "
+        f"given: {BUNDLED_TOOLS_DIR}). Their policies only ask: see `tools grant`",
+    )
+    common.add_argument(
+        "--trusted-tools-dir",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        help="like --tools-dir, and the grants its tools' policies ask for apply without asking; repeatable",
     )
     common.add_argument("--model", type=Path, metavar="PATH", help="GGUF model file")
     common.add_argument(
@@ -143,6 +158,17 @@ def _parser() -> argparse.ArgumentParser:
     invoke.add_argument("--json", action="store_true", help="print the tools/invoke result as JSON")
     invoke.set_defaults(handler=_tools_invoke)
 
+    grant = tool_commands.add_parser(
+        "grant", parents=[common], help="approve what a tool's policy asks for (in the grants file)"
+    )
+    grant.add_argument("name", help="tool name")
+    grant.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    grant.set_defaults(handler=_tools_grant)
+
+    revoke = tool_commands.add_parser("revoke", parents=[common], help="remove a tool's approvals")
+    revoke.add_argument("name", help="tool name")
+    revoke.set_defaults(handler=_tools_revoke)
+
     new = tool_commands.add_parser("new", parents=[common], help="create a tool to start from")
     new.add_argument("name", help="the tool's name")
     new.add_argument("--lang", choices=["python", "js"], default="python", help="(default: %(default)s)")
@@ -197,7 +223,9 @@ def serve_on_stdio(config: DaemonConfig, model_loader: ModelLoader | None = None
 
     server.configure(config, model_loader)
     log.info(
-        "llama-agent %s serving on stdio; tools from %s", __version__, ", ".join(map(str, config.tools_dirs))
+        "llama-agent %s serving on stdio; tools from %s",
+        __version__,
+        ", ".join(map(str, config.watched_dirs())),
     )
     code = server.serve(sys.stdin.buffer, protocol_out)
     # Worker threads may be deep in a tool call or a generation: do not wait for them.
@@ -237,10 +265,16 @@ def _run(config: DaemonConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def _toolbox(config: DaemonConfig) -> Any:
+def _toolbox(config: DaemonConfig, approvals: Approvals | None = None) -> Any:
+    from daemon.services.approvals import approvals_for
     from daemon.services.toolbox import Toolbox, new_host
 
-    toolbox = Toolbox(new_host(config), list(config.tools_dirs))
+    toolbox = Toolbox(
+        new_host(config),
+        list(config.watched_dirs()),
+        trusted_dirs=config.trusted_dirs(),
+        approvals=approvals or approvals_for(config),
+    )
     toolbox.workspace = config.workspace
     toolbox.load_all()
     return toolbox
@@ -261,10 +295,12 @@ def _tools_list(config: DaemonConfig, args: argparse.Namespace) -> int:
         for name, prop in schema["properties"].items():
             required = "required" if name in schema["required"] else "optional"
             print(f"    {name} ({prop['type']}, {required}): {prop.get('description', '')}")
+        if tool["grantsPending"]:
+            print(f"    grants pending, {tool['grantsPending']}")
     for failure in failed:
         print(f"failed to load {failure['path']}: {failure['error']}", file=sys.stderr)
     if not tools and not failed:
-        print(f"no tools in {', '.join(map(str, config.tools_dirs))}", file=sys.stderr)
+        print(f"no tools in {', '.join(map(str, config.watched_dirs()))}", file=sys.stderr)
     return 0
 
 
@@ -281,6 +317,14 @@ def _tools_invoke(config: DaemonConfig, args: argparse.Namespace) -> int:
     except (UnknownTool, ArgumentError) as error:
         print(f"llama-agent: {error}", file=sys.stderr)
         return EXIT_USAGE
+    if result.tool.pending is not None:
+        from daemon.services.approvals import grant_command
+
+        print(
+            f"llama-agent: {args.name} ran without the grants its policy asks for (not approved: "
+            f"see `{grant_command(result.tool.pending)}`)",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps(call_result_to_wire(result), indent=2))
     else:
@@ -288,6 +332,76 @@ def _tools_invoke(config: DaemonConfig, args: argparse.Namespace) -> int:
         for text in result.texts():
             print(text, end="" if text.endswith("\n") else "\n", file=stream)
     return EXIT_TOOL_ERROR if result.invocation.is_error else 0
+
+
+def _tools_grant(config: DaemonConfig, args: argparse.Namespace) -> int:
+    """Show what NAME's policy asks for, confirm, and record the approval in the grants file."""
+    from daemon.runtime.grants_file import GrantsFileError
+    from daemon.services.approvals import approvals_for, describe_request
+
+    approvals = approvals_for(config)
+    request = _request_to_grant(_toolbox(config, approvals).snapshot, args.name)
+    if isinstance(request, str):
+        print(f"llama-agent: {request}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{request.name} ({request.path}) asks for:")
+    for item in describe_request(request):
+        print(f"    {item}")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("llama-agent: not granted: stdin is not a terminal; pass --yes to confirm", file=sys.stderr)
+            return EXIT_USAGE
+        if input(f"Grant these to {request.name}? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing granted")
+            return EXIT_TOOL_ERROR
+    try:
+        file = approvals.save(request)
+    except (GrantsFileError, OSError) as error:
+        print(f"llama-agent: not granted: {error}", file=sys.stderr)
+        return EXIT_TOOL_ERROR
+    print(f"granted to {request.name} (recorded in {file})")
+    return 0
+
+
+def _request_to_grant(snapshot: ToolSet, name: str) -> PendingRequest | str:
+    """The pending request of the tool `name` (or, for a file that did not load, of the file with
+    that stem); a sentence saying why there is none otherwise."""
+    from daemon.runtime.policy import policy_path
+
+    tool = snapshot.tools.get(name)
+    if tool is not None and tool.pending is not None:
+        return tool.pending
+    unloaded = [r for r in snapshot.pending if not r.loaded and r.name == name]
+    if tool is None and unloaded:
+        return unloaded[0]
+    if tool is None:
+        known = ", ".join(sorted(snapshot.tools)) or "none are loaded"
+        return f"unknown tool {name!r} (available: {known})"
+    if tool.policy_error:
+        return f"{name}'s policy cannot be applied, so there is nothing to grant: {tool.policy_error}"
+    if tool.granted_by:
+        return f"{name}'s requested grants are already approved ({tool.granted_by})"
+    policy = policy_path(tool.loaded.path)
+    if not policy.exists():
+        return f"{name} asks for nothing: there is no {policy}"
+    return f"{name} asks for nothing beyond the defaults ({policy}): there is nothing to grant"
+
+
+def _tools_revoke(config: DaemonConfig, args: argparse.Namespace) -> int:
+    from daemon.runtime.grants_file import GrantsFileError
+    from daemon.services.approvals import approvals_for
+
+    approvals = approvals_for(config)
+    try:
+        removed = approvals.revoke(args.name)
+    except (GrantsFileError, OSError) as error:
+        print(f"llama-agent: {error}", file=sys.stderr)
+        return EXIT_TOOL_ERROR
+    if not removed:
+        print(f"llama-agent: {args.name} has no approval in {approvals.grants_file}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"revoked {removed} approval(s) of {args.name} in {approvals.grants_file}")
+    return 0
 
 
 def _tools_new(config: DaemonConfig, args: argparse.Namespace) -> int:

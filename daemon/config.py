@@ -22,6 +22,27 @@ def default_cache_dir() -> Path:
     return base / "llama-agent"
 
 
+def default_data_dir() -> Path:
+    """Where the key that signs compile-cache entries lives: outside the cache, never granted."""
+    explicit = os.environ.get("LLAMA_AGENT_DATA_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "llama-agent"
+
+
+def default_config_dir() -> Path:
+    """Where the person's own settings live (grants.toml): outside every tools directory, never
+    granted for writing."""
+    explicit = os.environ.get("LLAMA_AGENT_CONFIG_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".config"
+    return base / "llama-agent"
+
+
 @dataclass(frozen=True)
 class DaemonConfig:
     tools_dirs: tuple[Path, ...] = (BUNDLED_TOOLS_DIR,)
@@ -37,6 +58,18 @@ class DaemonConfig:
     # Granted to tools whose policy says `workspace = ...`; the daemon takes the client's
     # folder from `initialize` unless this is set.
     workspace: Path | None = None
+    # Watched like tools_dirs, and their tools' policies apply without asking: the person named
+    # them on the command line. The bundled directory is always trusted.
+    trusted_tools_dirs: tuple[Path, ...] = ()
+    # grants.toml: the tools' requests the person approved.
+    config_dir: Path = field(default_factory=default_config_dir)
+
+    def watched_dirs(self) -> tuple[Path, ...]:
+        """Every tools directory, in discovery order: `tools_dirs`, then `trusted_tools_dirs`."""
+        return tuple(dict.fromkeys((*self.tools_dirs, *self.trusted_tools_dirs)))
+
+    def trusted_dirs(self) -> tuple[Path, ...]:
+        return (BUNDLED_TOOLS_DIR, *self.trusted_tools_dirs)
 
     def model_settings(self) -> ModelSettings:
         return ModelSettings(

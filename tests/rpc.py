@@ -13,11 +13,15 @@ import itertools
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 DEFAULT_TIMEOUT = 120.0
+
+# Answers a request from the daemon: gets its params, returns the result (raises RpcError to
+# answer with an error).
+ServerRequestHandler = Callable[[Any], Awaitable[Any]]
 
 
 class RpcError(Exception):
@@ -38,6 +42,8 @@ class DaemonSession:
         self._ids = itertools.count(1)
         self._pending: dict[int | str, asyncio.Future[Any]] = {}
         self._notified = asyncio.Condition()
+        self._request_handlers: dict[str, ServerRequestHandler] = {}
+        self._answering: set[asyncio.Task[None]] = set()
         self._reader = asyncio.create_task(self._read_stdout())
         self._stderr_reader = asyncio.create_task(self._read_stderr())
 
@@ -121,6 +127,24 @@ class DaemonSession:
     def cancel(self, request_id: int) -> None:
         self.notify("$/cancelRequest", {"id": request_id})
 
+    def on_server_request(self, method: str, handler: ServerRequestHandler) -> None:
+        """Answer the daemon's `method` requests with what `handler(params)` returns, whenever it
+        returns: other messages are read meanwhile. Without a handler a request is answered null."""
+        self._request_handlers[method] = handler
+
+    def server_requests(self, method: str) -> list[dict[str, Any]]:
+        """The `method` requests the daemon has sent so far, in order."""
+        return [m for m in self.notifications if m["method"] == method and "id" in m]
+
+    async def _answer(self, message: dict[str, Any], handler: ServerRequestHandler) -> None:
+        reply: dict[str, Any] = {"jsonrpc": "2.0", "id": message["id"]}
+        try:
+            reply["result"] = await handler(message.get("params"))
+        except RpcError as error:
+            reply["error"] = {"code": error.code, "message": error.message}
+        if self.process.returncode is None:
+            self.send(reply)
+
     # -- lifecycle ----------------------------------------------------------------------
 
     async def initialize(self, **params: Any) -> Any:
@@ -145,6 +169,8 @@ class DaemonSession:
             await self.process.wait()
         self._reader.cancel()
         self._stderr_reader.cancel()
+        for answering in self._answering:
+            answering.cancel()
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -183,10 +209,15 @@ class DaemonSession:
         return bool(result["content"][0]["text"] == "ok")
 
     def rss_bytes(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise AssertionError("no VmRSS")
+        """The daemon process's resident memory (its worker processes not included)."""
+        return process_rss_bytes(self.process.pid)
+
+    def worker_pids(self) -> list[int]:
+        """The daemon's child processes: the workers that run tool calls."""
+        return child_pids(self.process.pid)
+
+    def workers_rss_bytes(self) -> int:
+        return sum(process_rss_bytes(pid) for pid in self.worker_pids())
 
     async def wait_until(self, condition: Callable[[], bool], timeout: float = DEFAULT_TIMEOUT) -> None:
         """Until `condition()` holds, checked after every message from the daemon."""
@@ -243,9 +274,16 @@ class DaemonSession:
         if message.get("jsonrpc") != "2.0":
             self.violations.append(f"not JSON-RPC 2.0: {message!r}")
         if "method" in message and "id" in message:
-            # A request from the server (e.g. window/workDoneProgress/create): accept it.
-            self.send({"jsonrpc": "2.0", "id": message["id"], "result": None})
+            # A request from the server (e.g. window/workDoneProgress/create): kept among the
+            # notifications, and answered by its handler, or with null.
             self.notifications.append(message)
+            handler = self._request_handlers.get(message["method"])
+            if handler is None:
+                self.send({"jsonrpc": "2.0", "id": message["id"], "result": None})
+            else:
+                answering = asyncio.create_task(self._answer(message, handler))
+                self._answering.add(answering)
+                answering.add_done_callback(self._answering.discard)
         elif "method" in message:
             self.notifications.append(message)
         elif message.get("id") is None and "error" in message:
@@ -267,3 +305,31 @@ class DaemonSession:
         assert stream is not None
         while chunk := await stream.read(65536):
             self.stderr.extend(chunk)
+
+
+def process_rss_bytes(pid: int) -> int:
+    """Resident memory of one process; 0 if it has ended."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def child_pids(parent: int) -> list[int]:
+    """Processes whose parent is `parent` (from /proc, so no extra dependency)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name, in parentheses, may contain spaces: fields start after the last ")".
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            children.append(int(entry.name))
+    return children

@@ -43,7 +43,11 @@ BEHAVIOURS = (
     "recurse",
     "grow_table",
     "two_memories",
+    "sleep",
+    "sleep_describe",
 )
+# How long the "sleep" behaviours block in a WASI host call, far past any test's deadline.
+SLEEP_NANOSECONDS = 60_000_000_000
 # Iterations of the "slow" busy loop: three to five seconds on these machines.
 SLOW_ITERATIONS = 5_000_000_000
 VALUE_STRING_CASE = 3  # index of `string` in `variant value`
@@ -64,9 +68,29 @@ _VALUE = '(variant (case "boolean" bool) (case "integer" s64) (case "number" f64
 _ARGUMENT = '(record (field "name" string) (field "value" {v}))'
 _RESULT = "(result string (error string))"
 
+# WASI imports for the "sleep" behaviours: a clock pollable and its blocking wait, lowered into
+# core functions the module imports as "wasi" "subscribe" / "wasi" "block".
+_WASI_SLEEP_IMPORTS = """
+  (import "wasi:io/poll@0.2.0" (instance $poll
+    (export "pollable" (type (sub resource)))
+    (export "[method]pollable.block" (func (param "self" (borrow 0))))))
+  (alias export $poll "pollable" (type $pollable))
+  (import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
+    (alias outer 1 $pollable (type))
+    (export "pollable" (type (eq 0)))
+    (export "subscribe-duration" (func (param "when" u64) (result (own 1))))))
+  (core func $subscribe (canon lower (func $clock "subscribe-duration")))
+  (core func $block (canon lower (func $poll "[method]pollable.block")))
+  (core instance $wasi (export "subscribe" (func $subscribe)) (export "block" (func $block)))"""
+_WASI_SLEEP_MODULE_IMPORTS = """
+    (import "wasi" "subscribe" (func $subscribe (param i64) (result i32)))
+    (import "wasi" "block" (func $block (param i32)))"""
+_SLEEP = f"(call $block (call $subscribe (i64.const {SLEEP_NANOSECONDS})))"
+
 _COMPONENT = f"""(component
+  {{imports}}
   {{core}}
-  (core instance $core (instantiate $m))
+  (core instance $core (instantiate $m {{instantiate_with}}))
   (alias core export $core "memory" (core memory $mem))
   (alias core export $core "cabi_realloc" (core func $realloc))
 
@@ -213,7 +237,8 @@ def tool_wat(
     slow (busy for a few seconds, then like version), grow (a memory bomb: grows memory until refused,
     then traps), recurse (unbounded recursion), grow_table (grows a table until refused, then traps),
     two_memories (like version, from a component that instantiates a second core module with its own
-    memory).
+    memory), sleep (blocks in a WASI `pollable.block` on a 60 s clock, then like version),
+    sleep_describe (like echo, but `describe()` blocks that way first).
     """
     if behaviour not in BEHAVIOURS:
         raise ValueError(f"unknown behaviour {behaviour!r}; choose one of {', '.join(BEHAVIOURS)}")
@@ -273,28 +298,38 @@ def tool_wat(
             " (loop $more (br_if $more (i32.ne (table.grow $t (ref.null func) (i32.const 65536))"
             " (i32.const -1)))) unreachable)"
         )
-    elif behaviour == "two_memories":
+    elif behaviour in ("two_memories", "sleep"):
         answer = _result(data, True, f"{name} {version}")
-        invoke = f'\n    (func (export "invoke") (param i32 i32) (result i32) (i32.const {answer}))'
+        nap = _SLEEP if behaviour == "sleep" else ""
+        invoke = f'\n    (func (export "invoke") (param i32 i32) (result i32) {nap} (i32.const {answer}))'
+    elif behaviour == "sleep_describe":
+        invoke = _ECHO.format(ret=data.record(bytes(12)))
     else:  # loop: the epoch deadline interrupts it
         invoke = (
             '\n    (func (export "invoke") (param i32 i32) (result i32) (loop $spin (br $spin)) unreachable)'
         )
 
     heap = -(-(DATA_BASE + len(data.bytes)) // 8) * 8  # first 8-aligned address after the data
+    sleeps = behaviour in ("sleep", "sleep_describe")
+    describe_nap = _SLEEP if behaviour == "sleep_describe" else ""
     core = (
-        "(core module $m\n"
+        "(core module $m"
+        f"{_WASI_SLEEP_MODULE_IMPORTS if sleeps else ''}\n"
         '    (memory (export "memory") 1)\n'
         f"    {data.segment()}"
         f"{_REALLOC.format(heap=heap)}\n"
-        f'    (func (export "describe") (result i32) (i32.const {metadata_at}))'
+        f'    (func (export "describe") (result i32) {describe_nap} (i32.const {metadata_at}))'
         f"{invoke})"
     )
     if behaviour == "two_memories":
         core += (
             '\n  (core module $second (memory (export "memory") 1))\n  (core instance (instantiate $second))'
         )
-    return _COMPONENT.format(core=core)
+    return _COMPONENT.format(
+        imports=_WASI_SLEEP_IMPORTS if sleeps else "",
+        core=core,
+        instantiate_with='(with "wasi" (instance $wasi))' if sleeps else "",
+    )
 
 
 def tool_wasm(

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import threading
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -36,6 +37,7 @@ from daemon.protocol.wire import (
 from daemon.runtime.backend import ContextOverflow, ModelError, ModelLoader
 from daemon.runtime.schema import ArgumentError
 from daemon.services.agent import Agent, InvalidRequest
+from daemon.services.approvals import ACTIONS, PendingRequest, Prompts, approvals_for, prompt_message
 from daemon.services.model_service import ModelService
 from daemon.services.toolbox import ReconcileResult, Toolbox, ToolSetChange, UnknownTool, new_host
 from daemon.services.watcher import ToolWatcher
@@ -65,6 +67,8 @@ class AgentServer(LanguageServer):
         self._agent: Agent | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Future[Any]] = set()
+        self._prompts: Prompts | None = None
+        self._client_ready = False  # after `initialized`: the client may be asked things
 
     @property
     def toolbox(self) -> Toolbox:
@@ -87,10 +91,17 @@ class AgentServer(LanguageServer):
     def configure(self, config: DaemonConfig, model_loader: ModelLoader | None = None) -> None:
         """Build the services; `model_loader` replaces the llama.cpp backend (tests script one)."""
         self.config = config
-        self._toolbox = Toolbox(new_host(config), list(config.tools_dirs))
+        approvals = approvals_for(config)
+        self._prompts = Prompts(approvals)
+        self._toolbox = Toolbox(
+            new_host(config),
+            list(config.watched_dirs()),
+            trusted_dirs=config.trusted_dirs(),
+            approvals=approvals,
+        )
         # The watcher does the first load while the client is still starting up;
         # requests wait for it.
-        self._watcher = ToolWatcher(self._toolbox, self._announce_threadsafe)
+        self._watcher = ToolWatcher(self._toolbox, self._announce_threadsafe, approvals.grants_file)
         self._watcher.start()
         self._models = ModelService(config.model_settings(), config.cache_dir, model_loader)
         self._agent = Agent(self._toolbox, self._models)
@@ -133,6 +144,45 @@ class AgentServer(LanguageServer):
             if change:
                 self._announce(change)
 
+    def client_ready(self) -> None:
+        """Called on `initialized`: once the tools are loaded, ask about their pending requests."""
+        self._client_ready = True
+        self._in_background(self._ask_when_loaded())
+
+    async def _ask_when_loaded(self) -> None:
+        await self.toolbox.ready()
+        self.ask_about_pending_grants()
+
+    def ask_about_pending_grants(self) -> None:
+        """Put each request for grants that waits for the person to them, once, without waiting
+        for the answers (window/showMessageRequest)."""
+        if not self._client_ready or self._prompts is None:
+            return
+        for request in self._prompts.to_ask(self.toolbox.snapshot.pending):
+            self._in_background(self._ask(self._prompts, request))
+
+    async def _ask(self, prompts: Prompts, request: PendingRequest) -> None:
+        params = types.ShowMessageRequestParams(
+            type=types.MessageType.Warning,
+            message=prompt_message(request),
+            actions=[types.MessageActionItem(title=action) for action in ACTIONS],
+        )
+        try:
+            answer = await self.window_show_message_request_async(params)
+        except Exception as error:  # an error answer, or a client that is gone: nothing to do
+            prompts.failed(request, error)
+            return
+        # The grants file is written (and fsynced) off the event loop.
+        if await asyncio.to_thread(prompts.answered, request, _action_title(answer)):
+            result = await asyncio.to_thread(self.toolbox.reconcile, [request.path])
+            if result.change:
+                self._announce(result.change)
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def report_server_error(self, error: Exception, source: type[Exception]) -> None:
         """Log a failure outside a request, which pygls would also show the user (window/showMessage).
 
@@ -162,6 +212,7 @@ class AgentServer(LanguageServer):
                     message=f"llama-agent: cannot load tool {failure.path}: {failure.error}",
                 )
             )
+        self.ask_about_pending_grants()
 
     def serve(self, stdin: BinaryIO, stdout: BinaryIO) -> int:
         """Run until `exit`, end of input or SIGTERM.
@@ -214,6 +265,12 @@ class AgentServer(LanguageServer):
 server = AgentServer()
 
 
+def _action_title(answer: Any) -> str | None:
+    """The title of the action the person chose; None if they dismissed the question."""
+    title = answer.get("title") if isinstance(answer, dict) else getattr(answer, "title", None)
+    return title if isinstance(title, str) else None
+
+
 def _object_params(ls: AgentServer, params: Any) -> dict[str, Any]:
     ls.require_initialized()
     if params is None:
@@ -243,6 +300,7 @@ def client_workspace(params: types.InitializeParams) -> Path | None:
 
 @server.feature(types.INITIALIZED)
 async def initialized(ls: AgentServer, params: types.InitializedParams) -> None:
+    ls.client_ready()
     if ls.config.eager_model_load:
         await ls.preload_model()
 

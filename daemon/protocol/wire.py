@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from daemon.services.agent import AgentResult
+from daemon.services.approvals import PendingRequest, pending_message
 from daemon.services.toolbox import CallResult, LoadFailure, Tool, ToolSetChange
 
 JsonObject = dict[str, Any]
@@ -22,10 +23,19 @@ def tool_to_wire(tool: Tool) -> JsonObject:
         "path": str(loaded.path),
         "grants": tool.grants.to_wire(),
         "policyError": tool.policy_error,
+        "grantedBy": tool.granted_by,
+        "requestedGrants": requested_grants_to_wire(tool.pending) if tool.pending else None,
+        "grantsPending": pending_message(tool.pending) if tool.pending else None,
     }
     if metadata.examples:
         wire["examples"] = [{"user": e.user, "assistant": e.assistant} for e in metadata.examples]
     return wire
+
+
+def requested_grants_to_wire(request: PendingRequest) -> JsonObject:
+    """What a tool's policy asks for and nobody has approved; `workspace` is the mode it asks the
+    client's workspace in, which shows under `dirs` only once there is one."""
+    return {**request.grants.to_wire(), "workspace": request.workspace}
 
 
 def failure_to_wire(failure: LoadFailure) -> JsonObject:

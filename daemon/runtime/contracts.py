@@ -42,13 +42,11 @@ class Contract(Protocol):
 
     def describe(self, store: wasmtime.Store, instance: Instance) -> ToolMetadata: ...
 
-    def invoke(
-        self,
-        store: wasmtime.Store,
-        instance: Instance,
-        metadata: ToolMetadata,
-        arguments: dict[str, Any],
-    ) -> CallOutcome: ...
+    def invoke(self, store: wasmtime.Store, instance: Instance, arguments: dict[str, Any]) -> CallOutcome: ...
+
+    def to_wire(self) -> dict[str, str | None]:
+        """What a worker process needs to call the component the same way."""
+        ...
 
 
 def _call(store: wasmtime.Store, func: Func, *args: Any) -> Any:
@@ -86,16 +84,13 @@ class NativeContract:
             ),
         )
 
-    def invoke(
-        self,
-        store: wasmtime.Store,
-        instance: Instance,
-        metadata: ToolMetadata,
-        arguments: dict[str, Any],
-    ) -> CallOutcome:
+    def invoke(self, store: wasmtime.Store, instance: Instance, arguments: dict[str, Any]) -> CallOutcome:
         args = [_record(name=name, value=value) for name, value in arguments.items()]
         result = _call(store, _func(store, instance, "invoke", self.interface), args)
         return CallOutcome(text=str(result.payload or ""), is_error=result.tag != "ok")
+
+    def to_wire(self) -> dict[str, str | None]:
+        return {"world": self.world, "interface": self.interface}
 
 
 @dataclass(frozen=True)
@@ -116,18 +111,24 @@ class LegacyContract:
             examples=tuple(ToolExample(u.user, u.assistent) for u in raw.usage),
         )
 
-    def invoke(
-        self,
-        store: wasmtime.Store,
-        instance: Instance,
-        metadata: ToolMetadata,
-        arguments: dict[str, Any],
-    ) -> CallOutcome:
+    def invoke(self, store: wasmtime.Store, instance: Instance, arguments: dict[str, Any]) -> CallOutcome:
         pairs = [(name, _legacy_text(value)) for name, value in arguments.items()]
         result = _call(store, _func(store, instance, "execute", self.interface), pairs)
         if result.success:
             return CallOutcome(text=result.data, is_error=False)
         return CallOutcome(text=result.error or result.data or "tool reported failure", is_error=True)
+
+    def to_wire(self) -> dict[str, str | None]:
+        return {"world": self.world, "interface": self.interface}
+
+
+def contract_from_wire(wire: dict[str, Any]) -> Contract:
+    interface = wire.get("interface")
+    if wire.get("world") == NativeContract.world and isinstance(interface, str):
+        return NativeContract(interface=interface)
+    if wire.get("world") == LegacyContract.world and (interface is None or isinstance(interface, str)):
+        return LegacyContract(interface=interface)
+    raise IncompatibleComponent(f"unknown contract {wire!r}")
 
 
 def _record(**fields: Any) -> Record:

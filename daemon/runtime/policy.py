@@ -53,21 +53,33 @@ class DirGrant:
 @dataclass(frozen=True)
 class Protected:
     """Directories no policy may grant: `never` (nor anything above them) in any mode, `writable`
-    (nor anything above them) for writing. A tool that could write to a tools directory or the
-    compile cache could rewrite other tools' grants or code."""
+    (nor anything above them) for writing. A tool that could write to a tools directory, the
+    compile cache or the config directory could rewrite other tools' code, their policies or the
+    person's approvals of them (grants.toml)."""
 
     never: tuple[Path, ...] = ()
     writable: tuple[Path, ...] = ()
 
     @classmethod
-    def for_daemon(cls, tools_dirs: Sequence[Path], cache_dir: Path) -> Protected:
+    def for_daemon(
+        cls,
+        tools_dirs: Sequence[Path],
+        cache_dir: Path,
+        config_dir: Path | None = None,
+        key_dir: Path | None = None,
+    ) -> Protected:
+        """`key_dir` holds the key that signs compiled code: not even readable by a tool."""
         never = [Path("/")]
         home = os.environ.get("HOME")
         if home:
             never.append(Path(home))
+        if key_dir is not None:
+            never.append(key_dir)
         return cls(
             never=tuple(_resolved(path) for path in never),
-            writable=tuple(_resolved(path) for path in (*tools_dirs, cache_dir)),
+            writable=tuple(
+                _resolved(path) for path in (*tools_dirs, cache_dir, *([config_dir] if config_dir else []))
+            ),
         )
 
     def check(self, grant: DirGrant, source: str) -> None:
@@ -79,7 +91,8 @@ class Protected:
                 if path.is_relative_to(grant.host):
                     raise PolicyError(
                         f"{source}: a read-write grant of {grant.host} would let the tool rewrite {path} "
-                        "(tools, their policies or compiled code): refused; grant a directory that "
+                        "(tools, their policies, compiled code or approved grants): refused; grant a "
+                        "directory that "
                         "does not contain it"
                     )
 
@@ -96,6 +109,7 @@ class Grants:
             "memoryBytes": self.limits.memory_bytes,
             "memories": self.limits.memories,
             "outputBytes": self.limits.output_bytes,
+            "writeBytes": self.limits.write_bytes,
             "dirs": [{"host": str(d.host), "guest": d.guest, "mode": d.mode} for d in self.dirs],
             "env": list(self.env),
             "network": False,
@@ -122,15 +136,20 @@ def read_policy(
     path: Path, defaults: Limits, workspace: Path | None = None, protected: Protected | None = None
 ) -> Grants:
     """Parse a policy file. Raises PolicyError, naming the problem, for anything not understood."""
+    document = load_policy_document(path)
+    return parse_policy(
+        document, path.parent, defaults, source=str(path), workspace=workspace, protected=protected
+    )
+
+
+def load_policy_document(path: Path) -> dict[str, Any]:
+    """A policy file's TOML document, not yet checked. Raises PolicyError if it cannot be read."""
     try:
-        document = tomllib.loads(read_policy_text(path))
+        return tomllib.loads(read_policy_text(path))
     except (OSError, UnicodeDecodeError) as error:
         raise PolicyError(f"cannot read {path}: {error}") from error
     except tomllib.TOMLDecodeError as error:
         raise PolicyError(f"{path} is not valid TOML: {error}") from error
-    return parse_policy(
-        document, path.parent, defaults, source=str(path), workspace=workspace, protected=protected
-    )
 
 
 def parse_policy(
@@ -142,7 +161,17 @@ def parse_policy(
     protected: Protected | None = None,
 ) -> Grants:
     """`workspace = "ro"|"rw"` grants the client's workspace folder, when there is one, at /workspace."""
-    known = {"timeout_seconds", "memory_mib", "memories", "output_kib", "env", "dirs", "network", "workspace"}
+    known = {
+        "timeout_seconds",
+        "memory_mib",
+        "memories",
+        "output_kib",
+        "write_mib",
+        "env",
+        "dirs",
+        "network",
+        "workspace",
+    }
     unknown = sorted(document.keys() - known)
     if unknown:
         raise PolicyError(f"{source}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
@@ -157,6 +186,7 @@ def parse_policy(
             _number(document, "output_kib", defaults.output_bytes / 1024, 1, 1048576, source) * 1024
         ),
         memories=_integer(document, "memories", defaults.memories, 1, 16, source),
+        write_bytes=int(_number(document, "write_mib", defaults.write_bytes / MIB, 0, 65536, source) * MIB),
     )
     env = document.get("env", [])
     if not isinstance(env, list) or not all(isinstance(name, str) and name for name in env):

@@ -26,6 +26,8 @@ class Limits:
     output_bytes: int = 1 * MIB
     # Linear memories a call may create: the call's memory is at most memories * memory_bytes.
     memories: int = 1
+    # Bytes one call may write to files through `rw` grants (no file grows past it either).
+    write_bytes: int = 64 * MIB
 
 
 class OutputCapture:

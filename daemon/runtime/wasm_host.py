@@ -1,38 +1,43 @@
-"""Loads tool components and runs each call in a fresh, sandboxed instance.
+"""Loads tool components and runs each call in a fresh, sandboxed instance in a worker process.
 
-Thread-safe: `load` and `invoke` are blocking calls meant for worker threads;
-wasmtime releases the GIL while guest code runs.
+The daemon compiles components (into a signed cache) and reads their exports; guest code itself,
+`describe()` included, runs only in worker processes (daemon/runtime/workers.py), so a deadline or
+a cancel ends a call wherever it is and a call's memory never becomes the daemon's.
+
+Thread-safe: `load` and `invoke` are blocking calls meant for worker threads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import wasmtime
-from wasmtime.component import Component, Linker
 
-from daemon.runtime.compile_cache import CompileCache
+from daemon.config import default_data_dir
+from daemon.runtime.compile_cache import Artifact, CompileCache, signing_key
 from daemon.runtime.contracts import Contract, IncompatibleComponent, detect_contract
+from daemon.runtime.executor import ENGINE_TAG_SUFFIX, Invocation, first_line, new_engine
 from daemon.runtime.files import RefusedFile, read_component
-from daemon.runtime.metadata import ToolMetadata
+from daemon.runtime.metadata import ParamType, ToolExample, ToolMetadata, ToolParam
 from daemon.runtime.policy import Grants
-from daemon.runtime.sandbox import Limits, SandboxedStore, new_store
+from daemon.runtime.sandbox import Limits
+from daemon.runtime.workers import CancelToken, Reply, WorkerPool
 
 log = logging.getLogger(__name__)
 
 WASMTIME_VERSION = version("wasmtime")
-EPOCH_INTERVAL_SECONDS = 0.02
+# `describe()` returns constants; a tool that takes longer is not loaded, and a reload waits no
+# longer than this for it.
+DESCRIBE_TIMEOUT_SECONDS = 2.0
+
+__all__ = ["Invocation", "LoadedTool", "ToolLoadError", "WasmHost"]
 
 
 class ToolLoadError(Exception):
@@ -45,74 +50,36 @@ class LoadedTool:
     content_hash: str
     metadata: ToolMetadata
     contract: Contract
-    component: Component
+    artifact: Artifact
     from_cache: bool
     load_seconds: float
 
 
-@dataclass(frozen=True)
-class Invocation:
-    text: str
-    is_error: bool
-    stdout: str
-    stderr: str
-    truncated: bool
-    timed_out: bool
-    duration_ms: float
-
-
 class WasmHost:
-    """One engine, one linker with WASI p2, one compile cache, an epoch ticker for timeouts."""
+    """One engine, one signed compile cache, and the worker processes that run guest code."""
 
-    def __init__(self, cache_dir: Path, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        cache_dir: Path,
+        limits: Limits | None = None,
+        *,
+        max_parallel_calls: int = 8,
+        key_dir: Path | None = None,
+    ) -> None:
         self.limits = limits or Limits()
         self.cache_dir = cache_dir
-        config = wasmtime.Config()
-        config.epoch_interruption = True
-        # One core compiles, the other keeps serving: measured in bench/hot_reload.py, a
-        # parallel compile is ~15% faster but doubles invoke p99 while it runs.
-        config.parallel_compilation = False
-        self.engine = wasmtime.Engine(config)
-        self._linker = Linker(self.engine)
-        self._linker.add_wasip2()
+        self.key_dir = key_dir or default_data_dir()
+        self.engine = new_engine()
         self._cache = CompileCache(
-            cache_dir / "components", self.engine, engine_tag=f"wasmtime-{WASMTIME_VERSION}-epoch"
+            cache_dir / "components",
+            self.engine,
+            engine_tag=f"wasmtime-{WASMTIME_VERSION}-{ENGINE_TAG_SUFFIX}",
+            key=signing_key(self.key_dir),
         )
-        self._running = 0  # guest calls in progress
-        self._activity = threading.Condition()
-        self._closed = False
-        self._ticker = threading.Thread(target=self._tick, name="wasm-epoch", daemon=True)
-        self._ticker.start()
+        self.workers = WorkerPool(max_parallel_calls)
 
     def close(self) -> None:
-        with self._activity:
-            self._closed = True
-            self._activity.notify_all()
-
-    def _tick(self) -> None:
-        """Advance the epoch, which enforces timeouts, but only while guest code runs.
-
-        A thread waking every few milliseconds needs the GIL each time; while the model
-        generates that costs it most of its speed (measured: 3x slower agent runs).
-        """
-        with self._activity:
-            while not self._closed:
-                if self._running == 0:
-                    self._activity.wait()
-                    continue
-                self._activity.wait(EPOCH_INTERVAL_SECONDS)
-                self.engine.increment_epoch()
-
-    @contextmanager
-    def _guest_running(self) -> Iterator[None]:
-        with self._activity:
-            self._running += 1
-            self._activity.notify_all()
-        try:
-            yield
-        finally:
-            with self._activity:
-                self._running -= 1
+        self.workers.close()
 
     # -- loading ------------------------------------------------------------------------
 
@@ -140,47 +107,56 @@ class WasmHost:
         started = time.perf_counter()
         content_hash = content_hash or hashlib.sha256(wasm).hexdigest()
         try:
-            component, from_cache = self._cache.load(wasm, content_hash)
+            component, artifact, from_cache = self._cache.load(wasm, content_hash)
         except wasmtime.WasmtimeError as error:
-            raise ToolLoadError(f"not a valid WebAssembly component: {_first_line(error)}") from error
+            raise ToolLoadError(f"not a valid WebAssembly component: {first_line(error)}") from error
+        except OSError as error:
+            raise ToolLoadError(f"cannot write the compile cache in {self.cache_dir}: {error}") from error
         try:
             contract = detect_contract(component, self.engine)
         except IncompatibleComponent as error:
             raise ToolLoadError(str(error)) from error
-        metadata = self._describe(component, contract, limits or self.limits)
+        del component  # the daemon keeps no compiled code; workers map it from the cache entry
+        metadata = self._describe(artifact, contract, limits or self.limits)
         return LoadedTool(
             path=path,
             content_hash=content_hash,
             metadata=metadata,
             contract=contract,
-            component=component,
+            artifact=artifact,
             from_cache=from_cache,
             load_seconds=time.perf_counter() - started,
         )
 
-    def _describe(self, component: Component, contract: Contract, limits: Limits) -> ToolMetadata:
-        sandbox = self._new_store(Grants(limits=limits))
-        try:
-            with self._guest_running():
-                instance = self._linker.instantiate(sandbox.store, component)
-                metadata = contract.describe(sandbox.store, instance)
-        except (wasmtime.WasmtimeError, IncompatibleComponent) as error:
-            raise ToolLoadError(_failure_text("reading metadata failed", error, sandbox)) from error
-        try:
-            metadata.check()
-        except ValueError as error:
-            raise ToolLoadError(str(error)) from error
-        return metadata
+    def _describe(self, artifact: Artifact, contract: Contract, limits: Limits) -> ToolMetadata:
+        timeout = min(limits.timeout_seconds, DESCRIBE_TIMEOUT_SECONDS)
+        job = _job("describe", artifact, contract, Grants(limits=limits))
+        reply = self.workers.run(job, timeout, loading=True)
+        if reply.kind == "described":
+            try:
+                metadata = metadata_from_wire(reply.body["metadata"])
+                metadata.check()
+            except (KeyError, TypeError, ValueError) as error:
+                raise ToolLoadError(str(error)) from error
+            return metadata
+        if reply.kind == "timeout":
+            raise ToolLoadError(f"reading metadata failed: describe() did not return within {timeout:g} s")
+        raise ToolLoadError(reply.error or f"reading metadata failed ({reply.kind})")
 
     # -- invoking -----------------------------------------------------------------------
 
-    def invoke(self, tool: LoadedTool, arguments: dict[str, Any], grants: Grants | None = None) -> Invocation:
+    def invoke(
+        self,
+        tool: LoadedTool,
+        arguments: dict[str, Any],
+        grants: Grants | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Invocation:
         """Run one call in a fresh instance with `grants` (default: the host's limits, nothing else).
 
-        Arguments must already be validated and coerced.
+        Arguments must already be validated and coerced. `cancel` ends the call from another thread.
         """
         grants = grants or self.default_grants
-        limits = grants.limits
         started = time.perf_counter()
         moved = [grant.host for grant in grants.dirs if not grant.still_granted()]
         if moved:
@@ -189,81 +165,67 @@ class WasmHost:
                 "granted (it was removed or replaced, or a symlink now stands in its path)",
                 started,
             )
-        try:
-            sandbox = self._new_store(grants)
-        except wasmtime.WasmtimeError as error:  # e.g. a granted directory was removed since
-            return _refused(f"cannot set up the sandbox: {_first_line(error)}", started)
-        timed_out = False
-        try:
-            with self._guest_running():
-                instance = self._linker.instantiate(sandbox.store, tool.component)
-                outcome = tool.contract.invoke(sandbox.store, instance, tool.metadata, arguments)
-            text, is_error = outcome.text, outcome.is_error
-        except wasmtime.WasmtimeError as error:
-            elapsed = time.perf_counter() - started
-            timed_out = _is_interrupt(error) and elapsed >= limits.timeout_seconds * 0.9
-            summary = f"timed out after {limits.timeout_seconds:g} s" if timed_out else "tool trapped"
-            text, is_error = _failure_text(summary, error, sandbox), True
-        text, truncated = _cap_utf8(text, limits.output_bytes)  # the returned text obeys the cap too
-        return Invocation(
-            text=text,
-            is_error=is_error,
-            stdout=sandbox.stdout.text(),
-            stderr=sandbox.stderr.text(),
-            truncated=truncated or sandbox.stdout.truncated or sandbox.stderr.truncated,
-            timed_out=timed_out,
-            duration_ms=(time.perf_counter() - started) * 1000,
-        )
+        job = _job("invoke", tool.artifact, tool.contract, grants)
+        job["arguments"] = arguments
+        reply = self.workers.run(job, grants.limits.timeout_seconds, cancel=cancel)
+        return _invocation(reply, grants.limits, started)
 
     @property
     def default_grants(self) -> Grants:
         return Grants(limits=self.limits)
 
-    def _new_store(self, grants: Grants | None = None) -> SandboxedStore:
-        grants = grants or self.default_grants
-        ticks = max(1, math.ceil(grants.limits.timeout_seconds / EPOCH_INTERVAL_SECONDS))
-        return new_store(
-            self.engine,
-            grants.limits,
-            ticks,
-            dirs=[(str(d.host), d.guest, d.mode == "rw") for d in grants.dirs],
-            env=[(name, os.environ[name]) for name in grants.env if name in os.environ],
+
+def _job(op: str, artifact: Artifact, contract: Contract, grants: Grants) -> dict[str, Any]:
+    return {
+        "op": op,
+        "artifact": str(artifact.path),
+        "digest": artifact.sha256,
+        "contract": contract.to_wire(),
+        "limits": asdict(grants.limits),
+        "dirs": [[str(d.host), d.guest, d.mode == "rw"] for d in grants.dirs],
+        "env": [[name, os.environ[name]] for name in grants.env if name in os.environ],
+    }
+
+
+def _invocation(reply: Reply, limits: Limits, started: float) -> Invocation:
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    if reply.kind == "done":
+        body = reply.body
+        return Invocation(
+            text=str(body["text"]),
+            is_error=bool(body["is_error"]),
+            stdout=str(body["stdout"]),
+            stderr=str(body["stderr"]),
+            truncated=bool(body["truncated"]),
+            timed_out=bool(body["timed_out"]),
+            duration_ms=elapsed_ms,
         )
-
-
-def _cap_utf8(text: str, max_bytes: int) -> tuple[str, bool]:
-    """`text` cut to at most `max_bytes` of UTF-8 (never inside a character), and whether it was cut."""
-    if len(text) * 4 <= max_bytes:  # no need to encode: it cannot be over
-        return text, False
-    encoded = text.encode("utf-8", errors="surrogatepass")
-    if len(encoded) <= max_bytes:
-        return text, False
-    return encoded[:max_bytes].decode("utf-8", errors="ignore"), True
+    if reply.kind == "timeout":
+        text = f"timed out after {limits.timeout_seconds:g} s: the call was stopped (its process ended)"
+        return Invocation(text, True, "", "", False, True, elapsed_ms)
+    if reply.kind == "quota":
+        text = (
+            f"stopped: the call wrote {reply.body.get('written', 0):,} bytes, more than its "
+            f"{limits.write_bytes:,}-byte write quota (write_mib in its policy)"
+        )
+        return Invocation(text, True, "", "", False, False, elapsed_ms)
+    if reply.kind == "cancelled":
+        return Invocation("cancelled", True, "", "", False, False, elapsed_ms)
+    return Invocation(f"the call failed: {reply.error or reply.kind}", True, "", "", False, False, elapsed_ms)
 
 
 def _refused(reason: str, started: float) -> Invocation:
     return Invocation(reason, True, "", "", False, False, (time.perf_counter() - started) * 1000)
 
 
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
-def _cause(error: BaseException) -> str:
-    """The root cause of a wasmtime error, without the wasm backtrace."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    if "Caused by:" in lines:
-        after = lines[lines.index("Caused by:") + 1 :]
-        if after:
-            return after[-1]
-    return lines[0] if lines else type(error).__name__
-
-
-def _is_interrupt(error: BaseException) -> bool:
-    return "interrupt" in _cause(error)
-
-
-def _failure_text(summary: str, error: BaseException, sandbox: SandboxedStore) -> str:
-    text = f"{summary}: {_cause(error)}"
-    stderr = sandbox.stderr.text().strip()
-    return f"{text}\n{stderr}" if stderr else text
+def metadata_from_wire(wire: dict[str, Any]) -> ToolMetadata:
+    return ToolMetadata(
+        name=str(wire["name"]),
+        description=str(wire["description"]),
+        version=str(wire["version"]),
+        params=tuple(
+            ToolParam(str(p["name"]), str(p["description"]), ParamType(p["type"]), bool(p["required"]))
+            for p in wire["params"]
+        ),
+        examples=tuple(ToolExample(str(e["user"]), str(e["assistant"])) for e in wire["examples"]),
+    )

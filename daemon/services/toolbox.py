@@ -21,12 +21,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from daemon.config import DaemonConfig
+from daemon.config import BUNDLED_TOOLS_DIR, DaemonConfig, default_config_dir
 from daemon.runtime.files import read_component
-from daemon.runtime.policy import POLICY_SUFFIX, Grants, PolicyError, Protected, policy_path, read_policy
+from daemon.runtime.grants_file import request_digest
+from daemon.runtime.policy import (
+    POLICY_SUFFIX,
+    Grants,
+    PolicyError,
+    Protected,
+    load_policy_document,
+    parse_policy,
+    policy_path,
+)
 from daemon.runtime.sandbox import Limits
 from daemon.runtime.schema import ArgumentError, coerce_arguments, input_schema, validate_arguments
 from daemon.runtime.wasm_host import Invocation, LoadedTool, ToolLoadError, WasmHost
+from daemon.runtime.workers import CancelToken
+from daemon.services.approvals import TRUSTED_DIRECTORY, Approvals, PendingRequest, asks_beyond_defaults
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +67,10 @@ class Tool:
     input_schema: dict[str, Any]
     grants: Grants = field(default_factory=Grants)
     policy_error: str | None = None
+    # What its policy asks beyond `grants` while nobody has approved it (it runs with `grants`).
+    pending: PendingRequest | None = None
+    # How its policy's request was approved (TRUSTED_DIRECTORY, GRANTS_FILE, THIS_SESSION).
+    granted_by: str | None = None
 
     @property
     def name(self) -> str:
@@ -68,6 +83,8 @@ class ToolSet:
 
     tools: dict[str, Tool]
     failures: tuple[LoadFailure, ...]
+    # Requests waiting for the person: of served tools, and of files that did not load without them.
+    pending: tuple[PendingRequest, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,8 +124,24 @@ class _FileState:
     content_hash: str
     loaded: LoadedTool | None
     error: str | None
-    grants: Grants = field(default_factory=Grants)
+    grants: Grants = field(default_factory=Grants)  # in effect: the request if approved, else defaults
     policy_error: str | None = None
+    request: _Request | None = None  # None: no policy file
+    load_limits: Limits | None = None  # what describe() ran with
+    # How the request is approved for loading (under any name), and for serving (under its name).
+    load_granted_by: str | None = None
+    granted_by: str | None = None
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What a tool's policy file asks for; `grants` is None when it cannot be applied (`error`)."""
+
+    grants: Grants | None = None
+    digest: str = ""
+    error: str | None = None
+    workspace: str | None = None
+    asks: bool = False  # for more than the defaults: needs an approval
 
 
 @dataclass
@@ -122,9 +155,10 @@ def new_host(config: DaemonConfig) -> WasmHost:
 
 
 def discover(directories: Iterable[Path]) -> list[Path]:
-    """Tool files in directory order, then by file name: the order that decides name clashes."""
+    """Tool files in directory order, then by file name: the order that decides name clashes
+    between files of equal standing (see `Toolbox._precedence`)."""
     found: list[Path] = []
-    for directory in directories:
+    for directory in dict.fromkeys(directories):
         try:
             entries = sorted(directory.iterdir())
         except OSError:
@@ -144,12 +178,23 @@ def _signature(path: Path) -> Signature | None:
 class Toolbox:
     """Loads tools from directories and invokes them on worker threads.
 
-    When two files claim one tool name, the first in discovery order (the order
-    of the directories, then file name) wins and the other is reported as a failure.
-    A file that fails to load never replaces the working version loaded from it before.
+    A policy beside a tool only asks: its grants apply when the tool lies in one of `trusted_dirs`
+    or `approvals` approve that request of that component. When two files claim one tool name, one
+    from a trusted directory wins over one that is not, then a file named after the tool, then the
+    first in discovery order (the order of the directories, then file name); the others are
+    reported as failures. A file that fails to load never replaces the working version loaded
+    from it before.
     """
 
-    def __init__(self, host: WasmHost, directories: list[Path], max_parallel_calls: int = 8) -> None:
+    def __init__(
+        self,
+        host: WasmHost,
+        directories: list[Path],
+        max_parallel_calls: int = 8,
+        *,
+        trusted_dirs: Iterable[Path] = (BUNDLED_TOOLS_DIR,),
+        approvals: Approvals | None = None,
+    ) -> None:
         self.host = host
         self.directories = directories
         self._files: dict[Path, _FileState] = {}
@@ -160,8 +205,16 @@ class Toolbox:
         self._running_calls: set[Future[Invocation]] = set()
         self._calls_lock = threading.Lock()
         self.workspace: Path | None = None
-        # What no policy may grant (the root, $HOME, and for writing the tools and the cache).
-        self._protected = Protected.for_daemon(directories, host.cache_dir)
+        self._trusted = frozenset(_real(directory) for directory in trusted_dirs)
+        self._approvals = approvals or Approvals()
+        # What no policy may grant (the root, $HOME, the key that signs compiled code, and for
+        # writing the tools, the cache and the person's grants file).
+        self._protected = Protected.for_daemon(
+            directories,
+            host.cache_dir,
+            self._approvals.config_dir or default_config_dir(),
+            key_dir=host.key_dir,
+        )
 
     def set_workspace(self, folder: Path | None) -> ReconcileResult:
         """Blocking: the folder that `workspace = ...` policies grant; re-reads every policy."""
@@ -227,35 +280,50 @@ class Toolbox:
         if wasm_signature is None:
             return None
         signature = (wasm_signature, _signature(policy_path(path)))
-        if previous is not None and previous.signature == signature and not touched:
+        self._approvals.refresh()  # a stat, unless the grants file changed
+        unchanged = previous is not None and previous.signature == signature and not touched
+        if unchanged and previous is not None and not self._approval_changed(path, previous):
             return previous
         if time.time_ns() - wasm_signature[1] < SETTLE_SECONDS * 1e9:
             result.unsettled.append(path)
             return previous
-        grants, policy_error = self._grants(path)
+        request = self._request(path)
         try:
             wasm = read_component(path)
         except OSError as error:
             kept = previous.loaded if previous else None
-            return _FileState(signature, "", kept, str(error), grants, policy_error)
+            return self._approve(path, _FileState(signature, "", kept, str(error), request=request))
         if _signature(path) != wasm_signature or len(wasm) != wasm_signature[0]:
             result.unsettled.append(path)  # written to while we read it
             return previous
         content_hash = hashlib.sha256(wasm).hexdigest()
+        # describe() runs with the requested limits once the person approved these bytes' request.
+        load_granted_by = self._granted_by(path, request, content_hash, names=None)
+        load_limits = self._effective(request, load_granted_by).limits
+        loading = _FileState(
+            signature,
+            content_hash,
+            None,
+            None,
+            request=request,
+            load_limits=load_limits,
+            load_granted_by=load_granted_by,
+        )
         # A failed load is tried again when the limits change: more memory may be all it needed.
-        same_load = previous is not None and (previous.loaded is not None or previous.grants == grants)
+        same_load = previous is not None and (
+            previous.loaded is not None or previous.load_limits == load_limits
+        )
         if previous is not None and same_load and previous.content_hash == content_hash:
-            return replace(previous, signature=signature, grants=grants, policy_error=policy_error)
+            return self._approve(path, replace(loading, loaded=previous.loaded, error=previous.error))
         reusable = by_hash.get(content_hash)
         if reusable is not None:  # renamed or copied: no need to load again
-            loaded: LoadedTool | None = replace(reusable, path=path)
-            return _FileState(signature, content_hash, loaded, None, grants, policy_error)
+            return self._approve(path, replace(loading, loaded=replace(reusable, path=path)))
         try:
-            loaded = self.host.load_bytes(wasm, path, content_hash, grants.limits)
+            loaded = self.host.load_bytes(wasm, path, content_hash, load_limits)
         except ToolLoadError as error:
             log.error("cannot load %s: %s", path, error)
             kept = previous.loaded if previous else None
-            return _FileState(signature, content_hash, kept, str(error), grants, policy_error)
+            return self._approve(path, replace(loading, loaded=kept, error=str(error)))
         log.info(
             "loaded tool %s %s from %s in %.2f s%s",
             loaded.metadata.name,
@@ -264,39 +332,151 @@ class Toolbox:
             loaded.load_seconds,
             " (cached)" if loaded.from_cache else "",
         )
-        return _FileState(signature, content_hash, loaded, None, grants, policy_error)
+        return self._approve(path, replace(loading, loaded=loaded))
 
-    def _grants(self, path: Path) -> tuple[Grants, str | None]:
-        """The grants in the tool's policy file; the defaults, and the reason, if it cannot be used."""
+    def _request(self, path: Path) -> _Request | None:
+        """What the tool's policy file asks for; None if it has none."""
         policy = policy_path(path)
         if not policy.exists():
-            return self.host.default_grants, None
+            return None
         try:
-            return read_policy(policy, self.host.limits, self.workspace, self._protected), None
+            document = load_policy_document(policy)
+            grants = parse_policy(
+                document,
+                policy.parent,
+                self.host.limits,
+                source=str(policy),
+                workspace=self.workspace,
+                protected=self._protected,
+            )
         except PolicyError as error:
             log.error("ignoring %s, the tool gets the defaults: %s", policy, error)
-            return self.host.default_grants, str(error)
+            return _Request(error=str(error))
+        workspace = document.get("workspace")
+        return _Request(
+            grants,
+            request_digest(document, policy.parent),
+            workspace=workspace,
+            asks=asks_beyond_defaults(grants, self.host.limits, workspace),
+        )
+
+    def _granted_by(
+        self, path: Path, request: _Request | None, content_hash: str, names: set[str] | None
+    ) -> str | None:
+        """How the request is approved for that component under one of `names` (None: any name);
+        None when it is not, or asks for nothing that needs approving."""
+        if request is None or request.grants is None or not request.asks or not content_hash:
+            return None
+        if _real(path.parent) in self._trusted:
+            return TRUSTED_DIRECTORY
+        return self._approvals.granted_by(names, content_hash, request.digest)
+
+    def _effective(self, request: _Request | None, granted_by: str | None) -> Grants:
+        """What the tool gets: what its policy asks if that needs no approval or is approved; never
+        more than the defaults otherwise."""
+        if request is None or request.grants is None or (request.asks and granted_by is None):
+            return self.host.default_grants
+        return request.grants
+
+    def _serving_approval(self, path: Path, state: _FileState) -> str | None:
+        """The approval that holds for the component served from `path`, under its name (or, if it
+        did not load, its file name): it binds the name, the component's hash and the request."""
+        loaded = state.loaded
+        content_hash = loaded.content_hash if loaded else state.content_hash
+        names = {path.stem, loaded.metadata.name} if loaded else {path.stem}
+        return self._granted_by(path, state.request, content_hash, names)
+
+    def _approve(self, path: Path, state: _FileState) -> _FileState:
+        granted_by = self._serving_approval(path, state)
+        request = state.request
+        return replace(
+            state,
+            grants=self._effective(request, granted_by),
+            policy_error=request.error if request else None,
+            granted_by=granted_by,
+        )
+
+    def _approval_changed(self, path: Path, state: _FileState) -> bool:
+        """Whether an approval came or went (the grants file changed, the person answered)."""
+        load_granted_by = self._granted_by(path, state.request, state.content_hash, names=None)
+        return (load_granted_by, self._serving_approval(path, state)) != (
+            state.load_granted_by,
+            state.granted_by,
+        )
+
+    def _pending(self, path: Path, state: _FileState) -> PendingRequest | None:
+        request = state.request
+        if request is None or request.grants is None or not request.asks or state.granted_by:
+            return None
+        loaded = state.loaded
+        content_hash = loaded.content_hash if loaded else state.content_hash
+        if not content_hash:
+            return None
+        return PendingRequest(
+            name=loaded.metadata.name if loaded else path.stem,
+            path=path,
+            component_sha256=content_hash,
+            policy_sha256=request.digest,
+            grants=request.grants,
+            defaults=self.host.limits,
+            workspace=request.workspace,
+            loaded=loaded is not None,
+        )
+
+    def _precedence(self, path: Path, name: str, position: int) -> tuple[bool, bool, int]:
+        """Sorts first the file that wins a name clash: from a trusted directory, then named after
+        the tool, then first in discovery order (directory order, then file name)."""
+        return _real(path.parent) not in self._trusted, path.stem != name, position
+
+    def _why_first(self, winner: Path, loser: Path, name: str) -> str:
+        if (_real(winner.parent) in self._trusted) != (_real(loser.parent) in self._trusted):
+            return "a trusted tools directory wins over one that is not"
+        if (winner.stem == name) != (loser.stem == name):
+            return "a file named after the tool wins over one that is not"
+        if winner.parent == loser.parent:
+            return "its file name sorts first"
+        return "its directory comes first in the order of tools directories"
 
     def _build_snapshot(self, files: dict[Path, _FileState]) -> ToolSet:
+        winners: dict[str, tuple[tuple[bool, bool, int], Path]] = {}
+        for position, (path, state) in enumerate(files.items()):  # discovery order
+            if state.loaded is not None:
+                name = state.loaded.metadata.name
+                rank = (self._precedence(path, name, position), path)
+                winners[name] = min(winners.get(name, rank), rank)
         tools: dict[str, Tool] = {}
         failures: list[LoadFailure] = []
+        pending: list[PendingRequest] = []
         previous = self._snapshot.tools
-        for path, state in files.items():  # discovery order
+        for path, state in files.items():
             if state.error is not None:
                 failures.append(LoadFailure(path, state.error))
             if state.policy_error is not None:
                 failures.append(LoadFailure(policy_path(path), state.policy_error))
+            request = self._pending(path, state)
             if state.loaded is None:
+                pending.extend([request] if request else [])
                 continue
             name = state.loaded.metadata.name
-            if name in tools:
-                winner = tools[name].loaded.path
-                failures.append(LoadFailure(path, f"tool name {name!r} is already provided by {winner}"))
+            winner = winners[name][1]
+            if winner != path:
+                why = self._why_first(winner, path, name)
+                failures.append(
+                    LoadFailure(path, f"tool name {name!r} is already provided by {winner} ({why})")
+                )
                 continue
-            tool = Tool(state.loaded, input_schema(state.loaded.metadata), state.grants, state.policy_error)
+            pending.extend([request] if request else [])
+            tool = Tool(
+                state.loaded,
+                input_schema(state.loaded.metadata),
+                state.grants,
+                state.policy_error,
+                request,
+                state.granted_by,
+            )
             kept = previous.get(name)
             tools[name] = kept if kept == tool else tool
-        return ToolSet(tools, tuple(failures))
+        return ToolSet(tools, tuple(failures), tuple(pending))
 
     async def ready(self) -> ToolSet:
         """Wait for the first load to finish (whoever runs it) and return the current set."""
@@ -321,11 +501,18 @@ class Toolbox:
     async def invoke(self, name: str, arguments: object) -> CallResult:
         await self.ready()
         tool, coerced = self.prepare_call(name, arguments)
-        call = self._call_pool.submit(self.host.invoke, tool.loaded, coerced, tool.grants)
+        cancel = CancelToken()
+        call = self._call_pool.submit(self.host.invoke, tool.loaded, coerced, tool.grants, cancel)
         with self._calls_lock:
             self._running_calls.add(call)
         call.add_done_callback(self._call_done)
-        return CallResult(tool, await asyncio.wrap_future(call))
+        try:
+            invocation = await asyncio.shield(asyncio.wrap_future(call))
+        except asyncio.CancelledError:
+            call.cancel()  # if it is still queued, it never starts
+            cancel.cancel()  # if it runs, its worker process ends, wherever the call is
+            raise
+        return CallResult(tool, invocation)
 
     def _call_done(self, call: Future[Invocation]) -> None:
         with self._calls_lock:
@@ -339,8 +526,12 @@ class Toolbox:
         if running and grace_seconds > 0:
             _, unfinished = concurrent.futures.wait(running, timeout=grace_seconds)
             if unfinished:
-                log.warning("stopping with %d tool call(s) still running", len(unfinished))
-        self.host.close()
+                log.warning("stopping %d tool call(s) still running", len(unfinished))
+        self.host.close()  # ends the worker processes, and with them any call still running
+
+
+def _real(directory: Path) -> Path:
+    return Path(os.path.realpath(directory))
 
 
 def _tool_file(path: Path) -> Path:
@@ -351,8 +542,9 @@ def _tool_file(path: Path) -> Path:
 
 
 def _diff(old: ToolSet, new: ToolSet) -> ToolSetChange:
-    def identity(tool: Tool) -> tuple[str, Path, Grants]:
-        return tool.loaded.content_hash, tool.loaded.path, tool.grants
+    def identity(tool: Tool) -> tuple[str, Path, Grants, PendingRequest | None]:
+        # A new request waiting for approval is a change too: the client may be asked about it.
+        return tool.loaded.content_hash, tool.loaded.path, tool.grants, tool.pending
 
     old_failures = set(old.failures)
     return ToolSetChange(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from watchfiles import Change, watch
@@ -32,10 +34,27 @@ def _is_tool_file(change: Change, path: str) -> bool:
     return path.endswith((TOOL_SUFFIX, POLICY_SUFFIX))
 
 
+def _watch_filter(grants_file: Path | None) -> Callable[[Change, str], bool]:
+    """Tool files, and the grants file: an approval made with `llama-agent tools grant` applies at
+    once (without the event, within RESCAN_MS: every reconcile checks the file's size and mtime)."""
+
+    def accept(change: Change, path: str) -> bool:
+        if _is_tool_file(change, path):
+            return True
+        return (
+            grants_file is not None
+            and os.path.basename(path) == grants_file.name
+            and os.path.realpath(os.path.dirname(path)) == os.path.realpath(grants_file.parent)
+        )
+
+    return accept
+
+
 class ToolWatcher:
-    def __init__(self, toolbox: Toolbox, on_change: ChangeListener) -> None:
+    def __init__(self, toolbox: Toolbox, on_change: ChangeListener, grants_file: Path | None = None) -> None:
         self._toolbox = toolbox
         self._on_change = on_change
+        self._grants_file = grants_file
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tool-watcher", daemon=True)
 
@@ -51,10 +70,14 @@ class ToolWatcher:
         self._toolbox.warm_cache()
         # The first load is not announced: clients learn it from tools/list, which waits for it.
         self._reconcile(set(), announce=False)
-        log.info("watching %s for tool changes", ", ".join(map(str, directories)))
+        watched = [*directories]
+        # Its directory, if it exists: one created later is still read at each rescan.
+        if self._grants_file is not None and self._grants_file.parent.is_dir():
+            watched.append(self._grants_file.parent)
+        log.info("watching %s for tool changes", ", ".join(map(str, watched)))
         for changes in watch(
-            *directories,
-            watch_filter=_is_tool_file,
+            *watched,
+            watch_filter=_watch_filter(self._grants_file),
             step=STEP_MS,
             debounce=DEBOUNCE_MS,
             rust_timeout=RESCAN_MS,

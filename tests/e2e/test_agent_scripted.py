@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import StartDaemon
 from tests.rpc import DaemonSession, RpcError
 from tests.scripted_model import answer, call, recorded
+from tests.wat_tools import tool_wasm
 
 REQUEST_CANCELLED = -32800
 # A long answer: at 10 ms a token, it would stream for about a minute.
@@ -130,6 +131,31 @@ async def test_cancel_stops_generation_at_the_next_token(
     cut = recorded(log)[0]
     assert cut["stop_reason"] == "cancelled"
     assert cut["pieces"] < 300  # of the 7,500 it would have streamed
+
+
+async def test_cancel_during_a_blocked_tool_call_ends_the_run_and_the_call(
+    start_daemon: StartDaemon, tools_dir: Path, tmp_path: Path
+) -> None:
+    (tools_dir / "nap.wasm").write_bytes(tool_wasm("nap", behaviour="sleep"))
+    daemon, _ = await scripted(start_daemon, tools_dir, tmp_path, call("nap", value="x"), answer("next"))
+    await daemon.request("tools/list")
+    request_id, run = daemon.request_future("agent/run", {"prompt": "nap", "workDoneToken": "n"})
+    await daemon.wait_until(lambda: bool(daemon.worker_pids()) and bool(texts(daemon, "n")), timeout=30)
+    await asyncio.sleep(0.5)  # the call is blocked in its worker now (60 s, past the 10 s deadline)
+    before = set(daemon.worker_pids())
+    cancelled_at = time.perf_counter()
+    daemon.cancel(request_id)
+    with pytest.raises(RpcError) as raised:
+        await asyncio.wait_for(run, 10)
+    assert raised.value.code == REQUEST_CANCELLED
+    assert time.perf_counter() - cancelled_at < 1.0
+    for _ in range(50):  # the blocked call's worker is killed (reaped within moments)
+        if not before <= set(daemon.worker_pids()):
+            break
+        await asyncio.sleep(0.1)
+    assert not before <= set(daemon.worker_pids())
+    following = await daemon.request("agent/run", {"prompt": "again"}, timeout=10)
+    assert following["answer"] == "next"
 
 
 async def test_tools_are_served_while_the_model_generates(

@@ -1,8 +1,9 @@
 """The bundled workspace tools (read_file, list_dir, search_text, write_file) and datetime, over stdio.
 
-Each test starts the real daemon on a private tools directory holding copies of the five built
-components (and the policies they ship with) and grants it a small workspace with nested
-directories, a file that is not UTF-8, a binary file, a file over 1 MB and symlinks leading out.
+Each test starts the real daemon on a private, trusted tools directory (`--trusted-tools-dir`, so
+its policies apply as the bundled ones do) holding copies of the five built components (and the
+policies they ship with) and grants it a small workspace with nested directories, a file that is
+not UTF-8, a binary file, a file over 1 MB and symlinks leading out.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ async def serve(start_daemon: StartDaemon, tools: Path, workspace: Path, *args: 
     """
     # With `--workspace DIR` the client names no folder: the daemon's flag is enough.
     client_folder = {} if "--workspace" in args else {"rootUri": workspace.as_uri()}
-    daemon = await start_daemon("--tools-dir", tools, *args, init_params=client_folder)
+    daemon = await start_daemon("--trusted-tools-dir", tools, *args, init_params=client_folder)
     deadline = time.monotonic() + GRANT_TIMEOUT
     while not (await listed(daemon))["read_file"]["grants"]["dirs"]:
         assert time.monotonic() < deadline, "the workspace was never granted to read_file"

@@ -25,10 +25,11 @@ def publish(directory: Path, file_name: str, wasm: bytes) -> Path:
     return target
 
 
-async def started(start_daemon: StartDaemon, *directories: Path) -> DaemonSession:
+async def started(start_daemon: StartDaemon, *directories: Path, trusted: bool = False) -> DaemonSession:
+    """A daemon watching `directories`; `trusted`: their policies apply without asking."""
     args: list[str | Path] = []
     for directory in directories:
-        args += ["--tools-dir", directory]
+        args += ["--trusted-tools-dir" if trusted else "--tools-dir", directory]
     daemon = await start_daemon(*args)
     await daemon.request("tools/list")  # waits for the first load
     return daemon
@@ -196,7 +197,7 @@ async def test_replace_during_a_call_the_call_finishes_on_its_version(
     publish(tmp_path, "busy.wasm", tool_wasm("busy", version="1.0.0", behaviour="slow"))
     # A few seconds of work here; room for a machine several times slower, or a busy one.
     (tmp_path / "busy.policy.toml").write_text("timeout_seconds = 120\n")
-    daemon = await started(start_daemon, tmp_path)
+    daemon = await started(start_daemon, tmp_path, trusted=True)
     seen = len(daemon.notifications)
     _, in_flight = daemon.request_future("tools/invoke", {"name": "busy", "arguments": {"value": "x"}})
     await asyncio.sleep(0.1)

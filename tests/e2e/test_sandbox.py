@@ -39,13 +39,16 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 def grant(tools: Path, name: str, policy: str) -> None:
+    """Write a policy beside the tool; it applies because `ready` trusts the tools directory."""
     (tools / f"{name}.policy.toml").write_text(policy)
 
 
 async def ready(
     start_daemon: StartDaemon, tools: Path, env: dict[str, str] | None = None, extra: tuple[str, ...] = ()
 ) -> DaemonSession:
-    daemon = await start_daemon("--tools-dir", tools, *extra, env=env)
+    # A trusted directory: the person confirms its policies on the command line (tests of who
+    # grants are in test_grants.py).
+    daemon = await start_daemon("--trusted-tools-dir", tools, *extra, env=env)
     await daemon.request("tools/list")
     return daemon
 
@@ -70,6 +73,7 @@ async def test_nothing_is_granted_by_default(start_daemon: StartDaemon, hostile_
         "memoryBytes": 256 * MIB,
         "memories": 1,
         "outputBytes": MIB,
+        "writeBytes": 64 * MIB,
         "dirs": [],
         "env": [],
         "network": False,

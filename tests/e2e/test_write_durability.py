@@ -22,7 +22,7 @@ def tools(tmp_path: Path, bundled_tools: Path) -> Path:
     directory.mkdir()
     shutil.copy2(bundled_tools / "write_file.wasm", directory / "write_file.wasm")
     (directory / "write_file.policy.toml").write_text('workspace = "rw"\n')
-    return directory
+    return directory  # started as a --trusted-tools-dir: its policy applies
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def workspace(tmp_path: Path) -> Path:
 
 async def writing(start_daemon: StartDaemon, tools: Path, workspace: Path) -> DaemonSession:
     (workspace / "target.txt").write_text(OLD)
-    daemon = await start_daemon("--tools-dir", tools, "--workspace", workspace)
+    daemon = await start_daemon("--trusted-tools-dir", tools, "--workspace", workspace)
     listed = await daemon.request("tools/list")
     assert listed["tools"][0]["grants"]["dirs"][0]["mode"] == "rw"
     daemon.request_future(
@@ -80,7 +80,7 @@ async def test_sigterm_lets_a_running_write_finish_answer_and_exit_cleanly(
     start_daemon: StartDaemon, tools: Path, workspace: Path
 ) -> None:
     (workspace / "target.txt").write_text(OLD)
-    daemon = await start_daemon("--tools-dir", tools, "--workspace", workspace)
+    daemon = await start_daemon("--trusted-tools-dir", tools, "--workspace", workspace)
     await daemon.request("tools/list")
     _, write = daemon.request_future(
         "tools/invoke", {"name": "write_file", "arguments": {"path": "target.txt", "content": NEW}}
@@ -101,7 +101,7 @@ async def test_sigterm_lets_a_running_write_finish_answer_and_exit_cleanly(
 
 
 async def test_sigterm_with_nothing_running_exits_at_once(start_daemon: StartDaemon, tools: Path) -> None:
-    daemon = await start_daemon("--tools-dir", tools)
+    daemon = await start_daemon("--trusted-tools-dir", tools)
     await daemon.request("tools/list")
     daemon.process.send_signal(signal.SIGTERM)
     assert await daemon.wait_exit(timeout=5) == 0

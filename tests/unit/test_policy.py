@@ -241,3 +241,22 @@ def test_a_read_write_workspace_that_holds_the_tools_is_refused(tmp_path: Path) 
         {"workspace": "ro"}, tmp_path, DEFAULTS, "p.toml", workspace=workspace, protected=protected
     )
     assert read_only.dirs[0].mode == "ro"
+
+
+def test_no_grant_makes_the_config_directory_writable(tmp_path: Path) -> None:
+    config = tmp_path / "home-config" / "llama-agent"
+    config.mkdir(parents=True)
+    protected = Protected.for_daemon([tmp_path / "tools"], tmp_path / "cache", config)
+    for host in (config, config.parent):
+        with pytest.raises(PolicyError, match=f"would let the tool rewrite {config}"):
+            parse_policy(
+                {"dirs": [{"host": str(host), "guest": "/c", "mode": "rw"}]},
+                tmp_path,
+                DEFAULTS,
+                "p.toml",
+                protected=protected,
+            )
+        readable = parse_policy(
+            {"dirs": [{"host": str(host), "guest": "/c"}]}, tmp_path, DEFAULTS, "p.toml", protected=protected
+        )
+        assert readable.dirs[0].mode == "ro"

@@ -12,6 +12,7 @@ from daemon.runtime.policy import Grants
 from daemon.runtime.sandbox import Limits
 from daemon.runtime.schema import ArgumentError
 from daemon.runtime.wasm_host import Invocation, LoadedTool, ToolLoadError, WasmHost
+from daemon.runtime.workers import CancelToken
 from daemon.services.toolbox import Toolbox, UnknownTool
 from tests.wat_tools import tool_wasm
 
@@ -68,17 +69,55 @@ def test_infinite_loop_times_out(host: WasmHost) -> None:
 
 
 def test_name_clash_first_directory_then_file_name_wins(tmp_path: Path, host: WasmHost) -> None:
+    """No file is trusted and none is named after the tool: discovery order decides."""
     first, second = tmp_path / "a", tmp_path / "b"
     first.mkdir()
     second.mkdir()
     (first / "z.wasm").write_bytes(tool_wasm("same", version="1.0.0"))
     (second / "a.wasm").write_bytes(tool_wasm("same", version="2.0.0"))
     (second / "b.wasm").write_bytes(tool_wasm("same", version="3.0.0"))
-    snapshot = Toolbox(host, [first, second]).load_all()
+    snapshot = Toolbox(host, [first, second], trusted_dirs=()).load_all()
     assert snapshot.tools["same"].loaded.metadata.version == "1.0.0"
-    losers = sorted(failure.path.name for failure in snapshot.failures)
-    assert losers == ["a.wasm", "b.wasm"]
-    assert all("already provided by" in failure.error for failure in snapshot.failures)
+    reasons = {failure.path.name: failure.error for failure in snapshot.failures}
+    assert sorted(reasons) == ["a.wasm", "b.wasm"]
+    assert all(f"already provided by {first / 'z.wasm'}" in error for error in reasons.values())
+    assert "its directory comes first" in reasons["a.wasm"]
+
+
+def test_name_clash_in_one_directory_the_file_name_sorts_first(tmp_path: Path, host: WasmHost) -> None:
+    (tmp_path / "b.wasm").write_bytes(tool_wasm("same", version="2.0.0"))
+    (tmp_path / "a.wasm").write_bytes(tool_wasm("same", version="1.0.0"))
+    snapshot = Toolbox(host, [tmp_path], trusted_dirs=()).load_all()
+    assert snapshot.tools["same"].loaded.path.name == "a.wasm"
+    assert "its file name sorts first" in snapshot.failures[0].error
+
+
+def test_name_clash_a_file_named_after_the_tool_wins(tmp_path: Path, host: WasmHost) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    (first / "aaa.wasm").write_bytes(tool_wasm("echo", version="1.0.0"))
+    (second / "echo.wasm").write_bytes(tool_wasm("echo", version="2.0.0"))
+    snapshot = Toolbox(host, [first, second], trusted_dirs=()).load_all()
+    assert snapshot.tools["echo"].loaded.path == second / "echo.wasm"
+    [failure] = snapshot.failures
+    assert failure.path == first / "aaa.wasm"
+    assert "a file named after the tool wins" in failure.error
+
+
+def test_name_clash_a_trusted_directory_wins_over_an_untrusted_one(tmp_path: Path, host: WasmHost) -> None:
+    """A file dropped into a watched directory cannot take over a trusted tool's name, even named
+    after it and in a directory that comes first."""
+    untrusted, trusted = tmp_path / "dropbox", tmp_path / "trusted"
+    untrusted.mkdir()
+    trusted.mkdir()
+    (untrusted / "echo.wasm").write_bytes(tool_wasm("echo", version="6.6.6"))
+    (trusted / "zzz.wasm").write_bytes(tool_wasm("echo", version="1.0.0"))
+    snapshot = Toolbox(host, [untrusted, trusted], trusted_dirs=[trusted]).load_all()
+    assert snapshot.tools["echo"].loaded.path == trusted / "zzz.wasm"
+    [failure] = snapshot.failures
+    assert failure.path == untrusted / "echo.wasm"
+    assert "a trusted tools directory wins" in failure.error
 
 
 class RecordingHost(WasmHost):
@@ -86,9 +125,15 @@ class RecordingHost(WasmHost):
         super().__init__(cache_dir)
         self.calls: list[dict[str, Any]] = []
 
-    def invoke(self, tool: LoadedTool, arguments: dict[str, Any], grants: Grants | None = None) -> Invocation:
+    def invoke(
+        self,
+        tool: LoadedTool,
+        arguments: dict[str, Any],
+        grants: Grants | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Invocation:
         self.calls.append(arguments)
-        return super().invoke(tool, arguments, grants)
+        return super().invoke(tool, arguments, grants, cancel)
 
 
 def test_invalid_calls_never_reach_the_tool(tmp_path: Path) -> None:

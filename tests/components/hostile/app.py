@@ -5,12 +5,13 @@ Every action reports what happened instead of failing, so tests can assert on th
 
 import os
 import sys
+import time
 
 from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports.types import Argument, Metadata, Param, ParamType, Value_String
 
-ACTIONS = "read, write, list, env, environ, print, allocate"
+ACTIONS = "read, write, list, env, environ, print, allocate, return, fill, sleep"
 
 
 class Tool(exports.Tool):
@@ -53,6 +54,18 @@ class Tool(exports.Tool):
                 except MemoryError:
                     return f"refused: could not allocate {target} bytes"
                 return f"allocated {len(block)} bytes"
+            if action == "return":  # a return value of `target` bytes
+                return "x" * int(target)
+            if action == "fill":  # write `target` bytes, 1 MiB per file, into the directory /data
+                size, written, chunk = int(target), 0, b"y" * (1 << 20)
+                while written < size:
+                    with open(f"/data/fill-{written >> 20}.bin", "wb") as file:
+                        file.write(chunk[: size - written])
+                    written += min(len(chunk), size - written)
+                return f"wrote {written} bytes"
+            if action == "sleep":  # blocks in a WASI host call, where no epoch check reaches
+                time.sleep(float(target))
+                return "slept"
             if action == "print":
                 chunk = "x" * 1023 + "\n"
                 for _ in range(int(target) // 1024):

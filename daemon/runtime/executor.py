@@ -1,0 +1,195 @@
+"""Runs guest code: one call in a fresh store and instance, within a call's limits.
+
+This is the part of the tool host that executes untrusted code. The daemon runs it in worker
+processes (daemon/runtime/worker.py) so that a call can be ended wherever it is, even blocked
+inside a WASI host call where no epoch check can reach it; benchmarks run it in-process.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import wasmtime
+from wasmtime.component import Component, Linker
+
+from daemon.runtime.contracts import Contract, IncompatibleComponent
+from daemon.runtime.metadata import ToolMetadata
+from daemon.runtime.sandbox import Limits, SandboxedStore, new_store
+
+EPOCH_INTERVAL_SECONDS = 0.02
+
+
+def new_engine() -> wasmtime.Engine:
+    """The engine every component is compiled for and run on; its settings are part of the cache key."""
+    config = wasmtime.Config()
+    config.epoch_interruption = True
+    # One core compiles, the other keeps serving: measured in bench/hot_reload.py, a
+    # parallel compile is ~15% faster but doubles invoke p99 while it runs.
+    config.parallel_compilation = False
+    return wasmtime.Engine(config)
+
+
+ENGINE_TAG_SUFFIX = "epoch"  # names the engine settings above in compile-cache keys
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """What one call may touch: preopened (host, guest, writable) directories and environment."""
+
+    limits: Limits
+    dirs: tuple[tuple[str, str, bool], ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Invocation:
+    text: str
+    is_error: bool
+    stdout: str
+    stderr: str
+    truncated: bool
+    timed_out: bool
+    duration_ms: float
+
+
+class DescribeFailed(Exception):
+    """`describe()` trapped, timed out or returned metadata that cannot be served."""
+
+
+class Executor:
+    """One engine and one WASI linker; an epoch ticker that runs only while guest code does.
+
+    A thread waking every few milliseconds needs the GIL each time; while the model generates
+    in the same process that costs it most of its speed (measured: 3x slower agent runs).
+    """
+
+    def __init__(self, engine: wasmtime.Engine | None = None) -> None:
+        self.engine = engine or new_engine()
+        self._linker = Linker(self.engine)
+        self._linker.add_wasip2()
+        self._running = 0
+        self._activity = threading.Condition()
+        self._closed = False
+        self._ticker = threading.Thread(target=self._tick, name="wasm-epoch", daemon=True)
+        self._ticker.start()
+
+    def close(self) -> None:
+        with self._activity:
+            self._closed = True
+            self._activity.notify_all()
+
+    def _tick(self) -> None:
+        with self._activity:
+            while not self._closed:
+                if self._running == 0:
+                    self._activity.wait()
+                    continue
+                self._activity.wait(EPOCH_INTERVAL_SECONDS)
+                self.engine.increment_epoch()
+
+    @contextmanager
+    def _guest_running(self) -> Iterator[None]:
+        with self._activity:
+            self._running += 1
+            self._activity.notify_all()
+        try:
+            yield
+        finally:
+            with self._activity:
+                self._running -= 1
+
+    def describe(self, component: Component, contract: Contract, limits: Limits) -> ToolMetadata:
+        sandbox = self._new_store(Sandbox(limits))
+        try:
+            with self._guest_running():
+                instance = self._linker.instantiate(sandbox.store, component)
+                metadata = contract.describe(sandbox.store, instance)
+        except (wasmtime.WasmtimeError, IncompatibleComponent) as error:
+            raise DescribeFailed(failure_text("reading metadata failed", error, sandbox)) from error
+        try:
+            metadata.check()
+        except ValueError as error:
+            raise DescribeFailed(str(error)) from error
+        return metadata
+
+    def invoke(
+        self,
+        component: Component,
+        contract: Contract,
+        arguments: dict[str, object],
+        sandbox_spec: Sandbox,
+    ) -> Invocation:
+        """Run one call in a fresh store and instance."""
+        limits = sandbox_spec.limits
+        started = time.perf_counter()
+        try:
+            sandbox = self._new_store(sandbox_spec)
+        except wasmtime.WasmtimeError as error:  # e.g. a granted directory was removed since
+            return refused(f"cannot set up the sandbox: {first_line(error)}", started)
+        timed_out = False
+        try:
+            with self._guest_running():
+                instance = self._linker.instantiate(sandbox.store, component)
+                result = contract.invoke(sandbox.store, instance, arguments)
+            text, is_error = result.text, result.is_error
+        except wasmtime.WasmtimeError as error:
+            timed_out = is_interrupt(error)  # only the epoch deadline interrupts
+            summary = f"timed out after {limits.timeout_seconds:g} s" if timed_out else "tool trapped"
+            text, is_error = failure_text(summary, error, sandbox), True
+        text, truncated = cap_utf8(text, limits.output_bytes)
+        return Invocation(
+            text=text,
+            is_error=is_error,
+            stdout=sandbox.stdout.text(),
+            stderr=sandbox.stderr.text(),
+            truncated=truncated or sandbox.stdout.truncated or sandbox.stderr.truncated,
+            timed_out=timed_out,
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    def _new_store(self, spec: Sandbox) -> SandboxedStore:
+        ticks = max(1, math.ceil(spec.limits.timeout_seconds / EPOCH_INTERVAL_SECONDS))
+        return new_store(self.engine, spec.limits, ticks, dirs=spec.dirs, env=spec.env)
+
+
+def cap_utf8(text: str, max_bytes: int) -> tuple[str, bool]:
+    """`text` cut to at most `max_bytes` of UTF-8 (never inside a character), and whether it was cut."""
+    if len(text) * 4 <= max_bytes:  # no need to encode: it cannot be over
+        return text, False
+    encoded = text.encode("utf-8", errors="surrogatepass")
+    if len(encoded) <= max_bytes:
+        return text, False
+    return encoded[:max_bytes].decode("utf-8", errors="ignore"), True
+
+
+def refused(reason: str, started: float) -> Invocation:
+    return Invocation(reason, True, "", "", False, False, (time.perf_counter() - started) * 1000)
+
+
+def first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _cause(error: BaseException) -> str:
+    """The root cause of a wasmtime error, without the wasm backtrace."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if "Caused by:" in lines:
+        after = lines[lines.index("Caused by:") + 1 :]
+        if after:
+            return after[-1]
+    return lines[0] if lines else type(error).__name__
+
+
+def is_interrupt(error: BaseException) -> bool:
+    return "interrupt" in _cause(error)
+
+
+def failure_text(summary: str, error: BaseException, sandbox: SandboxedStore) -> str:
+    text = f"{summary}: {_cause(error)}"
+    stderr = sandbox.stderr.text().strip()
+    return f"{text}\n{stderr}" if stderr else text

@@ -1,0 +1,214 @@
+"""A worker process: runs tool calls for the daemon, one at a time, and can be killed at any moment.
+
+Started by daemon/runtime/workers.py as `python -m daemon.runtime.worker IN_FD OUT_FD`. Jobs and
+replies are JSON messages on two pipes. Nothing is written to stdout: fd 1 is pointed at stderr
+before anything runs, so a stray print can never reach the daemon's protocol stream.
+
+Per job the worker replies `started` once the component is loaded (the call's deadline starts
+there, in the daemon), then one of `described`, `done` or `error`. A call that writes more than its
+quota gets a `quota` reply and the worker exits at once: the write cannot be taken back, only
+stopped.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import signal
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from multiprocessing.connection import Connection
+from typing import Any
+
+import wasmtime
+from wasmtime.component import Component
+
+from daemon.runtime.compile_cache import file_sha256
+from daemon.runtime.contracts import Contract, IncompatibleComponent, contract_from_wire
+from daemon.runtime.executor import DescribeFailed, Executor, Sandbox
+from daemon.runtime.sandbox import Limits
+
+# Components kept deserialized; each maps its compiled code from the cache file, so the pages are
+# shared with every other worker.
+MAX_COMPONENTS = 32
+# After a call that left the process this big (a tool returned hundreds of megabytes, say), the
+# worker exits and the daemon starts a fresh one: a worker's memory never stays high.
+RECYCLE_RSS_BYTES = 512 * 1024 * 1024
+QUOTA_EXIT_CODE = 3
+QUOTA_POLL_SECONDS = 0.002
+PR_SET_PDEATHSIG = 1
+
+
+class JobError(Exception):
+    """A job that cannot be run; the message goes back to the daemon."""
+
+
+class Worker:
+    def __init__(self, outbox: Connection) -> None:
+        self._outbox = outbox
+        self._sending = threading.Lock()
+        self._executor = Executor()
+        self._components: OrderedDict[str, Component] = OrderedDict()
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = json.dumps(message, ensure_ascii=False).encode("utf-8", errors="surrogatepass")
+        with self._sending:
+            self._outbox.send_bytes(data)
+
+    def handle(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Run one job; return the final reply (`started` and `quota` are sent as they happen)."""
+        try:
+            component = self._component(job["artifact"], job["digest"])
+            contract = contract_from_wire(job["contract"])
+            limits = Limits(**job["limits"])
+        except (JobError, IncompatibleComponent, KeyError, TypeError) as error:
+            return {"kind": "error", "error": str(error)}
+        self.send({"kind": "started"})
+        if job["op"] == "describe":
+            return self._describe(component, contract, limits)
+        return self._invoke(component, contract, limits, job)
+
+    def _describe(self, component: Component, contract: Contract, limits: Limits) -> dict[str, Any]:
+        try:
+            metadata = self._executor.describe(component, contract, limits)
+        except DescribeFailed as error:
+            return {"kind": "error", "error": str(error)}
+        return {"kind": "described", "metadata": asdict(metadata)}
+
+    def _invoke(
+        self, component: Component, contract: Contract, limits: Limits, job: dict[str, Any]
+    ) -> dict[str, Any]:
+        sandbox = Sandbox(
+            limits,
+            dirs=tuple((host, guest, bool(writable)) for host, guest, writable in job["dirs"]),
+            env=tuple((name, value) for name, value in job["env"]),
+        )
+        if not any(writable for _, _, writable in sandbox.dirs):
+            outcome = self._executor.invoke(component, contract, job["arguments"], sandbox)
+            return {"kind": "done", **asdict(outcome)}
+        with file_size_limit(limits.write_bytes), WriteQuota(limits.write_bytes, self):
+            outcome = self._executor.invoke(component, contract, job["arguments"], sandbox)
+        return {"kind": "done", **asdict(outcome)}
+
+    def _component(self, artifact: str, digest: str) -> Component:
+        """The compiled component in `artifact`, checked against the digest the daemon verified."""
+        cached = self._components.get(digest)
+        if cached is not None:
+            self._components.move_to_end(digest)
+            return cached
+        try:
+            fd = os.open(artifact, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as error:
+            raise JobError(f"cannot open the compiled component {artifact}: {error.strerror}") from error
+        try:
+            if file_sha256(fd) != digest:
+                raise JobError(f"the compiled component {artifact} changed after it was verified")
+            # Through the descriptor just checked: a file renamed over the path meanwhile is not read.
+            component = Component.deserialize_file(self._executor.engine, f"/proc/self/fd/{fd}")
+        except wasmtime.WasmtimeError as error:
+            raise JobError(f"cannot load the compiled component {artifact}: {error}") from error
+        finally:
+            os.close(fd)
+        self._components[digest] = component
+        while len(self._components) > MAX_COMPONENTS:
+            self._components.popitem(last=False)
+        return component
+
+
+class WriteQuota:
+    """Ends the worker when a call has written more than its quota, as counted by the kernel.
+
+    Checked every `QUOTA_POLL_SECONDS` on a thread of its own while the call runs: the guest holds
+    no GIL while it runs, so a check is never late by more than that.
+    """
+
+    def __init__(self, limit: int, worker: Worker) -> None:
+        self._limit = limit
+        self._worker = worker
+        self._start = bytes_written()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="write-quota", daemon=True)
+
+    def __enter__(self) -> WriteQuota:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._done.wait(QUOTA_POLL_SECONDS):
+            written = bytes_written() - self._start
+            if written > self._limit:
+                self._worker.send({"kind": "quota", "written": written, "limit": self._limit})
+                os._exit(QUOTA_EXIT_CODE)
+
+
+@contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """While it holds, no file can grow past `limit` bytes: writes past it fail with EFBIG."""
+    _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    soft = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+
+
+def bytes_written() -> int:
+    """Bytes this process has passed to write calls, files and pipes alike (Linux /proc)."""
+    with open("/proc/self/io", "rb") as io:
+        for line in io:
+            if line.startswith(b"wchar:"):
+                return int(line.split()[1])
+    return 0
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/statm", "rb") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _die_with_the_daemon() -> None:
+    """If the daemon dies, so does this worker, even in the middle of a call that never returns."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def main(argv: list[str]) -> int:
+    inbox = Connection(int(argv[1]), writable=False)
+    outbox = Connection(int(argv[2]), readable=False)
+    os.dup2(2, 1)  # stdout belongs to the daemon's protocol; nothing here may write to it
+    parent = os.getppid()
+    _die_with_the_daemon()
+    if os.getppid() != parent:  # the daemon died before the line above took effect
+        return 0
+    # The daemon decides when workers stop; a file-size limit must fail the write, not kill us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    worker = Worker(outbox)
+    while True:
+        try:
+            job = json.loads(inbox.recv_bytes())
+        except EOFError:
+            return 0
+        reply = worker.handle(job)
+        retire = resident_bytes() > RECYCLE_RSS_BYTES
+        worker.send({**reply, "retire": retire})
+        if retire:
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

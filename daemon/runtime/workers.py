@@ -1,0 +1,274 @@
+"""Worker processes that run tool calls, so that a call can be ended wherever it is.
+
+An epoch deadline stops guest code that computes, but not a guest blocked inside a WASI host
+call (a sleep, a `pollable.block`): only ending the process that runs it does. Each call runs in
+a worker process (daemon/runtime/worker.py); at its deadline, or when it is cancelled, the worker
+is killed and a fresh one takes its place. A worker's memory is its own, so a call that bloats it
+never bloats the daemon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
+# Loading a compiled component into a worker (mapping up to 128 MiB of code) is not part of a
+# call's time; this bounds it separately.
+LOAD_SECONDS = 60.0
+# A computing guest is interrupted by its epoch deadline and answers by itself; the worker is
+# killed only if it has not answered this long after the deadline.
+KILL_GRACE_SECONDS = 0.2
+
+
+class WorkerGone(Exception):
+    """The worker process ended or was killed."""
+
+
+class Worker:
+    """One worker process and the two pipes to it."""
+
+    def __init__(self) -> None:
+        job_read, job_write = os.pipe()
+        reply_read, reply_write = os.pipe()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "daemon.runtime.worker", str(job_read), str(reply_write)],
+                pass_fds=(job_read, reply_write),
+                stdin=subprocess.DEVNULL,
+                stdout=sys.stderr.fileno(),  # never the daemon's stdout, which carries the protocol
+                env=env,
+                start_new_session=True,  # Ctrl-C in a terminal reaches the daemon, which stops us
+            )
+        finally:
+            os.close(job_read)
+            os.close(reply_write)
+        self._jobs = Connection(job_write, readable=False)
+        self._replies = Connection(reply_read, writable=False)
+        self.killed = False
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def send(self, job: dict[str, Any]) -> None:
+        try:
+            self._jobs.send_bytes(json.dumps(job, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+        except OSError as error:
+            raise WorkerGone(self.exit_description()) from error
+
+    def receive(self, timeout: float) -> dict[str, Any] | None:
+        """The next reply, or None if none came within `timeout` seconds."""
+        try:
+            if not self._replies.poll(max(timeout, 0.0)):
+                return None
+            message: dict[str, Any] = json.loads(self._replies.recv_bytes())
+        except (EOFError, OSError, ValueError) as error:
+            raise WorkerGone(self.exit_description()) from error
+        return message
+
+    def kill(self) -> None:
+        self.killed = True
+        with contextlib.suppress(OSError):
+            self.process.kill()
+
+    def close(self) -> None:
+        """Let an idle worker go: it exits when its job pipe closes."""
+        for connection in (self._jobs, self._replies):
+            with contextlib.suppress(OSError):
+                connection.close()
+
+    def reap(self) -> None:
+        self.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def exit_description(self) -> str:
+        try:
+            code = self.process.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            return "the worker process stopped answering"
+        if code < 0:
+            return f"the worker process was ended by signal {-code}"
+        return f"the worker process exited with code {code}"
+
+
+class CancelToken:
+    """Cancels a call from another thread: the worker running it is killed."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.cancelled = False
+        self._worker: Worker | None = None
+
+    def attach(self, worker: Worker | None) -> None:
+        with self._lock:
+            self._worker = worker
+            if worker is not None and self.cancelled:
+                worker.kill()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            if self._worker is not None:
+                self._worker.kill()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """How a job ended: `kind` is a worker's reply kind, or timeout, cancelled, crashed."""
+
+    kind: str
+    body: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0  # from the call's start (after loading) to its end
+
+    @property
+    def error(self) -> str:
+        return str(self.body.get("error", ""))
+
+
+@dataclass
+class _Slots:
+    """Workers that may be busy at once for one kind of job."""
+
+    limit: int
+    semaphore: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.semaphore = threading.BoundedSemaphore(self.limit)
+
+
+class WorkerPool:
+    """Runs jobs on up to `size` worker processes, plus one kept for describing tools being loaded,
+    so a hot reload never waits behind busy calls and calls never wait behind a reload."""
+
+    def __init__(self, size: int = 8) -> None:
+        self._calls = _Slots(size)
+        self._loads = _Slots(1)
+        self._idle: list[Worker] = []
+        self._busy: set[Worker] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        # A worker dies with the thread that started it (PR_SET_PDEATHSIG follows the thread), so
+        # all are started by this one thread, which lives as long as the pool.
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worker-spawn")
+        self._idle.append(self._spawn())  # started ahead, so the first call does not wait for Python
+
+    def run(
+        self,
+        job: dict[str, Any],
+        deadline_seconds: float,
+        *,
+        loading: bool = False,
+        cancel: CancelToken | None = None,
+    ) -> Reply:
+        """Run `job` on a worker; end it `deadline_seconds` after it starts, or when cancelled."""
+        slots = self._loads if loading else self._calls
+        with slots.semaphore:
+            worker = self._take()
+            if cancel is not None:
+                cancel.attach(worker)
+            reply = Reply("crashed")
+            try:
+                reply = self._exchange(worker, job, deadline_seconds)
+            finally:
+                if cancel is not None:
+                    cancel.attach(None)
+                    if cancel.cancelled:
+                        reply = Reply("cancelled", seconds=reply.seconds)
+                self._give_back(worker, healthy=reply.kind in ("done", "described", "error"))
+                if reply.body.get("retire"):
+                    self._retire(worker)
+            return reply
+
+    def _exchange(self, worker: Worker, job: dict[str, Any], deadline_seconds: float) -> Reply:
+        try:
+            worker.send(job)
+            first = worker.receive(LOAD_SECONDS)
+            if first is None:
+                return Reply("timeout", {"error": "loading the component took too long"})
+            if first.get("kind") != "started":
+                return Reply(str(first.get("kind")), first)
+            started = time.monotonic()
+            reply = worker.receive(deadline_seconds + KILL_GRACE_SECONDS)
+            if reply is None:
+                return Reply("timeout", seconds=time.monotonic() - started)
+            return Reply(str(reply.get("kind")), reply, time.monotonic() - started)
+        except WorkerGone as gone:
+            return Reply("crashed", {"error": str(gone)})
+
+    def _take(self) -> Worker:
+        with self._lock:
+            if self._closed:
+                raise WorkerGone("the tool host is stopping")
+            worker = self._idle.pop() if self._idle else None
+        if worker is None:
+            worker = self._spawn()
+        with self._lock:
+            self._busy.add(worker)
+        return worker
+
+    def _give_back(self, worker: Worker, healthy: bool) -> None:
+        with self._lock:
+            self._busy.discard(worker)
+            if healthy and not worker.killed and not self._closed:
+                self._idle.append(worker)
+                return
+        worker.kill()
+        threading.Thread(target=worker.reap, name="worker-reap", daemon=True).start()
+        self._replace()
+
+    def _retire(self, worker: Worker) -> None:
+        with self._lock:
+            if worker in self._idle:
+                self._idle.remove(worker)
+        threading.Thread(target=worker.reap, name="worker-reap", daemon=True).start()
+        self._replace()
+
+    def _replace(self) -> None:
+        """Keep one worker starting or ready, so the next call after a kill does not wait."""
+        with self._lock:
+            if self._closed or self._idle:
+                return
+            self._idle.append(self._spawn())
+
+    def _spawn(self) -> Worker:
+        return self._spawner.submit(Worker).result()
+
+    def busy_pids(self) -> list[int]:
+        with self._lock:
+            return [worker.pid for worker in self._busy]
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [worker.pid for worker in (*self._idle, *self._busy)]
+
+    def close(self) -> None:
+        """Idle workers exit; busy ones are killed (their callers get `crashed` or `cancelled`)."""
+        with self._lock:
+            self._closed = True
+            idle, busy = list(self._idle), list(self._busy)
+            self._idle.clear()
+        for worker in busy:
+            worker.kill()
+        for worker in idle:
+            worker.reap()
+        self._spawner.shutdown(wait=False)

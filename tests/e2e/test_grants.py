@@ -1,0 +1,349 @@
+"""Who grants, over stdio: a policy beside a tool in an untrusted directory only asks. The person
+approves in the editor (window/showMessageRequest) or with `llama-agent tools grant NAME`; until
+then the tool runs with the defaults."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import StartDaemon
+from tests.rpc import DaemonSession, RpcError
+from tests.wat_tools import tool_wasm
+
+LLAMA_AGENT = str(Path(sys.executable).with_name("llama-agent"))
+QUESTION = "window/showMessageRequest"
+CHANGE_TIMEOUT = 30.0
+WARNING = 2  # LSP MessageType.Warning
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "inside.txt").write_text("granted content")
+    return data
+
+
+@pytest.fixture
+def dropbox(tmp_path: Path, test_tools: Path, data_dir: Path) -> Path:
+    """An untrusted tools directory: the hostile tool, asking for `data_dir`."""
+    directory = tmp_path / "dropbox"
+    directory.mkdir()
+    shutil.copy2(test_tools / "hostile.wasm", directory / "hostile.wasm")
+    ask_for(directory, data_dir)
+    return directory
+
+
+def ask_for(tools: Path, data: Path, extra: str = "") -> None:
+    (tools / "hostile.policy.toml").write_text(f'{extra}[[dirs]]\nhost = "{data}"\nguest = "/data"\n')
+
+
+def answering(action: str | None) -> Callable[[Any], Awaitable[Any]]:
+    """A client whose person picks `action` (None: dismisses the question)."""
+
+    async def answer(params: Any) -> Any:
+        return None if action is None else {"title": action}
+
+    return answer
+
+
+async def serve(
+    start_daemon: StartDaemon, tools: Path, answer: Callable[[Any], Awaitable[Any]], *args: str | Path
+) -> DaemonSession:
+    daemon = await start_daemon("--tools-dir", tools, *args, initialize=False)
+    daemon.on_server_request(QUESTION, answer)
+    await daemon.initialize()
+    await daemon.request("tools/list")  # the first load
+    return daemon
+
+
+async def hostile_tool(daemon: DaemonSession) -> dict[str, Any]:
+    listing = await daemon.request("tools/list")
+    [tool] = [tool for tool in listing["tools"] if tool["name"] == "hostile"]
+    return dict(tool)
+
+
+async def read_data(daemon: DaemonSession) -> str:
+    result = await daemon.request(
+        "tools/invoke", {"name": "hostile", "arguments": {"action": "read", "target": "/data/inside.txt"}}
+    )
+    return str(result["content"][0]["text"])
+
+
+async def question(daemon: DaemonSession, count: int = 1) -> dict[str, Any]:
+    """The `count`-th question the daemon put to the client."""
+    await daemon.wait_until(lambda: len(daemon.server_requests(QUESTION)) >= count, CHANGE_TIMEOUT)
+    return daemon.server_requests(QUESTION)[count - 1]
+
+
+async def changed(daemon: DaemonSession, seen: int, name: str = "hostile") -> None:
+    await daemon.wait_for_notification(
+        "tools/didChange", CHANGE_TIMEOUT, after=seen, where=lambda params: name in params["changed"]
+    )
+
+
+def run_cli(*args: str | Path, config_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [LLAMA_AGENT, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        stdin=subprocess.DEVNULL,  # not a terminal
+        env={**os.environ, "LLAMA_AGENT_CONFIG_DIR": str(config_dir)},
+    )
+
+
+async def test_an_unapproved_request_is_pending_asked_about_and_not_granted(
+    start_daemon: StartDaemon, dropbox: Path, data_dir: Path
+) -> None:
+    unanswered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    daemon = await serve(start_daemon, dropbox, lambda params: unanswered)
+    tool = await hostile_tool(daemon)
+    assert tool["grants"]["dirs"] == []
+    assert tool["grantedBy"] is None
+    assert tool["requestedGrants"]["dirs"] == [{"host": str(data_dir), "guest": "/data", "mode": "ro"}]
+    assert "run `llama-agent tools grant hostile` or approve it in the editor" in tool["grantsPending"]
+    assert (await read_data(daemon)).startswith("denied:")
+
+    asked = (await question(daemon))["params"]
+    assert asked["type"] == WARNING
+    assert [action["title"] for action in asked["actions"]] == ["Allow once", "Always allow", "Deny"]
+    for words in ("hostile", str(dropbox / "hostile.wasm"), f"read-only access to {data_dir}"):
+        assert words in asked["message"]
+    # The question waits for the person; the daemon does not.
+    assert (await hostile_tool(daemon))["grantsPending"] is not None
+    assert (await read_data(daemon)).startswith("denied:")
+    assert len(daemon.server_requests(QUESTION)) == 1
+
+
+async def test_allow_once_grants_at_once_and_writes_nothing(
+    start_daemon: StartDaemon, dropbox: Path, config_dir: Path
+) -> None:
+    daemon = await serve(start_daemon, dropbox, answering("Allow once"))
+    await changed(daemon, 0)  # the first load is not announced: this is the approval
+    tool = await hostile_tool(daemon)
+    assert (tool["grantedBy"], tool["grantsPending"], tool["requestedGrants"]) == ("this session", None, None)
+    assert await read_data(daemon) == "read: granted content"
+    assert not (config_dir / "grants.toml").exists()
+
+    restarted = await serve(start_daemon, dropbox, answering(None))
+    assert (await hostile_tool(restarted))["grantsPending"] is not None  # once: this process only
+
+
+@pytest.mark.parametrize("answer", ["Deny", None])
+async def test_a_denied_request_stays_denied_and_is_not_asked_again(
+    start_daemon: StartDaemon, dropbox: Path, data_dir: Path, answer: str | None
+) -> None:
+    daemon = await serve(start_daemon, dropbox, answering(answer))
+    await question(daemon)
+    seen = len(daemon.notifications)
+    (dropbox / ".fresh").write_bytes(tool_wasm("fresh"))
+    os.replace(dropbox / ".fresh", dropbox / "fresh.wasm")  # another change: pending requests are looked at
+    await daemon.wait_for_notification(
+        "tools/didChange", CHANGE_TIMEOUT, after=seen, where=lambda params: params["added"] == ["fresh"]
+    )
+    await asyncio.sleep(0.5)
+    assert len(daemon.server_requests(QUESTION)) == 1
+    assert (await hostile_tool(daemon))["grantsPending"] is not None
+    assert (await read_data(daemon)).startswith("denied:")
+
+    ask_for(dropbox, data_dir, extra='env = ["LANG"]\n')  # a new request is a new question
+    second = await question(daemon, 2)
+    assert "the environment variables LANG" in second["params"]["message"]
+
+
+async def test_always_allow_is_written_and_holds_for_the_next_daemon(
+    start_daemon: StartDaemon, dropbox: Path, config_dir: Path
+) -> None:
+    daemon = await serve(start_daemon, dropbox, answering("Always allow"))
+    await changed(daemon, 0)
+    assert await read_data(daemon) == "read: granted content"
+    assert 'name = "hostile"' in (config_dir / "grants.toml").read_text()
+
+    restarted = await serve(start_daemon, dropbox, answering("Deny"))
+    tool = await hostile_tool(restarted)
+    assert (tool["grantedBy"], tool["grantsPending"]) == ("grants file", None)
+    assert await read_data(restarted) == "read: granted content"
+    await asyncio.sleep(0.5)
+    assert restarted.server_requests(QUESTION) == []
+
+
+async def test_an_error_answer_is_logged_and_serving_goes_on(
+    start_daemon: StartDaemon, dropbox: Path
+) -> None:
+    async def broken(params: Any) -> Any:
+        raise RpcError(-32603, "the client could not show it")
+
+    daemon = await serve(start_daemon, dropbox, broken)
+    await question(daemon)
+    for _ in range(300):  # the log is on stderr, which wait_until does not follow
+        if b"could not ask about hostile" in daemon.stderr:
+            break
+        await asyncio.sleep(0.1)
+    assert b"the client could not show it" in daemon.stderr
+    assert (await read_data(daemon)).startswith("denied:")
+    assert (await hostile_tool(daemon))["grantsPending"] is not None
+    seen = len(daemon.notifications)
+    (dropbox / "fresh.wasm").write_bytes(tool_wasm("fresh"))  # a change: asking again would fail again
+    await daemon.wait_for_notification("tools/didChange", CHANGE_TIMEOUT, after=seen)
+    await asyncio.sleep(0.5)
+    assert len(daemon.server_requests(QUESTION)) == 1
+
+
+async def test_the_command_line_grant_applies_to_the_next_daemon(
+    start_daemon: StartDaemon, dropbox: Path, cache_dir: Path, config_dir: Path
+) -> None:
+    refused = run_cli(
+        "tools", "grant", "hostile", "--tools-dir", dropbox, "--cache-dir", cache_dir, config_dir=config_dir
+    )
+    assert refused.returncode == 2
+    assert "stdin is not a terminal; pass --yes" in refused.stderr
+    assert not (config_dir / "grants.toml").exists()
+
+    done = run_cli(
+        "tools",
+        "grant",
+        "hostile",
+        "--yes",
+        "--tools-dir",
+        dropbox,
+        "--cache-dir",
+        cache_dir,
+        config_dir=config_dir,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "read-only access to" in done.stdout
+    daemon = await serve(start_daemon, dropbox, answering("Deny"))
+    assert (await hostile_tool(daemon))["grantedBy"] == "grants file"
+    assert await read_data(daemon) == "read: granted content"
+
+    seen = len(daemon.notifications)  # revoked while it runs: the grants file is read again
+    revoked = run_cli("tools", "revoke", "hostile", config_dir=config_dir)
+    assert revoked.returncode == 0, revoked.stderr
+    await changed(daemon, seen)
+    assert (await read_data(daemon)).startswith("denied:")
+
+
+async def test_a_grant_made_while_the_daemon_runs_applies(
+    start_daemon: StartDaemon, dropbox: Path, cache_dir: Path, config_dir: Path
+) -> None:
+    unanswered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    daemon = await serve(start_daemon, dropbox, lambda params: unanswered)
+    seen = len(daemon.notifications)
+    done = run_cli(
+        "tools",
+        "grant",
+        "hostile",
+        "--yes",
+        "--tools-dir",
+        dropbox,
+        "--cache-dir",
+        cache_dir,
+        config_dir=config_dir,
+    )
+    assert done.returncode == 0, done.stderr
+    await changed(daemon, seen)
+    assert await read_data(daemon) == "read: granted content"
+
+
+async def test_a_changed_component_or_request_needs_approving_again(
+    start_daemon: StartDaemon, dropbox: Path, data_dir: Path, cache_dir: Path, config_dir: Path
+) -> None:
+    done = run_cli(
+        "tools",
+        "grant",
+        "hostile",
+        "--yes",
+        "--tools-dir",
+        dropbox,
+        "--cache-dir",
+        cache_dir,
+        config_dir=config_dir,
+    )
+    assert done.returncode == 0, done.stderr
+    ask_for(dropbox, data_dir, extra="timeout_seconds = 60\n")
+    daemon = await serve(start_daemon, dropbox, answering("Deny"))
+    tool = await hostile_tool(daemon)
+    assert tool["grantsPending"] is not None
+    assert tool["requestedGrants"]["timeoutSeconds"] == 60
+    assert tool["grants"]["timeoutSeconds"] == 10
+
+
+def test_grant_names_what_it_cannot_grant(
+    dropbox: Path, tools_dir: Path, cache_dir: Path, config_dir: Path, bundled_tools: Path
+) -> None:
+    unknown = run_cli(
+        "tools",
+        "grant",
+        "nope",
+        "--yes",
+        "--tools-dir",
+        dropbox,
+        "--cache-dir",
+        cache_dir,
+        config_dir=config_dir,
+    )
+    assert (unknown.returncode, "unknown tool 'nope'" in unknown.stderr) == (2, True)
+    nothing = run_cli(
+        "tools",
+        "grant",
+        "echo",
+        "--yes",
+        "--tools-dir",
+        tools_dir,
+        "--cache-dir",
+        cache_dir,
+        config_dir=config_dir,
+    )
+    assert (nothing.returncode, "echo asks for nothing" in nothing.stderr) == (2, True)
+    trusted = run_cli(
+        "tools",
+        "grant",
+        "read_file",
+        "--yes",
+        "--tools-dir",
+        bundled_tools,
+        "--cache-dir",
+        cache_dir,
+        config_dir=config_dir,
+    )
+    assert (trusted.returncode, "already approved (trusted directory)" in trusted.stderr) == (2, True)
+    revoke = run_cli("tools", "revoke", "echo", config_dir=config_dir)
+    assert (revoke.returncode, "echo has no approval" in revoke.stderr) == (2, True)
+    assert not (config_dir / "grants.toml").exists()
+
+
+def test_tools_list_shows_what_waits_for_approval(dropbox: Path, cache_dir: Path, config_dir: Path) -> None:
+    listed = run_cli("tools", "list", "--tools-dir", dropbox, "--cache-dir", cache_dir, config_dir=config_dir)
+    assert listed.returncode == 0, listed.stderr
+    assert "grants pending, not approved: hostile.wasm asks for read-only access to" in listed.stdout
+    trusted = run_cli(
+        "tools", "list", "--trusted-tools-dir", dropbox, "--cache-dir", cache_dir, config_dir=config_dir
+    )
+    assert "grants pending" not in trusted.stdout
+
+
+async def test_a_trusted_tool_keeps_its_name_against_a_file_dropped_elsewhere(
+    start_daemon: StartDaemon, tools_dir: Path, tmp_path: Path
+) -> None:
+    dropped = tmp_path / "dropped"
+    dropped.mkdir()
+    (dropped / "echo.wasm").write_bytes(tool_wasm("echo", version="6.6.6", behaviour="version"))
+    daemon = await start_daemon("--tools-dir", dropped, "--trusted-tools-dir", tools_dir)
+    listing = await daemon.request("tools/list")
+    [echo] = [tool for tool in listing["tools"] if tool["name"] == "echo"]
+    assert echo["path"] == str(tools_dir / "echo.wasm")
+    [failure] = listing["failed"]
+    assert failure["path"] == str(dropped / "echo.wasm")
+    assert "a trusted tools directory wins over one that is not" in failure["error"]
+    assert await daemon.echoes()

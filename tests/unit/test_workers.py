@@ -1,0 +1,93 @@
+"""The worker pool on tiny WAT components: deadlines, cancels, crashes and the threads that spawn."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from daemon.runtime.sandbox import Limits
+from daemon.runtime.wasm_host import LoadedTool, WasmHost
+from daemon.runtime.workers import CancelToken
+from tests.wat_tools import tool_wasm
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[WasmHost]:
+    limits = Limits(timeout_seconds=1)
+    made = WasmHost(tmp_path / "cache", limits, max_parallel_calls=2, key_dir=tmp_path / "key")
+    yield made
+    made.close()
+
+
+def load(host: WasmHost, name: str, behaviour: str) -> LoadedTool:
+    return host.load_bytes(tool_wasm(name, behaviour=behaviour), Path(f"{name}.wasm"))
+
+
+def test_workers_outlive_the_thread_that_asked_for_them(host: WasmHost) -> None:
+    """A worker dies with the thread that started it: a short-lived caller must not take it along."""
+    echo = load(host, "echo", "echo")
+    pids: list[int] = []
+
+    def in_a_short_lived_thread() -> None:
+        host.invoke(echo, {"value": "a"})
+        host.invoke(echo, {"value": "b"})
+        pids.extend(host.workers.pids())
+
+    thread = threading.Thread(target=in_a_short_lived_thread)
+    thread.start()
+    thread.join()
+    time.sleep(0.3)
+    assert host.invoke(echo, {"value": "c"}).text == "c"
+    assert set(pids) <= set(host.workers.pids())  # the same workers, still alive
+
+
+def test_a_cancel_ends_a_blocked_call_at_once(host: WasmHost) -> None:
+    nap = load(host, "nap", "sleep")
+    cancel = CancelToken()
+    threading.Timer(0.3, cancel.cancel).start()
+    started = time.perf_counter()
+    result = host.invoke(nap, {"value": "x"}, cancel=cancel)
+    assert time.perf_counter() - started < 0.9  # before the 1 s deadline
+    assert (result.is_error, result.text) == (True, "cancelled")
+
+
+def test_a_cancel_before_the_call_starts_kills_it_on_arrival(host: WasmHost) -> None:
+    nap = load(host, "nap", "sleep")
+    cancel = CancelToken()
+    cancel.cancel()
+    assert host.invoke(nap, {"value": "x"}, cancel=cancel).text == "cancelled"
+
+
+def test_a_worker_killed_from_outside_fails_only_its_call(host: WasmHost) -> None:
+    nap, echo = load(host, "nap", "sleep"), load(host, "echo", "echo")
+    results = []
+    caller = threading.Thread(target=lambda: results.append(host.invoke(nap, {"value": "x"})))
+    caller.start()
+    deadline = time.monotonic() + 5
+    while not host.workers.busy_pids() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(host.workers.busy_pids()[0], signal.SIGKILL)
+    caller.join()
+    assert results[0].is_error and "ended by signal 9" in results[0].text
+    assert host.invoke(echo, {"value": "next"}).text == "next"
+
+
+def test_calls_beyond_the_pool_wait_for_a_free_worker(host: WasmHost) -> None:
+    """Two workers for calls: a third call runs when one of two blocked calls reaches its deadline."""
+    nap, echo = load(host, "nap", "sleep"), load(host, "echo", "echo")
+    sleepers = [threading.Thread(target=host.invoke, args=(nap, {"value": "x"})) for _ in range(2)]
+    for sleeper in sleepers:
+        sleeper.start()
+    time.sleep(0.3)
+    started = time.perf_counter()
+    assert host.invoke(echo, {"value": "x"}).text == "x"
+    waited = time.perf_counter() - started
+    for sleeper in sleepers:
+        sleeper.join()
+    assert 0.5 < waited < 3.0  # until a sleeper's deadline (1 s after it started), not longer
