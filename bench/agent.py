@@ -55,6 +55,8 @@ def raw_runs(tools_dir: Path, turns: list[str], observations: list[str], trials:
     from llama_cpp import Llama
     from llama_cpp.llama_grammar import LlamaGrammar
 
+    from daemon.runtime.grammar import json_schema_to_gbnf
+
     toolbox = Toolbox(new_host(DaemonConfig(cache_dir=BENCH_CACHE_DIR)), [tools_dir])
     toolbox.load_all()
     tools = [toolbox.snapshot.tools[name] for name in sorted(toolbox.snapshot.tools)]
@@ -72,7 +74,9 @@ def raw_runs(tools_dir: Path, turns: list[str], observations: list[str], trials:
         for index in range(len(turns)):  # every turn may call a tool: maxSteps is not reached
             transcript = [Exchange(turns[i], observations[i], False) for i in range(index)]
             prompt = completion_prompt(tools, PROMPT, transcript)
-            grammar = LlamaGrammar.from_json_schema(json.dumps(turn_schema(tools)), verbose=False)
+            # The daemon's own JSON Schema to GBNF conversion, so that both sides run one grammar.
+            gbnf = json_schema_to_gbnf(json.dumps(turn_schema(tools)))
+            grammar = LlamaGrammar.from_string(gbnf, verbose=False)
             started = time.perf_counter()
             out: Any = llm.create_completion(prompt, max_tokens=256, temperature=0.0, grammar=grammar, seed=0)
             seconds += time.perf_counter() - started

@@ -99,12 +99,24 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         "## 7. Growth with the number of tools",
         "",
-        "| tools | invoke p50 | invoke p99 | tools/list p50 | agent prompt tokens (one step) |",
-        "| --- | --- | --- | --- | --- |",
+        "| tools | invoke p50 | invoke p99 | tools/list p50 |",
+        "| --- | --- | --- | --- |",
         *[
             f"| {count} | {_ms(row['invoke']['p50'])} | {_ms(row['invoke']['p99'])} | "
-            f"{_ms(row['list']['p50'])} | {results['prompt_tokens'].get(count, '-')} |"
+            f"{_ms(row['list']['p50'])} |"
             for count, row in growth.items()
+        ],
+        "",
+        "## 8. Prompt size with many tools",
+        "",
+        'The agent\'s first prompt for "What time is it in Tokyo?": the 8 bundled tools plus small',
+        "ones. Past 8 tools the agent offers only those relevant to the prompt (BM25).",
+        "",
+        "| tools loaded | prompt tokens, all offered | tools offered | prompt tokens, as offered |",
+        "| --- | --- | --- | --- |",
+        *[
+            f"| {row['tools']} | {row['all']:,} | {row['offered']} | {row['selected']:,} |"
+            for row in results["prompt_tokens"].values()
         ],
         "",
     ]

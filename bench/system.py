@@ -10,10 +10,11 @@ from typing import Any
 
 from bench.common import BENCH_CACHE_DIR, bundled, summary
 from bench.invoke import VALUE, daemon_session, echo_tools_dir
-from daemon.config import DaemonConfig
+from daemon.config import BUNDLED_TOOLS_DIR, DaemonConfig
 from daemon.runtime.backend import ModelSettings
 from daemon.runtime.model import LlamaModel, default_model_path
 from daemon.services.prompting import completion_prompt
+from daemon.services.tool_selection import relevant_tools
 from daemon.services.toolbox import Toolbox, new_host
 from tests.rpc import DaemonSession
 from tests.wat_tools import tool_wasm
@@ -85,21 +86,31 @@ async def growth(counts: tuple[int, ...] = (1, 10, 100), calls: int = 200) -> di
     return results
 
 
-def prompt_tokens_by_tool_count(counts: tuple[int, ...] = (1, 10, 100)) -> dict[str, int]:
-    """The agent's prompt tokens for one step, as the number of offered tools grows."""
+def prompt_tokens_by_tool_count(counts: tuple[int, ...] = (8, 100, 1000)) -> dict[str, dict[str, int]]:
+    """The agent's first prompt, in tokens, with the 8 bundled tools plus small ones up to
+    `count`: when every tool is offered, and when only those relevant to the prompt are (as the
+    agent does past 8 tools)."""
     model = LlamaModel.load(default_model_path(BENCH_CACHE_DIR), ModelSettings(context_size=32768))
-    tokens: dict[str, int] = {}
+    prompt = "What time is it in Tokyo?"
+    sizes: dict[str, dict[str, int]] = {}
     for count in counts:
         with tempfile.TemporaryDirectory() as scratch:
             tools_dir = Path(scratch)
-            for index in range(count):
-                description = f"Test tool number {index} that does one small thing."
-                (tools_dir / f"t{index:03d}.wasm").write_bytes(
-                    tool_wasm(f"t{index:03d}", description=description)
-                )
+            for bundled_tool in sorted(BUNDLED_TOOLS_DIR.glob("*.wasm")):
+                shutil.copy2(bundled_tool, tools_dir / bundled_tool.name)
+            for index in range(count - len(list(tools_dir.iterdir()))):
+                description = f"Operates gadget model {index} of the warehouse robots."
+                name = f"gadget{index:04d}"
+                (tools_dir / f"{name}.wasm").write_bytes(tool_wasm(name, description=description))
             toolbox = Toolbox(new_host(DaemonConfig(cache_dir=BENCH_CACHE_DIR)), [tools_dir])
             toolbox.load_all()
-            tools = list(toolbox.snapshot.tools.values())
-            tokens[str(count)] = model.count_tokens(completion_prompt(tools, "Please use t000 on 'x'", []))
+            tools = [toolbox.snapshot.tools[name] for name in sorted(toolbox.snapshot.tools)]
+            offered = relevant_tools(tools, prompt)
+            sizes[str(count)] = {
+                "tools": len(tools),
+                "all": model.count_tokens(completion_prompt(tools, prompt, [])),
+                "offered": len(offered),
+                "selected": model.count_tokens(completion_prompt(offered, prompt, [])),
+            }
             toolbox.close()
-    return tokens
+    return sizes

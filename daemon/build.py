@@ -4,8 +4,10 @@ A source directory holds either `app.py` (Python, built with componentize-py) or
 `tool.js` (JavaScript, built with componentize-js), and optionally:
 
 * `component.toml`: `wit = "<dir, relative to the repository>"` and `world = "<name>"`
-  to target another world than `llama-agent:tool/plugin`; `pip = ["pkg==1.0"]` for
-  pure-Python packages to bundle into a Python tool;
+  to target another world than `llama-agent:tool/plugin` (`wit = "wit/v0.1"` for the 0.1
+  contract); `pip = ["pkg==1.0"]` for pure-Python packages to bundle into a Python tool;
+  `paths = ["../shared"]` for directories of Python modules it imports, relative to the
+  tool's own directory (the bundled workspace tools share one this way);
 * `policy.toml`: the grants the tool ships with, published as `NAME.policy.toml`
   beside `NAME.wasm` (see docs/security.md).
 """
@@ -49,6 +51,7 @@ class ComponentSource:
     wit_dir: Path
     world: str
     pip: tuple[str, ...] = ()
+    paths: tuple[Path, ...] = ()
 
     @property
     def name(self) -> str:
@@ -62,17 +65,27 @@ class ComponentSource:
             manifest = tomllib.loads(manifest_path.read_text()) if manifest_path.exists() else {}
         except tomllib.TOMLDecodeError as error:
             raise BuildError(f"{manifest_path}: {error}") from error
+        paths = tuple((directory / path).resolve() for path in manifest.get("paths", ()))
+        missing = [path for path in paths if not path.is_dir()]
+        if missing:
+            raise BuildError(f"{manifest_path}: `paths` names no directory at {missing[0]}")
         return cls(
             directory=directory.resolve(),
             language=language,
             wit_dir=REPO_ROOT / manifest.get("wit", "wit"),
             world=manifest.get("world", "plugin"),
             pip=tuple(manifest.get("pip", ())),
+            paths=paths,
         )
 
     def inputs(self) -> list[Path]:
         skipped = {"__pycache__", "node_modules"}
-        files = [p for p in self.directory.rglob("*") if p.is_file() and not skipped & set(p.parts)]
+        files = [
+            p
+            for root in (self.directory, *self.paths)
+            for p in root.rglob("*")
+            if p.is_file() and not skipped & set(p.parts)
+        ]
         return files + sorted(self.wit_dir.glob("*.wit"))
 
 
@@ -127,6 +140,8 @@ def build_all(directories: list[Path], out_dir: Path, force: bool = False) -> li
 
 def _python_command(source: ComponentSource, staged: Path) -> list[str]:
     paths = ["-p", str(source.directory)]
+    for shared in source.paths:
+        paths += ["-p", str(shared)]
     if source.pip:
         paths += ["-p", str(_vendored(source.pip))]
     return [

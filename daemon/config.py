@@ -22,16 +22,6 @@ def default_cache_dir() -> Path:
     return base / "llama-agent"
 
 
-def default_data_dir() -> Path:
-    """Where the key that signs compile-cache entries lives: outside the cache, never granted."""
-    explicit = os.environ.get("LLAMA_AGENT_DATA_DIR")
-    if explicit:
-        return Path(explicit)
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
-    return base / "llama-agent"
-
-
 def default_config_dir() -> Path:
     """Where the person's own settings live (grants.toml): outside every tools directory, never
     granted for writing."""

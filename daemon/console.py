@@ -14,6 +14,9 @@ class ConsoleEvents:
         self._progress = progress
         self._streaming = False
 
+    def on_turn_start(self, index: int) -> None:
+        self._end_stream()
+
     def on_text(self, text: str) -> None:
         self._progress.write(text)
         self._progress.flush()

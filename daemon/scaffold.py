@@ -14,7 +14,7 @@ PYTHON = Template('''"""$name: upper-cases its text. Replace this with what your
 
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports.types import Argument, Metadata, Param, ParamType, Value_String
+from wit_world.imports.types import Argument, Example, Metadata, Param, ParamType, Value_String
 
 
 class Tool(exports.Tool):
@@ -24,7 +24,26 @@ class Tool(exports.Tool):
             description="Upper-cases the given text.",
             version="0.1.0",
             params=[
-                Param(name="text", description="The text to change.", type=ParamType.STRING, required=True)
+                Param(
+                    name="text",
+                    description="The text to change.",
+                    type=ParamType.STRING,
+                    required=True,
+                    minimum=None,  # bounds: integer and number parameters only
+                    maximum=None,
+                    choices=[],  # the only values allowed, string parameters only; [] = any
+                    default_value=None,  # what an omitted optional parameter becomes
+                )
+            ],
+            # Shown to the model: a request, the call it should make, a result, an answer quoting it.
+            # Made-up values, so that the model never takes them for facts.
+            examples=[
+                Example(
+                    request="Make 'example words' loud.",
+                    arguments=[Argument(name="text", value=Value_String("example words"))],
+                    result="EXAMPLE WORDS",
+                    answer="EXAMPLE WORDS",
+                )
             ],
         )
 
@@ -42,7 +61,28 @@ export const tool = {
       name: "$name",
       description: "Upper-cases the given text.",
       version: "0.1.0",
-      params: [{ name: "text", description: "The text to change.", type: "string", required: true }],
+      params: [
+        {
+          name: "text",
+          description: "The text to change.",
+          type: "string",
+          required: true,
+          minimum: undefined, // bounds: integer and number parameters only
+          maximum: undefined,
+          choices: [], // the only values allowed, string parameters only; [] = any
+          defaultValue: undefined, // what an omitted optional parameter becomes: { tag: "string", val: "x" }
+        },
+      ],
+      // Shown to the model: a request, the call it should make, a result, an answer quoting it.
+      // Made-up values, so that the model never takes them for facts.
+      examples: [
+        {
+          request: "Make 'example words' loud.",
+          arguments: [{ name: "text", value: { tag: "string", val: "example words" } }],
+          result: "EXAMPLE WORDS",
+          answer: "EXAMPLE WORDS",
+        },
+      ],
     };
   },
   invoke(args) {

@@ -62,6 +62,7 @@ def render_markdown(
     records: Sequence[RunRecord],
     scores: Sequence[Score],
     summary: Summary,
+    baseline: Mapping[str, Any] | None = None,
 ) -> str:
     lines = [
         "# Agent evaluation",
@@ -92,6 +93,7 @@ def render_markdown(
         f"| tool calls that returned an error | {summary.tool_errors} |",
         f"| runs that hit maxSteps (or spent the whole tool budget) | {_ids(summary.max_steps)} |",
         f"| runs that hit maxTokens (a turn cut off) | {_ids(summary.max_tokens)} |",
+        f"| runs cut short: a runaway repetition, or a turn that did not parse | {_ids(summary.cut_short)} |",
         f"| runs that failed outright (RPC error, timeout) | {_ids(summary.run_errors)} |",
         f"| median wall time per task (agent/run) | {_number(summary.median_seconds, 1, ' s')} |",
         f"| median daemon start until model and tools ready | "
@@ -115,6 +117,8 @@ def render_markdown(
     ]
     for tool, success in summary.per_tool.items():
         lines.append(f"| {tool} | {success} |")
+    if baseline is not None:
+        lines += comparison(summary, baseline)
     lines += [
         "",
         "## Tasks",
@@ -148,3 +152,46 @@ def render_markdown(
 
 def rate_json(value: Rate) -> dict[str, Any]:
     return {"passed": value.passed, "total": value.total, "percent": value.percent}
+
+
+def comparison(summary: Summary, baseline: Mapping[str, Any]) -> list[str]:
+    """A before/after table against an earlier run's results.json (its `summary` and `meta`)."""
+    before = baseline["summary"]
+    rows = [("success, overall", before["success"], rate_json(summary.success))]
+    rows += [
+        (f"success, {kind}", before["perKind"].get(kind), rate_json(value))
+        for kind, value in summary.per_kind.items()
+    ]
+    rows += [
+        (f"success, {tool}", before["perTool"].get(tool), rate_json(value))
+        for tool, value in summary.per_tool.items()
+    ]
+    rows += [
+        (f"tool choice, {kind}", before["toolChoice"].get(kind), rate_json(value))
+        for kind, value in summary.tool_choice.items()
+    ]
+    rows += [("arguments right", before["arguments"], rate_json(summary.arguments))]
+    lines = [
+        "",
+        f"## Before and after (before: the run of {baseline['meta'].get('date', '?')})",
+        "",
+        "| measure | before | now |",
+        "| --- | --- | --- |",
+        *[f"| {name} | {_rate_text(old)} | {_rate_text(new)} |" for name, old, new in rows],
+        f"| runs that hit maxSteps | {len(before['maxSteps'])} | {len(summary.max_steps)} |",
+        f"| runs that hit maxTokens | {len(before['maxTokens'])} | {len(summary.max_tokens)} |",
+        f"| identical repeated calls | {before['repeatedCalls']} | {summary.repeated_calls} |",
+        f"| median wall time per task | {_number(before['medianSeconds'], 1, ' s')} | "
+        f"{_number(summary.median_seconds, 1, ' s')} |",
+        f"| median prompt tokens per task | {_number(before['medianPromptTokens'], 0)} | "
+        f"{_number(summary.median_prompt_tokens, 0)} |",
+        f"| median completion tokens per task | {_number(before['medianCompletionTokens'], 0)} | "
+        f"{_number(summary.median_completion_tokens, 0)} |",
+    ]
+    return lines
+
+
+def _rate_text(rate: Mapping[str, Any] | None) -> str:
+    if not rate:
+        return "-"
+    return f"{rate['passed']}/{rate['total']} ({rate['percent']:.0f}%)"

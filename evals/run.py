@@ -51,6 +51,8 @@ HERE = Path(__file__).resolve().parent
 WORKSPACE_FIXTURE = HERE / "workspace"
 DEFAULT_OUT = HERE / "RESULTS.md"
 DEFAULT_JSON = HERE / "results.json"
+# The run before the agent's quality work (issue 13): RESULTS.md compares every run with it.
+DEFAULT_BASELINE = HERE / "baseline.json"
 # The first start may compile every component (a cold compile cache: minutes), later ones hit it.
 READY_TIMEOUT = 900.0
 RUN_TIMEOUT = 600.0
@@ -257,8 +259,15 @@ def model_file(reported: str | None, settings: Settings) -> Path | None:
 
 
 def write_outputs(
-    meta: dict[str, Any], tasks: Sequence[Task], records: Sequence[RunRecord], out: Path, json_out: Path
+    meta: dict[str, Any],
+    tasks: Sequence[Task],
+    records: Sequence[RunRecord],
+    out: Path,
+    json_out: Path,
+    baseline: Path | None = None,
 ) -> list[Score]:
+    """Write the report and the raw records; `baseline`, an earlier results.json, adds a
+    before-and-after table."""
     scores = [score_task(task, record) for task, record in zip(tasks, records, strict=True)]
     summary = summarize(tasks, records, scores)
     meta = {**meta, "json_name": os.path.relpath(json_out, out.parent)}
@@ -276,6 +285,7 @@ def write_outputs(
             "toolErrors": summary.tool_errors,
             "maxSteps": summary.max_steps,
             "maxTokens": summary.max_tokens,
+            "cutShort": summary.cut_short,
             "runErrors": summary.run_errors,
             "medianSeconds": summary.median_seconds,
             "medianCompletionTokens": summary.median_completion_tokens,
@@ -295,7 +305,10 @@ def write_outputs(
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_markdown(meta, tasks, records, scores, summary), encoding="utf-8")
+    baseline_document = json.loads(baseline.read_text(encoding="utf-8")) if baseline else None
+    out.write_text(
+        render_markdown(meta, tasks, records, scores, summary, baseline_document), encoding="utf-8"
+    )
     return scores
 
 
@@ -338,6 +351,13 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--tools-dir", type=Path, default=BUNDLED_TOOLS_DIR, metavar="DIR", help="built tools")
     cli.add_argument(
         "--rescore", type=Path, metavar="FILE", help="score an earlier results.json again instead of running"
+    )
+    cli.add_argument(
+        "--baseline",
+        type=Path,
+        default=DEFAULT_BASELINE,
+        metavar="FILE",
+        help="an earlier results.json to compare with (default: %(default)s; 'none' for no comparison)",
     )
     return cli
 
@@ -382,7 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             else f"default ({AgentRequest.max_steps})",
             "wall_seconds": time.perf_counter() - started,
         }
-    scores = write_outputs(meta, tasks, records, args.out, args.json)
+    baseline = None if str(args.baseline) == "none" or not args.baseline.exists() else args.baseline
+    scores = write_outputs(meta, tasks, records, args.out, args.json, baseline)
     report = args.out.read_text(encoding="utf-8")
     print("\n" + report[report.index("## Summary") : report.index("## Tasks")].rstrip() + "\n")
     passed = sum(score.success for score in scores)

@@ -105,6 +105,7 @@ class Score:
     tool_errors: int  # calls whose result was an error
     hit_max_steps: bool  # stopReason maxSteps, or the whole tool budget spent
     hit_max_tokens: bool  # stopReason maxTokens: a turn was cut off
+    cut_short: bool = False  # stopReason repetition or invalidTurn: a turn ran away or did not parse
     reasons: tuple[str, ...] = ()  # why it failed, for the report
 
 
@@ -231,6 +232,7 @@ def score_task(task: Task, record: RunRecord) -> Score:
         hit_max_steps=record.stop_reason == "maxSteps"
         or (record.max_steps is not None and len(record.steps) >= record.max_steps),
         hit_max_tokens=record.stop_reason == "maxTokens",
+        cut_short=record.stop_reason in ("repetition", "invalidTurn"),
         reasons=tuple(reasons),
     )
 
@@ -273,6 +275,7 @@ class Summary:
     tool_errors: int
     max_steps: list[str] = field(default_factory=list)  # ids
     max_tokens: list[str] = field(default_factory=list)
+    cut_short: list[str] = field(default_factory=list)
     run_errors: list[str] = field(default_factory=list)
     median_seconds: float | None = None
     median_startup_seconds: float | None = None
@@ -321,6 +324,7 @@ def summarize(tasks: Sequence[Task], records: Sequence[RunRecord], scores: Seque
         tool_errors=sum(score.tool_errors for score in scores),
         max_steps=[score.task_id for score in scores if score.hit_max_steps],
         max_tokens=[score.task_id for score in scores if score.hit_max_tokens],
+        cut_short=[score.task_id for score in scores if score.cut_short],
         run_errors=[record.id for record in records if record.error is not None],
         median_seconds=_median([record.seconds for record in ran]),
         median_startup_seconds=_median([record.startup_seconds for record in ran]),

@@ -2,7 +2,8 @@
 
 A componentize-py tool is ~18 MB and takes seconds to compile; the components made here are a few
 hundred bytes and compile in milliseconds, so tests can make as many distinct tools as they like.
-Each one implements the `llama-agent:tool/tool@0.1.0` interface of wit/tool.wit.
+Each one implements the `llama-agent:tool/tool@0.1.0` interface of wit/v0.1/tool.wit, or, from
+`tool_wasm_v2`, the 0.2.0 one of wit/tool.wit.
 
 How a component is put together (the same shape wit-component emits):
 
@@ -26,9 +27,12 @@ Canonical ABI layouts used below (sizes in bytes, checked against wasmtime by te
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 
 import wasmtime
+
+from daemon.runtime.metadata import ToolExample, ToolMetadata, ToolParam
 
 INTERFACE = "llama-agent:tool/tool@0.1.0"
 PARAM_TYPES = {"string": 0, "integer": 1, "number": 2, "boolean": 3}
@@ -341,3 +345,172 @@ def tool_wasm(
 ) -> bytes:
     """The binary component for `tool_wat(...)` with the same arguments."""
     return bytes(wasmtime.wat2wasm(tool_wat(name, version, description, params, behaviour)))
+
+
+# -- llama-agent:tool@0.2.0 -----------------------------------------------------------------------
+#
+# The 0.2.0 metadata adds bounds, choices and a default to each parameter and worked examples to
+# the metadata; `invoke` is unchanged, so these components answer like the "echo" behaviour.
+# Canonical ABI layouts (sizes in bytes):
+#
+# * option<f64>     = discriminant:u8 @0, f64 @8                                  size 16, align 8
+# * option<value>   = discriminant:u8 @0, value @8                                size 24, align 8
+# * param           = name @0, description @8, type:u8 @16, required:u8 @17, minimum @24,
+#                     maximum @40, choices:list<string> @56, default-value @64    size 88, align 8
+# * example         = request @0, arguments:list<argument> @8, result @16, answer @24  size 32, align 4
+# * metadata        = name, description, version, params:list, examples:list      size 40, align 4
+
+INTERFACE_V2 = "llama-agent:tool/tool@0.2.0"
+VALUE_CASES = {bool: 0, int: 1, float: 2, str: 3}  # the cases of `variant value`, by Python type
+PARAM_V2_SIZE = 88
+
+_PARAM_V2 = (
+    '(record (field "name" string) (field "description" string) (field "type" {pt}) (field "required" bool)'
+    ' (field "minimum" (option f64)) (field "maximum" (option f64)) (field "choices" (list string))'
+    ' (field "default-value" (option {v})))'
+)
+_EXAMPLE = (
+    '(record (field "request" string) (field "arguments" (list {a})) (field "result" string)'
+    ' (field "answer" string))'
+)
+_METADATA_V2 = (
+    '(record (field "name" string) (field "description" string) (field "version" string)'
+    ' (field "params" (list {p})) (field "examples" (list {e})))'
+)
+
+_COMPONENT_V2 = f"""(component
+  {{core}}
+  (core instance $core (instantiate $m))
+  (alias core export $core "memory" (core memory $mem))
+  (alias core export $core "cabi_realloc" (core func $realloc))
+
+  (type $param-type {_PARAM_TYPE})
+  (type $value {_VALUE})
+  (type $param {_PARAM_V2.format(pt="$param-type", v="$value")})
+  (type $argument {_ARGUMENT.format(v="$value")})
+  (type $example {_EXAMPLE.format(a="$argument")})
+  (type $metadata {_METADATA_V2.format(p="$param", e="$example")})
+  (func $describe (result $metadata)
+    (canon lift (core func $core "describe") (memory $mem) (realloc $realloc) string-encoding=utf8))
+  (func $invoke (param "args" (list $argument)) (result {_RESULT})
+    (canon lift (core func $core "invoke") (memory $mem) (realloc $realloc) string-encoding=utf8))
+
+  (component $shim
+    (type $pt0 {_PARAM_TYPE})
+    (import "import-type-param-type" (type $pt (eq $pt0)))
+    (type $v0 {_VALUE})
+    (import "import-type-value" (type $v (eq $v0)))
+    (type $p0 {_PARAM_V2.format(pt="$pt", v="$v")})
+    (import "import-type-param" (type $p (eq $p0)))
+    (type $a0 {_ARGUMENT.format(v="$v")})
+    (import "import-type-argument" (type $a (eq $a0)))
+    (type $e0 {_EXAMPLE.format(a="$a")})
+    (import "import-type-example" (type $e (eq $e0)))
+    (type $md0 {_METADATA_V2.format(p="$p", e="$e")})
+    (import "import-type-metadata" (type $md (eq $md0)))
+    (import "import-func-describe" (func $describe (result $md)))
+    (import "import-func-invoke" (func $invoke (param "args" (list $a)) (result {_RESULT})))
+    (export $pt-out "param-type" (type $pt))
+    (export $v-out "value" (type $v))
+    (type $p1 {_PARAM_V2.format(pt="$pt-out", v="$v-out")})
+    (export $p-out "param" (type $p1))
+    (type $a1 {_ARGUMENT.format(v="$v-out")})
+    (export $a-out "argument" (type $a1))
+    (type $e1 {_EXAMPLE.format(a="$a-out")})
+    (export $e-out "example" (type $e1))
+    (type $md1 {_METADATA_V2.format(p="$p-out", e="$e-out")})
+    (export $md-out "metadata" (type $md1))
+    (export "describe" (func $describe) (func (result $md-out)))
+    (export "invoke" (func $invoke) (func (param "args" (list $a-out)) (result {_RESULT}))))
+
+  (instance $tool (instantiate $shim
+    (with "import-type-param-type" (type $param-type))
+    (with "import-type-value" (type $value))
+    (with "import-type-param" (type $param))
+    (with "import-type-argument" (type $argument))
+    (with "import-type-example" (type $example))
+    (with "import-type-metadata" (type $metadata))
+    (with "import-func-describe" (func $describe))
+    (with "import-func-invoke" (func $invoke))))
+  (export "{INTERFACE_V2}" (instance $tool)))
+"""
+
+
+def _value(data: _Data, value: bool | int | float | str) -> bytes:
+    """A `variant value` (16 bytes): case, padding, payload."""
+    case = VALUE_CASES[type(value)]
+    if isinstance(value, str):
+        payload = data.string(value)
+    elif isinstance(value, float):
+        payload = struct.pack("<d", value)
+    else:
+        payload = int(value).to_bytes(8, "little", signed=True)
+    return bytes([case]) + bytes(7) + payload
+
+
+def _option_f64(value: float | None) -> bytes:
+    return bytes(16) if value is None else bytes([1]) + bytes(7) + struct.pack("<d", value)
+
+
+def _param_v2(data: _Data, param: ToolParam) -> bytes:
+    choices = b"".join(data.string(choice) for choice in param.choices)
+    choices_at = data.record(choices) if choices else 0
+    default = bytes(24) if param.default is None else bytes([1]) + bytes(7) + _value(data, param.default)
+    return (
+        data.string(param.name)
+        + data.string(param.description)
+        + bytes([PARAM_TYPES[param.type.value], int(param.required)])
+        + bytes(6)
+        + _option_f64(param.minimum)
+        + _option_f64(param.maximum)
+        + _u32(choices_at)
+        + _u32(len(param.choices))
+        + default
+    )
+
+
+def _example(data: _Data, example: ToolExample) -> bytes:
+    arguments = b"".join(data.string(name) + _value(data, value) for name, value in example.arguments)
+    arguments_at = data.record(arguments, align=8) if arguments else 0
+    return (
+        data.string(example.request)
+        + _u32(arguments_at)
+        + _u32(len(example.arguments))
+        + data.string(example.result)
+        + data.string(example.answer)
+    )
+
+
+def tool_wat_v2(metadata: ToolMetadata) -> str:
+    """Component text for a 0.2.0 tool whose `describe()` returns exactly `metadata` (unchecked:
+    it may be metadata the host refuses) and whose `invoke` is the "echo" behaviour."""
+    data = _Data()
+    params = b"".join(_param_v2(data, param) for param in metadata.params)
+    params_at = data.record(params, align=8) if params else 0
+    examples = b"".join(_example(data, example) for example in metadata.examples)
+    examples_at = data.record(examples) if examples else 0
+    metadata_at = data.record(
+        data.string(metadata.name)
+        + data.string(metadata.description)
+        + data.string(metadata.version)
+        + _u32(params_at)
+        + _u32(len(metadata.params))
+        + _u32(examples_at)
+        + _u32(len(metadata.examples))
+    )
+    invoke = _ECHO.format(ret=data.record(bytes(12)))
+    heap = -(-(DATA_BASE + len(data.bytes)) // 8) * 8
+    core = (
+        "(core module $m\n"
+        '    (memory (export "memory") 1)\n'
+        f"    {data.segment()}"
+        f"{_REALLOC.format(heap=heap)}\n"
+        f'    (func (export "describe") (result i32) (i32.const {metadata_at}))'
+        f"{invoke})"
+    )
+    return _COMPONENT_V2.format(core=core)
+
+
+def tool_wasm_v2(metadata: ToolMetadata) -> bytes:
+    """The binary component for `tool_wat_v2(metadata)`."""
+    return bytes(wasmtime.wat2wasm(tool_wat_v2(metadata)))

@@ -139,6 +139,10 @@ export function evaluate(text) {
   return Number.isInteger(value) && Math.abs(value) < 2 ** 53 ? String(value) : String(Number(value.toPrecision(15)));
 }
 
+function example(request, expression, result, answer) {
+  return { request, arguments: [{ name: "expression", value: { tag: "string", val: expression } }], result, answer };
+}
+
 export const tool = {
   describe() {
     return {
@@ -147,7 +151,22 @@ export const tool = {
         "Evaluates an arithmetic expression: + - * / % and ^ (power), parentheses, " +
         "functions like sqrt, sin, ln, min, max, and the constants pi and e.",
       version: "1.0.0",
-      params: [{ name: "expression", description: "The expression, e.g. (2 + 3) * 4 ^ 2", type: "string", required: true }],
+      params: [
+        {
+          name: "expression",
+          description: "The expression, e.g. (2 + 3) * 4 ^ 2",
+          type: "string",
+          required: true,
+          minimum: undefined,
+          maximum: undefined,
+          choices: [],
+          defaultValue: undefined,
+        },
+      ],
+      examples: [
+        example("How much is 46 times 19?", "46 * 19", "874", "46 times 19 is 874."),
+        example("What is 8% of 350?", "350 * 8 / 100", "28", "8% of 350 is 28."),
+      ],
     };
   },
   invoke(args) {

@@ -13,7 +13,7 @@ from importlib import resources
 
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports.types import Argument, Metadata, Param, ParamType, Value_String
+from wit_world.imports.types import Argument, Example, Metadata, Param, ParamType, Value_String
 
 
 def _load_zones() -> dict[str, bytes]:
@@ -48,6 +48,19 @@ class Tool(exports.Tool):
                     description='An IANA time zone name, e.g. "Europe/Paris" (default: "UTC").',
                     type=ParamType.STRING,
                     required=False,
+                    minimum=None,
+                    maximum=None,
+                    choices=[],
+                    default_value=Value_String("UTC"),
+                )
+            ],
+            # A date long past, so that nobody takes the example's time for the current one.
+            examples=[
+                Example(
+                    request="What time is it in Auckland?",
+                    arguments=[Argument(name="timezone", value=Value_String("Pacific/Auckland"))],
+                    result="2001-02-03T04:05:06+13:00 (Pacific/Auckland)",
+                    answer="In Auckland it is 04:05 on 2001-02-03 (UTC+13:00).",
                 )
             ],
         )

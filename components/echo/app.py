@@ -2,7 +2,10 @@
 
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports.types import Argument, Metadata, Param, ParamType, Value_String
+from wit_world.imports.types import Argument, Example, Metadata, Param, ParamType, Value_String
+
+# Made up, so that the model never takes an example for something the user said.
+SAMPLE = "the kettle sings at noon"
 
 
 class Tool(exports.Tool):
@@ -17,6 +20,18 @@ class Tool(exports.Tool):
                     description="The text to echo back.",
                     type=ParamType.STRING,
                     required=True,
+                    minimum=None,
+                    maximum=None,
+                    choices=[],
+                    default_value=None,
+                )
+            ],
+            examples=[
+                Example(
+                    request=f"Say back to me: {SAMPLE}",
+                    arguments=[Argument(name="value", value=Value_String(SAMPLE))],
+                    result=SAMPLE,
+                    answer=SAMPLE,
                 )
             ],
         )

@@ -1,38 +1,21 @@
 """list_dir: the entries of a directory under /workspace, one a line, sorted by name."""
 
 import os
-import posixpath
 
-from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports.types import Argument, Metadata, Param, ParamType, Value_String
-
-WORKSPACE = "/workspace"
-MAX_ENTRIES = 1000
-NO_WORKSPACE = (
-    'no workspace is granted to list_dir: it needs `workspace = "ro"` in list_dir.policy.toml '
-    "and a client that names a workspace folder (or `--workspace DIR`)"
+from wit_world.imports.types import (
+    Argument,
+    Example,
+    Metadata,
+    Param,
+    ParamType,
+    Value_String,
 )
+from workspace import no_workspace, os_error, resolve
 
-
-def resolve(path: str) -> str:
-    """`path` (relative to /workspace, or absolute) as a normalized guest path inside /workspace."""
-    if not os.path.isdir(WORKSPACE):
-        raise Err(NO_WORKSPACE)
-    full = posixpath.normpath(posixpath.join(WORKSPACE, path))
-    if full != WORKSPACE and not full.startswith(WORKSPACE + "/"):
-        raise Err(f"{path!r} is outside the workspace: paths must stay under {WORKSPACE}")
-    return full
-
-
-def os_error(path: str, error: OSError) -> Err:
-    if isinstance(error, FileNotFoundError):
-        return Err(f"{path!r} does not exist in the workspace")
-    if isinstance(error, NotADirectoryError):
-        return Err(f"{path!r} is a file, not a directory (read_file reads files)")
-    if isinstance(error, PermissionError):
-        return Err(f"{path!r} is not readable: it leads outside the workspace (through a symlink)")
-    return Err(f"cannot list {path!r}: {error.strerror or error}")
+MAX_ENTRIES = 1000
+# What list_dir says about a path beyond what every workspace tool says.
+HINTS: dict[type[OSError], str] = {NotADirectoryError: "is a file, not a directory (read_file reads files)"}
 
 
 def describe_entry(entry: os.DirEntry[str]) -> str:
@@ -50,12 +33,12 @@ def describe_entry(entry: os.DirEntry[str]) -> str:
 
 
 def list_dir(path: str) -> str:
-    full = resolve(path)
+    full = resolve(path, no_workspace("list_dir"))
     try:
         with os.scandir(full) as scan:
             entries = sorted(scan, key=lambda entry: entry.name)
     except OSError as error:
-        raise os_error(path, error) from None
+        raise os_error(path, error, "list", HINTS) from None
     if not entries:
         return "(empty directory)"
     lines = [describe_entry(entry) for entry in entries[:MAX_ENTRIES]]
@@ -79,6 +62,21 @@ class Tool(exports.Tool):
                     description='The directory, relative to the workspace root (default: ".", the root).',
                     type=ParamType.STRING,
                     required=False,
+                    minimum=None,
+                    maximum=None,
+                    choices=[],
+                    default_value=Value_String("."),
+                )
+            ],
+            examples=[
+                Example(
+                    request="What is in the photos folder?",
+                    arguments=[Argument(name="path", value=Value_String("photos"))],
+                    result="2019/\nbeach.jpg (48213 bytes)\nindex.txt (96 bytes)",
+                    answer=(
+                        "photos holds a folder, 2019/, and two files: beach.jpg (48213 bytes) "
+                        "and index.txt (96 bytes)."
+                    ),
                 )
             ],
         )

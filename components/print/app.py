@@ -2,7 +2,7 @@
 
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports.types import Argument, Metadata, Param, ParamType, Value_String
+from wit_world.imports.types import Argument, Example, Metadata, Param, ParamType, Value_String
 
 
 class Tool(exports.Tool):
@@ -17,6 +17,18 @@ class Tool(exports.Tool):
                     description="The text to print.",
                     type=ParamType.STRING,
                     required=True,
+                    minimum=None,
+                    maximum=None,
+                    choices=[],
+                    default_value=None,
+                )
+            ],
+            examples=[
+                Example(
+                    request="Print 'job 7 finished' to the console.",
+                    arguments=[Argument(name="message", value=Value_String("job 7 finished"))],
+                    result="job 7 finished",
+                    answer="Printed: job 7 finished",
                 )
             ],
         )

@@ -4,43 +4,28 @@ The file is read line by line, so a line range of a large file costs only what p
 and the text handed back is capped at 200 KB.
 """
 
-import os
-import posixpath
 from collections.abc import Iterator
 from typing import BinaryIO
 
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports.types import Argument, Metadata, Param, ParamType, Value_Integer, Value_String
-
-WORKSPACE = "/workspace"
-CAP_BYTES = 200 * 1024
-NO_WORKSPACE = (
-    'no workspace is granted to read_file: it needs `workspace = "ro"` in read_file.policy.toml '
-    "and a client that names a workspace folder (or `--workspace DIR`)"
+from wit_world.imports.types import (
+    Argument,
+    Example,
+    Metadata,
+    Param,
+    ParamType,
+    Value_Integer,
+    Value_String,
 )
+from workspace import no_workspace, os_error, resolve
 
-
-def resolve(path: str) -> str:
-    """`path` (relative to /workspace, or absolute) as a normalized guest path inside /workspace."""
-    if not os.path.isdir(WORKSPACE):
-        raise Err(NO_WORKSPACE)
-    full = posixpath.normpath(posixpath.join(WORKSPACE, path))
-    if full != WORKSPACE and not full.startswith(WORKSPACE + "/"):
-        raise Err(f"{path!r} is outside the workspace: paths must stay under {WORKSPACE}")
-    return full
-
-
-def os_error(path: str, error: OSError) -> Err:
-    if isinstance(error, FileNotFoundError):
-        return Err(f"{path!r} does not exist in the workspace")
-    if isinstance(error, IsADirectoryError):
-        return Err(f"{path!r} is a directory, not a file (list_dir lists directories)")
-    if isinstance(error, NotADirectoryError):
-        return Err(f"{path!r} does not exist: a part of it is a file, not a directory")
-    if isinstance(error, PermissionError):
-        return Err(f"{path!r} is not readable: it leads outside the workspace (through a symlink)")
-    return Err(f"cannot read {path!r}: {error.strerror or error}")
+CAP_BYTES = 200 * 1024
+# What read_file says about a path beyond what every workspace tool says.
+HINTS: dict[type[OSError], str] = {
+    IsADirectoryError: "is a directory, not a file (list_dir lists directories)",
+    NotADirectoryError: "does not exist: a part of it is a file, not a directory",
+}
 
 
 def lines(file: BinaryIO) -> Iterator[bytes]:
@@ -103,12 +88,12 @@ def read(path: str, start: int, end: int | None) -> str:
         raise Err(f"start_line must be 1 or more (lines are numbered from 1), not {start}")
     if end is not None and end < start:
         raise Err(f"end_line {end} is before start_line {start}")
-    full = resolve(path)
+    full = resolve(path, no_workspace("read_file"))
     try:
         with open(full, "rb") as file:
             return select(file, path, start, end)
     except OSError as error:
-        raise os_error(path, error) from None
+        raise os_error(path, error, "read", HINTS) from None
 
 
 class Tool(exports.Tool):
@@ -126,18 +111,51 @@ class Tool(exports.Tool):
                     description="The file, relative to the workspace root.",
                     type=ParamType.STRING,
                     required=True,
+                    minimum=None,
+                    maximum=None,
+                    choices=[],
+                    default_value=None,
                 ),
                 Param(
                     name="start_line",
                     description="First line to read, counting from 1 (default: 1).",
                     type=ParamType.INTEGER,
                     required=False,
+                    minimum=1.0,
+                    maximum=None,
+                    choices=[],
+                    default_value=Value_Integer(1),
                 ),
                 Param(
                     name="end_line",
                     description="Last line to read, inclusive (default, and at most: the end of the file).",
                     type=ParamType.INTEGER,
                     required=False,
+                    minimum=1.0,
+                    maximum=None,
+                    choices=[],
+                    default_value=None,
+                ),
+            ],
+            examples=[
+                Example(
+                    request="What does letter.txt say?",
+                    arguments=[Argument(name="path", value=Value_String("letter.txt"))],
+                    result="Dear Sam,\nthe parcel arrives on Friday.\n",
+                    answer='letter.txt says: "Dear Sam, the parcel arrives on Friday."',
+                ),
+                Example(
+                    request="Show me lines 40 to 41 of docs/guide.md.",
+                    arguments=[
+                        Argument(name="path", value=Value_String("docs/guide.md")),
+                        Argument(name="start_line", value=Value_Integer(40)),
+                        Argument(name="end_line", value=Value_Integer(41)),
+                    ],
+                    result="Step 7: turn the dial.\nStep 8: wait for the green light.\n",
+                    answer=(
+                        'Lines 40-41 of docs/guide.md: "Step 7: turn the dial." and '
+                        '"Step 8: wait for the green light."'
+                    ),
                 ),
             ],
         )

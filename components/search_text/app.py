@@ -13,29 +13,24 @@ from collections.abc import Iterator
 
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports.types import Argument, Metadata, Param, ParamType, Value_Integer, Value_String
+from wit_world.imports.types import (
+    Argument,
+    Example,
+    Metadata,
+    Param,
+    ParamType,
+    Value_Integer,
+    Value_String,
+)
+from workspace import WORKSPACE, no_workspace, os_error, resolve
 
-WORKSPACE = "/workspace"
 MAX_FILE_BYTES = 1024 * 1024
 MAX_LINE_CHARS = 200
-DEFAULT_RESULTS, MAX_RESULTS = 50, 500
+# Twenty lines of up to 200 characters already fill a good part of a small model's context.
+DEFAULT_RESULTS, MAX_RESULTS = 20, 100
 # Stop before the call's time limit (10 s by default) with what was found so far.
 TIME_BUDGET_SECONDS = 6.0
 SKIPPED_DIRS = {".git", ".hg", ".svn"}
-NO_WORKSPACE = (
-    'no workspace is granted to search_text: it needs `workspace = "ro"` in search_text.policy.toml '
-    "and a client that names a workspace folder (or `--workspace DIR`)"
-)
-
-
-def resolve(path: str) -> str:
-    """`path` (relative to /workspace, or absolute) as a normalized guest path inside /workspace."""
-    if not os.path.isdir(WORKSPACE):
-        raise Err(NO_WORKSPACE)
-    full = posixpath.normpath(posixpath.join(WORKSPACE, path))
-    if full != WORKSPACE and not full.startswith(WORKSPACE + "/"):
-        raise Err(f"{path!r} is outside the workspace: paths must stay under {WORKSPACE}")
-    return full
 
 
 def compile_pattern(pattern: str) -> re.Pattern[str]:
@@ -50,12 +45,8 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
 def is_directory(full: str, path: str) -> bool:
     try:
         return stat.S_ISDIR(os.stat(full).st_mode)
-    except FileNotFoundError:
-        raise Err(f"{path!r} does not exist in the workspace") from None
-    except PermissionError:
-        raise Err(f"{path!r} is not readable: it leads outside the workspace (through a symlink)") from None
     except OSError as error:
-        raise Err(f"cannot search {path!r}: {error.strerror or error}") from None
+        raise os_error(path, error, "search") from None
 
 
 def files_under(full: str) -> Iterator[str]:
@@ -95,7 +86,7 @@ def search(pattern: str, path: str, max_results: int) -> str:
     if not 1 <= max_results <= MAX_RESULTS:
         raise Err(f"max_results must be from 1 to {MAX_RESULTS}, not {max_results}")
     regex = compile_pattern(pattern)
-    full = resolve(path)
+    full = resolve(path, no_workspace("search_text"))
     deadline = time.monotonic() + TIME_BUDGET_SECONDS
     hits: list[str] = []
     searched = skipped = 0
@@ -125,33 +116,54 @@ def search(pattern: str, path: str, max_results: int) -> str:
 
 class Tool(exports.Tool):
     def describe(self) -> Metadata:
-        limit = f"Stop after this many matches (default {DEFAULT_RESULTS}, max {MAX_RESULTS})."
         return Metadata(
             name="search_text",
             description=(
                 "Searches the workspace's text files for lines matching a regular expression; "
                 "each match as path:line: text."
             ),
-            version="1.0.0",
+            version="1.1.0",
             params=[
                 Param(
                     name="pattern",
                     description=r"A Python regular expression, e.g. def \w+\( or TODO.",
                     type=ParamType.STRING,
                     required=True,
+                    minimum=None,
+                    maximum=None,
+                    choices=[],
+                    default_value=None,
                 ),
                 Param(
                     name="path",
                     description='A directory or file, relative to the workspace root (default: ".").',
                     type=ParamType.STRING,
                     required=False,
+                    minimum=None,
+                    maximum=None,
+                    choices=[],
+                    default_value=Value_String("."),
                 ),
                 Param(
                     name="max_results",
-                    description=limit,
+                    description=(
+                        f"Stop after this many matches, 1 to {MAX_RESULTS} (default {DEFAULT_RESULTS})."
+                    ),
                     type=ParamType.INTEGER,
                     required=False,
+                    minimum=1.0,
+                    maximum=float(MAX_RESULTS),
+                    choices=[],
+                    default_value=Value_Integer(DEFAULT_RESULTS),
                 ),
+            ],
+            examples=[
+                Example(
+                    request="Which file mentions LOG_LEVEL?",
+                    arguments=[Argument(name="pattern", value=Value_String("LOG_LEVEL"))],
+                    result="docs/setup.md:12: set LOG_LEVEL=debug to see more",
+                    answer="docs/setup.md mentions it, on line 12: set LOG_LEVEL=debug to see more",
+                )
             ],
         )
 

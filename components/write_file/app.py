@@ -9,21 +9,20 @@ import posixpath
 
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports.types import Argument, Metadata, Param, ParamType, Value_Boolean, Value_String
+from wit_world.imports.types import (
+    Argument,
+    Example,
+    Metadata,
+    Param,
+    ParamType,
+    Value_Boolean,
+    Value_String,
+)
+from workspace import WORKSPACE, resolve
 
-WORKSPACE = "/workspace"
 GRANT = 'add `workspace = "rw"` to write_file.policy.toml beside write_file.wasm'
+NO_WORKSPACE = f"no writable workspace is granted to write_file: {GRANT}"
 MAX_LINKS = 40
-
-
-def resolve(path: str) -> str:
-    """`path` (relative to /workspace, or absolute) as a normalized guest path inside /workspace."""
-    if not os.path.isdir(WORKSPACE):
-        raise Err(f"no writable workspace is granted to write_file: {GRANT}")
-    full = posixpath.normpath(posixpath.join(WORKSPACE, path))
-    if not full.startswith(WORKSPACE + "/"):
-        raise Err(f"{path!r} is outside the workspace: paths must name a file under {WORKSPACE}")
-    return full
 
 
 def leaves_workspace(full: str) -> bool:
@@ -94,7 +93,7 @@ def link_target(path: str, full: str) -> str:
 
 
 def write(path: str, content: str, append: bool) -> str:
-    full = link_target(path, resolve(path))
+    full = link_target(path, resolve(path, NO_WORKSPACE, file_only=True))
     data = content.encode("utf-8")
     if os.path.isdir(full):
         raise Err(f"cannot write {path!r}: it is a directory")
@@ -126,18 +125,51 @@ class Tool(exports.Tool):
                     description="The file, relative to the workspace root.",
                     type=ParamType.STRING,
                     required=True,
+                    minimum=None,
+                    maximum=None,
+                    choices=[],
+                    default_value=None,
                 ),
                 Param(
                     name="content",
                     description="The text to write.",
                     type=ParamType.STRING,
                     required=True,
+                    minimum=None,
+                    maximum=None,
+                    choices=[],
+                    default_value=None,
                 ),
                 Param(
                     name="append",
                     description="Add to the end of the file instead of replacing it (default: false).",
                     type=ParamType.BOOLEAN,
                     required=False,
+                    minimum=None,
+                    maximum=None,
+                    choices=[],
+                    default_value=Value_Boolean(False),
+                ),
+            ],
+            examples=[
+                Example(
+                    request="Save 'call Ana at 5' to a file called notes/today.txt.",
+                    arguments=[
+                        Argument(name="path", value=Value_String("notes/today.txt")),
+                        Argument(name="content", value=Value_String("call Ana at 5")),
+                    ],
+                    result="wrote 13 bytes to notes/today.txt",
+                    answer="Saved: wrote 13 bytes to notes/today.txt.",
+                ),
+                Example(
+                    request="Add the line 'entry 7' to the end of log.txt.",
+                    arguments=[
+                        Argument(name="path", value=Value_String("log.txt")),
+                        Argument(name="content", value=Value_String("entry 7\n")),
+                        Argument(name="append", value=Value_Boolean(True)),
+                    ],
+                    result="wrote 8 bytes to log.txt (appended)",
+                    answer="Added it: wrote 8 bytes to log.txt (appended).",
                 ),
             ],
         )

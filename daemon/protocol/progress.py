@@ -1,20 +1,27 @@
 """`$/progress` reports of an agent run: streamed text, tool calls and their results.
 
 Each report carries, besides LSP's `message`, a `llamaAgent` object saying what happened,
-so a client can show the run as it goes; clients that only know LSP see the messages.
+so a client can show the run as it goes. Clients that only know LSP show the `message` of the
+latest report in place of the one before (VS Code's notification, Neovim's LspProgress), so
+each message is readable on its own: the answer so far, the call being written, a step's result
+— never a fragment of the model's JSON.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pygls.protocol import JsonRPCProtocol
 
 from daemon.services.agent import AgentStep
+from daemon.services.turns import partial_answer
 
 PROGRESS = "$/progress"
 TEXT_LIMIT = 200  # characters of a tool result quoted in a progress message
+ANSWER_TAIL = 120  # characters of the answer so far shown in a progress message
+_CALL_START = re.compile(r'\s*\{\s*"tool"\s*:\s*"([^"]*)"')
 
 
 class RunProgress:
@@ -24,6 +31,7 @@ class RunProgress:
         self._protocol = protocol
         self._token = token
         self._ended = False
+        self._turn = ""
 
     def _send(self, value: dict[str, Any]) -> None:
         # A cancelled generation may still relay its last piece after `end`: LSP allows nothing
@@ -41,8 +49,12 @@ class RunProgress:
         self._send({"kind": "end", "message": message})
         self._ended = True
 
+    def on_turn_start(self, index: int) -> None:
+        self._turn = ""
+
     def on_text(self, text: str) -> None:
-        self.report(text, {"event": "text", "text": text})
+        self._turn += text
+        self.report(readable_turn(self._turn), {"event": "text", "text": text})
 
     def on_tool_call(self, index: int, tool: str, arguments: dict[str, Any]) -> None:
         shown = json.dumps(arguments, ensure_ascii=False)
@@ -64,3 +76,15 @@ class RunProgress:
                 "isError": step.is_error,
             },
         )
+
+
+def readable_turn(turn: str) -> str:
+    """What a person can read of a model turn so far: the end of its answer, or which tool it is
+    about to call."""
+    answer = partial_answer(turn)
+    if answer is not None:
+        return answer if len(answer) <= ANSWER_TAIL else "…" + answer[-ANSWER_TAIL:]
+    call = _CALL_START.match(turn)
+    if call is not None and turn[call.end() - 1] == '"':
+        return f"calling {call.group(1)}…"
+    return "thinking…"

@@ -28,7 +28,10 @@ def tool_to_wire(tool: Tool) -> JsonObject:
         "grantsPending": pending_message(tool.pending) if tool.pending else None,
     }
     if metadata.examples:
-        wire["examples"] = [{"user": e.user, "assistant": e.assistant} for e in metadata.examples]
+        wire["examples"] = [
+            {"request": e.request, "arguments": dict(e.arguments), "result": e.result, "answer": e.answer}
+            for e in metadata.examples
+        ]
     return wire
 
 

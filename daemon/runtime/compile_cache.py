@@ -1,9 +1,10 @@
 """On-disk cache of compiled components, keyed by content hash and engine identity.
 
 Compiled code is loaded without further checks by wasmtime, so every entry is signed: an HMAC,
-under a key kept outside the cache, over which tool the entry is for and the entry's digest. An
-entry that does not verify (rewritten, swapped for another tool's entry, truncated) is compiled
-again and never run.
+under a key kept with the cache (so every daemon using the cache verifies its entries), over which
+tool the entry is for and the entry's digest. An entry that does not verify (rewritten, swapped
+for another tool's entry, truncated) is compiled again and never run. No tool can be granted the
+cache directory or anything in it (daemon/runtime/policy.py).
 """
 
 from __future__ import annotations
@@ -48,9 +49,9 @@ def _lower_priority_of_this_thread() -> None:
 
 
 def signing_key(directory: Path) -> bytes:
-    """The per-user key in `directory/cache.key`, made on first use; a process-local key if the
-    directory cannot be written (entries then verify only within this process)."""
-    path = directory / "cache.key"
+    """The key in `directory/signing.key`, made on first use (mode 0600); a process-local key if
+    the directory cannot be written (entries then verify only within this process)."""
+    path = directory / "signing.key"
     try:
         key = path.read_bytes()
         if len(key) == KEY_BYTES:
@@ -60,7 +61,7 @@ def signing_key(directory: Path) -> bytes:
     key = os.urandom(KEY_BYTES)
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, staged = tempfile.mkstemp(dir=directory, prefix=".cache.key.")
+        fd, staged = tempfile.mkstemp(dir=directory, prefix=".signing.key.")
         with os.fdopen(fd, "wb") as out:
             out.write(key)
         try:

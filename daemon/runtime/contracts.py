@@ -1,6 +1,8 @@
 """The WIT worlds a tool component may target, and how to call each.
 
-* `llama-agent:tool` (wit/tool.wit): `describe()` and typed `invoke(args)`.
+* `llama-agent:tool` (wit/tool.wit): `describe()` and typed `invoke(args)`. Version 0.2 adds
+  parameter bounds, choices and defaults and worked examples to the metadata; components built
+  for 0.1 (wit/v0.1/tool.wit) load unchanged.
 * `llama-cpp:tool` (wit/legacy/tool.wit), the original exploration's world:
   `get-metadata()` and `execute(list<tuple<string, string>>)`, loaded unchanged.
 """
@@ -15,6 +17,7 @@ import wasmtime
 from wasmtime.component import Component, ComponentInstanceType, ExportIndex, Func, Instance, Record
 
 from daemon.runtime.metadata import (
+    ArgumentValue,
     ParamType,
     ToolExample,
     ToolMetadata,
@@ -22,7 +25,8 @@ from daemon.runtime.metadata import (
     param_type_from_text,
 )
 
-NATIVE_INTERFACE = re.compile(r"^llama-agent:tool/tool@0\.1\.\d+$")
+# The minor versions of `llama-agent:tool` this host reads; the group is the minor.
+NATIVE_INTERFACE = re.compile(r"^llama-agent:tool/tool@0\.([12])\.\d+$")
 LEGACY_PACKAGE_PREFIX = "llama-cpp:tool"
 
 
@@ -70,18 +74,33 @@ def _func(store: wasmtime.Store, instance: Instance, name: str, within: str | No
 
 @dataclass(frozen=True)
 class NativeContract:
+    """`llama-agent:tool` 0.1 or 0.2; the version is the one in `interface`, so the wire form
+    (the interface name) carries it."""
+
     interface: str
     world: str = "llama-agent:tool/plugin"
 
+    def __post_init__(self) -> None:
+        if not NATIVE_INTERFACE.match(self.interface):
+            raise IncompatibleComponent(f"not a supported llama-agent:tool interface: {self.interface!r}")
+
+    @property
+    def minor(self) -> int:
+        match = NATIVE_INTERFACE.match(self.interface)
+        assert match is not None  # checked in __post_init__
+        return int(match.group(1))
+
     def describe(self, store: wasmtime.Store, instance: Instance) -> ToolMetadata:
         raw = _call(store, _func(store, instance, "describe", self.interface))
+        if self.minor == 1:
+            params = tuple(_param_v1(p) for p in raw.params)
+            return ToolMetadata(raw.name, raw.description, raw.version, params)
         return ToolMetadata(
             name=raw.name,
             description=raw.description,
             version=raw.version,
-            params=tuple(
-                ToolParam(p.name, p.description, ParamType(p.type), bool(p.required)) for p in raw.params
-            ),
+            params=tuple(_param_v2(p) for p in raw.params),
+            examples=tuple(_example_v2(e) for e in raw.examples),
         )
 
     def invoke(self, store: wasmtime.Store, instance: Instance, arguments: dict[str, Any]) -> CallOutcome:
@@ -91,6 +110,30 @@ class NativeContract:
 
     def to_wire(self) -> dict[str, str | None]:
         return {"world": self.world, "interface": self.interface}
+
+
+def _param_v1(raw: Any) -> ToolParam:
+    return ToolParam(raw.name, raw.description, ParamType(raw.type), bool(raw.required))
+
+
+def _param_v2(raw: Any) -> ToolParam:
+    # wasmtime names record fields as WIT spells them, and lifts option<T> to None or the value and
+    # the variant `value` (its cases have distinct Python types) to the bare bool, int, float or str.
+    return ToolParam(
+        name=raw.name,
+        description=raw.description,
+        type=ParamType(raw.type),
+        required=bool(raw.required),
+        minimum=raw.minimum,
+        maximum=raw.maximum,
+        choices=tuple(raw.choices),
+        default=getattr(raw, "default-value"),
+    )
+
+
+def _example_v2(raw: Any) -> ToolExample:
+    arguments: tuple[tuple[str, ArgumentValue], ...] = tuple((a.name, a.value) for a in raw.arguments)
+    return ToolExample(request=raw.request, arguments=arguments, result=raw.result, answer=raw.answer)
 
 
 @dataclass(frozen=True)
@@ -108,7 +151,8 @@ class LegacyContract:
                 ToolParam(p.name, p.description, param_type_from_text(p.type), bool(p.required))
                 for p in raw.params
             ),
-            examples=tuple(ToolExample(u.user, u.assistent) for u in raw.usage),
+            # `usage` is free text ("USE_TOOL: Echo, value=x") in a prompt format of its own: it
+            # cannot be turned into a call, so it is not read.
         )
 
     def invoke(self, store: wasmtime.Store, instance: Instance, arguments: dict[str, Any]) -> CallOutcome:
@@ -166,6 +210,6 @@ def detect_contract(component: Component, engine: wasmtime.Engine) -> Contract:
             return LegacyContract(interface=name)
     found = ", ".join(sorted(exports)) or "nothing"
     raise IncompatibleComponent(
-        "not a tool: exports neither llama-agent:tool/tool@0.1.x nor the legacy "
+        "not a tool: exports neither llama-agent:tool/tool@0.1.x or 0.2.x nor the legacy "
         f"llama-cpp:tool world (get-metadata, execute); it exports {found}"
     )

@@ -92,10 +92,11 @@ def _route_native_logs() -> Any:
 
 @lru_cache(maxsize=32)
 def _grammar(schema_json: str) -> str:
-    """GBNF for a JSON schema, through llama-cpp-python's converter (key order is kept)."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
+    """GBNF for a JSON schema (key order is kept): llama-cpp-python's converter, with strings that
+    refuse raw control characters and integers held to their bounds (daemon/runtime/grammar.py)."""
+    from daemon.runtime.grammar import json_schema_to_gbnf
 
-    return str(json_schema_to_gbnf(schema_json))
+    return json_schema_to_gbnf(schema_json)
 
 
 def load_llama(settings: ModelSettings, cache_dir: Path) -> LlamaModel:

@@ -52,49 +52,57 @@ class DirGrant:
 
 @dataclass(frozen=True)
 class Protected:
-    """Directories no policy may grant: `never` (nor anything above them) in any mode, `writable`
-    (nor anything above them) for writing. A tool that could write to a tools directory, the
-    compile cache or the config directory could rewrite other tools' code, their policies or the
-    person's approvals of them (grants.toml)."""
+    """Directories no policy may grant.
 
+    - `above`: `/` and `$HOME`, and anything above them, in any mode (what is inside `$HOME`,
+      a workspace say, may be granted);
+    - `never`: the compile cache (compiled code and the key that signs it), anything above it or
+      inside it, in any mode;
+    - `writable`: tools directories and the config directory, anything above or inside them, for
+      writing. A tool that could write there could rewrite other tools' code, their policies or
+      the person's approvals of them (grants.toml).
+    """
+
+    above: tuple[Path, ...] = ()
     never: tuple[Path, ...] = ()
     writable: tuple[Path, ...] = ()
 
     @classmethod
     def for_daemon(
-        cls,
-        tools_dirs: Sequence[Path],
-        cache_dir: Path,
-        config_dir: Path | None = None,
-        key_dir: Path | None = None,
+        cls, tools_dirs: Sequence[Path], cache_dir: Path, config_dir: Path | None = None
     ) -> Protected:
-        """`key_dir` holds the key that signs compiled code: not even readable by a tool."""
-        never = [Path("/")]
+        above = [Path("/")]
         home = os.environ.get("HOME")
         if home:
-            never.append(Path(home))
-        if key_dir is not None:
-            never.append(key_dir)
+            above.append(Path(home))
         return cls(
-            never=tuple(_resolved(path) for path in never),
-            writable=tuple(
-                _resolved(path) for path in (*tools_dirs, cache_dir, *([config_dir] if config_dir else []))
-            ),
+            above=tuple(_resolved(path) for path in above),
+            never=(_resolved(cache_dir),),
+            writable=tuple(_resolved(path) for path in (*tools_dirs, *([config_dir] if config_dir else []))),
         )
 
     def check(self, grant: DirGrant, source: str) -> None:
-        for path in self.never:
+        for path in self.above:
             if path.is_relative_to(grant.host):
                 raise PolicyError(f"{source}: granting {grant.host} would give away {path}: refused")
+        for path in self.never:
+            if _overlap(path, grant.host):
+                raise PolicyError(
+                    f"{source}: granting {grant.host} would give away {path} (compiled code and the key "
+                    "that signs it): refused"
+                )
         if grant.mode == "rw":
             for path in self.writable:
-                if path.is_relative_to(grant.host):
+                if _overlap(path, grant.host):
                     raise PolicyError(
                         f"{source}: a read-write grant of {grant.host} would let the tool rewrite {path} "
-                        "(tools, their policies, compiled code or approved grants): refused; grant a "
-                        "directory that "
-                        "does not contain it"
+                        "(tools, their policies or approved grants): refused; grant a directory that "
+                        "neither contains it nor lies inside it"
                     )
+
+
+def _overlap(protected: Path, granted: Path) -> bool:
+    return protected.is_relative_to(granted) or granted.is_relative_to(protected)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from daemon.runtime.metadata import ParamType, ToolMetadata
+from daemon.runtime.metadata import ParamType, ToolMetadata, ToolParam
 
 # WIT `s64` bounds: a larger integer cannot reach the tool intact.
 S64_MIN = -(2**63)
@@ -26,21 +26,32 @@ class ArgumentError(ValueError):
 
 def input_schema(metadata: ToolMetadata) -> JsonObject:
     """The JSON Schema (draft 2020-12) of a tool's arguments object."""
-    properties: JsonObject = {}
-    for param in metadata.params:
-        prop: JsonObject = {"type": param.type.value}
-        if param.description:
-            prop["description"] = param.description
-        if param.type is ParamType.INTEGER:
-            prop["minimum"] = S64_MIN
-            prop["maximum"] = S64_MAX
-        properties[param.name] = prop
     return {
         "type": "object",
-        "properties": properties,
+        "properties": {param.name: _property(param) for param in metadata.params},
         "required": [p.name for p in metadata.params if p.required],
         "additionalProperties": False,
     }
+
+
+def _property(param: ToolParam) -> JsonObject:
+    prop: JsonObject = {"type": param.type.value}
+    if param.description:
+        prop["description"] = param.description
+    if param.type is ParamType.INTEGER:
+        low = S64_MIN if param.minimum is None else max(S64_MIN, int(param.minimum))
+        high = S64_MAX if param.maximum is None else min(S64_MAX, int(param.maximum))
+        prop["minimum"], prop["maximum"] = low, high
+    elif param.type is ParamType.NUMBER:
+        if param.minimum is not None:
+            prop["minimum"] = param.minimum
+        if param.maximum is not None:
+            prop["maximum"] = param.maximum
+    if param.choices:
+        prop["enum"] = list(param.choices)
+    if param.default is not None:
+        prop["default"] = param.default
+    return prop
 
 
 def validate_arguments(schema: JsonObject, arguments: object) -> None:
@@ -78,18 +89,23 @@ def _unexpected_properties(error: ValidationError) -> list[str]:
 
 
 def coerce_arguments(metadata: ToolMetadata, arguments: JsonObject) -> JsonObject:
-    """Give each validated argument the exact Python type its parameter declares.
+    """Give each validated argument the exact Python type its parameter declares, and add the
+    default of each optional parameter left out that has one, so the tool receives it.
 
     JSON allows 3.0 for an integer and 3 for a number; the Wasm side needs s64 and f64.
     """
-    types = {param.name: param.type for param in metadata.params}
     coerced: JsonObject = {}
-    for name, value in arguments.items():
-        kind = types[name]
-        if kind is ParamType.INTEGER:
-            coerced[name] = int(value)
-        elif kind is ParamType.NUMBER:
-            coerced[name] = float(value)
+    for param in metadata.params:
+        if param.name in arguments:
+            value = arguments[param.name]
+        elif param.default is not None:
+            value = param.default
         else:
-            coerced[name] = value
+            continue
+        if param.type is ParamType.INTEGER:
+            coerced[param.name] = int(value)
+        elif param.type is ParamType.NUMBER:
+            coerced[param.name] = float(value)
+        else:
+            coerced[param.name] = value
     return coerced

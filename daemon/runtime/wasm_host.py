@@ -20,12 +20,11 @@ from typing import Any
 
 import wasmtime
 
-from daemon.config import default_data_dir
 from daemon.runtime.compile_cache import Artifact, CompileCache, signing_key
 from daemon.runtime.contracts import Contract, IncompatibleComponent, detect_contract
 from daemon.runtime.executor import ENGINE_TAG_SUFFIX, Invocation, first_line, new_engine
 from daemon.runtime.files import RefusedFile, read_component
-from daemon.runtime.metadata import ParamType, ToolExample, ToolMetadata, ToolParam
+from daemon.runtime.metadata import ToolMetadata, metadata_from_dict
 from daemon.runtime.policy import Grants
 from daemon.runtime.sandbox import Limits
 from daemon.runtime.workers import CancelToken, Reply, WorkerPool
@@ -64,17 +63,15 @@ class WasmHost:
         limits: Limits | None = None,
         *,
         max_parallel_calls: int = 8,
-        key_dir: Path | None = None,
     ) -> None:
         self.limits = limits or Limits()
         self.cache_dir = cache_dir
-        self.key_dir = key_dir or default_data_dir()
         self.engine = new_engine()
         self._cache = CompileCache(
             cache_dir / "components",
             self.engine,
             engine_tag=f"wasmtime-{WASMTIME_VERSION}-{ENGINE_TAG_SUFFIX}",
-            key=signing_key(self.key_dir),
+            key=signing_key(cache_dir),
         )
         self.workers = WorkerPool(max_parallel_calls)
 
@@ -219,13 +216,5 @@ def _refused(reason: str, started: float) -> Invocation:
 
 
 def metadata_from_wire(wire: dict[str, Any]) -> ToolMetadata:
-    return ToolMetadata(
-        name=str(wire["name"]),
-        description=str(wire["description"]),
-        version=str(wire["version"]),
-        params=tuple(
-            ToolParam(str(p["name"]), str(p["description"]), ParamType(p["type"]), bool(p["required"]))
-            for p in wire["params"]
-        ),
-        examples=tuple(ToolExample(str(e["user"]), str(e["assistant"])) for e in wire["examples"]),
-    )
+    """The metadata a worker sent as `asdict(metadata)`."""
+    return metadata_from_dict(wire)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,9 +20,14 @@ from daemon.services.prompting import (
     parse_turn,
     turn_schema,
 )
+from daemon.services.tool_selection import relevant_tools
 from daemon.services.toolbox import Tool, Toolbox, UnknownTool
+from daemon.services.turns import RunawayGuard, partial_answer
 
-StopReason = Literal["answer", "maxSteps", "maxTokens"]
+# answer: the model answered. maxSteps: it answered after the step budget ran out. maxTokens: a
+# turn was cut at maxTokens. repetition: a turn ran away repeating itself and was cut.
+# invalidTurn: a turn that is neither a call nor an answer (the grammar should prevent it).
+StopReason = Literal["answer", "maxSteps", "maxTokens", "repetition", "invalidTurn"]
 PromptFormat = Literal["completion", "chatTemplate"]
 # Besides these, a tool choice may be a tool's name: the first turn must call that tool.
 TOOL_CHOICES = ("auto", "required", "none")
@@ -78,6 +84,8 @@ class AgentResult:
 class AgentEvents(Protocol):
     """Progress of a run, called on the event loop."""
 
+    def on_turn_start(self, index: int) -> None: ...
+
     def on_text(self, text: str) -> None: ...
 
     def on_tool_call(self, index: int, tool: str, arguments: dict[str, Any]) -> None: ...
@@ -104,19 +112,24 @@ class Agent:
         await self.toolbox.ready()
         tools = self.select_tools(request.tools)
         check_tool_choice(request.tool_choice, tools)
+        forced = [] if request.tool_choice in TOOL_CHOICES else [request.tool_choice]
+        tools = relevant_tools(tools, request.prompt, keep=forced)
         model = await self.models.model()
-        cancel = threading.Event()
         result = AgentResult(
             answer="", prompt_format="completion" if model.chat_template is None else "chatTemplate"
         )
         transcript: list[Exchange] = []
+        repeated: set[str] = set()  # tools called again with the same arguments: not offered again
         async with self.models.exclusive():
-            while True:
-                options = turn_options(request, tools, len(result.steps))
+            for turn_index in itertools.count():
+                options = turn_options(request, tools, len(result.steps), frozenset(repeated))
+                events.on_turn_start(turn_index)
+                guard = RunawayGuard()
                 generation = await self.models.generate(
                     model,
                     events.on_text,
-                    cancel,
+                    threading.Event(),
+                    stop_when=guard.feed,
                     prompt=self._prompt(model, result.prompt_format, options, request.prompt, transcript),
                     schema=turn_schema(options.callable, allow_answer=options.may_answer),
                     max_tokens=request.max_tokens,
@@ -126,14 +139,14 @@ class Agent:
                 result.prompt_tokens += generation.prompt_tokens
                 result.completion_tokens += generation.completion_tokens
                 turn_text = generation.text.strip()
+                if guard.cut_at is not None:
+                    return _cut_short(result, guard.text[: guard.cut_at], "repetition")
                 if generation.stop_reason == "length":
-                    result.answer, result.stop_reason = turn_text, "maxTokens"
-                    return result
+                    return _cut_short(result, turn_text, "maxTokens")
                 try:
                     turn = parse_turn(turn_text)
                 except TurnError:
-                    result.answer, result.stop_reason = turn_text, "maxTokens"
-                    return result
+                    return _cut_short(result, turn_text, "invalidTurn")
                 if isinstance(turn, FinalAnswer):
                     result.answer = turn.text
                     budget_spent = request.tool_choice != "none" and len(result.steps) >= request.max_steps
@@ -141,10 +154,14 @@ class Agent:
                     return result
                 index = len(result.steps)
                 events.on_tool_call(index, turn.tool, turn.arguments)
-                step = await self._call(turn.tool, turn.arguments)
+                earlier = _same_call(result.steps, turn.tool, turn.arguments)
+                step = _repeat_refused(earlier) if earlier else await self._call(turn.tool, turn.arguments)
+                if earlier:
+                    repeated.add(turn.tool)
                 result.steps.append(step)
                 events.on_tool_result(index, step)
                 transcript.append(Exchange(turn_text, step.result, step.is_error))
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _prompt(
@@ -182,14 +199,46 @@ def check_tool_choice(choice: str, tools: Sequence[Tool]) -> None:
         )
 
 
-def turn_options(request: AgentRequest, tools: list[Tool], steps_taken: int) -> TurnOptions:
+# After this many calls refused as repeats, the model may only answer: it is going round in circles.
+MAX_REPEATS = 2
+
+
+def turn_options(
+    request: AgentRequest, tools: list[Tool], steps_taken: int, repeated: frozenset[str] = frozenset()
+) -> TurnOptions:
     """The prompt keeps describing every offered tool while calls are allowed, so the
-    model's cached prefix stays valid; forcing a call narrows only the grammar."""
+    model's cached prefix stays valid; forcing a call, or ruling out the tools whose calls were
+    repeats, narrows only the grammar."""
     if request.tool_choice == "none" or steps_taken >= request.max_steps:
         return TurnOptions(described=[], callable=[], may_answer=True)
+    if repeated:
+        others = [] if len(repeated) >= MAX_REPEATS else [t for t in tools if t.name not in repeated]
+        return TurnOptions(described=tools, callable=others, may_answer=True)
     if steps_taken > 0 or request.tool_choice == "auto":
         return TurnOptions(described=tools, callable=tools, may_answer=True)
     if request.tool_choice == "required":
         return TurnOptions(described=tools, callable=tools, may_answer=False)
     forced = [tool for tool in tools if tool.name == request.tool_choice]
     return TurnOptions(described=tools, callable=forced, may_answer=False)
+
+
+def _same_call(steps: Sequence[AgentStep], tool: str, arguments: dict[str, Any]) -> AgentStep | None:
+    """The earlier step that made exactly this call, if any."""
+    return next((step for step in steps if step.tool == tool and step.arguments == arguments), None)
+
+
+def _repeat_refused(earlier: AgentStep) -> AgentStep:
+    """A repeated call is not run again: its result would be the same, and a small model that
+    repeats a call tends to repeat it until the step budget runs out."""
+    note = (
+        f"not run again: {earlier.tool} was already called with these arguments. "
+        "Answer with its result, or call another tool."
+    )
+    return AgentStep(earlier.tool, earlier.arguments, note, True)
+
+
+def _cut_short(result: AgentResult, turn_text: str, reason: StopReason) -> AgentResult:
+    """A turn that did not end by itself: keep what was said of an answer, never raw JSON."""
+    result.answer = (partial_answer(turn_text) or "").strip()
+    result.stop_reason = reason
+    return result

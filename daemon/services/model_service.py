@@ -68,16 +68,21 @@ class ModelService:
         model: ModelBackend,
         on_text: Callable[[str], None],
         cancel: threading.Event,
+        stop_when: Callable[[str], bool] = lambda _: False,
         **options: Any,
     ) -> Generation:
         """Run one grammar-constrained generation on the model thread.
 
         `on_text` is called on the event loop. If the awaiting task is cancelled, the
         generation stops at its next token and the model is free for the next run.
+        `stop_when` sees each piece on the model thread, so that a stop it asks for takes
+        effect at the very next token: it sets `cancel`.
         """
         loop = asyncio.get_running_loop()
 
         def relay(piece: str) -> None:
+            if stop_when(piece):
+                cancel.set()
             loop.call_soon_threadsafe(on_text, piece)
 
         job = partial(model.generate, on_text=relay, cancelled=cancel.is_set, **options)

@@ -14,13 +14,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from daemon.runtime.schema import S64_MAX, S64_MIN
 from daemon.services.toolbox import Tool
 
 INSTRUCTIONS = (
     "You are an assistant that uses tools. Each turn, reply with one JSON object: "
-    '{"tool": NAME, "arguments": {...}} to call a tool, or {"answer": TEXT} to give the '
-    "final answer after using the tools."
+    '{"tool": NAME, "arguments": {...}} to call a tool, or {"answer": TEXT} to give the final '
+    "answer.\n"
+    "Call a tool whenever the request needs one: to calculate, to read, list, search or write "
+    "files, to get the date or time, to echo or print text. Answer directly, without a tool, "
+    "only when no tool is needed. After a result, answer by quoting it; call another tool only "
+    "when the request asks for one more step. Never call the same tool twice with the same "
+    "arguments."
 )
+# When no tool is on offer (toolChoice "none", or the step budget is spent).
+ANSWER_ONLY_INSTRUCTIONS = 'You are a helpful assistant. Reply with one JSON object: {"answer": TEXT}.'
 # Tool output beyond this many characters is cut before it reaches the prompt.
 OBSERVATION_LIMIT = 4000
 
@@ -46,37 +54,29 @@ class Exchange:
 
 
 @dataclass(frozen=True)
-class Example:
-    user: str
+class ExampleStep:
     tool: str
     arguments: dict[str, Any]
     result: str
+
+
+@dataclass(frozen=True)
+class Example:
+    """A worked example: a request, the calls it takes (none for a direct answer), the answer."""
+
+    user: str
+    steps: tuple[ExampleStep, ...]
     answer: str
 
 
-# Worked examples for the bundled tools; tools without one get a generic example.
-EXAMPLES = {
-    "echo": Example(
-        "Please echo back 'Hello there, world'",
-        "echo",
-        {"value": "Hello there, world"},
-        "Hello there, world",
-        "Hello there, world",
-    ),
-    "print": Example(
-        "Print the message 'build finished'",
-        "print",
-        {"message": "build finished"},
-        "build finished",
-        "I printed 'build finished'.",
-    ),
-}
-# Two generic examples, not one: with a single one the small default model often answers
-# instead of calling the tool (measured on the embedded model, temperature 0).
-_PLACEHOLDERS: tuple[dict[str, Any], ...] = (
-    {"string": "example", "integer": 1, "number": 1.5, "boolean": True},
-    {"string": "some text", "integer": 2, "number": 0.5, "boolean": False},
+# Shown in every prompt, so the model sees that a request may need no tool at all.
+DIRECT_ANSWER = Example(
+    "What is the largest planet in the solar system?",
+    (),
+    "Jupiter is the largest planet in the solar system.",
 )
+# Placeholder values for tools that ship no example of their own.
+_PLACEHOLDERS = {"string": "example", "integer": 1, "number": 1.5, "boolean": True}
 
 
 class TurnError(ValueError):
@@ -122,6 +122,10 @@ def parse_turn(text: str) -> ToolCall | FinalAnswer:
     raise TurnError(f"the model's turn is neither a tool call nor an answer: {text!r}")
 
 
+def instructions(tools: Sequence[Tool]) -> str:
+    return INSTRUCTIONS if tools else ANSWER_ONLY_INSTRUCTIONS
+
+
 def describe_tools(tools: Sequence[Tool]) -> str:
     if not tools:
         return "Tools: none. Answer directly."
@@ -129,8 +133,7 @@ def describe_tools(tools: Sequence[Tool]) -> str:
     for tool in tools:
         schema = tool.input_schema
         params = [
-            f"{name} ({prop['type']}, {'required' if name in schema['required'] else 'optional'})"
-            + (f": {prop['description']}" if prop.get("description") else "")
+            _describe_param(name, prop, name in schema["required"])
             for name, prop in schema["properties"].items()
         ]
         arguments = "; ".join(params) if params else "none"
@@ -139,25 +142,77 @@ def describe_tools(tools: Sequence[Tool]) -> str:
     return "\n".join(lines)
 
 
+def _describe_param(name: str, prop: dict[str, Any], required: bool) -> str:
+    """`name (type, required|optional[, constraints])[: description]`, constraints in words the
+    model can follow: a range, the choices, the default."""
+    facts = [prop["type"], "required" if required else "optional"]
+    low, high = prop.get("minimum"), prop.get("maximum")
+    if (low is not None or high is not None) and not _is_s64_range(low, high):
+        facts.append(_range_text(low, high))
+    if "enum" in prop:
+        facts.append("one of " + ", ".join(json.dumps(choice, ensure_ascii=False) for choice in prop["enum"]))
+    if "default" in prop:
+        facts.append(f"default {json.dumps(prop['default'], ensure_ascii=False)}")
+    description = f": {prop['description'].strip().rstrip('.')}" if prop.get("description") else ""
+    return f"{name} ({', '.join(facts)}){description}"
+
+
+def _is_s64_range(low: Any, high: Any) -> bool:
+    return bool(low == S64_MIN and high == S64_MAX)
+
+
+def _range_text(low: Any, high: Any) -> str:
+    if low is not None and high is not None and low != S64_MIN and high != S64_MAX:
+        return f"{_number(low)} to {_number(high)}"
+    if low is not None and low != S64_MIN:
+        return f"at least {_number(low)}"
+    return f"at most {_number(high)}"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
 def examples_for(tools: Sequence[Tool]) -> list[Example]:
-    """Worked examples for the offered tools: at least two, since one is too few for a small model."""
-    known = [EXAMPLES[tool.name] for tool in tools if tool.name in EXAMPLES]
-    if len(known) >= 2 or not tools:
-        return known
-    return known + _generic_examples(tools[0])
-
-
-def _generic_examples(tool: Tool) -> list[Example]:
-    required = [(name, prop["type"]) for name, prop in tool.input_schema["properties"].items()]
-    required = [(name, kind) for name, kind in required if name in tool.input_schema["required"]]
-    examples = []
-    for values in _PLACEHOLDERS:
-        arguments = {name: values[kind] for name, kind in required}
-        subject = next((value for value in arguments.values() if isinstance(value, str)), values["string"])
-        examples.append(
-            Example(f"Please use {tool.name} on '{subject}'", tool.name, arguments, "(the output)", "Done.")
-        )
+    """One worked example per offered tool (its own, or a generic one), a two-step example when
+    two tools are offered, and a direct answer."""
+    examples = [_tool_example(tool) for tool in tools]
+    shipping = [tool for tool in tools if tool.loaded.metadata.examples]
+    if len(shipping) >= 2:
+        # From the last two tools' last examples: another example than those shown above where
+        # a tool ships two, and not always the first tools' (a small model copies what it saw).
+        first, second = (_tool_example(tool, last=True) for tool in shipping[-2:])
+        examples.append(_two_steps(first, second))
+    examples.append(DIRECT_ANSWER)
     return examples
+
+
+def _tool_example(tool: Tool, last: bool = False) -> Example:
+    shipped = tool.loaded.metadata.examples
+    if shipped:
+        example = shipped[-1] if last else shipped[0]
+        step = ExampleStep(tool.name, dict(example.arguments), example.result)
+        return Example(example.request, (step,), example.answer)
+    return _generic_example(tool)
+
+
+def _generic_example(tool: Tool) -> Example:
+    properties = tool.input_schema["properties"]
+    arguments = {
+        name: prop.get("default", _PLACEHOLDERS[prop["type"]])
+        for name, prop in properties.items()
+        if name in tool.input_schema["required"]
+    }
+    subject = next((value for value in arguments.values() if isinstance(value, str)), "example")
+    step = ExampleStep(tool.name, arguments, f"({tool.name} output for {subject})")
+    return Example(
+        f"Please use {tool.name} on '{subject}'.", (step,), f"The result is: ({tool.name} output)."
+    )
+
+
+def _two_steps(first: Example, second: Example) -> Example:
+    request = f"{first.user.rstrip('.?!')}, and then: {second.user[0].lower()}{second.user[1:]}"
+    return Example(request, first.steps + second.steps, f"{first.answer} {second.answer}")
 
 
 def call_text(tool: str, arguments: dict[str, Any]) -> str:
@@ -169,22 +224,24 @@ def answer_text(answer: str) -> str:
 
 
 def observation_text(observation: str, is_error: bool) -> str:
+    """What the model sees of a tool's output: a JSON string, so that quotes, backslashes and
+    newlines in it are already written the way the model's own JSON answer must write them."""
     if len(observation) > OBSERVATION_LIMIT:
         observation = observation[:OBSERVATION_LIMIT] + " [cut]"
-    return f"{'Error' if is_error else 'Result'}: {observation}"
+    return f"{'Error' if is_error else 'Result'}: {json.dumps(observation, ensure_ascii=False)}"
 
 
 def completion_prompt(tools: Sequence[Tool], user_prompt: str, transcript: Sequence[Exchange]) -> str:
     """A few-shot completion prompt for base models; it ends where the model's turn begins."""
-    parts = [INSTRUCTIONS, "", describe_tools(tools), ""]
-    for example in examples_for(tools):
-        parts += [
-            f"User: {example.user}",
-            f"Assistant: {call_text(example.tool, example.arguments)}",
-            observation_text(example.result, False),
-            f"Assistant: {answer_text(example.answer)}",
-            "",
-        ]
+    parts = [instructions(tools), "", describe_tools(tools), ""]
+    for example in examples_for(tools) if tools else []:
+        parts.append(f"User: {example.user}")
+        for step in example.steps:
+            parts += [
+                f"Assistant: {call_text(step.tool, step.arguments)}",
+                observation_text(step.result, False),
+            ]
+        parts += [f"Assistant: {answer_text(example.answer)}", ""]
     parts.append(f"User: {user_prompt}")
     for exchange in transcript:
         parts += [f"Assistant: {exchange.turn}", observation_text(exchange.observation, exchange.is_error)]
@@ -197,14 +254,15 @@ def chat_messages(
     """The same conversation as chat messages; instructions go in the first user message,
     since not every template accepts a system role."""
     messages: list[dict[str, str]] = []
-    preamble = f"{INSTRUCTIONS}\n\n{describe_tools(tools)}\n\n"
-    for example in examples_for(tools):
-        messages += [
-            {"role": "user", "content": preamble + example.user},
-            {"role": "assistant", "content": call_text(example.tool, example.arguments)},
-            {"role": "user", "content": observation_text(example.result, False)},
-            {"role": "assistant", "content": answer_text(example.answer)},
-        ]
+    preamble = f"{instructions(tools)}\n\n{describe_tools(tools)}\n\n"
+    for example in examples_for(tools) if tools else []:
+        messages.append({"role": "user", "content": preamble + example.user})
+        for step in example.steps:
+            messages += [
+                {"role": "assistant", "content": call_text(step.tool, step.arguments)},
+                {"role": "user", "content": observation_text(step.result, False)},
+            ]
+        messages.append({"role": "assistant", "content": answer_text(example.answer)})
         preamble = ""
     messages.append({"role": "user", "content": preamble + user_prompt})
     for exchange in transcript:

@@ -207,13 +207,10 @@ class Toolbox:
         self.workspace: Path | None = None
         self._trusted = frozenset(_real(directory) for directory in trusted_dirs)
         self._approvals = approvals or Approvals()
-        # What no policy may grant (the root, $HOME, the key that signs compiled code, and for
-        # writing the tools, the cache and the person's grants file).
+        # What no policy may grant (the root, $HOME, the compile cache, and for writing the tools
+        # and the person's grants file).
         self._protected = Protected.for_daemon(
-            directories,
-            host.cache_dir,
-            self._approvals.config_dir or default_config_dir(),
-            key_dir=host.key_dir,
+            directories, host.cache_dir, self._approvals.config_dir or default_config_dir()
         )
 
     def set_workspace(self, folder: Path | None) -> ReconcileResult:

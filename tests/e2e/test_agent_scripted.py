@@ -104,6 +104,13 @@ async def test_results_and_progress_follow_the_models_turns_exactly(
             answer("Echoed and printed."),
         ]
     )
+    # The messages read well on their own: what the model is doing, then the answer as it grows.
+    messages = [v["message"] for v in values[1:-1] if v["llamaAgent"]["event"] == "text"]
+    assert set(messages) <= {"thinking…", "calling echo…", "calling print…"} | {
+        "Echoed and printed."[:n] for n in range(20)
+    }
+    assert messages[-1] == "Echoed and printed."
+    assert {"calling echo…", "calling print…"} <= set(messages)
 
 
 async def test_cancel_stops_generation_at_the_next_token(

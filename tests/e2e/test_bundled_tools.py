@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import StartDaemon
-from tests.rpc import DaemonSession
+from tests.rpc import DaemonSession, RpcError
 
 TOOLS = ("read_file", "list_dir", "search_text", "write_file", "datetime")
 # A cold compile cache means compiling five Python components (~17 s each) before the first answer.
@@ -27,6 +27,7 @@ GRANT_TIMEOUT = 60.0
 CHANGE_TIMEOUT = 30.0
 CAP_BYTES = 200 * 1024
 SECRET = "TODO outside secret"
+INVALID_PARAMS = -32602
 
 TODO_LINES = "buy milk\nTODO: write tests\nfix the roof\nTODO: ship it\n"
 WIDE_LINE = "TODO " + "y" * 300
@@ -134,7 +135,10 @@ async def test_workspace_tools_are_granted_the_workspace_read_only(
     assert listing["write_file"]["grants"]["dirs"] == []
     assert listing["datetime"]["grants"]["dirs"] == []
     assert listing["read_file"]["inputSchema"]["required"] == ["path"]
-    assert listing["read_file"]["inputSchema"]["properties"]["start_line"]["type"] == "integer"
+    start_line = listing["read_file"]["inputSchema"]["properties"]["start_line"]
+    assert (start_line["type"], start_line["minimum"], start_line["default"]) == ("integer", 1, 1)
+    max_results = listing["search_text"]["inputSchema"]["properties"]["max_results"]
+    assert (max_results["minimum"], max_results["maximum"], max_results["default"]) == (1, 100, 20)
     assert listing["search_text"]["inputSchema"]["required"] == ["pattern"]
     assert listing["write_file"]["inputSchema"]["properties"]["append"]["type"] == "boolean"
     assert listing["datetime"]["inputSchema"]["required"] == []
@@ -162,7 +166,6 @@ READ_FILE_ERRORS: list[tuple[dict[str, Any], str]] = [
     ({"path": "missing.txt"}, "'missing.txt' does not exist in the workspace"),
     ({"path": "notes"}, "'notes' is a directory, not a file"),
     ({"path": "lines.txt/x"}, "'lines.txt/x' does not exist: a part of it is a file, not a directory"),
-    ({"path": "lines.txt", "start_line": 0}, "start_line must be 1 or more"),
     (
         {"path": "lines.txt", "start_line": 6},
         "start_line 6 is past the end of 'lines.txt', which has 5 lines",
@@ -279,18 +282,31 @@ async def test_search_text_stops_at_max_results(
     five = (await ok(daemon, "search_text", pattern="match", max_results=5)).split("\n")
     assert five == [f"many.txt:{n}: match {n}" for n in range(1, 6)] + ["(stopped after 5 matches)"]
     default = (await ok(daemon, "search_text", pattern=r"match \d+")).split("\n")
-    assert len(default) == 51
-    assert default[-2:] == ["many.txt:50: match 50", "(stopped after 50 matches)"]
-    most = (await ok(daemon, "search_text", pattern="match", max_results=500)).split("\n")
-    assert most[-1] == "(stopped after 500 matches)"
+    assert len(default) == 21
+    assert default[-2:] == ["many.txt:20: match 20", "(stopped after 20 matches)"]
+    most = (await ok(daemon, "search_text", pattern="match", max_results=100)).split("\n")
+    assert most[-1] == "(stopped after 100 matches)"
     exact = await ok(daemon, "search_text", pattern="^match 60[0-9]$", max_results=1)
     assert exact == "many.txt:600: match 600"  # exactly max_results hits: no note
-    assert "max_results must be from 1 to 500" in await failed(
-        daemon, "search_text", pattern="match", max_results=501
-    )
-    assert "max_results must be from 1 to 500" in await failed(
-        daemon, "search_text", pattern="match", max_results=0
-    )
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "field"),
+    [
+        ("search_text", {"pattern": "match", "max_results": 101}, "max_results"),
+        ("search_text", {"pattern": "match", "max_results": 0}, "max_results"),
+        ("read_file", {"path": "lines.txt", "start_line": 0}, "start_line"),
+        ("read_file", {"path": "lines.txt", "end_line": -3}, "end_line"),
+    ],
+)
+async def test_arguments_out_of_bounds_never_reach_the_tool(
+    start_daemon: StartDaemon, tools: Path, workspace: Path, tool: str, arguments: dict[str, Any], field: str
+) -> None:
+    daemon = await serve(start_daemon, tools, workspace)
+    with pytest.raises(RpcError) as raised:
+        await daemon.request("tools/invoke", {"name": tool, "arguments": arguments})
+    assert raised.value.code == INVALID_PARAMS
+    assert raised.value.data["field"] == field
 
 
 async def test_search_text_names_the_problem_with_an_invalid_regex(
@@ -331,7 +347,7 @@ async def test_paths_leading_out_of_the_workspace_are_denied(
         assert SECRET not in text
     # A search of the whole workspace skips the symlinks that lead out.
     assert (await ok(daemon, "search_text", pattern="secret")).startswith("no matches for 'secret'")
-    assert SECRET not in await ok(daemon, "search_text", pattern=".", max_results=500)
+    assert SECRET not in await ok(daemon, "search_text", pattern=".", max_results=100)
 
 
 # -- write_file ---------------------------------------------------------------------------------

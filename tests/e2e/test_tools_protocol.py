@@ -31,7 +31,7 @@ async def test_exit_without_shutdown_exits_nonzero(start_daemon: StartDaemon, to
     assert await daemon.wait_exit() == 1
 
 
-async def test_lists_bundled_and_legacy_tools_with_schemas(
+async def test_lists_bundled_0_1_and_legacy_tools_with_schemas(
     start_daemon: StartDaemon, tools_dir: Path, test_tools: Path
 ) -> None:
     daemon = await start_daemon("--tools-dir", tools_dir, "--tools-dir", test_tools)
@@ -48,9 +48,9 @@ async def test_lists_bundled_and_legacy_tools_with_schemas(
     assert tools["echo"]["description"]
     assert tools["print"]["inputSchema"]["required"] == ["message"]
     assert tools["Echo"]["world"] == "llama-cpp:tool/tool"
-    assert tools["Echo"]["examples"] == [
-        {"user": "Please echo back 'hi'", "assistant": "USE_TOOL: Echo, value=hi"}
-    ]
+    # Legacy usage examples are free text, not calls: they are not read.
+    assert "examples" not in tools["Echo"]
+    assert tools["hostile"]["world"] == "llama-agent:tool/plugin"  # built for the 0.1 contract
     assert listing["failed"] == []
 
 

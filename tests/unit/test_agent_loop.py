@@ -31,6 +31,9 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[tuple[str, Any]] = []
 
+    def on_turn_start(self, index: int) -> None:
+        self.events.append(("turn", index))
+
     def on_text(self, text: str) -> None:
         self.events.append(("text", text))
 
@@ -100,7 +103,7 @@ async def test_a_tool_result_is_fed_back_and_the_answer_ends_the_run(scripted: A
     second = run.prompt(1)
     assert second.startswith(run.prompt(0))
     assert second.endswith(
-        f"Assistant: {call('echo', value='Something to echo')}\nResult: Something to echo\nAssistant: "
+        f'Assistant: {call("echo", value="Something to echo")}\nResult: "Something to echo"\nAssistant: '
     )
 
 
@@ -108,7 +111,7 @@ async def test_a_tool_error_is_fed_back_as_an_error_and_the_loop_goes_on(scripte
     run = scripted(call("lookup", value="llama"), answer("It failed."))
     result = await run.run()
     assert result.steps == [AgentStep("lookup", {"value": "llama"}, "lookup failed on purpose", True)]
-    assert run.prompt(1).endswith("\nError: lookup failed on purpose\nAssistant: ")
+    assert run.prompt(1).endswith('\nError: "lookup failed on purpose"\nAssistant: ')
     assert (result.stop_reason, result.answer) == ("answer", "It failed.")
 
 
@@ -163,22 +166,67 @@ async def test_max_steps_zero_allows_only_an_answer_from_the_start(scripted: Any
     assert not run.schema(0).is_valid(json.loads(call("echo", value="x")))
 
 
-async def test_an_identical_call_repeated_is_run_again_until_the_budget_is_spent(scripted: Any) -> None:
+async def test_an_identical_call_repeated_is_not_run_and_that_tool_is_ruled_out_next(
+    scripted: Any, toolbox: Toolbox
+) -> None:
     same = call("echo", value="again")
-    run = scripted(same, same, same, answer("stopped"))
-    result = await run.run(max_steps=3)
-    assert len(result.steps) == 3
-    assert {step.arguments["value"] for step in result.steps} == {"again"}
-    assert result.stop_reason == "maxSteps"
+    run = scripted(same, same, answer("again"))
+    result = await run.run(max_steps=5)
+    assert [step.arguments["value"] for step in result.steps] == ["again", "again"]
+    first, repeat = result.steps
+    assert (first.result, first.is_error) == ("again", False)
+    assert repeat.is_error and repeat.result.startswith("not run again: echo was already called")
+    assert (result.stop_reason, result.answer) == ("answer", "again")
+    # The turn after a repeat may answer or call another tool, not the repeated one.
+    after = run.schema(2)
+    assert not after.is_valid(json.loads(call("echo", value="again")))
+    assert not after.is_valid(json.loads(call("echo", value="other")))
+    assert after.is_valid(json.loads(call("count", n=1)))
+    assert after.is_valid(json.loads(answer("again")))
+    assert run.schema(1).is_valid(json.loads(call("echo", value="other")))  # before the repeat: any call
 
 
-async def test_a_turn_cut_at_max_tokens_ends_the_run_with_its_text(scripted: Any) -> None:
+async def test_repeats_never_spend_the_step_budget(scripted: Any) -> None:
+    """Going round in circles (a, b, a, b, ...) ends with an answer, not at maxSteps."""
+    a, b = call("echo", value="a"), call("count", n=1)
+    run = scripted(a, b, a, b, answer("done"))
+    result = await run.run(max_steps=5)
+    assert (result.stop_reason, result.answer) == ("answer", "done")
+    assert [step.is_error for step in result.steps] == [False, False, True, True]
+    final = run.schema(4)  # two tools were repeated: only an answer is left
+    assert not final.is_valid(json.loads(call("count", n=2)))
+    assert final.is_valid(json.loads(answer("done")))
+
+
+async def test_the_same_tool_with_other_arguments_is_no_repeat(scripted: Any) -> None:
+    run = scripted(call("echo", value="a"), call("echo", value="b"), answer("ab"))
+    result = await run.run()
+    assert [(step.result, step.is_error) for step in result.steps] == [("a", False), ("b", False)]
+
+
+async def test_a_turn_cut_at_max_tokens_keeps_the_answer_text_so_far(scripted: Any) -> None:
     run = scripted(answer("this answer is far longer than the budget allows"), piece_size=4)
     result = await run.run(max_tokens=5)
     assert result.stop_reason == "maxTokens"
-    assert result.answer == answer("this answer is far longer")[:20]
+    assert result.answer == "this ans"  # the answer's text, never the raw JSON
     assert result.completion_tokens == 5
     assert run.model.requests[0].max_tokens == 5
+
+
+async def test_a_runaway_repetition_is_cut_and_its_first_copy_kept(scripted: Any) -> None:
+    looping = answer("The file says hi. " * 40)
+    run = scripted(looping, answer("next"), piece_size=4)
+    result = await run.run(max_tokens=1000)
+    assert result.stop_reason == "repetition"
+    assert result.answer == "The file says hi."
+    assert result.completion_tokens < 60  # stopped soon after the loop showed, not at 1,000 tokens
+    assert (await run.run()).answer == "next"
+
+
+async def test_a_runaway_call_is_not_run(scripted: Any) -> None:
+    run = scripted(call("echo", value="ab" * 200), piece_size=2)
+    result = await run.run(max_tokens=1000)
+    assert (result.steps, result.stop_reason, result.answer) == ([], "repetition", "")
 
 
 async def test_a_cut_tool_call_is_not_run(scripted: Any) -> None:
@@ -188,11 +236,16 @@ async def test_a_cut_tool_call_is_not_run(scripted: Any) -> None:
     assert not any(kind == "call" for kind, _ in run.events.events)
 
 
-@pytest.mark.parametrize("turn", ['{"tool": "echo", "argu', "[1, 2]", '{"neither": 1}'])
-async def test_a_turn_that_does_not_parse_ends_the_run_with_its_text(scripted: Any, turn: str) -> None:
+@pytest.mark.parametrize(
+    ("turn", "said"),
+    [('{"tool": "echo", "argu', ""), ("[1, 2]", ""), ('{"neither": 1}', ""), ('{"answer": "half', "half")],
+)
+async def test_a_turn_that_does_not_parse_ends_the_run_as_invalid(
+    scripted: Any, turn: str, said: str
+) -> None:
     run = scripted(turn)
     result = await run.run()
-    assert (result.steps, result.stop_reason, result.answer) == ([], "maxTokens", turn)
+    assert (result.steps, result.stop_reason, result.answer) == ([], "invalidTurn", said)
 
 
 async def test_usage_adds_up_every_turn(scripted: Any) -> None:
@@ -210,9 +263,10 @@ async def test_events_stream_the_text_then_each_call_and_its_result(scripted: An
     result = await run.run()
     kinds = [kind for kind, _ in run.events.events]
     call_at, result_at = kinds.index("call"), kinds.index("result")
-    assert set(kinds[:call_at]) == {"text"}
+    assert kinds[0] == "turn" and set(kinds[1:call_at]) == {"text"}
     assert result_at == call_at + 1
-    assert set(kinds[result_at + 1 :]) == {"text"}
+    assert kinds[result_at + 1] == "turn" and set(kinds[result_at + 2 :]) == {"text"}
+    assert [index for kind, index in run.events.events if kind == "turn"] == [0, 1]
     assert run.events.streamed() == first + second
     assert run.events.events[call_at][1] == (0, "echo", {"value": "x"})
     assert run.events.events[result_at][1] == (0, result.steps[0])
@@ -289,7 +343,7 @@ async def test_a_model_with_a_chat_template_gets_chat_messages(scripted: Any) ->
     assert [m["role"] for m in last[-3:]] == ["user", "assistant", "user"]
     assert last[-3]["content"].endswith("Please echo back 'x'")
     assert last[-2]["content"] == call("echo", value="x")
-    assert last[-1]["content"] == "Result: x"
+    assert last[-1]["content"] == 'Result: "x"'
 
 
 async def test_cancelling_a_run_stops_generation_at_the_next_token_and_frees_the_model(
@@ -310,12 +364,13 @@ async def test_cancelling_a_run_stops_generation_at_the_next_token_and_frees_the
 
 
 async def test_runs_are_served_one_at_a_time_in_arrival_order(scripted: Any) -> None:
-    run = scripted(answer("first " * 20), answer("second"), piece_delay=0.005)
+    long_first = " ".join(f"first{n}" for n in range(20))
+    run = scripted(answer(long_first), answer("second"), piece_delay=0.005)
     first = asyncio.create_task(run.run("one"))
     await asyncio.sleep(0)
     second = asyncio.create_task(run.run("two"))
     results = await asyncio.gather(first, second)
-    assert [r.answer for r in results] == [("first " * 20), "second"]
+    assert [r.answer for r in results] == [long_first, "second"]
     prompts = [r.prompt for r in run.model.requests]
     assert prompts[0].endswith("User: one\nAssistant: ")
     assert prompts[1].endswith("User: two\nAssistant: ")

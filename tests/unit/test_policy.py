@@ -191,7 +191,10 @@ PROTECTED_CASES = [
     ({"host": ".", "guest": "/all"}, "ro", "would give away"),  # above $HOME
     ({"host": "workspace/tools", "guest": "/t"}, "rw", "would let the tool rewrite"),
     ({"host": "workspace", "guest": "/w"}, "rw", "would let the tool rewrite"),  # above the tools
-    ({"host": "cache", "guest": "/c"}, "rw", "would let the tool rewrite"),
+    ({"host": "workspace/tools/sub", "guest": "/t"}, "rw", "would let the tool rewrite"),  # inside
+    ({"host": "cache", "guest": "/c"}, "rw", "would give away"),
+    ({"host": "cache", "guest": "/c"}, "ro", "would give away"),  # not even to read: its key signs code
+    ({"host": "cache/components", "guest": "/c"}, "ro", "would give away"),
 ]
 
 
@@ -199,7 +202,7 @@ PROTECTED_CASES = [
 def test_grants_over_home_root_tools_or_the_cache_are_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entry: dict[str, str], mode: str, fragment: str
 ) -> None:
-    for name in ("home", "workspace/tools", "cache"):
+    for name in ("home", "workspace/tools/sub", "cache/components"):
         (tmp_path / name).mkdir(parents=True)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     protected = Protected.for_daemon([tmp_path / "workspace" / "tools"], tmp_path / "cache")

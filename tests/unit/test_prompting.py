@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from daemon.runtime.metadata import ParamType, ToolMetadata, ToolParam
+from daemon.runtime.metadata import ParamType, ToolExample, ToolMetadata, ToolParam
 from daemon.runtime.schema import input_schema
 from daemon.services.prompting import (
+    DIRECT_ANSWER,
     OBSERVATION_LIMIT,
     Exchange,
     FinalAnswer,
@@ -24,8 +25,10 @@ from daemon.services.prompting import (
 from daemon.services.toolbox import Tool
 
 
-def make_tool(name: str, *params: ToolParam, description: str = "does things") -> Tool:
-    metadata = ToolMetadata(name, description, "1.0.0", params)
+def make_tool(
+    name: str, *params: ToolParam, description: str = "does things", examples: tuple[ToolExample, ...] = ()
+) -> Tool:
+    metadata = ToolMetadata(name, description, "1.0.0", params, examples)
     loaded = type("Loaded", (), {"metadata": metadata, "path": Path(f"{name}.wasm")})()
     return Tool(loaded, input_schema(metadata))
 
@@ -83,16 +86,65 @@ def test_completion_prompt_lists_tools_shows_examples_and_ends_at_the_assistant_
     prompt = completion_prompt([ECHO, COUNT], "Please echo back 'x'", transcript)
     assert "- echo: Echoes. Arguments: value (string, required): The text." in prompt
     assert (
-        "- count: does things. Arguments: n (integer, required): How many.; loud (boolean, optional)."
+        "- count: does things. Arguments: n (integer, required): How many; loud (boolean, optional)."
         in prompt
     )
-    assert 'Assistant: {"tool": "echo", "arguments": {"value": "Hello there, world"}}' in prompt
+    assert 'Assistant: {"tool": "echo", "arguments": {"value": "example"}}' in prompt  # generic
+    # Every prompt shows that a request may need no tool.
+    assert f"User: {DIRECT_ANSWER.user}\nAssistant: {json.dumps({'answer': DIRECT_ANSWER.answer})}" in prompt
     assert prompt.endswith(
         "User: Please echo back 'x'\n"
         'Assistant: {"tool": "echo", "arguments": {"value": "x"}}\n'
-        "Result: x\n"
+        'Result: "x"\n'
         "Assistant: "
     )
+
+
+WEATHER = make_tool(
+    "weather",
+    ToolParam("city", "A city.", ParamType.STRING, True),
+    examples=(ToolExample("How warm is it in Atlantis?", (("city", "Atlantis"),), "31 C", "It is 31 C."),),
+)
+CONVERT = make_tool(
+    "convert",
+    ToolParam("celsius", "Degrees.", ParamType.NUMBER, True),
+    examples=(ToolExample("What is 31 C in F?", (("celsius", 31.0),), "87.8 F", "31 C is 87.8 F."),),
+)
+
+
+def test_tools_examples_come_from_their_metadata_with_a_two_step_one() -> None:
+    prompt = completion_prompt([WEATHER, CONVERT, ECHO], "go", [])
+    weather_call = json.dumps({"tool": "weather", "arguments": {"city": "Atlantis"}})
+    convert_call = json.dumps({"tool": "convert", "arguments": {"celsius": 31.0}})
+    assert f'User: How warm is it in Atlantis?\nAssistant: {weather_call}\nResult: "31 C"\n' in prompt
+    two_steps = (
+        "User: How warm is it in Atlantis, and then: what is 31 C in F?\n"
+        f'Assistant: {weather_call}\nResult: "31 C"\n'
+        f'Assistant: {convert_call}\nResult: "87.8 F"\n'
+        'Assistant: {"answer": "It is 31 C. 31 C is 87.8 F."}\n'
+    )
+    assert two_steps in prompt
+    assert 'Assistant: {"tool": "echo", "arguments": {"value": "example"}}' in prompt
+
+
+def test_bounds_choices_and_defaults_are_described_in_words() -> None:
+    tool = make_tool(
+        "search",
+        ToolParam("limit", "How many.", ParamType.INTEGER, False, minimum=1, maximum=100, default=20),
+        ToolParam("mode", "", ParamType.STRING, False, choices=("fast", "exact"), default="fast"),
+        ToolParam("count", "", ParamType.INTEGER, True),  # only the s64 range: nothing to say
+    )
+    prompt = completion_prompt([tool], "go", [])
+    assert (
+        "- search: does things. Arguments: limit (integer, optional, 1 to 100, default 20): How many; "
+        'mode (string, optional, one of "fast", "exact", default "fast"); count (integer, required).'
+    ) in prompt
+
+
+def test_a_prompt_without_tools_has_no_examples() -> None:
+    prompt = completion_prompt([], "hello", [])
+    assert "Tools: none" in prompt
+    assert "User:" not in prompt.replace("User: hello", "")
 
 
 def test_tools_without_a_worked_example_get_a_generic_one() -> None:
@@ -104,8 +156,8 @@ def test_tools_without_a_worked_example_get_a_generic_one() -> None:
 def test_errors_and_long_observations_are_marked() -> None:
     transcript = [Exchange("{}", "boom", True), Exchange("{}", "y" * (OBSERVATION_LIMIT + 10), False)]
     prompt = completion_prompt([ECHO], "go", transcript)
-    assert "\nError: boom\n" in prompt
-    assert "y" * OBSERVATION_LIMIT + " [cut]" in prompt
+    assert '\nError: "boom"\n' in prompt
+    assert "y" * OBSERVATION_LIMIT + ' [cut]"' in prompt
     assert "y" * (OBSERVATION_LIMIT + 1) not in prompt
 
 
@@ -113,7 +165,15 @@ def test_chat_messages_alternate_and_carry_the_instructions_once() -> None:
     transcript = [Exchange('{"tool": "echo", "arguments": {"value": "x"}}', "x", False)]
     messages = chat_messages([ECHO], "Please echo back 'x'", transcript)
     roles = [message["role"] for message in messages]
-    examples = 3  # echo's own and two generic ones: never fewer than two
-    assert roles == ["user", "assistant"] * (2 * examples + 1) + ["user"]
+    # echo's generic example (request, call, result, answer), the direct answer, then the run.
+    assert roles == ["user", "assistant"] * 4 + ["user"]
     assert sum("Tools:" in message["content"] for message in messages) == 1
-    assert messages[-1]["content"] == "Result: x"
+    assert messages[-1]["content"] == 'Result: "x"'
+
+
+def test_observations_are_json_strings_the_model_can_copy() -> None:
+    said = 'She said "hi"\nthen left \\o/'
+    prompt = completion_prompt([ECHO], "go", [Exchange("{}", said, False)])
+    shown = prompt.rsplit("Result: ", 1)[1].removesuffix("\nAssistant: ")
+    assert json.loads(shown) == said  # quotes, the newline and the backslash arrive escaped
+    assert "\n" not in shown

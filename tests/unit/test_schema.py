@@ -7,6 +7,7 @@ import pytest
 from daemon.runtime.metadata import ParamType, ToolMetadata, ToolParam, param_type_from_text
 from daemon.runtime.schema import (
     S64_MAX,
+    S64_MIN,
     ArgumentError,
     coerce_arguments,
     input_schema,
@@ -106,3 +107,73 @@ def test_legacy_type_text_maps_to_json_types(text: str, expected: ParamType) -> 
 def test_metadata_that_cannot_be_served_is_rejected(metadata: ToolMetadata, fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         metadata.check()
+
+
+BOUNDED = ToolMetadata(
+    name="bounded",
+    description="bounds, choices and defaults",
+    version="2.0.0",
+    params=(
+        ToolParam("text", "", ParamType.STRING, True),
+        ToolParam("count", "", ParamType.INTEGER, False, minimum=1, maximum=100, default=20),
+        ToolParam("huge", "", ParamType.INTEGER, False, minimum=-1e30, maximum=1e30),
+        ToolParam("ratio", "", ParamType.NUMBER, False, minimum=0.0, maximum=1.0, default=0.5),
+        ToolParam("mode", "", ParamType.STRING, False, choices=("fast", "exact"), default="fast"),
+        ToolParam("loud", "", ParamType.BOOLEAN, False, default=False),
+        ToolParam("note", "", ParamType.STRING, False),
+    ),
+)
+BOUNDED_SCHEMA = input_schema(BOUNDED)
+
+
+def test_schema_carries_bounds_choices_and_defaults() -> None:
+    properties = BOUNDED_SCHEMA["properties"]
+    assert properties["count"] == {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}
+    assert type(properties["count"]["minimum"]) is int  # an integer's bounds read as integers
+    assert properties["ratio"] == {"type": "number", "minimum": 0.0, "maximum": 1.0, "default": 0.5}
+    assert properties["mode"] == {"type": "string", "enum": ["fast", "exact"], "default": "fast"}
+    assert properties["loud"] == {"type": "boolean", "default": False}
+    assert properties["note"] == {"type": "string"}
+    assert BOUNDED_SCHEMA["required"] == ["text"]
+
+
+def test_integer_bounds_beyond_s64_are_clamped_to_it() -> None:
+    huge = BOUNDED_SCHEMA["properties"]["huge"]
+    assert (huge["minimum"], huge["maximum"]) == (S64_MIN, S64_MAX)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field", "fragment"),
+    [
+        ({"text": "x", "count": 0}, "count", "less than the minimum of 1"),
+        ({"text": "x", "count": 101}, "count", "greater than the maximum of 100"),
+        ({"text": "x", "ratio": 1.01}, "ratio", "greater than the maximum of 1.0"),
+        ({"text": "x", "ratio": -0.1}, "ratio", "less than the minimum of 0.0"),
+        ({"text": "x", "mode": "fuzzy"}, "mode", "'fuzzy' is not one of ['fast', 'exact']"),
+    ],
+)
+def test_validation_enforces_bounds_and_choices(arguments: object, field: str, fragment: str) -> None:
+    with pytest.raises(ArgumentError) as raised:
+        validate_arguments(BOUNDED_SCHEMA, arguments)
+    assert raised.value.field == field
+    assert fragment in str(raised.value)
+
+
+def test_bounds_are_inclusive() -> None:
+    validate_arguments(BOUNDED_SCHEMA, {"text": "x", "count": 1, "ratio": 0.0, "mode": "exact"})
+    validate_arguments(BOUNDED_SCHEMA, {"text": "x", "count": 100, "ratio": 1.0})
+
+
+def test_coercion_fills_in_defaults_of_omitted_optional_params() -> None:
+    coerced = coerce_arguments(BOUNDED, {"text": "t"})
+    assert coerced == {"text": "t", "count": 20, "ratio": 0.5, "mode": "fast", "loud": False}
+    assert "note" not in coerced and "huge" not in coerced  # no default: still absent
+    assert type(coerced["count"]) is int
+    assert type(coerced["ratio"]) is float
+
+
+def test_coercion_keeps_given_arguments_over_defaults() -> None:
+    given = {"text": "t", "count": 7.0, "ratio": 1, "mode": "exact", "loud": True, "note": "n"}
+    coerced = coerce_arguments(BOUNDED, given)
+    assert coerced == {"text": "t", "count": 7, "ratio": 1.0, "mode": "exact", "loud": True, "note": "n"}
+    assert type(coerced["count"]) is int

@@ -8,13 +8,15 @@ from typing import Any
 import pytest
 import wasmtime
 
+from daemon.runtime.contracts import NativeContract
+from daemon.runtime.metadata import ParamType, ToolExample, ToolMetadata, ToolParam
 from daemon.runtime.policy import Grants
 from daemon.runtime.sandbox import Limits
 from daemon.runtime.schema import ArgumentError
 from daemon.runtime.wasm_host import Invocation, LoadedTool, ToolLoadError, WasmHost
 from daemon.runtime.workers import CancelToken
 from daemon.services.toolbox import Toolbox, UnknownTool
-from tests.wat_tools import tool_wasm
+from tests.wat_tools import tool_wasm, tool_wasm_v2
 
 
 @pytest.fixture
@@ -148,3 +150,61 @@ def test_invalid_calls_never_reach_the_tool(tmp_path: Path) -> None:
     assert host.calls == []
     assert toolbox.invoke_blocking("echo", {"value": "x"}).invocation.text == "x"
     assert host.calls == [{"value": "x"}]
+
+
+# -- llama-agent:tool@0.2.0 ---------------------------------------------------------------------
+
+RICH = ToolMetadata(
+    "rich",
+    "every 0.2 field",
+    "2.0.0",
+    (
+        ToolParam("text", "words", ParamType.STRING, True),
+        ToolParam("count", "how many", ParamType.INTEGER, False, minimum=1, maximum=10, default=3),
+        ToolParam("ratio", "", ParamType.NUMBER, False, minimum=-0.5, default=0.25),
+        ToolParam("mode", "how", ParamType.STRING, False, choices=("fast", "ünïcode"), default="ünïcode"),
+        ToolParam("loud", "shout?", ParamType.BOOLEAN, False, default=True),
+    ),
+    (
+        ToolExample(
+            "Say 'sample' four times, quietly.",
+            (("text", "sample"), ("count", 4), ("ratio", 0.5), ("loud", False)),
+            "sample sample sample sample",
+            "It said: sample sample sample sample",
+        ),
+        ToolExample("Say 'x'.", (("text", "x"),), "", "Nothing came back."),
+    ),
+)
+
+
+def test_a_0_2_tool_reports_bounds_choices_defaults_and_examples(host: WasmHost) -> None:
+    tool = host.load_bytes(tool_wasm_v2(RICH), Path("rich.wasm"))
+    assert tool.metadata == RICH
+    assert isinstance(tool.contract, NativeContract) and tool.contract.minor == 2
+    defaults = [param.default for param in tool.metadata.params]
+    assert [type(value) for value in defaults] == [type(None), int, float, str, bool]
+
+
+def test_a_0_1_tool_loads_with_none_of_the_0_2_fields(host: WasmHost) -> None:
+    tool = host.load_bytes(tool_wasm("old"), Path("old.wasm"))
+    assert isinstance(tool.contract, NativeContract) and tool.contract.minor == 1
+    assert tool.metadata.params == (ToolParam("value", "the value parameter", ParamType.STRING, True),)
+    assert tool.metadata.examples == ()
+
+
+def test_a_0_2_tool_whose_default_breaks_its_bounds_fails_to_load(host: WasmHost) -> None:
+    count = ToolParam("count", "", ParamType.INTEGER, False, minimum=1, maximum=10, default=11)
+    broken = ToolMetadata("broken", "", "1", (count,))
+    with pytest.raises(ToolLoadError, match="the default of parameter 'count' is 11, above the maximum 10"):
+        host.load_bytes(tool_wasm_v2(broken), Path("broken.wasm"))
+
+
+def test_an_omitted_argument_reaches_the_tool_as_its_default(tmp_path: Path) -> None:
+    value = ToolParam("value", "", ParamType.STRING, False, default="the default")
+    (tmp_path / "dflt.wasm").write_bytes(tool_wasm_v2(ToolMetadata("dflt", "", "1", (value,))))
+    host = RecordingHost(tmp_path / "cache")
+    toolbox = Toolbox(host, [tmp_path])
+    toolbox.load_all()
+    assert toolbox.invoke_blocking("dflt", {}).invocation.text == "the default"
+    assert toolbox.invoke_blocking("dflt", {"value": "given"}).invocation.text == "given"
+    assert host.calls == [{"value": "the default"}, {"value": "given"}]

@@ -20,7 +20,7 @@ from tests.wat_tools import tool_wasm
 @pytest.fixture
 def host(tmp_path: Path) -> Iterator[WasmHost]:
     limits = Limits(timeout_seconds=1)
-    made = WasmHost(tmp_path / "cache", limits, max_parallel_calls=2, key_dir=tmp_path / "key")
+    made = WasmHost(tmp_path / "cache", limits, max_parallel_calls=2)
     yield made
     made.close()
 

@@ -52,7 +52,7 @@ export interface ToolInfo {
     path?: string;
     grants?: Grants;
     policyError?: string | null;
-    examples?: { user: string; assistant: string }[];
+    examples?: { request: string; arguments: Record<string, unknown>; result: string; answer: string }[];
 }
 
 export interface LoadFailure {
