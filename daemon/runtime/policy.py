@@ -56,15 +56,14 @@ class Protected:
 
     - `above`: `/` and `$HOME`, and anything above them, in any mode (what is inside `$HOME`,
       a workspace say, may be granted);
-    - `never`: the compile cache (compiled code and the key that signs it), anything above it or
-      inside it, in any mode;
-    - `writable`: tools directories and the config directory, anything above or inside them, for
-      writing. A tool that could write there could rewrite other tools' code, their policies or
-      the person's approvals of them (grants.toml).
+    - `writable`: tools directories, the compile cache and the config directory, anything above
+      or inside them, for writing. A tool that could write there could rewrite other tools'
+      code, their policies, their compiled code or the person's approvals of them (grants.toml).
+      Reading is allowed (a workspace may hold the cache): the cache's signing key lets nobody
+      who cannot also write the cache run anything.
     """
 
     above: tuple[Path, ...] = ()
-    never: tuple[Path, ...] = ()
     writable: tuple[Path, ...] = ()
 
     @classmethod
@@ -77,26 +76,22 @@ class Protected:
             above.append(Path(home))
         return cls(
             above=tuple(_resolved(path) for path in above),
-            never=(_resolved(cache_dir),),
-            writable=tuple(_resolved(path) for path in (*tools_dirs, *([config_dir] if config_dir else []))),
+            writable=tuple(
+                _resolved(path) for path in (*tools_dirs, cache_dir, *([config_dir] if config_dir else []))
+            ),
         )
 
     def check(self, grant: DirGrant, source: str) -> None:
         for path in self.above:
             if path.is_relative_to(grant.host):
                 raise PolicyError(f"{source}: granting {grant.host} would give away {path}: refused")
-        for path in self.never:
-            if _overlap(path, grant.host):
-                raise PolicyError(
-                    f"{source}: granting {grant.host} would give away {path} (compiled code and the key "
-                    "that signs it): refused"
-                )
         if grant.mode == "rw":
             for path in self.writable:
                 if _overlap(path, grant.host):
                     raise PolicyError(
                         f"{source}: a read-write grant of {grant.host} would let the tool rewrite {path} "
-                        "(tools, their policies or approved grants): refused; grant a directory that "
+                        "(tools, their policies, compiled code or approved grants): refused; grant a "
+                        "directory that "
                         "neither contains it nor lies inside it"
                     )
 

@@ -89,11 +89,11 @@ def test_a_worker_refuses_an_entry_changed_after_it_was_verified(tmp_path: Path)
     pool.close()
 
 
-def test_nothing_in_or_above_the_cache_is_ever_granted(tmp_path: Path) -> None:
+def test_nothing_in_or_above_the_cache_is_granted_for_writing(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     (cache / "components").mkdir(parents=True)
     protected = Protected.for_daemon([tmp_path / "tools"], cache)
     for granted in (cache, cache / "components", tmp_path):
-        for mode in ("ro", "rw"):
-            with pytest.raises(PolicyError, match="would give away"):
-                protected.check(DirGrant(granted, "/data", mode), "test.policy.toml")
+        with pytest.raises(PolicyError, match="would let the tool rewrite"):
+            protected.check(DirGrant(granted, "/data", "rw"), "test.policy.toml")
+        protected.check(DirGrant(granted, "/data", "ro"), "test.policy.toml")  # reading signs nothing

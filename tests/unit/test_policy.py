@@ -192,9 +192,8 @@ PROTECTED_CASES = [
     ({"host": "workspace/tools", "guest": "/t"}, "rw", "would let the tool rewrite"),
     ({"host": "workspace", "guest": "/w"}, "rw", "would let the tool rewrite"),  # above the tools
     ({"host": "workspace/tools/sub", "guest": "/t"}, "rw", "would let the tool rewrite"),  # inside
-    ({"host": "cache", "guest": "/c"}, "rw", "would give away"),
-    ({"host": "cache", "guest": "/c"}, "ro", "would give away"),  # not even to read: its key signs code
-    ({"host": "cache/components", "guest": "/c"}, "ro", "would give away"),
+    ({"host": "cache", "guest": "/c"}, "rw", "would let the tool rewrite"),
+    ({"host": "cache/components", "guest": "/c"}, "rw", "would let the tool rewrite"),  # inside
 ]
 
 
