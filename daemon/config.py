@@ -13,24 +13,23 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_TOOLS_DIR = REPO_ROOT / "build" / "tools"
 
 
-def default_cache_dir() -> Path:
-    explicit = os.environ.get("LLAMA_AGENT_CACHE_DIR")
+def _user_dir(explicit_variable: str, xdg_variable: str, xdg_fallback: str) -> Path:
+    """`$explicit_variable`, else `$xdg_variable/llama-agent`, else `~/xdg_fallback/llama-agent`."""
+    explicit = os.environ.get(explicit_variable)
     if explicit:
         return Path(explicit)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "llama-agent"
+    xdg = os.environ.get(xdg_variable)
+    return (Path(xdg) if xdg else Path.home() / xdg_fallback) / "llama-agent"
+
+
+def default_cache_dir() -> Path:
+    return _user_dir("LLAMA_AGENT_CACHE_DIR", "XDG_CACHE_HOME", ".cache")
 
 
 def default_config_dir() -> Path:
     """Where the person's own settings live (grants.toml): outside every tools directory, never
     granted for writing."""
-    explicit = os.environ.get("LLAMA_AGENT_CONFIG_DIR")
-    if explicit:
-        return Path(explicit)
-    xdg = os.environ.get("XDG_CONFIG_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".config"
-    return base / "llama-agent"
+    return _user_dir("LLAMA_AGENT_CONFIG_DIR", "XDG_CONFIG_HOME", ".config")
 
 
 @dataclass(frozen=True)

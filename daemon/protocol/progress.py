@@ -85,6 +85,6 @@ def readable_turn(turn: str) -> str:
     if answer is not None:
         return answer if len(answer) <= ANSWER_TAIL else "…" + answer[-ANSWER_TAIL:]
     call = _CALL_START.match(turn)
-    if call is not None and turn[call.end() - 1] == '"':
+    if call is not None:
         return f"calling {call.group(1)}…"
     return "thinking…"

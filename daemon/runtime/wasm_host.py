@@ -22,7 +22,7 @@ import wasmtime
 
 from daemon.runtime.compile_cache import Artifact, CompileCache, signing_key
 from daemon.runtime.contracts import Contract, IncompatibleComponent, detect_contract
-from daemon.runtime.executor import ENGINE_TAG_SUFFIX, Invocation, first_line, new_engine
+from daemon.runtime.executor import ENGINE_TAG_SUFFIX, Invocation, first_line, new_engine, refused
 from daemon.runtime.files import RefusedFile, read_component
 from daemon.runtime.metadata import ToolMetadata, metadata_from_dict
 from daemon.runtime.policy import Grants
@@ -131,7 +131,7 @@ class WasmHost:
         reply = self.workers.run(job, timeout, loading=True)
         if reply.kind == "described":
             try:
-                metadata = metadata_from_wire(reply.body["metadata"])
+                metadata = metadata_from_dict(reply.body["metadata"])
                 metadata.check()
             except (KeyError, TypeError, ValueError) as error:
                 raise ToolLoadError(str(error)) from error
@@ -157,7 +157,7 @@ class WasmHost:
         started = time.perf_counter()
         moved = [grant.host for grant in grants.dirs if not grant.still_granted()]
         if moved:
-            return _refused(
+            return refused(
                 f"cannot run: the granted directory {moved[0]} is no longer the directory that was "
                 "granted (it was removed or replaced, or a symlink now stands in its path)",
                 started,
@@ -209,12 +209,3 @@ def _invocation(reply: Reply, limits: Limits, started: float) -> Invocation:
     if reply.kind == "cancelled":
         return Invocation("cancelled", True, "", "", False, False, elapsed_ms)
     return Invocation(f"the call failed: {reply.error or reply.kind}", True, "", "", False, False, elapsed_ms)
-
-
-def _refused(reason: str, started: float) -> Invocation:
-    return Invocation(reason, True, "", "", False, False, (time.perf_counter() - started) * 1000)
-
-
-def metadata_from_wire(wire: dict[str, Any]) -> ToolMetadata:
-    """The metadata a worker sent as `asdict(metadata)`."""
-    return metadata_from_dict(wire)

@@ -49,7 +49,7 @@ class JobError(Exception):
     """A job that cannot be run; the message goes back to the daemon."""
 
 
-class Worker:
+class JobRunner:
     def __init__(self, outbox: Connection) -> None:
         self._outbox = outbox
         self._sending = threading.Lock()
@@ -128,9 +128,9 @@ class WriteQuota:
     no GIL while it runs, so a check is never late by more than that.
     """
 
-    def __init__(self, limit: int, worker: Worker) -> None:
+    def __init__(self, limit: int, runner: JobRunner) -> None:
         self._limit = limit
-        self._worker = worker
+        self._runner = runner
         self._start = bytes_written()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="write-quota", daemon=True)
@@ -147,7 +147,7 @@ class WriteQuota:
         while not self._done.wait(QUOTA_POLL_SECONDS):
             written = bytes_written() - self._start
             if written > self._limit:
-                self._worker.send({"kind": "quota", "written": written, "limit": self._limit})
+                self._runner.send({"kind": "quota", "written": written, "limit": self._limit})
                 os._exit(QUOTA_EXIT_CODE)
 
 
@@ -197,15 +197,15 @@ def main(argv: list[str]) -> int:
     # The daemon decides when workers stop; a file-size limit must fail the write, not kill us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    worker = Worker(outbox)
+    runner = JobRunner(outbox)
     while True:
         try:
             job = json.loads(inbox.recv_bytes())
         except EOFError:
             return 0
-        reply = worker.handle(job)
+        reply = runner.handle(job)
         retire = resident_bytes() > RECYCLE_RSS_BYTES
-        worker.send({**reply, "retire": retire})
+        runner.send({**reply, "retire": retire})
         if retire:
             return 0
 

@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -138,22 +137,10 @@ class Reply:
 
     kind: str
     body: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0  # from the call's start (after loading) to its end
 
     @property
     def error(self) -> str:
         return str(self.body.get("error", ""))
-
-
-@dataclass
-class _Slots:
-    """Workers that may be busy at once for one kind of job."""
-
-    limit: int
-    semaphore: threading.BoundedSemaphore = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.semaphore = threading.BoundedSemaphore(self.limit)
 
 
 class WorkerPool:
@@ -161,8 +148,8 @@ class WorkerPool:
     so a hot reload never waits behind busy calls and calls never wait behind a reload."""
 
     def __init__(self, size: int = 8) -> None:
-        self._calls = _Slots(size)
-        self._loads = _Slots(1)
+        self._calls = threading.BoundedSemaphore(size)
+        self._loads = threading.BoundedSemaphore(1)
         self._idle: list[Worker] = []
         self._busy: set[Worker] = set()
         self._lock = threading.Lock()
@@ -181,8 +168,7 @@ class WorkerPool:
         cancel: CancelToken | None = None,
     ) -> Reply:
         """Run `job` on a worker; end it `deadline_seconds` after it starts, or when cancelled."""
-        slots = self._loads if loading else self._calls
-        with slots.semaphore:
+        with self._loads if loading else self._calls:
             worker = self._take()
             if cancel is not None:
                 cancel.attach(worker)
@@ -193,10 +179,10 @@ class WorkerPool:
                 if cancel is not None:
                     cancel.attach(None)
                     if cancel.cancelled:
-                        reply = Reply("cancelled", seconds=reply.seconds)
-                self._give_back(worker, healthy=reply.kind in ("done", "described", "error"))
-                if reply.body.get("retire"):
-                    self._retire(worker)
+                        reply = Reply("cancelled")
+                # A worker that says it retires exits after this reply: it is not handed out again.
+                healthy = reply.kind in ("done", "described", "error") and not reply.body.get("retire")
+                self._give_back(worker, healthy)
             return reply
 
     def _exchange(self, worker: Worker, job: dict[str, Any], deadline_seconds: float) -> Reply:
@@ -207,11 +193,10 @@ class WorkerPool:
                 return Reply("timeout", {"error": "loading the component took too long"})
             if first.get("kind") != "started":
                 return Reply(str(first.get("kind")), first)
-            started = time.monotonic()
             reply = worker.receive(deadline_seconds + KILL_GRACE_SECONDS)
             if reply is None:
-                return Reply("timeout", seconds=time.monotonic() - started)
-            return Reply(str(reply.get("kind")), reply, time.monotonic() - started)
+                return Reply("timeout")
+            return Reply(str(reply.get("kind")), reply)
         except WorkerGone as gone:
             return Reply("crashed", {"error": str(gone)})
 
@@ -233,13 +218,6 @@ class WorkerPool:
                 self._idle.append(worker)
                 return
         worker.kill()
-        threading.Thread(target=worker.reap, name="worker-reap", daemon=True).start()
-        self._replace()
-
-    def _retire(self, worker: Worker) -> None:
-        with self._lock:
-            if worker in self._idle:
-                self._idle.remove(worker)
         threading.Thread(target=worker.reap, name="worker-reap", daemon=True).start()
         self._replace()
 
