@@ -165,6 +165,7 @@ export const tool = {
       ],
       examples: [
         example("How much is 46 times 19?", "46 * 19", "874", "46 times 19 is 874."),
+        example("Compute 2^10 - 1.", "2^10 - 1", "1023", "2^10 - 1 is 1023."),
         example("What is 8% of 350?", "350 * 8 / 100", "28", "8% of 350 is 28."),
       ],
     };

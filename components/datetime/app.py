@@ -61,7 +61,19 @@ class Tool(exports.Tool):
                     arguments=[Argument(name="timezone", value=Value_String("Pacific/Auckland"))],
                     result="2001-02-03T04:05:06+13:00 (Pacific/Auckland)",
                     answer="In Auckland it is 04:05 on 2001-02-03 (UTC+13:00).",
-                )
+                ),
+                Example(
+                    request="What's the date today in London?",
+                    arguments=[Argument(name="timezone", value=Value_String("Europe/London"))],
+                    result="2001-02-02T15:05:06+00:00 (Europe/London)",
+                    answer="In London it is 2001-02-02, 15:05 (UTC+00:00).",
+                ),
+                Example(
+                    request="Tell me the current time in UTC.",
+                    arguments=[Argument(name="timezone", value=Value_String("UTC"))],
+                    result="2001-02-02T15:05:06+00:00 (UTC)",
+                    answer="It is 15:05 UTC on 2001-02-02.",
+                ),
             ],
         )
 

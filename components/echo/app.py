@@ -32,7 +32,13 @@ class Tool(exports.Tool):
                     arguments=[Argument(name="value", value=Value_String(SAMPLE))],
                     result=SAMPLE,
                     answer=SAMPLE,
-                )
+                ),
+                Example(
+                    request="Repeat this: blue whale",
+                    arguments=[Argument(name="value", value=Value_String("blue whale"))],
+                    result="blue whale",
+                    answer="blue whale",
+                ),
             ],
         )
 

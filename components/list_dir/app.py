@@ -77,7 +77,19 @@ class Tool(exports.Tool):
                         "photos holds a folder, 2019/, and two files: beach.jpg (48213 bytes) "
                         "and index.txt (96 bytes)."
                     ),
-                )
+                ),
+                Example(
+                    request="List the files in the downloads directory.",
+                    arguments=[Argument(name="path", value=Value_String("downloads"))],
+                    result="invoice.pdf (20480 bytes)\nsong.mp3 (3145728 bytes)",
+                    answer="downloads holds invoice.pdf (20480 bytes) and song.mp3 (3145728 bytes).",
+                ),
+                Example(
+                    request="Which files does the music/ folder hold?",
+                    arguments=[Argument(name="path", value=Value_String("music"))],
+                    result="live/\nintro.mp3 (512000 bytes)",
+                    answer="music holds a folder, live/, and one file: intro.mp3 (512000 bytes).",
+                ),
             ],
         )
 

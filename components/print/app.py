@@ -29,7 +29,13 @@ class Tool(exports.Tool):
                     arguments=[Argument(name="message", value=Value_String("job 7 finished"))],
                     result="job 7 finished",
                     answer="Printed: job 7 finished",
-                )
+                ),
+                Example(
+                    request="Write 'done' to standard output.",
+                    arguments=[Argument(name="message", value=Value_String("done"))],
+                    result="done",
+                    answer="Printed: done",
+                ),
             ],
         )
 

@@ -145,6 +145,12 @@ class Tool(exports.Tool):
                     answer='letter.txt says: "Dear Sam, the parcel arrives on Friday."',
                 ),
                 Example(
+                    request="Open recipes/soup.md and tell me the first step.",
+                    arguments=[Argument(name="path", value=Value_String("recipes/soup.md"))],
+                    result="# Onion soup\n1. Slice four onions.\n2. Melt the butter.\n",
+                    answer='The first step in recipes/soup.md is: "Slice four onions."',
+                ),
+                Example(
                     request="Show me lines 40 to 41 of docs/guide.md.",
                     arguments=[
                         Argument(name="path", value=Value_String("docs/guide.md")),

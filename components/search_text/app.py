@@ -163,7 +163,22 @@ class Tool(exports.Tool):
                     arguments=[Argument(name="pattern", value=Value_String("LOG_LEVEL"))],
                     result="docs/setup.md:12: set LOG_LEVEL=debug to see more",
                     answer="docs/setup.md mentions it, on line 12: set LOG_LEVEL=debug to see more",
-                )
+                ),
+                Example(
+                    request="Find the lines that contain 'invoice'.",
+                    arguments=[Argument(name="pattern", value=Value_String("invoice"))],
+                    result="mail/march.txt:4: the invoice is due on the 9th",
+                    answer="mail/march.txt, line 4: the invoice is due on the 9th",
+                ),
+                Example(
+                    request="Search my notes for the word budget.",
+                    arguments=[
+                        Argument(name="pattern", value=Value_String("budget")),
+                        Argument(name="path", value=Value_String("notes")),
+                    ],
+                    result="notes/plan.md:2: keep the budget under 300",
+                    answer="notes/plan.md, line 2: keep the budget under 300",
+                ),
             ],
         )
 

@@ -162,6 +162,15 @@ class Tool(exports.Tool):
                     answer="Saved: wrote 13 bytes to notes/today.txt.",
                 ),
                 Example(
+                    request="Create a file named plan.txt with the text 'step one'.",
+                    arguments=[
+                        Argument(name="path", value=Value_String("plan.txt")),
+                        Argument(name="content", value=Value_String("step one")),
+                    ],
+                    result="wrote 8 bytes to plan.txt",
+                    answer="Saved: wrote 8 bytes to plan.txt.",
+                ),
+                Example(
                     request="Add the line 'entry 7' to the end of log.txt.",
                     arguments=[
                         Argument(name="path", value=Value_String("log.txt")),

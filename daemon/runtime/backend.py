@@ -6,10 +6,10 @@ with a scripted backend behind this same interface.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 StopReason = Literal["stop", "length", "cancelled"]
 
@@ -76,6 +76,16 @@ class ModelBackend(Protocol):
         Stops at the end of generation ("stop"), after `max_tokens` ("length"), or at the first
         token after `cancelled()` turns true ("cancelled").
         """
+        ...
+
+
+@runtime_checkable
+class LikelihoodScorer(Protocol):
+    """A backend that can say how likely a text is: the agent then routes requests to tools by
+    likelihood (daemon.services.routing). Backends without it let the model choose in its turn."""
+
+    def log_likelihoods(self, prefix: str, options: Sequence[str], continuation: str) -> list[float]:
+        """For each option, log P(continuation | prefix + option), summed over its tokens."""
         ...
 
 

@@ -12,7 +12,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -107,9 +107,11 @@ def load_llama(settings: ModelSettings, cache_dir: Path) -> LlamaModel:
 class LlamaModel:
     """The llama.cpp backend: a `ModelBackend` over one llama-cpp-python context."""
 
-    def __init__(self, llm: Any, path: Path) -> None:
+    def __init__(self, llm: Any, path: Path, threads: int | None = None) -> None:
         self._llm = llm
         self.path = path
+        self._threads = threads
+        self._scorer: Any = None  # a PrefixScorer, made on first use
 
     @classmethod
     def load(cls, path: Path, settings: ModelSettings) -> LlamaModel:
@@ -129,7 +131,7 @@ class LlamaModel:
         except (ValueError, RuntimeError) as error:
             raise ModelError(f"llama.cpp cannot load {path}: {error}") from error
         log.info("loaded model %s in %.2f s", path, time.perf_counter() - started)
-        return cls(llm, path)
+        return cls(llm, path, settings.threads or default_threads())
 
     @property
     def chat_template(self) -> str | None:
@@ -208,6 +210,30 @@ class LlamaModel:
             stop_reason=stop_reason,
             seconds=time.perf_counter() - started,
         )
+
+    def log_likelihoods(self, prefix: str, options: Sequence[str], continuation: str) -> list[float]:
+        """log P(continuation | prefix + option) for each option, on a second context over the
+        same (memory-mapped) weights, so that the generation context keeps its cached prompt."""
+        scorer = self._prefix_scorer()
+        return scorer.log_likelihoods(  # type: ignore[no-any-return]
+            self._tokenize(prefix),
+            [self._llm.tokenize(option.encode("utf-8"), add_bos=False, special=False) for option in options],
+            self._llm.tokenize(continuation.encode("utf-8"), add_bos=False, special=False),
+        )
+
+    def _prefix_scorer(self) -> Any:
+        if self._scorer is None:
+            from llama_cpp import Llama
+
+            from daemon.runtime.scoring import SCORING_CONTEXT, PrefixScorer
+
+            started = time.perf_counter()
+            llm = Llama(
+                model_path=str(self.path), n_ctx=SCORING_CONTEXT, n_threads=self._threads, verbose=False
+            )
+            log.info("scoring context ready in %.2f s", time.perf_counter() - started)
+            self._scorer = PrefixScorer(llm)
+        return self._scorer
 
     def _tokenize(self, text: str) -> list[int]:
         # A chat template usually writes the BOS token itself.

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from daemon.runtime.backend import ModelBackend
+from daemon.runtime.backend import LikelihoodScorer, ModelBackend
 from daemon.runtime.schema import ArgumentError
+from daemon.services import routing
 from daemon.services.model_service import ModelService
 from daemon.services.prompting import (
     Exchange,
@@ -20,9 +22,12 @@ from daemon.services.prompting import (
     parse_turn,
     turn_schema,
 )
+from daemon.services.routing import Route
 from daemon.services.tool_selection import relevant_tools
 from daemon.services.toolbox import Tool, Toolbox, UnknownTool
 from daemon.services.turns import RunawayGuard, partial_answer
+
+log = logging.getLogger(__name__)
 
 # answer: the model answered. maxSteps: it answered after the step budget ran out. maxTokens: a
 # turn was cut at maxTokens. repetition: a turn ran away repeating itself and was cut.
@@ -61,6 +66,7 @@ class TurnOptions:
     described: list[Tool]
     callable: list[Tool]
     may_answer: bool
+    focus: Tool | None = None  # the tool whose examples the prompt shows (routed or forced)
 
 
 @dataclass(frozen=True)
@@ -121,8 +127,9 @@ class Agent:
         transcript: list[Exchange] = []
         repeated: set[str] = set()  # tools called again with the same arguments: not offered again
         async with self.models.exclusive():
+            route = await self._route(model, request, tools)
             for turn_index in itertools.count():
-                options = turn_options(request, tools, len(result.steps), frozenset(repeated))
+                options = turn_options(request, tools, len(result.steps), frozenset(repeated), route)
                 events.on_turn_start(turn_index)
                 guard = RunawayGuard()
                 generation = await self.models.generate(
@@ -163,6 +170,28 @@ class Agent:
                 transcript.append(Exchange(turn_text, step.result, step.is_error))
         raise AssertionError("unreachable")
 
+    async def _route(self, model: ModelBackend, request: AgentRequest, tools: list[Tool]) -> Route | None:
+        """The router's choice for the first turn, when the backend can score and the request
+        leaves the choice to the model; None: the model chooses in its turn."""
+        if not isinstance(model, LikelihoodScorer) or request.tool_choice not in ("auto", "required"):
+            return None
+        names = [tool.name for tool in tools] + ([routing.NO_TOOL] if request.tool_choice == "auto" else [])
+        if len(names) < 2:
+            return None
+        try:
+            scores = await self.models.log_likelihoods(
+                model,
+                routing.prefix(tools),
+                [routing.option(name) for name in names],
+                routing.continuation(request.prompt),
+            )
+        except (ValueError, RuntimeError) as error:
+            log.warning("routing skipped, the model chooses in its turn: %s", error)
+            return None
+        route = routing.choose(names, scores)
+        log.debug("routed to %s: %s", route.tool or routing.NO_TOOL, route.scores)
+        return route
+
     @staticmethod
     def _prompt(
         model: ModelBackend,
@@ -172,8 +201,8 @@ class Agent:
         transcript: list[Exchange],
     ) -> str:
         if prompt_format == "completion":
-            return completion_prompt(options.described, user_prompt, transcript)
-        return model.format_chat(chat_messages(options.described, user_prompt, transcript))
+            return completion_prompt(options.described, user_prompt, transcript, options.focus)
+        return model.format_chat(chat_messages(options.described, user_prompt, transcript, options.focus))
 
     async def _call(self, tool: str, arguments: dict[str, Any]) -> AgentStep:
         """Run a tool call; every failure becomes an observation for the model."""
@@ -204,22 +233,35 @@ MAX_REPEATS = 2
 
 
 def turn_options(
-    request: AgentRequest, tools: list[Tool], steps_taken: int, repeated: frozenset[str] = frozenset()
+    request: AgentRequest,
+    tools: list[Tool],
+    steps_taken: int,
+    repeated: frozenset[str] = frozenset(),
+    route: Route | None = None,
 ) -> TurnOptions:
     """The prompt keeps describing every offered tool while calls are allowed, so the
-    model's cached prefix stays valid; forcing a call, or ruling out the tools whose calls were
-    repeats, narrows only the grammar."""
+    model's cached prefix stays valid; forcing a call, following the router, or ruling out the
+    tools whose calls were repeats, narrows only the grammar."""
     if request.tool_choice == "none" or steps_taken >= request.max_steps:
         return TurnOptions(described=[], callable=[], may_answer=True)
+    focus = _focus(request, tools, route)
     if repeated:
         others = [] if len(repeated) >= MAX_REPEATS else [t for t in tools if t.name not in repeated]
-        return TurnOptions(described=tools, callable=others, may_answer=True)
-    if steps_taken > 0 or request.tool_choice == "auto":
-        return TurnOptions(described=tools, callable=tools, may_answer=True)
-    if request.tool_choice == "required":
+        return TurnOptions(described=tools, callable=others, may_answer=True, focus=focus)
+    if steps_taken > 0 or (request.tool_choice == "auto" and route is None):
+        return TurnOptions(described=tools, callable=tools, may_answer=True, focus=focus)
+    if route is not None and focus is None:
+        return TurnOptions(described=[], callable=[], may_answer=True)  # routed to no tool
+    if request.tool_choice == "required" and route is None:
         return TurnOptions(described=tools, callable=tools, may_answer=False)
-    forced = [tool for tool in tools if tool.name == request.tool_choice]
-    return TurnOptions(described=tools, callable=forced, may_answer=False)
+    assert focus is not None
+    return TurnOptions(described=tools, callable=[focus], may_answer=False, focus=focus)
+
+
+def _focus(request: AgentRequest, tools: list[Tool], route: Route | None) -> Tool | None:
+    """The tool the request forces, or else the one the router chose."""
+    name = request.tool_choice if request.tool_choice not in TOOL_CHOICES else route and route.tool
+    return next((tool for tool in tools if tool.name == name), None)
 
 
 def _same_call(steps: Sequence[AgentStep], tool: str, arguments: dict[str, Any]) -> AgentStep | None:

@@ -8,14 +8,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from daemon.runtime.backend import Generation, ModelBackend, ModelError, ModelLoader, ModelSettings
+from daemon.runtime.backend import (
+    Generation,
+    LikelihoodScorer,
+    ModelBackend,
+    ModelError,
+    ModelLoader,
+    ModelSettings,
+)
 from daemon.runtime.model import load_llama
 
 log = logging.getLogger(__name__)
@@ -91,6 +98,14 @@ class ModelService:
         except asyncio.CancelledError:
             cancel.set()
             raise
+
+    async def log_likelihoods(
+        self, model: LikelihoodScorer, prefix: str, options: Sequence[str], continuation: str
+    ) -> list[float]:
+        """`model.log_likelihoods` on the model thread (callers hold `exclusive()`)."""
+        loop = asyncio.get_running_loop()
+        job = partial(model.log_likelihoods, prefix, options, continuation)
+        return await loop.run_in_executor(self._thread, job)
 
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)

@@ -10,10 +10,12 @@ a chat template gets the same content as chat messages.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from daemon.runtime.metadata import ToolExample
 from daemon.runtime.schema import S64_MAX, S64_MIN
 from daemon.services.toolbox import Tool
 
@@ -74,6 +76,12 @@ DIRECT_ANSWER = Example(
     "What is the largest planet in the solar system?",
     (),
     "Jupiter is the largest planet in the solar system.",
+)
+# With no tool on offer: answers in the JSON the grammar asks for, short and to the point.
+ANSWER_EXAMPLES = (
+    DIRECT_ANSWER,
+    Example("Good morning!", (), "Good morning! How can I help you today?"),
+    Example("How many legs does a spider have?", (), "A spider has eight legs."),
 )
 # Placeholder values for tools that ship no example of their own.
 _PLACEHOLDERS = {"string": "example", "integer": 1, "number": 1.5, "boolean": True}
@@ -173,27 +181,49 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def examples_for(tools: Sequence[Tool]) -> list[Example]:
-    """One worked example per offered tool (its own, or a generic one), a two-step example when
-    two tools are offered, and a direct answer."""
-    examples = [_tool_example(tool) for tool in tools]
+def examples_for(tools: Sequence[Tool], focus: Tool | None = None, request: str = "") -> list[Example]:
+    """Worked examples, and a direct answer last.
+
+    With a `focus` tool (the one the router chose, or the one the request forces): every example
+    it ships, the one most like `request` nearest to it (a small model copies the nearest
+    example: better its shape than another's values), after a two-step example of two other
+    tools. Without: one example per offered tool, and a two-step example of the last two."""
     shipping = [tool for tool in tools if tool.loaded.metadata.examples]
-    if len(shipping) >= 2:
-        # From the last two tools' last examples: another example than those shown above where
-        # a tool ships two, and not always the first tools' (a small model copies what it saw).
-        first, second = (_tool_example(tool, last=True) for tool in shipping[-2:])
-        examples.append(_two_steps(first, second))
-    examples.append(DIRECT_ANSWER)
-    return examples
+    if focus is not None:
+        others = [tool for tool in shipping if tool is not focus]
+        own = [_example(focus, shipped) for shipped in focus.loaded.metadata.examples]
+        own.sort(key=lambda example: _overlap(example.user, request))
+        return [*_two_step_example(others[-2:]), *(own or [_generic_example(focus)]), DIRECT_ANSWER]
+    return [*(_tool_example(tool) for tool in tools), *_two_step_example(shipping[-2:]), DIRECT_ANSWER]
+
+
+def _two_step_example(pair: Sequence[Tool]) -> list[Example]:
+    """From the tools' last examples: another example than the first, shown on its own, where a
+    tool ships two, and not always the first tools' (a small model copies what it saw)."""
+    if len(pair) != 2:
+        return []
+    first, second = (_tool_example(tool, last=True) for tool in pair)
+    return [_two_steps(first, second)]
+
+
+def _overlap(text: str, request: str) -> int:
+    return len(set(_words(text)) & set(_words(request)))
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
 
 
 def _tool_example(tool: Tool, last: bool = False) -> Example:
     shipped = tool.loaded.metadata.examples
     if shipped:
-        example = shipped[-1] if last else shipped[0]
-        step = ExampleStep(tool.name, dict(example.arguments), example.result)
-        return Example(example.request, (step,), example.answer)
+        return _example(tool, shipped[-1] if last else shipped[0])
     return _generic_example(tool)
+
+
+def _example(tool: Tool, shipped: ToolExample) -> Example:
+    step = ExampleStep(tool.name, dict(shipped.arguments), shipped.result)
+    return Example(shipped.request, (step,), shipped.answer)
 
 
 def _generic_example(tool: Tool) -> Example:
@@ -231,10 +261,12 @@ def observation_text(observation: str, is_error: bool) -> str:
     return f"{'Error' if is_error else 'Result'}: {json.dumps(observation, ensure_ascii=False)}"
 
 
-def completion_prompt(tools: Sequence[Tool], user_prompt: str, transcript: Sequence[Exchange]) -> str:
+def completion_prompt(
+    tools: Sequence[Tool], user_prompt: str, transcript: Sequence[Exchange], focus: Tool | None = None
+) -> str:
     """A few-shot completion prompt for base models; it ends where the model's turn begins."""
     parts = [instructions(tools), "", describe_tools(tools), ""]
-    for example in examples_for(tools) if tools else []:
+    for example in examples_for(tools, focus, user_prompt) if tools else ANSWER_EXAMPLES:
         parts.append(f"User: {example.user}")
         for step in example.steps:
             parts += [
@@ -249,13 +281,13 @@ def completion_prompt(tools: Sequence[Tool], user_prompt: str, transcript: Seque
 
 
 def chat_messages(
-    tools: Sequence[Tool], user_prompt: str, transcript: Sequence[Exchange]
+    tools: Sequence[Tool], user_prompt: str, transcript: Sequence[Exchange], focus: Tool | None = None
 ) -> list[dict[str, str]]:
     """The same conversation as chat messages; instructions go in the first user message,
     since not every template accepts a system role."""
     messages: list[dict[str, str]] = []
     preamble = f"{instructions(tools)}\n\n{describe_tools(tools)}\n\n"
-    for example in examples_for(tools) if tools else []:
+    for example in examples_for(tools, focus, user_prompt) if tools else ANSWER_EXAMPLES:
         messages.append({"role": "user", "content": preamble + example.user})
         for step in example.steps:
             messages += [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -380,3 +380,90 @@ async def test_when_the_script_runs_out_the_model_answers(scripted: Any) -> None
     run = scripted()
     result = await run.run()
     assert result.answer == json.loads(SCRIPT_ENDED)["answer"]
+
+
+class ScoringModel(ScriptedModel):
+    """A scripted model that can also score: the router asks it how likely the request is after
+    each option, and it answers from `likelihoods` (option name -> log-likelihood)."""
+
+    def __init__(self, turns: list[str], likelihoods: dict[str, float] | Exception) -> None:
+        super().__init__(turns)
+        self.likelihoods = likelihoods
+        self.scored: list[tuple[str, list[str], str]] = []
+
+    def log_likelihoods(self, prefix: str, options: Sequence[str], continuation: str) -> list[float]:
+        self.scored.append((prefix, list(options), continuation))
+        if isinstance(self.likelihoods, Exception):
+            raise self.likelihoods
+        names = [option.removeprefix("Tool: ").removesuffix("\nRequest:") for option in options]
+        return [self.likelihoods.get(name, -100.0) for name in names]
+
+
+@pytest.fixture
+async def routed(toolbox: Toolbox) -> AsyncIterator[Any]:
+    harnesses: list[Harness] = []
+
+    def make(likelihoods: dict[str, float] | Exception, *turns: str) -> Harness:
+        harness = Harness(toolbox, ScoringModel(list(turns), likelihoods))
+        harnesses.append(harness)
+        return harness
+
+    yield make
+    for harness in harnesses:
+        harness.models.close()
+
+
+async def test_the_router_picks_the_first_tool_and_the_first_turn_may_only_call_it(routed: Any) -> None:
+    run = routed({"count": -3.0, "echo": -9.0, "none": -12.0}, call("count", n=2), answer("two"))
+    result = await run.run("count to two")
+    assert [step.tool for step in result.steps] == ["count"]
+    prefix, options, continuation = run.model.scored[0]
+    assert prefix.startswith("Each request below follows the tool it needs")
+    assert options == [
+        "Tool: count\nRequest:",
+        "Tool: echo\nRequest:",
+        "Tool: lookup\nRequest:",
+        "Tool: none\nRequest:",
+    ]
+    assert continuation == " count to two\n"
+    first, second = run.schema(0), run.schema(1)
+    assert first.is_valid(json.loads(call("count", n=1)))
+    assert not first.is_valid(json.loads(call("echo", value="x")))
+    assert not first.is_valid(json.loads(answer("no")))
+    # After the first call the model decides again, among every tool and the answer.
+    assert second.is_valid(json.loads(answer("two")))
+    assert second.is_valid(json.loads(call("echo", value="x")))
+    # Every tool stays described, so the second turn's prompt extends the first.
+    assert "- echo:" in run.prompt(0)
+    assert run.prompt(1).startswith(run.prompt(0))
+
+
+async def test_a_request_routed_to_no_tool_gets_an_answer_only_turn(routed: Any) -> None:
+    run = routed({"none": -1.0, "echo": -5.0}, answer("Paris"))
+    result = await run.run("What is the capital of France?")
+    assert (result.answer, result.steps, len(run.model.requests)) == ("Paris", [], 1)
+    assert not run.schema(0).is_valid(json.loads(call("echo", value="x")))
+    assert "Tools: none" in run.prompt(0)
+
+
+async def test_tool_choice_required_routes_among_the_tools_only(routed: Any) -> None:
+    run = routed({"none": -1.0, "echo": -5.0}, call("echo", value="x"), answer("x"))
+    await run.run("hello", tool_choice="required")
+    assert "Tool: none\nRequest:" not in run.model.scored[0][1]
+    assert run.schema(0).is_valid(json.loads(call("echo", value="x")))
+    assert not run.schema(0).is_valid(json.loads(call("count", n=1)))
+
+
+@pytest.mark.parametrize("choice", ["none", "echo"])
+async def test_a_choice_the_request_makes_is_not_routed(routed: Any, choice: str) -> None:
+    run = routed({"count": -1.0}, call("echo", value="x") if choice == "echo" else answer("a"), answer("x"))
+    await run.run("hello", tool_choice=choice)
+    assert run.model.scored == []
+
+
+async def test_a_router_that_fails_leaves_the_choice_to_the_model(routed: Any) -> None:
+    run = routed(ValueError("the scoring prompt does not fit"), answer("fine"))
+    result = await run.run("hello")
+    assert result.answer == "fine"
+    assert run.schema(0).is_valid(json.loads(call("echo", value="x")))
+    assert run.schema(0).is_valid(json.loads(answer("x")))

@@ -127,3 +127,49 @@ def test_bad_model_files_are_named_in_the_error(tmp_path: Path, content: bytes |
         check_gguf(path)
     with pytest.raises(ModelError, match=str(path)):
         LlamaModel.load(path, ModelSettings())
+
+
+def test_log_likelihoods_match_a_plain_evaluation_and_survive_other_prefixes(
+    model: LlamaModel, default_model: Path
+) -> None:
+    """The router's scores are log P(continuation | prefix + option): checked against llama-cpp-python
+    evaluating the whole text with every position's logits, and unchanged by the prefix cache."""
+    import numpy as np
+    from llama_cpp import Llama
+
+    prefix, options, continuation = (
+        "Tool: calc\nRequest: What is 2 + 2?\n\n",
+        ["Tool: calc\nRequest:", "Tool: echo\nRequest:"],
+        " What is 3 + 5?\n",
+    )
+    scores = model.log_likelihoods(prefix, options, continuation)
+    plain = Llama(model_path=str(default_model), n_ctx=256, logits_all=True, verbose=False)
+    for option, score in zip(options, scores, strict=True):
+        head = plain.tokenize(prefix.encode(), add_bos=True, special=True)
+        head += plain.tokenize(option.encode(), add_bos=False, special=False)
+        tail = plain.tokenize(continuation.encode(), add_bos=False, special=False)
+        plain.reset()  # type: ignore[no-untyped-call]
+        plain.eval(head + tail)
+        rows = np.asarray(plain.scores[len(head) - 1 : len(head) + len(tail) - 1], dtype=np.float64)
+        peak = rows.max(axis=1, keepdims=True)
+        log_probs = rows - peak - np.log(np.exp(rows - peak).sum(axis=1, keepdims=True))
+        expected = float(sum(log_probs[i, token] for i, token in enumerate(tail)))
+        assert score == pytest.approx(expected, abs=0.05)
+    assert scores[0] != scores[1]
+    # Another prefix in between, then the first again: the cache must not leak across prefixes.
+    model.log_likelihoods("Tool: echo\nRequest: Say hi\n\n", options, continuation)
+    assert model.log_likelihoods(prefix, options, continuation) == pytest.approx(scores, abs=1e-3)
+
+
+def test_scoring_leaves_generation_as_it_was(model: LlamaModel) -> None:
+    prompt = "User: Say yes.\nAssistant: "
+    before = model.generate(prompt, answer_schema(), 12, 0.0, 0).text
+    model.log_likelihoods("Something else entirely.\n", ["A:"], " yes")
+    assert model.generate(prompt, answer_schema(), 12, 0.0, 0).text == before
+
+
+def test_scoring_refuses_what_it_cannot_score(model: LlamaModel) -> None:
+    with pytest.raises(ValueError, match="at least one token"):
+        model.log_likelihoods("prefix", [""], " x")
+    with pytest.raises(ValueError, match="does not fit"):
+        model.log_likelihoods("word " * 3000, ["A:"], " x")

@@ -11,6 +11,7 @@ from jsonschema import Draft202012Validator
 from daemon.runtime.metadata import ParamType, ToolExample, ToolMetadata, ToolParam
 from daemon.runtime.schema import input_schema
 from daemon.services.prompting import (
+    ANSWER_EXAMPLES,
     DIRECT_ANSWER,
     OBSERVATION_LIMIT,
     Exchange,
@@ -19,6 +20,7 @@ from daemon.services.prompting import (
     TurnError,
     chat_messages,
     completion_prompt,
+    examples_for,
     parse_turn,
     turn_schema,
 )
@@ -141,10 +143,48 @@ def test_bounds_choices_and_defaults_are_described_in_words() -> None:
     ) in prompt
 
 
-def test_a_prompt_without_tools_has_no_examples() -> None:
+def test_a_prompt_without_tools_shows_only_direct_answers() -> None:
     prompt = completion_prompt([], "hello", [])
     assert "Tools: none" in prompt
-    assert "User:" not in prompt.replace("User: hello", "")
+    assert '"tool"' not in prompt
+    assert prompt.count("User:") == len(ANSWER_EXAMPLES) + 1
+    assert prompt.endswith("User: hello\nAssistant: ")
+
+
+def examples_of(tool_name: str, *requests: str) -> tuple[ToolExample, ...]:
+    return tuple(
+        ToolExample(request, (("value", f"v{i}"),), f"r{i}", f"a{i}") for i, request in enumerate(requests)
+    )
+
+
+SAY = make_tool(
+    "say",
+    ToolParam("value", "", ParamType.STRING, True),
+    examples=examples_of("say", "Say hello to the cat.", "Say the weather report for Oslo.", "Say goodbye."),
+)
+SHOUT = make_tool(
+    "shout", ToolParam("value", "", ParamType.STRING, True), examples=examples_of("shout", "Shout it.")
+)
+WHISPER = make_tool(
+    "whisper", ToolParam("value", "", ParamType.STRING, True), examples=examples_of("whisper", "Whisper it.")
+)
+
+
+def test_a_focus_tool_shows_all_its_examples_the_most_similar_nearest_the_request() -> None:
+    examples = examples_for([SAY, SHOUT, WHISPER], focus=SAY, request="What is the weather in Oslo?")
+    users = [example.user for example in examples]
+    # A two-step example of two other tools first, the direct answer last, and right before it
+    # the focus tool's example that shares most words with the request.
+    assert [step.tool for step in examples[0].steps] == ["shout", "whisper"]
+    assert users[1:4] == ["Say goodbye.", "Say hello to the cat.", "Say the weather report for Oslo."]
+    assert examples[-1] == DIRECT_ANSWER
+
+
+def test_without_a_focus_each_tool_shows_its_first_example() -> None:
+    examples = examples_for([SAY, SHOUT, WHISPER])
+    assert [example.user for example in examples[:3]] == ["Say hello to the cat.", "Shout it.", "Whisper it."]
+    assert [step.tool for step in examples[3].steps] == ["shout", "whisper"]
+    assert examples[-1] == DIRECT_ANSWER
 
 
 def test_tools_without_a_worked_example_get_a_generic_one() -> None:
