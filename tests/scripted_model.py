@@ -96,6 +96,7 @@ class ScriptedModel:
         seed: int,
         on_text: Callable[[str], None] = lambda _: None,
         cancelled: Callable[[], bool] = lambda: False,
+        cache_prefix: str = "",
     ) -> Generation:
         started = time.perf_counter()
         with self._lock:

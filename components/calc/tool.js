@@ -165,7 +165,9 @@ export const tool = {
       ],
       examples: [
         example("How much is 46 times 19?", "46 * 19", "874", "46 times 19 is 874."),
-        example("Compute 2^10 - 1.", "2^10 - 1", "1023", "2^10 - 1 is 1023."),
+        example("What is the square root of 81?", "sqrt(81)", "9", "The square root of 81 is 9."),
+        example("Compute (7 - 2) * 3 + 1.", "(7 - 2) * 3 + 1", "16", "(7 - 2) * 3 + 1 is 16."),
+        example("Divide 150 by 6.", "150 / 6", "25", "150 divided by 6 is 25."),
         example("What is 8% of 350?", "350 * 8 / 100", "28", "8% of 350 is 28."),
       ],
     };

@@ -152,12 +152,12 @@ class CompileCache:
         """Write-then-rename, so a concurrent reader never sees half an entry."""
         data = component.serialize()
         digest = hashlib.sha256(data).hexdigest()
-        _write_atomically(entry, data)
-        _write_atomically(entry.parent / (entry.name + MAC_SUFFIX), self._mac(content_hash, digest).encode())
+        write_atomically(entry, data)
+        write_atomically(entry.parent / (entry.name + MAC_SUFFIX), self._mac(content_hash, digest).encode())
         return Artifact(entry, digest)
 
 
-def _write_atomically(path: Path, data: bytes | bytearray) -> None:
+def write_atomically(path: Path, data: bytes | bytearray) -> None:
     fd, staged = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as out:

@@ -15,9 +15,12 @@ import time
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon.runtime.backend import ContextOverflow, Generation, ModelError, ModelSettings, StopReason
+
+if TYPE_CHECKING:
+    from daemon.runtime.prompt_states import PromptStates
 
 log = logging.getLogger(__name__)
 
@@ -101,20 +104,24 @@ def _grammar(schema_json: str) -> str:
 
 def load_llama(settings: ModelSettings, cache_dir: Path) -> LlamaModel:
     """The `ModelLoader` of the llama.cpp backend: `settings.path`, or the embedded model."""
-    return LlamaModel.load(settings.path or default_model_path(cache_dir), settings)
+    return LlamaModel.load(settings.path or default_model_path(cache_dir), settings, cache_dir)
 
 
 class LlamaModel:
     """The llama.cpp backend: a `ModelBackend` over one llama-cpp-python context."""
 
-    def __init__(self, llm: Any, path: Path, threads: int | None = None) -> None:
+    def __init__(
+        self, llm: Any, path: Path, threads: int | None = None, cache_dir: Path | None = None
+    ) -> None:
         self._llm = llm
         self.path = path
         self._threads = threads
+        self._cache_dir = cache_dir  # None: evaluated prompt prefixes are not kept on disk
+        self._states = self._prompt_states(self.context_size)
         self._scorer: Any = None  # a PrefixScorer, made on first use
 
     @classmethod
-    def load(cls, path: Path, settings: ModelSettings) -> LlamaModel:
+    def load(cls, path: Path, settings: ModelSettings, cache_dir: Path | None = None) -> LlamaModel:
         check_gguf(path)
         from llama_cpp import Llama
 
@@ -131,7 +138,17 @@ class LlamaModel:
         except (ValueError, RuntimeError) as error:
             raise ModelError(f"llama.cpp cannot load {path}: {error}") from error
         log.info("loaded model %s in %.2f s", path, time.perf_counter() - started)
-        return cls(llm, path, settings.threads or default_threads())
+        return cls(llm, path, settings.threads or default_threads(), cache_dir)
+
+    def _prompt_states(self, context_size: int) -> PromptStates | None:
+        if self._cache_dir is None:
+            return None
+        from daemon.runtime.compile_cache import signing_key
+        from daemon.runtime.prompt_states import PromptStates
+
+        return PromptStates(
+            self._cache_dir / "prompts", signing_key(self._cache_dir), self.path, context_size
+        )
 
     @property
     def chat_template(self) -> str | None:
@@ -171,8 +188,11 @@ class LlamaModel:
         seed: int,
         on_text: Callable[[str], None] = lambda _: None,
         cancelled: Callable[[], bool] = lambda: False,
+        cache_prefix: str = "",
     ) -> Generation:
-        """Generate text that matches the JSON `schema`, stopping at end of generation."""
+        """Generate text that matches the JSON `schema`, stopping at end of generation.
+        `cache_prefix`, a start of `prompt` that other prompts share, is kept evaluated on disk
+        for the next process."""
         started = time.perf_counter()
         tokens = self._tokenize(prompt)
         room = self.context_size - len(tokens)
@@ -188,6 +208,7 @@ class LlamaModel:
         stop_reason: StopReason = "length"
         vocab = self._llm._model.vocab
         grammar = _grammar(json.dumps(schema))
+        self._restore_prefix(tokens, cache_prefix)
         for token in generate_constrained(self._llm, tokens, grammar, temperature, seed):
             if llama_cpp.llama_vocab_is_eog(vocab, token):
                 stop_reason = "stop"
@@ -211,6 +232,17 @@ class LlamaModel:
             seconds=time.perf_counter() - started,
         )
 
+    def _restore_prefix(self, tokens: list[int], cache_prefix: str) -> None:
+        """Have the shared start of the prompt evaluated, from disk if another process did it."""
+        if self._states is None or not cache_prefix:
+            return
+        stable = self._tokenize(cache_prefix)
+        if len(stable) >= len(tokens) or tokens[: len(stable)] != stable:
+            return  # the prompt does not start with it token for token: nothing safe to reuse
+        held = list(self._llm.input_ids[: self._llm.n_tokens])
+        if held[: len(stable)] != stable:
+            self._states.evaluate(self._llm, stable)
+
     def log_likelihoods(self, prefix: str, options: Sequence[str], continuation: str) -> list[float]:
         """log P(continuation | prefix + option) for each option, on a second context over the
         same (memory-mapped) weights, so that the generation context keeps its cached prompt."""
@@ -232,7 +264,7 @@ class LlamaModel:
                 model_path=str(self.path), n_ctx=SCORING_CONTEXT, n_threads=self._threads, verbose=False
             )
             log.info("scoring context ready in %.2f s", time.perf_counter() - started)
-            self._scorer = PrefixScorer(llm)
+            self._scorer = PrefixScorer(llm, self._prompt_states(SCORING_CONTEXT))
         return self._scorer
 
     def _tokenize(self, text: str) -> list[int]:

@@ -16,6 +16,8 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
+from daemon.runtime.prompt_states import PromptStates
+
 # The prefix (few-shot requests) and one option with the continuation must fit.
 SCORING_CONTEXT = 2048
 
@@ -23,8 +25,9 @@ SCORING_CONTEXT = 2048
 class PrefixScorer:
     """One llama.cpp context that keeps a prefix evaluated and scores continuations after it."""
 
-    def __init__(self, llm: llama_cpp.Llama) -> None:
+    def __init__(self, llm: llama_cpp.Llama, states: PromptStates | None = None) -> None:
         self._llm = llm
+        self._states = states  # None: the prefix is evaluated in every new process
         self._prefix: list[int] = []
         self._batch_size = int(llm.n_batch)
 
@@ -47,9 +50,12 @@ class PrefixScorer:
     def _keep_prefix(self, prefix: list[int]) -> None:
         if prefix == self._prefix:
             return
-        self._llm.reset()  # type: ignore[no-untyped-call]
         self._prefix = []
-        self._llm.eval(prefix)
+        if self._states is not None:
+            self._states.evaluate(self._llm, prefix)
+        else:
+            self._llm.reset()  # type: ignore[no-untyped-call]
+            self._llm.eval(prefix)
         self._prefix = list(prefix)
 
     def _score(self, option: list[int], continuation: list[int]) -> float:

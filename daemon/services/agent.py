@@ -18,6 +18,7 @@ from daemon.services.prompting import (
     FinalAnswer,
     TurnError,
     chat_messages,
+    completion_prefix,
     completion_prompt,
     parse_turn,
     turn_schema,
@@ -142,6 +143,9 @@ class Agent:
                     max_tokens=request.max_tokens,
                     temperature=request.temperature,
                     seed=self.models.settings.seed if request.seed is None else request.seed,
+                    cache_prefix=completion_prefix(options.described, options.focus)
+                    if result.prompt_format == "completion"
+                    else "",
                 )
                 result.prompt_tokens += generation.prompt_tokens
                 result.completion_tokens += generation.completion_tokens

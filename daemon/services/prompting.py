@@ -188,13 +188,23 @@ def examples_for(tools: Sequence[Tool], focus: Tool | None = None, request: str 
     it ships, the one most like `request` nearest to it (a small model copies the nearest
     example: better its shape than another's values), after a two-step example of two other
     tools. Without: one example per offered tool, and a two-step example of the last two."""
+    fixed, by_request = _example_blocks(tools, focus, request)
+    return fixed + by_request
+
+
+def _example_blocks(
+    tools: Sequence[Tool], focus: Tool | None, request: str
+) -> tuple[list[Example], list[Example]]:
+    """The examples that depend only on the tools, then those that depend on the request."""
+    if not tools:
+        return list(ANSWER_EXAMPLES), []
     shipping = [tool for tool in tools if tool.loaded.metadata.examples]
     if focus is not None:
         others = [tool for tool in shipping if tool is not focus]
         own = [_example(focus, shipped) for shipped in focus.loaded.metadata.examples]
         own.sort(key=lambda example: _overlap(example.user, request))
-        return [*_two_step_example(others[-2:]), *(own or [_generic_example(focus)]), DIRECT_ANSWER]
-    return [*(_tool_example(tool) for tool in tools), *_two_step_example(shipping[-2:]), DIRECT_ANSWER]
+        return _two_step_example(others[-2:]), [*(own or [_generic_example(focus)]), DIRECT_ANSWER]
+    return [*(_tool_example(tool) for tool in tools), *_two_step_example(shipping[-2:]), DIRECT_ANSWER], []
 
 
 def _two_step_example(pair: Sequence[Tool]) -> list[Example]:
@@ -265,19 +275,34 @@ def completion_prompt(
     tools: Sequence[Tool], user_prompt: str, transcript: Sequence[Exchange], focus: Tool | None = None
 ) -> str:
     """A few-shot completion prompt for base models; it ends where the model's turn begins."""
-    parts = [instructions(tools), "", describe_tools(tools), ""]
-    for example in examples_for(tools, focus, user_prompt) if tools else ANSWER_EXAMPLES:
-        parts.append(f"User: {example.user}")
-        for step in example.steps:
-            parts += [
-                f"Assistant: {call_text(step.tool, step.arguments)}",
-                observation_text(step.result, False),
-            ]
-        parts += [f"Assistant: {answer_text(example.answer)}", ""]
+    _, by_request = _example_blocks(tools, focus, user_prompt)
+    parts = [_example_text(example) for example in by_request]
     parts.append(f"User: {user_prompt}")
     for exchange in transcript:
         parts += [f"Assistant: {exchange.turn}", observation_text(exchange.observation, exchange.is_error)]
-    return "\n".join(parts) + "\nAssistant: "
+    return completion_prefix(tools, focus) + "\n".join(parts) + "\nAssistant: "
+
+
+def completion_prefix(tools: Sequence[Tool], focus: Tool | None = None) -> str:
+    """The start of every completion prompt for these tools and focus, whatever the request: worth
+    keeping evaluated (daemon.runtime.prompt_states)."""
+    fixed, _ = _example_blocks(tools, focus, "")
+    parts = [
+        instructions(tools),
+        "",
+        describe_tools(tools),
+        "",
+        *(_example_text(example) for example in fixed),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def _example_text(example: Example) -> str:
+    lines = [f"User: {example.user}"]
+    for step in example.steps:
+        lines += [f"Assistant: {call_text(step.tool, step.arguments)}", observation_text(step.result, False)]
+    lines += [f"Assistant: {answer_text(example.answer)}", ""]
+    return "\n".join(lines)
 
 
 def chat_messages(
@@ -287,7 +312,7 @@ def chat_messages(
     since not every template accepts a system role."""
     messages: list[dict[str, str]] = []
     preamble = f"{instructions(tools)}\n\n{describe_tools(tools)}\n\n"
-    for example in examples_for(tools, focus, user_prompt) if tools else ANSWER_EXAMPLES:
+    for example in examples_for(tools, focus, user_prompt):
         messages.append({"role": "user", "content": preamble + example.user})
         for step in example.steps:
             messages += [

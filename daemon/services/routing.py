@@ -8,7 +8,8 @@ Classification", ACL 2022), with the tools' own example requests as the shots, a
 most likely. The first turn's grammar then allows only that tool's call, or only an answer.
 
 Measured on the evaluation suite with the embedded Gemma 3 270M: the right first tool for
-39 of 50 requests this way, against 29 when the model chose in its turn.
+39-42 of 50 requests this way (depending on the shots), against 29 when the model chose in
+its turn.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from daemon.services.toolbox import Tool
 
 NO_TOOL = "none"
 HEADER = "Each request below follows the tool it needs; none marks a request that needs no tool.\n\n"
+# Shots per tool: the first of its example requests. A tool shown with many more shots than the
+# others draws requests to itself (5 for calc against 2-3 for the rest: 38 of 50 right, 3 each: 39).
+SHOTS_PER_TOOL = 3
 # Requests that need no tool, beside the tools' example requests.
 NO_TOOL_REQUESTS = (
     "What is the largest planet in the solar system?",
@@ -39,7 +43,7 @@ class Route:
 
 
 def shots(tools: Sequence[Tool]) -> list[tuple[str, str]]:
-    """(tool, request) pairs: every tool's example requests (a generic one for a tool without
+    """(tool, request) pairs: each tool's first example requests (a generic one for a tool without
     examples), interleaved so that no tool's come all together, and the no-tool requests."""
     per_option = [_requests(tool) for tool in tools] + [list(NO_TOOL_REQUESTS)]
     names = [tool.name for tool in tools] + [NO_TOOL]
@@ -50,7 +54,7 @@ def shots(tools: Sequence[Tool]) -> list[tuple[str, str]]:
 def _requests(tool: Tool) -> list[str]:
     examples = tool.loaded.metadata.examples
     if examples:
-        return [example.request for example in examples]
+        return [example.request for example in examples[:SHOTS_PER_TOOL]]
     description = tool.loaded.metadata.description.strip().rstrip(".")
     return [f"Use {tool.name}: {description[:1].lower()}{description[1:]}."]
 

@@ -173,3 +173,44 @@ def test_scoring_refuses_what_it_cannot_score(model: LlamaModel) -> None:
         model.log_likelihoods("prefix", [""], " x")
     with pytest.raises(ValueError, match="does not fit"):
         model.log_likelihoods("word " * 3000, ["A:"], " x")
+
+
+def test_a_shared_prompt_start_is_kept_on_disk_and_read_back_by_the_next_process(
+    default_model: Path, tmp_path: Path
+) -> None:
+    settings = ModelSettings(context_size=1024)
+    prefix = "Instructions that every prompt of this tool set starts with. " * 12 + "\n"
+    prompt = prefix + "User: Say yes.\nAssistant: "
+    plain = LlamaModel.load(default_model, settings).generate(prompt, answer_schema(), 12, 0.0, 0).text
+
+    first = LlamaModel.load(default_model, settings, tmp_path)
+    assert first.generate(prompt, answer_schema(), 12, 0.0, 0, cache_prefix=prefix).text == plain
+    states = sorted((tmp_path / "prompts").glob("*.state"))
+    assert len(states) == 1 and first._states is not None and first._states.written == 1
+
+    second = LlamaModel.load(default_model, settings, tmp_path)
+    assert second.generate(prompt, answer_schema(), 12, 0.0, 0, cache_prefix=prefix).text == plain
+    assert second._states is not None and (second._states.restored, second._states.written) == (1, 0)
+
+    # A state that does not verify is never used: evaluated afresh, written again.
+    data = bytearray(states[0].read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    states[0].write_bytes(bytes(data))
+    third = LlamaModel.load(default_model, settings, tmp_path)
+    assert third.generate(prompt, answer_schema(), 12, 0.0, 0, cache_prefix=prefix).text == plain
+    assert third._states is not None and (third._states.restored, third._states.written) == (0, 1)
+
+    # Another context size is another identity: its own file.
+    other = LlamaModel.load(default_model, ModelSettings(context_size=2048), tmp_path)
+    other.generate(prompt, answer_schema(), 12, 0.0, 0, cache_prefix=prefix)
+    assert len(list((tmp_path / "prompts").glob("*.state"))) == 2
+
+
+def test_a_cache_prefix_the_prompt_does_not_start_with_is_ignored(
+    default_model: Path, tmp_path: Path
+) -> None:
+    model = LlamaModel.load(default_model, ModelSettings(context_size=1024), tmp_path)
+    model.generate(
+        "User: Say yes.\nAssistant: ", answer_schema(), 4, 0.0, 0, cache_prefix="Something else " * 50
+    )
+    assert not (tmp_path / "prompts").exists()

@@ -19,6 +19,7 @@ from daemon.services.prompting import (
     ToolCall,
     TurnError,
     chat_messages,
+    completion_prefix,
     completion_prompt,
     examples_for,
     parse_turn,
@@ -217,3 +218,13 @@ def test_observations_are_json_strings_the_model_can_copy() -> None:
     shown = prompt.rsplit("Result: ", 1)[1].removesuffix("\nAssistant: ")
     assert json.loads(shown) == said  # quotes, the newline and the backslash arrive escaped
     assert "\n" not in shown
+
+
+@pytest.mark.parametrize(("tools", "focus"), [([SAY, SHOUT, WHISPER], SAY), ([SAY, SHOUT], None), ([], None)])
+def test_every_prompt_starts_with_the_prefix_its_tools_and_focus_share(
+    tools: list[Tool], focus: Tool | None
+) -> None:
+    prefix = completion_prefix(tools, focus)
+    for request in ("Say hi", "What is the weather in Oslo?"):
+        assert completion_prompt(tools, request, [Exchange("{}", "r", False)], focus).startswith(prefix)
+    assert request not in prefix

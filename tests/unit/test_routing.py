@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from daemon.runtime.metadata import ParamType, ToolParam
 from daemon.services import routing
-from tests.unit.test_prompting import SAY, SHOUT, make_tool
+from tests.unit.test_prompting import SAY, SHOUT, examples_of, make_tool
 
 PLAIN = make_tool("plain", ToolParam("value", "", ParamType.STRING, True), description="Does plain things.")
 
@@ -38,3 +38,12 @@ def test_the_prefix_is_the_shots_and_an_option_and_continuation_extend_it_the_sa
 def test_the_most_likely_option_wins_and_none_means_no_tool() -> None:
     assert routing.choose(["say", "none"], [-4.0, -2.5]) == routing.Route(None, {"say": -4.0, "none": -2.5})
     assert routing.choose(["say", "shout", "none"], [-2.0, -2.0, -3.0]).tool == "say"  # a tie: the first
+
+
+def test_no_tool_gets_more_shots_than_the_cap() -> None:
+    many = make_tool(
+        "many",
+        ToolParam("value", "", ParamType.STRING, True),
+        examples=examples_of("many", *(f"Do thing {i}." for i in range(6))),
+    )
+    assert [name for name, _ in routing.shots([many, SAY])].count("many") == routing.SHOTS_PER_TOOL
