@@ -186,8 +186,8 @@ def examples_for(tools: Sequence[Tool], focus: Tool | None = None, request: str 
 
     With a `focus` tool (the one the router chose, or the one the request forces): every example
     it ships, the one most like `request` nearest to it (a small model copies the nearest
-    example: better its shape than another's values), after a two-step example of two other
-    tools. Without: one example per offered tool, and a two-step example of the last two."""
+    example: better its shape than another's values). Without: one example per offered tool,
+    and a two-step example of the last two."""
     fixed, by_request = _example_blocks(tools, focus, request)
     return fixed + by_request
 
@@ -200,10 +200,10 @@ def _example_blocks(
         return list(ANSWER_EXAMPLES), []
     shipping = [tool for tool in tools if tool.loaded.metadata.examples]
     if focus is not None:
-        others = [tool for tool in shipping if tool is not focus]
+        # No two-step example: the model copied its values into the focus tool's call.
         own = [_example(focus, shipped) for shipped in focus.loaded.metadata.examples]
         own.sort(key=lambda example: _overlap(example.user, request))
-        return _two_step_example(others[-2:]), [*(own or [_generic_example(focus)]), DIRECT_ANSWER]
+        return [], [*(own or [_generic_example(focus)]), DIRECT_ANSWER]
     return [*(_tool_example(tool) for tool in tools), *_two_step_example(shipping[-2:]), DIRECT_ANSWER], []
 
 

@@ -214,3 +214,18 @@ def test_a_cache_prefix_the_prompt_does_not_start_with_is_ignored(
         "User: Say yes.\nAssistant: ", answer_schema(), 4, 0.0, 0, cache_prefix="Something else " * 50
     )
     assert not (tmp_path / "prompts").exists()
+
+
+def test_with_many_options_only_the_likeliest_are_scored_in_full(model: LlamaModel) -> None:
+    from daemon.runtime.scoring import FINALISTS
+
+    prefix = "Tool: calc\nRequest: What is 2 + 2?\n\nTool: echo\nRequest: Say hi back\n\n"
+    options = [f"Tool: {name}\nRequest:" for name in ("calc", "echo", "print", "clock", "files")]
+    continuation = " What is 12 times 7, and what is 3 plus 4 then?\n"
+    scores = model.log_likelihoods(prefix, options, continuation)
+    finalists = [i for i, score in enumerate(scores) if score != float("-inf")]
+    assert len(finalists) == FINALISTS
+    for i in finalists:  # scored in full: as when scored alone
+        assert scores[i] == pytest.approx(
+            model.log_likelihoods(prefix, [options[i]], continuation)[0], abs=1e-3
+        )

@@ -174,11 +174,15 @@ WHISPER = make_tool(
 def test_a_focus_tool_shows_all_its_examples_the_most_similar_nearest_the_request() -> None:
     examples = examples_for([SAY, SHOUT, WHISPER], focus=SAY, request="What is the weather in Oslo?")
     users = [example.user for example in examples]
-    # A two-step example of two other tools first, the direct answer last, and right before it
+    # No other tool's example (its values get copied), the direct answer last, and right before it
     # the focus tool's example that shares most words with the request.
-    assert [step.tool for step in examples[0].steps] == ["shout", "whisper"]
-    assert users[1:4] == ["Say goodbye.", "Say hello to the cat.", "Say the weather report for Oslo."]
-    assert examples[-1] == DIRECT_ANSWER
+    assert users == [
+        "Say goodbye.",
+        "Say hello to the cat.",
+        "Say the weather report for Oslo.",
+        DIRECT_ANSWER.user,
+    ]
+    assert all(step.tool == "say" for example in examples for step in example.steps)
 
 
 def test_without_a_focus_each_tool_shows_its_first_example() -> None:
