@@ -12,8 +12,9 @@ import zoneinfo
 from importlib import resources
 
 from componentize_py_types import Err
+from examples import example
 from wit_world import exports
-from wit_world.imports.types import Argument, Example, Metadata, Param, ParamType, Value_String
+from wit_world.imports.types import Argument, Metadata, Param, ParamType, Value_String
 
 
 def _load_zones() -> dict[str, bytes]:
@@ -56,23 +57,23 @@ class Tool(exports.Tool):
             ],
             # A date long past, so that nobody takes the example's time for the current one.
             examples=[
-                Example(
-                    request="What time is it in Auckland?",
-                    arguments=[Argument(name="timezone", value=Value_String("Pacific/Auckland"))],
-                    result="2001-02-03T04:05:06+13:00 (Pacific/Auckland)",
-                    answer="In Auckland it is 04:05 on 2001-02-03 (UTC+13:00).",
+                example(
+                    "What time is it in Auckland?",
+                    {"timezone": "Pacific/Auckland"},
+                    "2001-02-03T04:05:06+13:00 (Pacific/Auckland)",
+                    "In Auckland it is 04:05 on 2001-02-03 (UTC+13:00).",
                 ),
-                Example(
-                    request="What's the date today in London?",
-                    arguments=[Argument(name="timezone", value=Value_String("Europe/London"))],
-                    result="2001-02-02T15:05:06+00:00 (Europe/London)",
-                    answer="In London it is 2001-02-02, 15:05 (UTC+00:00).",
+                example(
+                    "What's the date today in London?",
+                    {"timezone": "Europe/London"},
+                    "2001-02-02T15:05:06+00:00 (Europe/London)",
+                    "In London it is 2001-02-02, 15:05 (UTC+00:00).",
                 ),
-                Example(
-                    request="Tell me the current time in UTC.",
-                    arguments=[Argument(name="timezone", value=Value_String("UTC"))],
-                    result="2001-02-02T15:05:06+00:00 (UTC)",
-                    answer="It is 15:05 UTC on 2001-02-02.",
+                example(
+                    "Tell me the current time in UTC.",
+                    {"timezone": "UTC"},
+                    "2001-02-02T15:05:06+00:00 (UTC)",
+                    "It is 15:05 UTC on 2001-02-02.",
                 ),
             ],
         )

@@ -1,8 +1,9 @@
 """echo: hands its `value` back unchanged."""
 
 from componentize_py_types import Err
+from examples import example
 from wit_world import exports
-from wit_world.imports.types import Argument, Example, Metadata, Param, ParamType, Value_String
+from wit_world.imports.types import Argument, Metadata, Param, ParamType, Value_String
 
 # Made up, so that the model never takes an example for something the user said.
 SAMPLE = "the kettle sings at noon"
@@ -27,18 +28,8 @@ class Tool(exports.Tool):
                 )
             ],
             examples=[
-                Example(
-                    request=f"Say back to me: {SAMPLE}",
-                    arguments=[Argument(name="value", value=Value_String(SAMPLE))],
-                    result=SAMPLE,
-                    answer=SAMPLE,
-                ),
-                Example(
-                    request="Repeat this: blue whale",
-                    arguments=[Argument(name="value", value=Value_String("blue whale"))],
-                    result="blue whale",
-                    answer="blue whale",
-                ),
+                example(f"Say back to me: {SAMPLE}", {"value": SAMPLE}, SAMPLE, SAMPLE),
+                example("Repeat this: blue whale", {"value": "blue whale"}, "blue whale", "blue whale"),
             ],
         )
 

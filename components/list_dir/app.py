@@ -2,10 +2,10 @@
 
 import os
 
+from examples import example
 from wit_world import exports
 from wit_world.imports.types import (
     Argument,
-    Example,
     Metadata,
     Param,
     ParamType,
@@ -69,26 +69,24 @@ class Tool(exports.Tool):
                 )
             ],
             examples=[
-                Example(
-                    request="What is in the photos folder?",
-                    arguments=[Argument(name="path", value=Value_String("photos"))],
-                    result="2019/\nbeach.jpg (48213 bytes)\nindex.txt (96 bytes)",
-                    answer=(
-                        "photos holds a folder, 2019/, and two files: beach.jpg (48213 bytes) "
-                        "and index.txt (96 bytes)."
-                    ),
+                example(
+                    "What is in the photos folder?",
+                    {"path": "photos"},
+                    "2019/\nbeach.jpg (48213 bytes)\nindex.txt (96 bytes)",
+                    "photos holds a folder, 2019/, and two files: beach.jpg (48213 bytes) "
+                    "and index.txt (96 bytes).",
                 ),
-                Example(
-                    request="List the files in the downloads directory.",
-                    arguments=[Argument(name="path", value=Value_String("downloads"))],
-                    result="invoice.pdf (20480 bytes)\nsong.mp3 (3145728 bytes)",
-                    answer="downloads holds invoice.pdf (20480 bytes) and song.mp3 (3145728 bytes).",
+                example(
+                    "List the files in the downloads directory.",
+                    {"path": "downloads"},
+                    "invoice.pdf (20480 bytes)\nsong.mp3 (3145728 bytes)",
+                    "downloads holds invoice.pdf (20480 bytes) and song.mp3 (3145728 bytes).",
                 ),
-                Example(
-                    request="Which files does the music/ folder hold?",
-                    arguments=[Argument(name="path", value=Value_String("music"))],
-                    result="live/\nintro.mp3 (512000 bytes)",
-                    answer="music holds a folder, live/, and one file: intro.mp3 (512000 bytes).",
+                example(
+                    "Which files does the music/ folder hold?",
+                    {"path": "music"},
+                    "live/\nintro.mp3 (512000 bytes)",
+                    "music holds a folder, live/, and one file: intro.mp3 (512000 bytes).",
                 ),
             ],
         )

@@ -1,8 +1,9 @@
 """print: writes its `message` to standard output; the host returns what was printed."""
 
 from componentize_py_types import Err
+from examples import example
 from wit_world import exports
-from wit_world.imports.types import Argument, Example, Metadata, Param, ParamType, Value_String
+from wit_world.imports.types import Argument, Metadata, Param, ParamType, Value_String
 
 
 class Tool(exports.Tool):
@@ -24,18 +25,13 @@ class Tool(exports.Tool):
                 )
             ],
             examples=[
-                Example(
-                    request="Print 'job 7 finished' to the console.",
-                    arguments=[Argument(name="message", value=Value_String("job 7 finished"))],
-                    result="job 7 finished",
-                    answer="Printed: job 7 finished",
+                example(
+                    "Print 'job 7 finished' to the console.",
+                    {"message": "job 7 finished"},
+                    "job 7 finished",
+                    "Printed: job 7 finished",
                 ),
-                Example(
-                    request="Write 'done' to standard output.",
-                    arguments=[Argument(name="message", value=Value_String("done"))],
-                    result="done",
-                    answer="Printed: done",
-                ),
+                example("Write 'done' to standard output.", {"message": "done"}, "done", "Printed: done"),
             ],
         )
 

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from componentize_py_types import Err
+from examples import example
 from wit_world import exports
 from wit_world.imports.types import (
     Argument,
-    Example,
     Metadata,
     Param,
     ParamType,
@@ -138,30 +138,24 @@ class Tool(exports.Tool):
                 ),
             ],
             examples=[
-                Example(
-                    request="What does letter.txt say?",
-                    arguments=[Argument(name="path", value=Value_String("letter.txt"))],
-                    result="Dear Sam,\nthe parcel arrives on Friday.\n",
-                    answer='letter.txt says: "Dear Sam, the parcel arrives on Friday."',
+                example(
+                    "What does letter.txt say?",
+                    {"path": "letter.txt"},
+                    "Dear Sam,\nthe parcel arrives on Friday.\n",
+                    'letter.txt says: "Dear Sam, the parcel arrives on Friday."',
                 ),
-                Example(
-                    request="Open recipes/soup.md and tell me the first step.",
-                    arguments=[Argument(name="path", value=Value_String("recipes/soup.md"))],
-                    result="# Onion soup\n1. Slice four onions.\n2. Melt the butter.\n",
-                    answer='The first step in recipes/soup.md is: "Slice four onions."',
+                example(
+                    "Open recipes/soup.md and tell me the first step.",
+                    {"path": "recipes/soup.md"},
+                    "# Onion soup\n1. Slice four onions.\n2. Melt the butter.\n",
+                    'The first step in recipes/soup.md is: "Slice four onions."',
                 ),
-                Example(
-                    request="Show me lines 40 to 41 of docs/guide.md.",
-                    arguments=[
-                        Argument(name="path", value=Value_String("docs/guide.md")),
-                        Argument(name="start_line", value=Value_Integer(40)),
-                        Argument(name="end_line", value=Value_Integer(41)),
-                    ],
-                    result="Step 7: turn the dial.\nStep 8: wait for the green light.\n",
-                    answer=(
-                        'Lines 40-41 of docs/guide.md: "Step 7: turn the dial." and '
-                        '"Step 8: wait for the green light."'
-                    ),
+                example(
+                    "Show me lines 40 to 41 of docs/guide.md.",
+                    {"path": "docs/guide.md", "start_line": 40, "end_line": 41},
+                    "Step 7: turn the dial.\nStep 8: wait for the green light.\n",
+                    'Lines 40-41 of docs/guide.md: "Step 7: turn the dial." and '
+                    '"Step 8: wait for the green light."',
                 ),
             ],
         )

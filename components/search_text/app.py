@@ -12,10 +12,10 @@ import time
 from collections.abc import Iterator
 
 from componentize_py_types import Err
+from examples import example
 from wit_world import exports
 from wit_world.imports.types import (
     Argument,
-    Example,
     Metadata,
     Param,
     ParamType,
@@ -158,26 +158,23 @@ class Tool(exports.Tool):
                 ),
             ],
             examples=[
-                Example(
-                    request="Which file mentions LOG_LEVEL?",
-                    arguments=[Argument(name="pattern", value=Value_String("LOG_LEVEL"))],
-                    result="docs/setup.md:12: set LOG_LEVEL=debug to see more",
-                    answer="docs/setup.md mentions it, on line 12: set LOG_LEVEL=debug to see more",
+                example(
+                    "Which file mentions LOG_LEVEL?",
+                    {"pattern": "LOG_LEVEL"},
+                    "docs/setup.md:12: set LOG_LEVEL=debug to see more",
+                    "docs/setup.md mentions it, on line 12: set LOG_LEVEL=debug to see more",
                 ),
-                Example(
-                    request="Find the lines that contain 'invoice'.",
-                    arguments=[Argument(name="pattern", value=Value_String("invoice"))],
-                    result="mail/march.txt:4: the invoice is due on the 9th",
-                    answer="mail/march.txt, line 4: the invoice is due on the 9th",
+                example(
+                    "Find the lines that contain 'invoice'.",
+                    {"pattern": "invoice"},
+                    "mail/march.txt:4: the invoice is due on the 9th",
+                    "mail/march.txt, line 4: the invoice is due on the 9th",
                 ),
-                Example(
-                    request="Search my notes for the word budget.",
-                    arguments=[
-                        Argument(name="pattern", value=Value_String("budget")),
-                        Argument(name="path", value=Value_String("notes")),
-                    ],
-                    result="notes/plan.md:2: keep the budget under 300",
-                    answer="notes/plan.md, line 2: keep the budget under 300",
+                example(
+                    "Search my notes for the word budget.",
+                    {"pattern": "budget", "path": "notes"},
+                    "notes/plan.md:2: keep the budget under 300",
+                    "notes/plan.md, line 2: keep the budget under 300",
                 ),
             ],
         )

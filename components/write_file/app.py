@@ -8,10 +8,10 @@ import os
 import posixpath
 
 from componentize_py_types import Err
+from examples import example
 from wit_world import exports
 from wit_world.imports.types import (
     Argument,
-    Example,
     Metadata,
     Param,
     ParamType,
@@ -152,33 +152,23 @@ class Tool(exports.Tool):
                 ),
             ],
             examples=[
-                Example(
-                    request="Save 'call Ana at 5' to a file called notes/today.txt.",
-                    arguments=[
-                        Argument(name="path", value=Value_String("notes/today.txt")),
-                        Argument(name="content", value=Value_String("call Ana at 5")),
-                    ],
-                    result="wrote 13 bytes to notes/today.txt",
-                    answer="Saved: wrote 13 bytes to notes/today.txt.",
+                example(
+                    "Save 'call Ana at 5' to a file called notes/today.txt.",
+                    {"path": "notes/today.txt", "content": "call Ana at 5"},
+                    "wrote 13 bytes to notes/today.txt",
+                    "Saved: wrote 13 bytes to notes/today.txt.",
                 ),
-                Example(
-                    request="Create a file named plan.txt with the text 'step one'.",
-                    arguments=[
-                        Argument(name="path", value=Value_String("plan.txt")),
-                        Argument(name="content", value=Value_String("step one")),
-                    ],
-                    result="wrote 8 bytes to plan.txt",
-                    answer="Saved: wrote 8 bytes to plan.txt.",
+                example(
+                    "Create a file named plan.txt with the text 'step one'.",
+                    {"path": "plan.txt", "content": "step one"},
+                    "wrote 8 bytes to plan.txt",
+                    "Saved: wrote 8 bytes to plan.txt.",
                 ),
-                Example(
-                    request="Add the line 'entry 7' to the end of log.txt.",
-                    arguments=[
-                        Argument(name="path", value=Value_String("log.txt")),
-                        Argument(name="content", value=Value_String("entry 7\n")),
-                        Argument(name="append", value=Value_Boolean(True)),
-                    ],
-                    result="wrote 8 bytes to log.txt (appended)",
-                    answer="Added it: wrote 8 bytes to log.txt (appended).",
+                example(
+                    "Add the line 'entry 7' to the end of log.txt.",
+                    {"path": "log.txt", "content": "entry 7\n", "append": True},
+                    "wrote 8 bytes to log.txt (appended)",
+                    "Added it: wrote 8 bytes to log.txt (appended).",
                 ),
             ],
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,17 +80,22 @@ class Harness:
 
 
 @pytest.fixture
-async def scripted(toolbox: Toolbox) -> AsyncIterator[Any]:
+async def harness_for(toolbox: Toolbox) -> AsyncIterator[Callable[[ScriptedModel], Harness]]:
+    """A harness around a given model; every one made is closed after the test."""
     harnesses: list[Harness] = []
 
-    def make(*turns: str, **options: Any) -> Harness:
-        harness = Harness(toolbox, ScriptedModel(list(turns), **options))
-        harnesses.append(harness)
-        return harness
+    def make(model: ScriptedModel) -> Harness:
+        harnesses.append(Harness(toolbox, model))
+        return harnesses[-1]
 
     yield make
     for harness in harnesses:
         harness.models.close()
+
+
+@pytest.fixture
+def scripted(harness_for: Callable[[ScriptedModel], Harness]) -> Any:
+    return lambda *turns, **options: harness_for(ScriptedModel(list(turns), **options))
 
 
 async def test_a_tool_result_is_fed_back_and_the_answer_ends_the_run(scripted: Any) -> None:
@@ -400,17 +405,8 @@ class ScoringModel(ScriptedModel):
 
 
 @pytest.fixture
-async def routed(toolbox: Toolbox) -> AsyncIterator[Any]:
-    harnesses: list[Harness] = []
-
-    def make(likelihoods: dict[str, float] | Exception, *turns: str) -> Harness:
-        harness = Harness(toolbox, ScoringModel(list(turns), likelihoods))
-        harnesses.append(harness)
-        return harness
-
-    yield make
-    for harness in harnesses:
-        harness.models.close()
+def routed(harness_for: Callable[[ScriptedModel], Harness]) -> Any:
+    return lambda likelihoods, *turns: harness_for(ScoringModel(list(turns), likelihoods))
 
 
 async def test_the_router_picks_the_first_tool_and_the_first_turn_may_only_call_it(routed: Any) -> None:
