@@ -2,7 +2,9 @@
 //
 // Grammar (usual precedence; ^ and ** are right-associative powers):
 //   expr   := term (("+" | "-") term)*
-//   term   := unary (("*" | "/" | "%") unary)*
+//   term   := unary (("*" | "/" | "%") unary | "%" "of" unary | "%")*
+//             (a "%" with no operand after it is a percentage: 15% = 0.15, 15% of 240 = 36;
+//              between two operands it is the remainder: 7 % 3 = 1)
 //   unary  := ("+" | "-") unary | power
 //   power  := atom (("^" | "**") unary)?
 //   atom   := number | name | name "(" args ")" | "(" expr ")"
@@ -73,11 +75,25 @@ class Parser {
     let value = this.unary();
     while (["*", "/", "%"].includes(this.peek().kind)) {
       const op = this.next();
+      if (op.kind === "%" && this.percentFollows()) {
+        value /= 100;
+        if (this.peek().kind === "name" && this.peek().value.toLowerCase() === "of") {
+          this.next();
+          value *= this.unary();
+        }
+        continue;
+      }
       const right = this.unary();
       if (op.kind !== "*" && right === 0) throw new CalcError(`division by zero at position ${op.at + 1}`);
       value = op.kind === "*" ? value * right : op.kind === "/" ? value / right : value % right;
     }
     return value;
+  }
+  // After "%": "of", or nothing that could start an operand (the end, ")", ",", an operator).
+  percentFollows() {
+    const next = this.peek();
+    if (next.kind === "name") return next.value.toLowerCase() === "of";
+    return ["end", ")", ",", "*", "/", "%", "^", "**"].includes(next.kind);
   }
   unary() {
     const kind = this.peek().kind;
@@ -148,7 +164,7 @@ export const tool = {
     return {
       name: "calc",
       description:
-        "Evaluates an arithmetic expression: + - * / % and ^ (power), parentheses, " +
+        "Evaluates an arithmetic expression: + - * / % (remainder) and ^ (power), percentages (15% of 240), parentheses, " +
         "functions like sqrt, sin, ln, min, max, and the constants pi and e.",
       version: "1.0.0",
       params: [

@@ -7,6 +7,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal, Protocol
 
 from daemon.runtime.backend import LikelihoodScorer, ModelBackend
@@ -68,6 +69,8 @@ class TurnOptions:
     callable: list[Tool]
     may_answer: bool
     focus: Tool | None = None  # the tool whose examples the prompt shows (routed or forced)
+    after: Tool | None = None  # a planned call's previous tool: its result feeds this call
+    planned: bool = False  # the router's plan, not the request, chose the one callable tool
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,8 @@ class Agent:
         async with self.models.exclusive():
             route = await self._route(model, request, tools)
             for turn_index in itertools.count():
-                options = turn_options(request, tools, len(result.steps), frozenset(repeated), route)
+                failed = bool(result.steps) and result.steps[-1].is_error
+                options = turn_options(request, tools, len(result.steps), frozenset(repeated), route, failed)
                 events.on_turn_start(turn_index)
                 guard = RunawayGuard()
                 generation = await self.models.generate(
@@ -150,6 +154,13 @@ class Agent:
                 result.prompt_tokens += generation.prompt_tokens
                 result.completion_tokens += generation.completion_tokens
                 turn_text = generation.text.strip()
+                cut = guard.cut_at is not None or generation.stop_reason == "length"
+                if cut and route is not None and options.planned and partial_answer(turn_text) is None:
+                    # A planned call that runs away is often the plan's mistake: the model decides
+                    # the turn again, with every tool and the answer open to it.
+                    log.debug("a planned call to %s ran away; the model chooses", options.callable[0].name)
+                    route = None
+                    continue
                 if guard.cut_at is not None:
                     return _cut_short(result, guard.text[: guard.cut_at], "repetition")
                 if generation.stop_reason == "length":
@@ -175,25 +186,20 @@ class Agent:
         raise AssertionError("unreachable")
 
     async def _route(self, model: ModelBackend, request: AgentRequest, tools: list[Tool]) -> Route | None:
-        """The router's choice for the first turn, when the backend can score and the request
-        leaves the choice to the model; None: the model chooses in its turn."""
+        """The router's plan, when the backend can score and the request leaves the choice to
+        the model; None: the model chooses in its turns."""
         if not isinstance(model, LikelihoodScorer) or request.tool_choice not in ("auto", "required"):
             return None
-        names = [tool.name for tool in tools] + ([routing.NO_TOOL] if request.tool_choice == "auto" else [])
-        if len(names) < 2:
+        allow_none = request.tool_choice == "auto"
+        if len(tools) + allow_none < 2:
             return None
+        score = partial(self.models.log_likelihoods, model)
         try:
-            scores = await self.models.log_likelihoods(
-                model,
-                routing.prefix(tools),
-                [routing.option(name) for name in names],
-                routing.continuation(request.prompt),
-            )
+            route = await routing.route(score, tools, request.prompt, allow_none)
         except (ValueError, RuntimeError) as error:
             log.warning("routing skipped, the model chooses in its turn: %s", error)
             return None
-        route = routing.choose(names, scores)
-        log.debug("routed to %s: %s", route.tool or routing.NO_TOOL, route.scores)
+        log.debug("routed to %s (plan %s): %s", route.tool or routing.NO_TOOL, route.steps, route.scores)
         return route
 
     @staticmethod
@@ -205,8 +211,10 @@ class Agent:
         transcript: list[Exchange],
     ) -> str:
         if prompt_format == "completion":
-            return completion_prompt(options.described, user_prompt, transcript, options.focus)
-        return model.format_chat(chat_messages(options.described, user_prompt, transcript, options.focus))
+            return completion_prompt(options.described, user_prompt, transcript, options.focus, options.after)
+        return model.format_chat(
+            chat_messages(options.described, user_prompt, transcript, options.focus, options.after)
+        )
 
     async def _call(self, tool: str, arguments: dict[str, Any]) -> AgentStep:
         """Run a tool call; every failure becomes an observation for the model."""
@@ -242,29 +250,42 @@ def turn_options(
     steps_taken: int,
     repeated: frozenset[str] = frozenset(),
     route: Route | None = None,
+    last_failed: bool = False,
 ) -> TurnOptions:
     """The prompt keeps describing every offered tool while calls are allowed, so the
-    model's cached prefix stays valid; forcing a call, following the router, or ruling out the
-    tools whose calls were repeats, narrows only the grammar."""
+    model's cached prefix stays valid; forcing a call, following the router's plan, or ruling
+    out the tools whose calls were repeats, narrows only the grammar. A failed call ends the
+    plan: what was planned after it may no longer make sense."""
     if request.tool_choice == "none" or steps_taken >= request.max_steps:
         return TurnOptions(described=[], callable=[], may_answer=True)
-    focus = _focus(request, tools, route)
+    focus = _focus(request, tools, route, steps_taken - 1 if last_failed else steps_taken)
     if repeated:
         others = [] if len(repeated) >= MAX_REPEATS else [t for t in tools if t.name not in repeated]
         return TurnOptions(described=tools, callable=others, may_answer=True, focus=focus)
+    planned = None if route is None or last_failed else _named(tools, route.planned(steps_taken))
+    if planned is not None:
+        after = _named(tools, route.planned(steps_taken - 1)) if route and steps_taken else None
+        return TurnOptions(
+            described=tools, callable=[planned], may_answer=False, focus=planned, after=after, planned=True
+        )
     if steps_taken > 0 or (request.tool_choice == "auto" and route is None):
         return TurnOptions(described=tools, callable=tools, may_answer=True, focus=focus)
-    if route is not None and focus is None:
+    if route is not None:
         return TurnOptions(described=[], callable=[], may_answer=True)  # routed to no tool
-    if request.tool_choice == "required" and route is None:
+    if request.tool_choice == "required":
         return TurnOptions(described=tools, callable=tools, may_answer=False)
     assert focus is not None
     return TurnOptions(described=tools, callable=[focus], may_answer=False, focus=focus)
 
 
-def _focus(request: AgentRequest, tools: list[Tool], route: Route | None) -> Tool | None:
-    """The tool the request forces, or else the one the router chose."""
-    name = request.tool_choice if request.tool_choice not in TOOL_CHOICES else route and route.tool
+def _focus(request: AgentRequest, tools: list[Tool], route: Route | None, step: int) -> Tool | None:
+    """The tool the request forces, or else the one the router's plan centres this step on."""
+    if request.tool_choice not in TOOL_CHOICES:
+        return _named(tools, request.tool_choice)
+    return _named(tools, route.focus(max(step, 0))) if route else None
+
+
+def _named(tools: list[Tool], name: str | None) -> Tool | None:
     return next((tool for tool in tools if tool.name == name), None)
 
 

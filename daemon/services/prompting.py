@@ -181,30 +181,58 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def examples_for(tools: Sequence[Tool], focus: Tool | None = None, request: str = "") -> list[Example]:
+def examples_for(
+    tools: Sequence[Tool], focus: Tool | None = None, request: str = "", after: Tool | None = None
+) -> list[Example]:
     """Worked examples, and a direct answer last.
 
     With a `focus` tool (the one the router chose, or the one the request forces): every example
     it ships, the one most like `request` nearest to it (a small model copies the nearest
-    example: better its shape than another's values). Without: one example per offered tool,
-    and a two-step example of the last two."""
-    fixed, by_request = _example_blocks(tools, focus, request)
+    example: better its shape than another's values). When the focus tool's call comes `after`
+    another tool's, also an example of it taking that tool's result. Without a focus: one
+    example per offered tool, and a two-step example of the last two."""
+    fixed, by_request = _example_blocks(tools, focus, request, after)
     return fixed + by_request
 
 
 def _example_blocks(
-    tools: Sequence[Tool], focus: Tool | None, request: str
+    tools: Sequence[Tool], focus: Tool | None, request: str, after: Tool | None = None
 ) -> tuple[list[Example], list[Example]]:
     """The examples that depend only on the tools, then those that depend on the request."""
     if not tools:
         return list(ANSWER_EXAMPLES), []
     shipping = [tool for tool in tools if tool.loaded.metadata.examples]
     if focus is not None:
-        # No two-step example: the model copied its values into the focus tool's call.
+        # No two-step example of other tools: the model copied its values into the focus tool's call.
         own = [_example(focus, shipped) for shipped in focus.loaded.metadata.examples]
         own.sort(key=lambda example: _overlap(example.user, request))
-        return [], [*(own or [_generic_example(focus)]), DIRECT_ANSWER]
+        fed = _fed_example(after, focus) if after is not None else None
+        return [], [*(own or [_generic_example(focus)]), *([fed] if fed else []), DIRECT_ANSWER]
     return [*(_tool_example(tool) for tool in tools), *_two_step_example(shipping[-2:]), DIRECT_ANSWER], []
+
+
+def _fed_example(first_tool: Tool, then: Tool) -> Example | None:
+    """`first_tool`'s first example, then `then`'s first example called on its result: shows that
+    the second call takes the value the first one returned, not one from the request. Only for
+    a tool whose example output shows the argument (echo, print), where swapping the value
+    keeps the example true."""
+    if not first_tool.loaded.metadata.examples or not then.loaded.metadata.examples:
+        return None
+    first = _tool_example(first_tool)
+    shipped = then.loaded.metadata.examples[0]
+    shown = [
+        (name, value)
+        for name, value in shipped.arguments
+        if isinstance(value, str) and value and value in shipped.result and value in shipped.request
+    ]
+    if not shown:
+        return None
+    name, value = shown[-1]
+    fed = first.steps[-1].result
+    request = shipped.request.replace(f"'{value}'", value).replace(value, "the result")
+    step = ExampleStep(then.name, {**dict(shipped.arguments), name: fed}, shipped.result.replace(value, fed))
+    user = f"{first.user.rstrip('.?!')}, then {request[:1].lower()}{request[1:]}"
+    return Example(user, (*first.steps, step), shipped.answer.replace(value, fed))
 
 
 def _two_step_example(pair: Sequence[Tool]) -> list[Example]:
@@ -272,10 +300,14 @@ def observation_text(observation: str, is_error: bool) -> str:
 
 
 def completion_prompt(
-    tools: Sequence[Tool], user_prompt: str, transcript: Sequence[Exchange], focus: Tool | None = None
+    tools: Sequence[Tool],
+    user_prompt: str,
+    transcript: Sequence[Exchange],
+    focus: Tool | None = None,
+    after: Tool | None = None,
 ) -> str:
     """A few-shot completion prompt for base models; it ends where the model's turn begins."""
-    _, by_request = _example_blocks(tools, focus, user_prompt)
+    _, by_request = _example_blocks(tools, focus, user_prompt, after)
     parts = [_example_text(example) for example in by_request]
     parts.append(f"User: {user_prompt}")
     for exchange in transcript:
@@ -306,13 +338,17 @@ def _example_text(example: Example) -> str:
 
 
 def chat_messages(
-    tools: Sequence[Tool], user_prompt: str, transcript: Sequence[Exchange], focus: Tool | None = None
+    tools: Sequence[Tool],
+    user_prompt: str,
+    transcript: Sequence[Exchange],
+    focus: Tool | None = None,
+    after: Tool | None = None,
 ) -> list[dict[str, str]]:
     """The same conversation as chat messages; instructions go in the first user message,
     since not every template accepts a system role."""
     messages: list[dict[str, str]] = []
     preamble = f"{instructions(tools)}\n\n{describe_tools(tools)}\n\n"
-    for example in examples_for(tools, focus, user_prompt):
+    for example in examples_for(tools, focus, user_prompt, after):
         messages.append({"role": "user", "content": preamble + example.user})
         for step in example.steps:
             messages += [

@@ -389,9 +389,12 @@ async def test_when_the_script_runs_out_the_model_answers(scripted: Any) -> None
 
 class ScoringModel(ScriptedModel):
     """A scripted model that can also score: the router asks it how likely the request is after
-    each option, and it answers from `likelihoods` (option name -> log-likelihood)."""
+    each option, and it answers from `likelihoods` (option name -> log-likelihood), or for a
+    request of several clauses, from `likelihoods[clause]`."""
 
-    def __init__(self, turns: list[str], likelihoods: dict[str, float] | Exception) -> None:
+    def __init__(
+        self, turns: list[str], likelihoods: dict[str, float] | dict[str, dict[str, float]] | Exception
+    ) -> None:
         super().__init__(turns)
         self.likelihoods = likelihoods
         self.scored: list[tuple[str, list[str], str]] = []
@@ -400,8 +403,9 @@ class ScoringModel(ScriptedModel):
         self.scored.append((prefix, list(options), continuation))
         if isinstance(self.likelihoods, Exception):
             raise self.likelihoods
+        table: dict[str, Any] = self.likelihoods.get(continuation.strip(), self.likelihoods)  # type: ignore[assignment]
         names = [option.removeprefix("Tool: ").removesuffix("\nRequest:") for option in options]
-        return [self.likelihoods.get(name, -100.0) for name in names]
+        return [float(table.get(name, -100.0)) for name in names]
 
 
 @pytest.fixture
@@ -463,3 +467,57 @@ async def test_a_router_that_fails_leaves_the_choice_to_the_model(routed: Any) -
     assert result.answer == "fine"
     assert run.schema(0).is_valid(json.loads(call("echo", value="x")))
     assert run.schema(0).is_valid(json.loads(answer("x")))
+
+
+async def test_a_planned_second_call_is_forced_then_the_model_decides_again(
+    routed: Any,
+) -> None:
+    likelihoods = {
+        "count to two": {"count": -2.0, "none": -9.0},
+        "echo the result": {"echo": -1.0, "none": -8.0},
+    }
+    run = routed(likelihoods, call("count", n=2), call("echo", value="2"), answer("2"))
+    result = await run.run("count to two, then echo the result")
+    assert [step.tool for step in result.steps] == ["count", "echo"]
+    second, third = run.schema(1), run.schema(2)
+    assert second.is_valid(json.loads(call("echo", value="x")))
+    assert not second.is_valid(json.loads(call("count", n=1)))
+    assert not second.is_valid(json.loads(answer("2")))
+    # After the plan, the model decides again, and its prompt extends the last planned turn's.
+    assert third.is_valid(json.loads(answer("2"))) and third.is_valid(json.loads(call("count", n=3)))
+    assert run.prompt(2).startswith(run.prompt(1))
+
+
+async def test_a_failed_call_ends_the_plan(routed: Any) -> None:
+    likelihoods = {
+        "look it up": {"lookup": -2.0, "none": -9.0},
+        "echo the result": {"echo": -1.0, "none": -8.0},
+    }
+    run = routed(likelihoods, call("lookup", value="x"), answer("it failed"))
+    result = await run.run("look it up, then echo the result")
+    assert result.steps[0].is_error
+    assert run.schema(1).is_valid(json.loads(answer("it failed")))
+    assert run.schema(1).is_valid(json.loads(call("count", n=1)))
+
+
+async def test_a_planned_call_that_runs_away_is_decided_again_by_the_model(routed: Any) -> None:
+    run = routed({"count": -1.0, "none": -9.0}, call("count", n=10**300), answer("seven"))
+    result = await run.run("how many days are in a week?", max_tokens=30)
+    assert (result.answer, result.steps, result.stop_reason) == ("seven", [], "answer")
+    assert not run.schema(0).is_valid(json.loads(answer("seven")))
+    # The second try is the model's own choice: every tool or the answer.
+    assert run.schema(1).is_valid(json.loads(answer("seven")))
+    assert run.schema(1).is_valid(json.loads(call("echo", value="x")))
+
+
+async def test_a_call_the_request_forces_that_runs_away_still_ends_the_run(routed: Any) -> None:
+    run = routed({"count": -1.0}, call("count", n=10**300), answer("never asked"))
+    result = await run.run("count them", tool_choice="count", max_tokens=30)
+    assert (result.steps, result.stop_reason, len(run.model.requests)) == ([], "repetition", 1)
+
+
+async def test_only_one_second_try(routed: Any) -> None:
+    runaway = call("count", n=10**300)
+    run = routed({"count": -1.0, "none": -9.0}, runaway, runaway, answer("never asked"))
+    result = await run.run("count them", max_tokens=30)
+    assert (result.stop_reason, len(run.model.requests)) == ("repetition", 2)

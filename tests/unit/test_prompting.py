@@ -232,3 +232,44 @@ def test_every_prompt_starts_with_the_prefix_its_tools_and_focus_share(
     for request in ("Say hi", "What is the weather in Oslo?"):
         assert completion_prompt(tools, request, [Exchange("{}", "r", False)], focus).startswith(prefix)
     assert request not in prefix
+
+
+MEASURE = make_tool(
+    "measure",
+    ToolParam("thing", "", ParamType.STRING, True),
+    examples=(ToolExample("How long is the table?", (("thing", "table"),), "2 m", "The table is 2 m long."),),
+)
+REPEAT = make_tool(
+    "repeat",
+    ToolParam("value", "", ParamType.STRING, True),
+    examples=(
+        ToolExample(
+            "Print 'blue whale' twice.",
+            (("value", "blue whale"),),
+            "blue whale blue whale",
+            "Done: blue whale",
+        ),
+    ),
+)
+
+
+def test_a_call_after_another_is_shown_an_example_that_takes_the_first_result() -> None:
+    examples = examples_for([MEASURE, REPEAT], focus=REPEAT, request="x", after=MEASURE)
+    fed = examples[-2]
+    assert fed.user == "How long is the table, then print the result twice."
+    assert [(step.tool, step.arguments, step.result) for step in fed.steps] == [
+        ("measure", {"thing": "table"}, "2 m"),
+        ("repeat", {"value": "2 m"}, "2 m 2 m"),
+    ]
+    assert fed.answer == "Done: 2 m"
+    assert examples[-1] == DIRECT_ANSWER
+    # In the prompt, right before the request.
+    prompt = completion_prompt([MEASURE, REPEAT], "x", [], REPEAT, MEASURE)
+    assert prompt.index('"value": "2 m"') > prompt.index('"value": "blue whale"')
+
+
+def test_no_fed_example_for_a_tool_whose_output_does_not_show_its_argument() -> None:
+    # measure's output ("2 m") does not contain its argument ("table"): swapping it would lie.
+    assert examples_for([REPEAT, MEASURE], focus=MEASURE, request="x", after=REPEAT) == examples_for(
+        [REPEAT, MEASURE], focus=MEASURE, request="x"
+    )

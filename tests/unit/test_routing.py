@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import pytest
+
 from daemon.runtime.metadata import ParamType, ToolParam
 from daemon.services import routing
 from tests.unit.test_prompting import SAY, SHOUT, examples_of, make_tool
@@ -47,3 +51,72 @@ def test_no_tool_gets_more_shots_than_the_cap() -> None:
         examples=examples_of("many", *(f"Do thing {i}." for i in range(6))),
     )
     assert [name for name, _ in routing.shots([many, SAY])].count("many") == routing.SHOTS_PER_TOOL
+
+
+@pytest.mark.parametrize(
+    ("request_text", "expected"),
+    [
+        (
+            "Read notes.txt and then echo back its first word.",
+            ["Read notes.txt", "echo back its first word."],
+        ),
+        ("Find it, then open that file and tell me more.", ["Find it", "open that file", "tell me more."]),
+        ("Read a.txt. Then print it.", ["Read a.txt", "print it."]),
+        ("Sort these; then count them", ["Sort these", "count them"]),
+        # A piece of one word stays with its neighbour.
+        ("Who wrote Romeo and Juliet?", ["Who wrote Romeo and Juliet?"]),
+        ("Hi and read notes.txt", ["Hi and read notes.txt"]),
+        # Quoted text and text after ": " is content, never split.
+        ("Echo 'salt and pepper' and print it", ["Echo 'salt and pepper'", "print it"]),
+        ('Print "this and that"', ['Print "this and that"']),
+        ("Say back to me: good morning and good night", ["Say back to me: good morning and good night"]),
+        ("", [""]),
+    ],
+)
+def test_a_request_splits_into_clauses(request_text: str, expected: list[str]) -> None:
+    assert routing.clauses(request_text) == expected
+
+
+def scorer(by_clause: dict[str, dict[str, float]]) -> tuple[routing.Scorer, list[tuple[list[str], str]]]:
+    """An async scorer answering per clause (option name -> log-likelihood; absent: -100)."""
+    asked: list[tuple[list[str], str]] = []
+
+    async def score(prefix: str, options: Sequence[str], continuation: str) -> list[float]:
+        names = [option.removeprefix("Tool: ").removesuffix("\nRequest:") for option in options]
+        asked.append((names, continuation))
+        table = by_clause[continuation.strip()]
+        return [table.get(name, -100.0) for name in names]
+
+    return score, asked
+
+
+async def test_a_later_clause_adds_a_step_only_when_its_tool_is_clearly_likelier_than_none() -> None:
+    score, asked = scorer(
+        {
+            "say it": {"say": -3.0, "none": -9.0},
+            "shout it": {"shout": -4.0, "none": -4.0 - routing.CONFIDENT_MARGIN},
+            "whisper something": {"say": -5.0, "none": -5.5},  # likelier, but not clearly
+        }
+    )
+    route = await routing.route(score, [SAY, SHOUT], "say it, then shout it and then whisper something")
+    assert (route.tool, route.plan, route.steps) == ("say", ("shout",), ("say", "shout"))
+    assert [continuation for _, continuation in asked][:2] == [" say it\n", " shout it\n"]
+    # A later clause's winner is compared with "none" in full, in a scoring of its own.
+    assert (["shout", "none"], " shout it\n") in asked
+    assert (route.planned(0), route.planned(1), route.planned(2)) == ("say", "shout", None)
+    assert (route.focus(0), route.focus(1), route.focus(5)) == ("say", "shout", "shout")
+
+
+async def test_a_first_clause_for_no_tool_leaves_the_later_clauses_plan() -> None:
+    score, _ = scorer({"hello there": {"none": -1.0, "say": -6.0}, "say it": {"say": -2.0, "none": -8.0}})
+    route = await routing.route(score, [SAY], "hello there and say it")
+    assert (route.tool, route.steps) == (None, ("say",))
+    plain, _ = scorer({"hello there": {"none": -1.0, "say": -6.0}})
+    assert (await routing.route(plain, [SAY], "hello there")).steps == ()
+
+
+async def test_without_none_the_first_clause_routes_among_the_tools_only() -> None:
+    score, asked = scorer({"hello": {"none": -1.0, "say": -6.0, "shout": -7.0}})
+    route = await routing.route(score, [SAY, SHOUT], "hello", allow_none=False)
+    assert route.tool == "say"
+    assert asked[0][0] == ["say", "shout"]
