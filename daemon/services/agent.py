@@ -17,7 +17,9 @@ from daemon.services.model_service import ModelService
 from daemon.services.prompting import (
     Exchange,
     FinalAnswer,
+    ToolCall,
     TurnError,
+    call_text,
     chat_messages,
     completion_prefix,
     completion_prompt,
@@ -25,6 +27,7 @@ from daemon.services.prompting import (
     turn_schema,
 )
 from daemon.services.routing import Route
+from daemon.services.snapping import snap_arguments
 from daemon.services.tool_selection import relevant_tools
 from daemon.services.toolbox import Tool, Toolbox, UnknownTool
 from daemon.services.turns import RunawayGuard, partial_answer
@@ -174,6 +177,12 @@ class Agent:
                     budget_spent = request.tool_choice != "none" and len(result.steps) >= request.max_steps
                     result.stop_reason = "maxSteps" if budget_spent else "answer"
                     return result
+                seen = [request.prompt, *(step.result for step in result.steps)]
+                arguments = snap_arguments(turn.arguments, seen)
+                if arguments != turn.arguments:
+                    # The transcript shows the call as made, so that the model's next turns build on it.
+                    log.debug("near-copies snapped: %s -> %s", turn.arguments, arguments)
+                    turn, turn_text = ToolCall(turn.tool, arguments), call_text(turn.tool, arguments)
                 index = len(result.steps)
                 events.on_tool_call(index, turn.tool, turn.arguments)
                 earlier = _same_call(result.steps, turn.tool, turn.arguments)

@@ -521,3 +521,13 @@ async def test_only_one_second_try(routed: Any) -> None:
     run = routed({"count": -1.0, "none": -9.0}, runaway, runaway, answer("never asked"))
     result = await run.run("count them", max_tokens=30)
     assert (result.stop_reason, len(run.model.requests)) == ("repetition", 2)
+
+
+async def test_a_near_copy_of_a_file_name_is_called_and_shown_as_the_request_wrote_it(scripted: Any) -> None:
+    run = scripted(call("echo", value="readme.MD"), answer("done"))
+    result = await run.run("echo docs/README.md")
+    assert result.steps[0].arguments == {"value": "docs/README.md"}
+    assert ("call", (0, "echo", {"value": "docs/README.md"})) in run.events.events
+    assert run.prompt(1).endswith(
+        call("echo", value="docs/README.md") + '\nResult: "docs/README.md"\nAssistant: '
+    )

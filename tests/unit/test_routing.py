@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import pytest
@@ -94,15 +95,19 @@ async def test_a_later_clause_adds_a_step_only_when_its_tool_is_clearly_likelier
     score, asked = scorer(
         {
             "say it": {"say": -3.0, "none": -9.0},
-            "shout it": {"shout": -4.0, "none": -4.0 - routing.CONFIDENT_MARGIN},
+            "shout it": {"shout": -4.0, "none": -4.0 - routing.LATER_MARGIN},
             "whisper something": {"say": -5.0, "none": -5.5},  # likelier, but not clearly
         }
     )
     route = await routing.route(score, [SAY, SHOUT], "say it, then shout it and then whisper something")
     assert (route.tool, route.plan, route.steps) == ("say", ("shout",), ("say", "shout"))
-    assert [continuation for _, continuation in asked][:2] == [" say it\n", " shout it\n"]
-    # A later clause's winner is compared with "none" in full, in a scoring of its own.
-    assert (["shout", "none"], " shout it\n") in asked
+    assert list(dict.fromkeys(continuation for _, continuation in asked)) == [
+        " say it\n",
+        " shout it\n",
+        " whisper something\n",
+    ]
+    # No scoring prunes "none" here, so none needs a scoring of its own.
+    assert all(len(options) == 3 for options, _ in asked)
     assert (route.planned(0), route.planned(1), route.planned(2)) == ("say", "shout", None)
     assert (route.focus(0), route.focus(1), route.focus(5)) == ("say", "shout", "shout")
 
@@ -120,3 +125,27 @@ async def test_without_none_the_first_clause_routes_among_the_tools_only() -> No
     route = await routing.route(score, [SAY, SHOUT], "hello", allow_none=False)
     assert route.tool == "say"
     assert asked[0][0] == ["say", "shout"]
+
+
+async def test_the_first_clause_calls_a_tool_only_when_it_beats_none_by_the_first_margin() -> None:
+    close = -5.0 + routing.FIRST_MARGIN / 2
+    score, _ = scorer({"how many days in a week": {"say": close, "none": -5.0}})
+    route = await routing.route(score, [SAY], "how many days in a week")
+    assert (route.tool, route.scores["say"], route.scores["none"]) == (None, close, -5.0)
+    clear, _ = scorer({"say hi": {"say": -5.0 + routing.FIRST_MARGIN, "none": -5.0}})
+    assert (await routing.route(clear, [SAY], "say hi")).tool == "say"
+
+
+async def test_a_clause_whose_none_was_pruned_compares_the_winner_with_none_in_full() -> None:
+    asked: list[list[str]] = []
+
+    async def score(prefix: str, options: Sequence[str], continuation: str) -> list[float]:
+        names = [option.removeprefix("Tool: ").removesuffix("\nRequest:") for option in options]
+        asked.append(names)
+        if len(names) > 2:  # as the scorer does beyond its finalists
+            return [-2.0 if name == "say" else -math.inf for name in names]
+        return [-2.0, -2.0 - routing.FIRST_MARGIN / 2]  # say, none in full: too close
+
+    route = await routing.route(score, [SAY, SHOUT], "say it")
+    assert asked == [["say", "shout", "none"], ["say", "none"]]
+    assert route.tool is None

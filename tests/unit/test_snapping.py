@@ -1,0 +1,48 @@
+"""Near-copies of the request's file names, snapped to the exact text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from daemon.services.snapping import snap_arguments
+
+
+@pytest.mark.parametrize(
+    ("value", "source", "snapped"),
+    [
+        ("todo.md", "Show me lines 2 to 3 of TODO.md.", "TODO.md"),  # case
+        ("docs/todo.md", "Show me lines 2 to 3 of TODO.md.", "TODO.md"),  # a directory made up
+        ("inventory.csv", "Read data/inventory.csv, then add it up.", "data/inventory.csv"),  # one dropped
+        ("reminder/monday.txt", "Put it into reminders/monday.txt.", "reminders/monday.txt"),  # a letter
+        ("Notes.txt", "Read 'notes.txt' (the short one)", "notes.txt"),  # quotes and brackets are no part
+    ],
+)
+def test_a_near_copy_of_a_path_like_word_is_snapped_to_it(value: str, source: str, snapped: str) -> None:
+    assert snap_arguments({"path": value, "n": 2}, [source]) == {"path": snapped, "n": 2}
+
+
+@pytest.mark.parametrize(
+    ("value", "sources"),
+    [
+        ("notes.txt", ["Read notes.txt"]),  # an exact copy
+        ("Europe/Paris", ["What time is it in Paris?"]),  # Paris is no path
+        ("src/main.js", ["Look in src, then open main.js"]),  # a directory named elsewhere
+        ("src/main.js", ["Open main.js", "src/\nREADME.md"]),  # or listed
+        ("projects", ["What files are in my project folder?"]),  # nor is project
+        ("colour", ["What colour, or color?"]),
+        ("a.md", ["Read a.MD or A.md"]),  # two words alike: which one?
+        ("two words.txt", ["Read two_words.txt"]),  # more than one word: a sentence, not a copy
+        ("config", ["config/settings.ini:7: port = 8080"]),  # too different
+        ("x.y", ["nothing alike here"]),
+    ],
+)
+def test_anything_else_is_left_as_the_model_wrote_it(value: str, sources: list[str]) -> None:
+    assert snap_arguments({"path": value}, sources) == {"path": value}
+
+
+def test_results_are_sources_too_and_other_types_are_untouched() -> None:
+    arguments: dict[str, Any] = {"path": "today.txt", "append": True, "n": 3}
+    snapped = snap_arguments(arguments, ["open it", "wrote 13 bytes to notes/today.txt"])
+    assert snapped == {"path": "notes/today.txt", "append": True, "n": 3}
