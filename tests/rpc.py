@@ -160,8 +160,14 @@ class DaemonSession:
     async def wait_exit(self, timeout: float = 30.0) -> int:
         code = await asyncio.wait_for(self.process.wait(), timeout)
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.gather(self._reader, self._stderr_reader), 5)
+            await asyncio.wait_for(
+                asyncio.gather(self._reader, self._stderr_reader, return_exceptions=True), 5
+            )
         return code
+
+    def stop_reading_stderr(self) -> None:
+        """Leave the daemon's stderr unread from now on, as some clients do: the pipe fills up."""
+        self._stderr_reader.cancel()
 
     async def kill(self) -> None:
         if self.process.returncode is None:

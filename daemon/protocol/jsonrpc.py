@@ -350,5 +350,9 @@ class AgentProtocol(LanguageServerProtocol):
     @lsp_method(types.INITIALIZE)
     def lsp_initialize(self, params: types.InitializeParams) -> Generator[Any, Any, types.InitializeResult]:
         result = yield from super().lsp_initialize(params)
-        result.capabilities.experimental = CUSTOM_CAPABILITIES
+        # Only what the daemon does: pygls' defaults (document sync, workspace folders) would
+        # have an editor that attaches servers by file type send the daemon every open file.
+        self.server_capabilities = result.capabilities = types.ServerCapabilities(
+            position_encoding=result.capabilities.position_encoding, experimental=CUSTOM_CAPABILITIES
+        )
         return result

@@ -39,7 +39,14 @@ from daemon.runtime.schema import ArgumentError
 from daemon.services.agent import Agent, InvalidRequest
 from daemon.services.approvals import ACTIONS, PendingRequest, Prompts, approvals_for, prompt_message
 from daemon.services.model_service import ModelService
-from daemon.services.toolbox import ReconcileResult, Toolbox, ToolSetChange, UnknownTool, new_host
+from daemon.services.toolbox import (
+    ReconcileResult,
+    Toolbox,
+    ToolSet,
+    ToolSetChange,
+    UnknownTool,
+    new_host,
+)
 from daemon.services.watcher import ToolWatcher
 
 TOOLS_DID_CHANGE = "tools/didChange"
@@ -69,6 +76,7 @@ class AgentServer(LanguageServer):
         self._background: set[asyncio.Future[Any]] = set()
         self._prompts: Prompts | None = None
         self._client_ready = False  # after `initialized`: the client may be asked things
+        self._workspace_job: asyncio.Future[ReconcileResult] | None = None
 
     @property
     def toolbox(self) -> Toolbox:
@@ -130,19 +138,21 @@ class AgentServer(LanguageServer):
         self._loop = asyncio.get_running_loop()
 
     def use_workspace(self, folder: Path) -> None:
-        """Grant `folder` to the tools whose policy asks for the workspace, and announce the change."""
+        """Grant `folder` to the tools whose policy asks for the workspace. Given at `initialize`,
+        it is part of the first load: requests wait for it, and its change is not announced."""
         log.info("workspace folder: %s", folder)
         loop = asyncio.get_running_loop()
-        job = loop.run_in_executor(None, self.toolbox.set_workspace, folder)
-        self._background.add(job)
-        job.add_done_callback(self._workspace_applied)
+        self._workspace_job = loop.run_in_executor(None, self.toolbox.set_workspace, folder)
 
-    def _workspace_applied(self, job: asyncio.Future[ReconcileResult]) -> None:
-        self._background.discard(job)
-        if job.exception() is None:
-            change = job.result().change
-            if change:
-                self._announce(change)
+    async def tools_ready(self) -> ToolSet:
+        """The tools once the first load, and the workspace given at `initialize`, are applied."""
+        if self._workspace_job is not None:
+            try:
+                await asyncio.shield(self._workspace_job)
+            except Exception as error:  # the tools still load; only the workspace grant is missing
+                log.error("cannot apply the workspace folder: %s", error)
+                self._workspace_job = None
+        return await self.toolbox.ready()
 
     def client_ready(self) -> None:
         """Called on `initialized`: once the tools are loaded, ask about their pending requests."""
@@ -273,11 +283,16 @@ def _action_title(answer: Any) -> str | None:
 
 def _object_params(ls: AgentServer, params: Any) -> dict[str, Any]:
     ls.require_initialized()
-    if params is None:
+    if _nothing(params):
         return {}
     if not isinstance(params, dict):
         raise JsonRpcInvalidParams("params must be an object")
     return params
+
+
+def _nothing(value: Any) -> bool:
+    """Missing, null, or an empty array: Lua (Neovim) encodes an empty table `{}` as `[]`."""
+    return value is None or value == []
 
 
 @server.feature(types.INITIALIZE)
@@ -308,7 +323,7 @@ async def initialized(ls: AgentServer, params: types.InitializedParams) -> None:
 @server.feature("tools/list")
 async def tools_list(ls: AgentServer, params: Any) -> dict[str, Any]:
     _object_params(ls, params)
-    snapshot = await ls.toolbox.ready()
+    snapshot = await ls.tools_ready()
     tools = sorted(snapshot.tools.values(), key=lambda tool: tool.name)
     return {
         "tools": [tool_to_wire(tool) for tool in tools],
@@ -322,11 +337,12 @@ async def tools_invoke(ls: AgentServer, params: Any) -> dict[str, Any]:
     name = body.get("name")
     if not isinstance(name, str) or not name:
         raise JsonRpcInvalidParams("'name' must be a non-empty string")
-    arguments = body.get("arguments", {})
-    if arguments is None:
+    arguments = body.get("arguments")
+    if _nothing(arguments):
         arguments = {}
     if not isinstance(arguments, dict):
         raise JsonRpcInvalidParams("'arguments' must be an object")
+    await ls.tools_ready()
     try:
         result = await ls.toolbox.invoke(name, arguments)
     except UnknownTool as error:
@@ -341,7 +357,8 @@ async def tools_invoke(ls: AgentServer, params: Any) -> dict[str, Any]:
 @server.feature("agent/run")
 async def agent_run(ls: AgentServer, params: Any) -> dict[str, Any]:
     ls.require_initialized()
-    request, token = parse_agent_run(params)
+    request, token = parse_agent_run({} if _nothing(params) else params)
+    await ls.tools_ready()
     progress = RunProgress(ls.protocol, token)
     progress.begin(request.prompt)
     outcome = "cancelled"

@@ -11,6 +11,7 @@ from pathlib import Path
 from watchfiles import Change, watch
 
 from daemon.runtime.policy import POLICY_SUFFIX
+from daemon.runtime.workers import WorkerGone
 from daemon.services.toolbox import (
     TOOL_SUFFIX,
     ChangeListener,
@@ -65,6 +66,14 @@ class ToolWatcher:
         self._stop.set()
 
     def _run(self) -> None:
+        try:
+            self._watch()
+        except WorkerGone:
+            if not self._stop.is_set():
+                raise
+            log.debug("the tool watcher stopped in the middle of a load: the daemon is stopping")
+
+    def _watch(self) -> None:
         directories = self._toolbox.directories
         ensure_directories(directories)
         self._toolbox.warm_cache()

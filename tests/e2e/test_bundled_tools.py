@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ from tests.rpc import DaemonSession, RpcError
 TOOLS = ("read_file", "list_dir", "search_text", "write_file", "datetime")
 # A cold compile cache means compiling five Python components (~17 s each) before the first answer.
 FIRST_LOAD_TIMEOUT = 600.0
-GRANT_TIMEOUT = 60.0
 CHANGE_TIMEOUT = 30.0
 CAP_BYTES = 200 * 1024
 SECRET = "TODO outside secret"
@@ -83,18 +81,12 @@ async def listed(daemon: DaemonSession) -> dict[str, dict[str, Any]]:
 
 
 async def serve(start_daemon: StartDaemon, tools: Path, workspace: Path, *args: str | Path) -> DaemonSession:
-    """A daemon whose client names `workspace`; returns once the workspace is granted to read_file.
-
-    The daemon applies the client's folder in the background after `initialize`, so the first
-    tools/list may still show the tools without it.
-    """
+    """A daemon whose client names `workspace`. The folder a client names at `initialize` is
+    part of the first load: the first tools/list already shows it granted."""
     # With `--workspace DIR` the client names no folder: the daemon's flag is enough.
     client_folder = {} if "--workspace" in args else {"rootUri": workspace.as_uri()}
     daemon = await start_daemon("--trusted-tools-dir", tools, *args, init_params=client_folder)
-    deadline = time.monotonic() + GRANT_TIMEOUT
-    while not (await listed(daemon))["read_file"]["grants"]["dirs"]:
-        assert time.monotonic() < deadline, "the workspace was never granted to read_file"
-        await asyncio.sleep(0.05)
+    assert (await listed(daemon))["read_file"]["grants"]["dirs"], "the first tools/list lacks the workspace"
     return daemon
 
 
@@ -119,6 +111,22 @@ async def failed(daemon: DaemonSession, tool: str, **arguments: Any) -> str:
 
 
 # -- tools/list ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("named", ["rootUri", "workspaceFolders"])
+async def test_a_workspace_named_at_initialize_is_part_of_the_first_load_and_not_announced(
+    start_daemon: StartDaemon, tools: Path, workspace: Path, named: str
+) -> None:
+    folder = (
+        {"rootUri": workspace.as_uri()}
+        if named == "rootUri"
+        else {"workspaceFolders": [{"uri": workspace.as_uri(), "name": "ws"}]}
+    )
+    daemon = await start_daemon("--trusted-tools-dir", tools, init_params=folder)
+    listing = await listed(daemon)
+    assert listing["read_file"]["grants"]["dirs"][0]["host"] == str(workspace)
+    await asyncio.sleep(1.0)  # a late announcement would have arrived by now
+    assert [m for m in daemon.notifications if m["method"] == "tools/didChange"] == []
 
 
 async def test_workspace_tools_are_granted_the_workspace_read_only(

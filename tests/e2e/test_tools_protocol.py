@@ -25,6 +25,62 @@ async def test_initialize_advertises_custom_methods_and_exit_after_shutdown_is_c
     assert await daemon.shutdown_and_exit() == 0
 
 
+async def test_initialize_advertises_nothing_the_daemon_does_not_do(
+    start_daemon: StartDaemon, tools_dir: Path
+) -> None:
+    # An editor that attaches servers by file type would otherwise send the daemon every file.
+    daemon = await start_daemon("--tools-dir", tools_dir, initialize=False)
+    capabilities = (await daemon.initialize())["capabilities"]
+    assert set(capabilities) <= {"positionEncoding", "experimental"}, capabilities
+    assert "textDocumentSync" not in capabilities and "workspace" not in capabilities
+
+
+@pytest.mark.parametrize("empty", [None, [], {}])
+async def test_empty_params_mean_no_params_as_neovim_sends_them(
+    start_daemon: StartDaemon, tools_dir: Path, empty: object
+) -> None:
+    # Lua's empty table `{}` goes out as `[]`.
+    daemon = await start_daemon("--tools-dir", tools_dir)
+    assert {"echo", "print"} <= {
+        tool["name"] for tool in (await daemon.request("tools/list", empty))["tools"]
+    }
+    with pytest.raises(RpcError) as raised:
+        await daemon.request("tools/invoke", {"name": "echo", "arguments": empty})
+    assert raised.value.code == INVALID_PARAMS
+    assert "value" in raised.value.message and "must be an object" not in raised.value.message
+    with pytest.raises(RpcError) as raised:
+        await daemon.request("agent/run", empty)
+    assert raised.value.code == INVALID_PARAMS
+    assert "prompt" in raised.value.message
+
+
+async def test_a_client_that_never_reads_stderr_cannot_stall_the_daemon(
+    start_daemon: StartDaemon, tools_dir: Path
+) -> None:
+    # -vv logs every message body: far more than a pipe holds (64 KiB) once nobody reads it.
+    daemon = await start_daemon("--tools-dir", tools_dir, "-vv")
+    daemon.stop_reading_stderr()
+    value = "x" * 2000
+    for _ in range(200):
+        result = await daemon.request(
+            "tools/invoke", {"name": "echo", "arguments": {"value": value}}, timeout=10
+        )
+        assert result["content"][0]["text"] == value
+    assert await daemon.shutdown_and_exit(timeout=15) == 0
+
+
+async def test_a_refused_request_is_one_log_line_at_default_verbosity(
+    start_daemon: StartDaemon, tools_dir: Path
+) -> None:
+    daemon = await start_daemon("--tools-dir", tools_dir)
+    with pytest.raises(RpcError):
+        await daemon.request("tools/invoke", {"name": "echo", "arguments": 5})
+    assert await daemon.shutdown_and_exit() == 0
+    log = daemon.stderr.decode()
+    assert "'arguments' must be an object" in log
+    assert "Traceback" not in log, log
+
+
 async def test_exit_without_shutdown_exits_nonzero(start_daemon: StartDaemon, tools_dir: Path) -> None:
     daemon = await start_daemon("--tools-dir", tools_dir)
     daemon.notify("exit")
