@@ -139,60 +139,76 @@ class Agent:
                 failed = bool(result.steps) and result.steps[-1].is_error
                 options = turn_options(request, tools, len(result.steps), frozenset(repeated), route, failed)
                 events.on_turn_start(turn_index)
-                guard = RunawayGuard()
-                generation = await self.models.generate(
-                    model,
-                    events.on_text,
-                    threading.Event(),
-                    stop_when=guard.feed,
-                    prompt=self._prompt(model, result.prompt_format, options, request.prompt, transcript),
-                    schema=turn_schema(options.callable, allow_answer=options.may_answer),
-                    max_tokens=request.max_tokens,
-                    temperature=request.temperature,
-                    seed=self.models.settings.seed if request.seed is None else request.seed,
-                    cache_prefix=completion_prefix(options.described, options.focus)
-                    if result.prompt_format == "completion"
-                    else "",
-                )
-                result.prompt_tokens += generation.prompt_tokens
-                result.completion_tokens += generation.completion_tokens
-                turn_text = generation.text.strip()
-                cut = guard.cut_at is not None or generation.stop_reason == "length"
-                if cut and route is not None and options.planned and partial_answer(turn_text) is None:
+                turn_text, cut = await self._turn(model, request, options, result, transcript, events)
+                if cut is not None and route is not None and _planned_call(options, turn_text):
                     # A planned call that runs away is often the plan's mistake: the model decides
                     # the turn again, with every tool and the answer open to it.
                     log.debug("a planned call to %s ran away; the model chooses", options.callable[0].name)
                     route = None
                     continue
-                if guard.cut_at is not None:
-                    return _cut_short(result, guard.text[: guard.cut_at], "repetition")
-                if generation.stop_reason == "length":
-                    return _cut_short(result, turn_text, "maxTokens")
+                if cut is not None:
+                    return _cut_short(result, turn_text, cut)
                 try:
                     turn = parse_turn(turn_text)
                 except TurnError:
                     return _cut_short(result, turn_text, "invalidTurn")
                 if isinstance(turn, FinalAnswer):
-                    result.answer = turn.text
-                    budget_spent = request.tool_choice != "none" and len(result.steps) >= request.max_steps
-                    result.stop_reason = "maxSteps" if budget_spent else "answer"
-                    return result
-                seen = [request.prompt, *(step.result for step in result.steps)]
-                arguments = snap_arguments(turn.arguments, seen)
-                if arguments != turn.arguments:
-                    # The transcript shows the call as made, so that the model's next turns build on it.
-                    log.debug("near-copies snapped: %s -> %s", turn.arguments, arguments)
-                    turn, turn_text = ToolCall(turn.tool, arguments), call_text(turn.tool, arguments)
-                index = len(result.steps)
-                events.on_tool_call(index, turn.tool, turn.arguments)
-                earlier = _same_call(result.steps, turn.tool, turn.arguments)
-                step = _repeat_refused(earlier) if earlier else await self._call(turn.tool, turn.arguments)
-                if earlier:
+                    return _answered(result, request, turn.text)
+                step, repeat = await self._step(request, turn, result.steps, events)
+                if repeat:
                     repeated.add(turn.tool)
                 result.steps.append(step)
-                events.on_tool_result(index, step)
-                transcript.append(Exchange(turn_text, step.result, step.is_error))
+                events.on_tool_result(len(result.steps) - 1, step)
+                # The transcript shows the call as made, so that the model's next turns build on it.
+                made = turn_text if step.arguments == turn.arguments else call_text(turn.tool, step.arguments)
+                transcript.append(Exchange(made, step.result, step.is_error))
         raise AssertionError("unreachable")
+
+    async def _turn(
+        self,
+        model: ModelBackend,
+        request: AgentRequest,
+        options: TurnOptions,
+        result: AgentResult,
+        transcript: list[Exchange],
+        events: AgentEvents,
+    ) -> tuple[str, StopReason | None]:
+        """One model turn: its text, and why it was cut short (None: it ended by itself). A turn
+        that ran away is cut at the end of its first copy."""
+        guard = RunawayGuard()
+        generation = await self.models.generate(
+            model,
+            events.on_text,
+            threading.Event(),
+            stop_when=guard.feed,
+            prompt=self._prompt(model, result.prompt_format, options, request.prompt, transcript),
+            schema=turn_schema(options.callable, allow_answer=options.may_answer),
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            seed=self.models.settings.seed if request.seed is None else request.seed,
+            cache_prefix=completion_prefix(options.described, options.focus)
+            if result.prompt_format == "completion"
+            else "",
+        )
+        result.prompt_tokens += generation.prompt_tokens
+        result.completion_tokens += generation.completion_tokens
+        if guard.cut_at is not None:
+            return guard.text[: guard.cut_at], "repetition"
+        return generation.text.strip(), "maxTokens" if generation.stop_reason == "length" else None
+
+    async def _step(
+        self, request: AgentRequest, turn: ToolCall, steps: list[AgentStep], events: AgentEvents
+    ) -> tuple[AgentStep, bool]:
+        """Make the turn's call (its near-copied file names snapped first), or refuse it as a
+        repeat of an earlier one (True)."""
+        arguments = snap_arguments(turn.arguments, [request.prompt, *(step.result for step in steps)])
+        if arguments != turn.arguments:
+            log.debug("near-copies snapped: %s -> %s", turn.arguments, arguments)
+        events.on_tool_call(len(steps), turn.tool, arguments)
+        earlier = _same_call(steps, turn.tool, arguments)
+        if earlier:
+            return _repeat_refused(earlier), True
+        return await self._call(turn.tool, arguments), False
 
     async def _route(self, model: ModelBackend, request: AgentRequest, tools: list[Tool]) -> Route | None:
         """The router's plan, when the backend can score and the request leaves the choice to
@@ -311,6 +327,18 @@ def _repeat_refused(earlier: AgentStep) -> AgentStep:
         "Answer with its result, or call another tool."
     )
     return AgentStep(earlier.tool, earlier.arguments, note, True)
+
+
+def _planned_call(options: TurnOptions, turn_text: str) -> bool:
+    """Whether the turn is a call that the router's plan, not the request, asked for."""
+    return options.planned and partial_answer(turn_text) is None
+
+
+def _answered(result: AgentResult, request: AgentRequest, answer: str) -> AgentResult:
+    result.answer = answer
+    budget_spent = request.tool_choice != "none" and len(result.steps) >= request.max_steps
+    result.stop_reason = "maxSteps" if budget_spent else "answer"
+    return result
 
 
 def _cut_short(result: AgentResult, turn_text: str, reason: StopReason) -> AgentResult:
