@@ -12,9 +12,9 @@ from typing import Any
 
 from bench.common import BENCH_CACHE_DIR, bundled
 from daemon.config import DaemonConfig
+from daemon.core import build_core, load_tools
 from daemon.runtime.model import default_model_path, default_threads
 from daemon.services.prompting import Exchange, completion_prompt, turn_schema
-from daemon.services.toolbox import Toolbox, new_host
 from tests.rpc import DaemonSession
 
 PROMPT = "Please echo back 'Something to echo'"
@@ -57,8 +57,8 @@ def raw_runs(tools_dir: Path, turns: list[str], observations: list[str], trials:
 
     from daemon.runtime.grammar import json_schema_to_gbnf
 
-    toolbox = Toolbox(new_host(DaemonConfig(cache_dir=BENCH_CACHE_DIR)), [tools_dir])
-    toolbox.load_all()
+    core = load_tools(build_core(DaemonConfig(tools_dirs=(tools_dir,), cache_dir=BENCH_CACHE_DIR)))
+    toolbox = core.toolbox
     tools = [toolbox.snapshot.tools[name] for name in sorted(toolbox.snapshot.tools)]
     llm = Llama(
         model_path=str(default_model_path(BENCH_CACHE_DIR)),
@@ -83,7 +83,7 @@ def raw_runs(tools_dir: Path, turns: list[str], observations: list[str], trials:
             tokens += out["usage"]["completion_tokens"]
             texts.append(str(out["choices"][0]["text"]).strip())
         runs.append({"seconds": seconds, "completion_tokens": tokens, "turns": texts})
-    toolbox.close()
+    core.close()
     return runs
 
 

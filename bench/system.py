@@ -11,11 +11,11 @@ from typing import Any
 from bench.common import BENCH_CACHE_DIR, bundled, summary
 from bench.invoke import VALUE, daemon_session, echo_tools_dir
 from daemon.config import BUNDLED_TOOLS_DIR, DaemonConfig
+from daemon.core import build_core, load_tools
 from daemon.runtime.backend import ModelSettings
 from daemon.runtime.model import LlamaModel, default_model_path
 from daemon.services.prompting import completion_prompt
 from daemon.services.tool_selection import relevant_tools
-from daemon.services.toolbox import Toolbox, new_host
 from tests.rpc import DaemonSession
 from tests.wat_tools import tool_wasm
 
@@ -102,8 +102,8 @@ def prompt_tokens_by_tool_count(counts: tuple[int, ...] = (8, 100, 1000)) -> dic
                 description = f"Operates gadget model {index} of the warehouse robots."
                 name = f"gadget{index:04d}"
                 (tools_dir / f"{name}.wasm").write_bytes(tool_wasm(name, description=description))
-            toolbox = Toolbox(new_host(DaemonConfig(cache_dir=BENCH_CACHE_DIR)), [tools_dir])
-            toolbox.load_all()
+            core = load_tools(build_core(DaemonConfig(tools_dirs=(tools_dir,), cache_dir=BENCH_CACHE_DIR)))
+            toolbox = core.toolbox
             tools = [toolbox.snapshot.tools[name] for name in sorted(toolbox.snapshot.tools)]
             offered = relevant_tools(tools, prompt)
             sizes[str(count)] = {
@@ -112,5 +112,5 @@ def prompt_tokens_by_tool_count(counts: tuple[int, ...] = (8, 100, 1000)) -> dic
                 "offered": len(offered),
                 "selected": model.count_tokens(completion_prompt(offered, prompt, [])),
             }
-            toolbox.close()
+            core.close()
     return sizes

@@ -17,7 +17,8 @@ from daemon.runtime.backend import ModelLoader
 from daemon.services.agent import AgentRequest
 
 if TYPE_CHECKING:
-    from daemon.services.approvals import Approvals, PendingRequest
+    from daemon.core import Core
+    from daemon.services.approvals import PendingRequest
     from daemon.services.toolbox import ToolSet
 
 log = logging.getLogger("llama-agent")
@@ -239,8 +240,7 @@ def _run(config: DaemonConfig, args: argparse.Namespace) -> int:
 
     from daemon.console import ConsoleEvents
     from daemon.runtime.backend import ContextOverflow, ModelError
-    from daemon.services.agent import Agent, InvalidRequest
-    from daemon.services.model_service import ModelService
+    from daemon.services.agent import InvalidRequest
     from daemon.services.toolbox import UnknownTool
 
     request = AgentRequest(
@@ -251,39 +251,30 @@ def _run(config: DaemonConfig, args: argparse.Namespace) -> int:
         temperature=args.temperature,
         tool_choice=args.tool_choice,
     )
-    models = ModelService(config.model_settings(), config.cache_dir)
-    agent = Agent(_toolbox(config), models)
+    core = _core(config)
     events = ConsoleEvents(sys.stdout, sys.stderr)
     try:
-        result = asyncio.run(agent.run(request, events))
+        result = asyncio.run(core.agent.run(request, events))
     except (ModelError, ContextOverflow, UnknownTool, InvalidRequest) as error:
         print(f"llama-agent: {error}", file=sys.stderr)
         return EXIT_USAGE
     finally:
-        models.close()
+        core.close()
     events.finish(result)
     return 0
 
 
-def _toolbox(config: DaemonConfig, approvals: Approvals | None = None) -> Any:
-    from daemon.services.approvals import approvals_for
-    from daemon.services.toolbox import Toolbox, new_host
+def _core(config: DaemonConfig) -> Core:
+    """The services, with the tools loaded once (no watcher: the command is over soon)."""
+    from daemon.core import build_core, load_tools
 
-    toolbox = Toolbox(
-        new_host(config),
-        list(config.watched_dirs()),
-        trusted_dirs=config.trusted_dirs(),
-        approvals=approvals or approvals_for(config),
-    )
-    toolbox.workspace = config.workspace
-    toolbox.load_all()
-    return toolbox
+    return load_tools(build_core(config))
 
 
 def _tools_list(config: DaemonConfig, args: argparse.Namespace) -> int:
     from daemon.protocol.wire import failure_to_wire, tool_to_wire
 
-    snapshot = _toolbox(config).snapshot
+    snapshot = _core(config).toolbox.snapshot
     tools = [tool_to_wire(tool) for _, tool in sorted(snapshot.tools.items())]
     failed = [failure_to_wire(failure) for failure in snapshot.failures]
     if args.json:
@@ -309,7 +300,7 @@ def _tools_invoke(config: DaemonConfig, args: argparse.Namespace) -> int:
     from daemon.runtime.schema import ArgumentError
     from daemon.services.toolbox import UnknownTool
 
-    toolbox = _toolbox(config)
+    toolbox = _core(config).toolbox
     try:
         tool = toolbox.snapshot.tools.get(args.name)
         arguments = parse_key_values(args.arguments, tool.input_schema if tool else {})
@@ -337,10 +328,11 @@ def _tools_invoke(config: DaemonConfig, args: argparse.Namespace) -> int:
 def _tools_grant(config: DaemonConfig, args: argparse.Namespace) -> int:
     """Show what NAME's policy asks for, confirm, and record the approval in the grants file."""
     from daemon.runtime.grants_file import GrantsFileError
-    from daemon.services.approvals import approvals_for, describe_request
+    from daemon.services.approvals import describe_request
 
-    approvals = approvals_for(config)
-    request = _request_to_grant(_toolbox(config, approvals).snapshot, args.name)
+    core = _core(config)
+    approvals = core.approvals
+    request = _request_to_grant(core.toolbox.snapshot, args.name)
     if isinstance(request, str):
         print(f"llama-agent: {request}", file=sys.stderr)
         return EXIT_USAGE

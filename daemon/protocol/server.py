@@ -23,6 +23,7 @@ from pygls.uris import to_fs_path
 
 from daemon import __version__
 from daemon.config import DaemonConfig
+from daemon.core import Core, build_core
 from daemon.protocol.agent_params import parse_agent_run
 from daemon.protocol.framing import open_reader, serve_frames
 from daemon.protocol.jsonrpc import AgentProtocol, dict_params_converter
@@ -37,7 +38,7 @@ from daemon.protocol.wire import (
 from daemon.runtime.backend import ContextOverflow, ModelError, ModelLoader
 from daemon.runtime.schema import ArgumentError
 from daemon.services.agent import Agent, InvalidRequest
-from daemon.services.approvals import ACTIONS, PendingRequest, Prompts, approvals_for, prompt_message
+from daemon.services.approvals import ACTIONS, PendingRequest, Prompts, prompt_message
 from daemon.services.model_service import ModelService
 from daemon.services.toolbox import (
     ReconcileResult,
@@ -45,9 +46,7 @@ from daemon.services.toolbox import (
     ToolSet,
     ToolSetChange,
     UnknownTool,
-    new_host,
 )
-from daemon.services.watcher import ToolWatcher
 
 TOOLS_DID_CHANGE = "tools/didChange"
 # JSON-RPC server-defined errors: agent/run cannot run because the model cannot be loaded,
@@ -68,10 +67,7 @@ class AgentServer(LanguageServer):
             protocol_cls=AgentProtocol,
             converter_factory=dict_params_converter,
         )
-        self._toolbox: Toolbox | None = None
-        self._watcher: ToolWatcher | None = None
-        self._models: ModelService | None = None
-        self._agent: Agent | None = None
+        self._core: Core | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Future[Any]] = set()
         self._prompts: Prompts | None = None
@@ -79,40 +75,30 @@ class AgentServer(LanguageServer):
         self._workspace_job: asyncio.Future[ReconcileResult] | None = None
 
     @property
-    def toolbox(self) -> Toolbox:
-        if self._toolbox is None:
+    def core(self) -> Core:
+        if self._core is None:
             raise RuntimeError("server not configured")
-        return self._toolbox
+        return self._core
+
+    @property
+    def toolbox(self) -> Toolbox:
+        return self.core.toolbox
 
     @property
     def models(self) -> ModelService:
-        if self._models is None:
-            raise RuntimeError("server not configured")
-        return self._models
+        return self.core.models
 
     @property
     def agent(self) -> Agent:
-        if self._agent is None:
-            raise RuntimeError("server not configured")
-        return self._agent
+        return self.core.agent
 
     def configure(self, config: DaemonConfig, model_loader: ModelLoader | None = None) -> None:
-        """Build the services; `model_loader` replaces the llama.cpp backend (tests script one)."""
+        """Build the services; `model_loader` replaces the llama.cpp backend (tests script one).
+        The watcher does the first load while the client is still starting up; requests wait
+        for it."""
         self.config = config
-        approvals = approvals_for(config)
-        self._prompts = Prompts(approvals)
-        self._toolbox = Toolbox(
-            new_host(config),
-            list(config.watched_dirs()),
-            trusted_dirs=config.trusted_dirs(),
-            approvals=approvals,
-        )
-        # The watcher does the first load while the client is still starting up;
-        # requests wait for it.
-        self._watcher = ToolWatcher(self._toolbox, self._announce_threadsafe, approvals.grants_file)
-        self._watcher.start()
-        self._models = ModelService(config.model_settings(), config.cache_dir, model_loader)
-        self._agent = Agent(self._toolbox, self._models)
+        self._core = build_core(config, on_change=self._announce_threadsafe, model_loader=model_loader)
+        self._prompts = Prompts(self._core.approvals)
 
     async def preload_model(self) -> None:
         """Load the model in the background, as server-initiated progress if the client can show it."""
@@ -249,8 +235,8 @@ class AgentServer(LanguageServer):
                 terminated = True
                 log.info("stopping on SIGTERM: letting the running tool calls finish")
                 frames.cancel()
-                if self._toolbox is not None:
-                    await asyncio.to_thread(self._toolbox.close, STOP_GRACE_SECONDS)
+                if self._core is not None:
+                    await asyncio.to_thread(self._core.toolbox.close, STOP_GRACE_SECONDS)
                 # The finished calls' handlers resume, and pygls sends their answers, a few
                 # event-loop turns later.
                 await asyncio.sleep(0.05)
@@ -263,12 +249,8 @@ class AgentServer(LanguageServer):
             pass
         finally:
             self.shutdown()  # type: ignore[no-untyped-call]
-            if self._watcher is not None:
-                self._watcher.stop()
-            if self._toolbox is not None:
-                self._toolbox.close()
-            if self._models is not None:
-                self._models.close()
+            if self._core is not None:
+                self._core.close()
         return 0 if self.protocol._shutdown or terminated else 1
 
 

@@ -140,9 +140,10 @@ class Agent:
                 options = turn_options(request, tools, len(result.steps), frozenset(repeated), route, failed)
                 events.on_turn_start(turn_index)
                 turn_text, cut = await self._turn(model, request, options, result, transcript, events)
-                if cut is not None and route is not None and _planned_call(options, turn_text):
+                if cut == "repetition" and route is not None and _planned_call(options, turn_text):
                     # A planned call that runs away is often the plan's mistake: the model decides
-                    # the turn again, with every tool and the answer open to it.
+                    # the turn again, with every tool and the answer open to it. (One cut at
+                    # maxTokens is not retried: that budget is the client's.)
                     log.debug("a planned call to %s ran away; the model chooses", options.callable[0].name)
                     route = None
                     continue

@@ -510,6 +510,14 @@ async def test_a_planned_call_that_runs_away_is_decided_again_by_the_model(route
     assert run.schema(1).is_valid(json.loads(call("echo", value="x")))
 
 
+async def test_a_planned_call_cut_at_max_tokens_ends_the_run_the_budget_is_the_clients(routed: Any) -> None:
+    run = routed(
+        {"echo": -1.0, "none": -9.0}, call("echo", value="a long value that will be cut"), answer("x")
+    )
+    result = await run.run("echo it", max_tokens=4)
+    assert (result.steps, result.stop_reason, len(run.model.requests)) == ([], "maxTokens", 1)
+
+
 async def test_a_call_the_request_forces_that_runs_away_still_ends_the_run(routed: Any) -> None:
     run = routed({"count": -1.0}, call("count", n=10**300), answer("never asked"))
     result = await run.run("count them", tool_choice="count", max_tokens=30)
