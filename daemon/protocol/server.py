@@ -24,9 +24,9 @@ from pygls.uris import to_fs_path
 from daemon import __version__
 from daemon.config import DaemonConfig
 from daemon.core import Core, build_core
-from daemon.protocol.agent_params import parse_agent_run
 from daemon.protocol.framing import open_reader, serve_frames
 from daemon.protocol.jsonrpc import AgentProtocol, dict_params_converter
+from daemon.protocol.params import parse_agent_run, parse_tools_invoke, parse_tools_list
 from daemon.protocol.progress import RunProgress
 from daemon.protocol.wire import (
     agent_result_to_wire,
@@ -263,20 +263,6 @@ def _action_title(answer: Any) -> str | None:
     return title if isinstance(title, str) else None
 
 
-def _object_params(ls: AgentServer, params: Any) -> dict[str, Any]:
-    ls.require_initialized()
-    if _nothing(params):
-        return {}
-    if not isinstance(params, dict):
-        raise JsonRpcInvalidParams("params must be an object")
-    return params
-
-
-def _nothing(value: Any) -> bool:
-    """Missing, null, or an empty array: Lua (Neovim) encodes an empty table `{}` as `[]`."""
-    return value is None or value == []
-
-
 @server.feature(types.INITIALIZE)
 def initialize(ls: AgentServer, params: types.InitializeParams) -> None:
     ls.attach_loop()
@@ -304,7 +290,8 @@ async def initialized(ls: AgentServer, params: types.InitializedParams) -> None:
 
 @server.feature("tools/list")
 async def tools_list(ls: AgentServer, params: Any) -> dict[str, Any]:
-    _object_params(ls, params)
+    ls.require_initialized()
+    parse_tools_list(params)
     snapshot = await ls.tools_ready()
     tools = sorted(snapshot.tools.values(), key=lambda tool: tool.name)
     return {
@@ -315,15 +302,8 @@ async def tools_list(ls: AgentServer, params: Any) -> dict[str, Any]:
 
 @server.feature("tools/invoke")
 async def tools_invoke(ls: AgentServer, params: Any) -> dict[str, Any]:
-    body = _object_params(ls, params)
-    name = body.get("name")
-    if not isinstance(name, str) or not name:
-        raise JsonRpcInvalidParams("'name' must be a non-empty string")
-    arguments = body.get("arguments")
-    if _nothing(arguments):
-        arguments = {}
-    if not isinstance(arguments, dict):
-        raise JsonRpcInvalidParams("'arguments' must be an object")
+    ls.require_initialized()
+    name, arguments = parse_tools_invoke(params)
     await ls.tools_ready()
     try:
         result = await ls.toolbox.invoke(name, arguments)
@@ -339,7 +319,7 @@ async def tools_invoke(ls: AgentServer, params: Any) -> dict[str, Any]:
 @server.feature("agent/run")
 async def agent_run(ls: AgentServer, params: Any) -> dict[str, Any]:
     ls.require_initialized()
-    request, token = parse_agent_run({} if _nothing(params) else params)
+    request, token = parse_agent_run(params)
     await ls.tools_ready()
     progress = RunProgress(ls.protocol, token)
     progress.begin(request.prompt)

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pygls.exceptions import JsonRpcInvalidParams
 
-from daemon.protocol.agent_params import parse_agent_run
+from daemon.protocol.params import parse_agent_run
 from tests.conftest import StartDaemon
 from tests.rpc import DaemonSession, RpcError
 from tests.wat_tools import tool_wasm
