@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# The MCP Inspector's CLI, an outside MCP client for the tests (npm, from its lockfile).
+INSPECTOR := tests/mcp_inspector/node_modules/.installed
 PROMPT ?= Please echo back 'Something to echo'
 
 .PHONY: run test bench eval setup components lint clean
@@ -10,7 +12,7 @@ PROMPT ?= Please echo back 'Something to echo'
 run: components
 	$(BIN)/llama-agent run "$(PROMPT)"
 
-test: components lint
+test: components lint $(INSPECTOR)
 	$(BIN)/pytest
 	bash clients/vscode/test.sh
 
@@ -32,6 +34,10 @@ $(INSTALLED): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable ".[build,test,bench]"
 	touch $@
 
+$(INSPECTOR): tests/mcp_inspector/package-lock.json
+	npm ci --prefix tests/mcp_inspector --no-audit --no-fund --loglevel=error
+	touch $@
+
 components: setup
 	$(BIN)/llama-agent tools build
 
@@ -41,4 +47,4 @@ lint: setup
 	$(BIN)/mypy
 
 clean:
-	rm -rf build $(VENV)
+	rm -rf build $(VENV) tests/mcp_inspector/node_modules

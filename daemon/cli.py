@@ -29,7 +29,8 @@ EXIT_USAGE = 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     config, args = parse_command_line(argv)
-    configure_logging(args.verbose if args.command == "serve" else args.verbose - 1, args.log_file)
+    long_running = args.command in ("serve", "mcp")
+    configure_logging(args.verbose if long_running else args.verbose - 1, args.log_file)
     handler = args.handler
     result: int = handler(config, args)
     return result
@@ -128,6 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=_serve)
 
+    mcp = commands.add_parser("mcp", parents=[common], help="serve the tools as an MCP server over stdio")
+    mcp.set_defaults(handler=_mcp)
+
     run = commands.add_parser("run", parents=[common], help="run the agent once, showing its progress")
     run.add_argument("prompt", help="what to ask the agent")
     run.add_argument("--tool", action="append", dest="tools", metavar="NAME", help="offer only these tools")
@@ -213,6 +217,21 @@ def _serve(config: DaemonConfig, args: argparse.Namespace) -> int:
     return serve_on_stdio(config)
 
 
+def _mcp(config: DaemonConfig, args: argparse.Namespace) -> int:
+    """The MCP face: the same tools, hot-reloaded, for MCP clients."""
+    from daemon.stdio import claim_stdout_for_protocol
+
+    protocol_out = claim_stdout_for_protocol()  # before anything native is loaded
+    from daemon.protocol.mcp_server import serve_mcp
+
+    log.info("llama-agent %s serving MCP on stdio; tools from %s", __version__, _dirs(config))
+    return serve_mcp(config, protocol_out)
+
+
+def _dirs(config: DaemonConfig) -> str:
+    return ", ".join(map(str, config.watched_dirs()))
+
+
 def serve_on_stdio(config: DaemonConfig, model_loader: ModelLoader | None = None) -> int:
     """Serve until `exit` or end of input, then end the process (never returns normally)."""
     from daemon.stdio import claim_stdout_for_protocol
@@ -223,11 +242,7 @@ def serve_on_stdio(config: DaemonConfig, model_loader: ModelLoader | None = None
     from daemon.protocol.server import server
 
     server.configure(config, model_loader)
-    log.info(
-        "llama-agent %s serving on stdio; tools from %s",
-        __version__,
-        ", ".join(map(str, config.watched_dirs())),
-    )
+    log.info("llama-agent %s serving on stdio; tools from %s", __version__, _dirs(config))
     code = server.serve(sys.stdin.buffer, protocol_out)
     # Worker threads may be deep in a tool call or a generation: do not wait for them.
     logging.shutdown()

@@ -95,8 +95,9 @@ def configure_logging(verbosity: int, log_file: Path | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # pygls logs every message body at INFO; keep that for -vv.
-    logging.getLogger("pygls").setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
+    # pygls logs every message body, and the MCP SDK every request, at INFO; keep that for -vv.
+    for chatty in ("pygls", "mcp"):
+        logging.getLogger(chatty).setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
 
 
 @atexit.register
