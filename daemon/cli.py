@@ -29,7 +29,7 @@ EXIT_USAGE = 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     config, args = parse_command_line(argv)
-    long_running = args.command in ("serve", "mcp")
+    long_running = args.command in ("serve", "mcp", "acp")
     configure_logging(args.verbose if long_running else args.verbose - 1, args.log_file)
     handler = args.handler
     result: int = handler(config, args)
@@ -132,6 +132,9 @@ def _parser() -> argparse.ArgumentParser:
     mcp = commands.add_parser("mcp", parents=[common], help="serve the tools as an MCP server over stdio")
     mcp.set_defaults(handler=_mcp)
 
+    acp = commands.add_parser("acp", parents=[common], help="be an ACP agent over stdio (Zed, JetBrains…)")
+    acp.set_defaults(handler=_acp)
+
     run = commands.add_parser("run", parents=[common], help="run the agent once, showing its progress")
     run.add_argument("prompt", help="what to ask the agent")
     run.add_argument("--tool", action="append", dest="tools", metavar="NAME", help="offer only these tools")
@@ -226,6 +229,21 @@ def _mcp(config: DaemonConfig, args: argparse.Namespace) -> int:
 
     log.info("llama-agent %s serving MCP on stdio; tools from %s", __version__, _dirs(config))
     return serve_mcp(config, protocol_out)
+
+
+def _acp(config: DaemonConfig, args: argparse.Namespace) -> int:
+    return serve_acp_on_stdio(config)
+
+
+def serve_acp_on_stdio(config: DaemonConfig, model_loader: ModelLoader | None = None) -> int:
+    """The ACP face: the agent loop for ACP clients (`model_loader`: tests script the model)."""
+    from daemon.stdio import claim_stdout_for_protocol
+
+    protocol_out = claim_stdout_for_protocol()  # before anything native is loaded
+    from daemon.protocol.acp_agent import serve_acp
+
+    log.info("llama-agent %s serving ACP on stdio; tools from %s", __version__, _dirs(config))
+    return serve_acp(config, protocol_out, model_loader)
 
 
 def _dirs(config: DaemonConfig) -> str:

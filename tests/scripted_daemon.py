@@ -1,4 +1,5 @@
-"""The real daemon with a scripted model: `python -m tests.scripted_daemon SCRIPT.json [serve options]`.
+"""The real daemon with a scripted model: `python -m tests.scripted_daemon SCRIPT.json [serve options]`,
+or its ACP face: `python -m tests.scripted_daemon SCRIPT.json acp [options]`.
 
 Everything but the model is the daemon's own (protocol, queueing, cancellation, tools), so
 end-to-end tests of that logic do not depend on what a real model happens to write.
@@ -10,16 +11,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from daemon.cli import parse_command_line, serve_on_stdio
+from daemon.cli import parse_command_line, serve_acp_on_stdio, serve_on_stdio
 from daemon.logs import configure_logging
 from tests.scripted_model import ScriptedModel
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     script, *options = sys.argv[1:] if argv is None else argv
-    config, args = parse_command_line(["serve", *options])
+    face = options.pop(0) if options[:1] == ["acp"] else "serve"
+    config, args = parse_command_line([face, *options])
     configure_logging(args.verbose, args.log_file)
-    return serve_on_stdio(config, ScriptedModel.from_file(Path(script)).loader())
+    loader = ScriptedModel.from_file(Path(script)).loader()
+    return serve_acp_on_stdio(config, loader) if face == "acp" else serve_on_stdio(config, loader)
 
 
 if __name__ == "__main__":

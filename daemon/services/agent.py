@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal, Protocol
@@ -94,6 +94,12 @@ class AgentResult:
     prompt_format: PromptFormat = "completion"
 
 
+# Asked before a call runs, with the tool and the arguments; False: the call is not run. (The ACP
+# face asks the person about tools that can write.)
+CallApproval = Callable[[Tool, dict[str, Any]], Awaitable[bool]]
+DECLINED = "not run: the person declined this call. Answer without it, or call another tool."
+
+
 class AgentEvents(Protocol):
     """Progress of a run, called on the event loop."""
 
@@ -120,8 +126,11 @@ class Agent:
             raise UnknownTool(missing[0], available)
         return [available[name] for name in dict.fromkeys(names)]
 
-    async def run(self, request: AgentRequest, events: AgentEvents) -> AgentResult:
-        """Raises ModelError (no model), UnknownTool (bad `tools`), InvalidRequest; cancellable."""
+    async def run(
+        self, request: AgentRequest, events: AgentEvents, approve: CallApproval | None = None
+    ) -> AgentResult:
+        """Raises ModelError (no model), UnknownTool (bad `tools`), InvalidRequest; cancellable.
+        With `approve`, each call runs only if it says so."""
         await self.toolbox.ready()
         tools = self.select_tools(request.tools)
         check_tool_choice(request.tool_choice, tools)
@@ -155,7 +164,7 @@ class Agent:
                     return _cut_short(result, turn_text, "invalidTurn")
                 if isinstance(turn, FinalAnswer):
                     return _answered(result, request, turn.text)
-                step, repeat = await self._step(request, turn, result.steps, events)
+                step, repeat = await self._step(request, turn, result.steps, events, approve)
                 if repeat:
                     repeated.add(turn.tool)
                 result.steps.append(step)
@@ -198,10 +207,15 @@ class Agent:
         return generation.text.strip(), "maxTokens" if generation.stop_reason == "length" else None
 
     async def _step(
-        self, request: AgentRequest, turn: ToolCall, steps: list[AgentStep], events: AgentEvents
+        self,
+        request: AgentRequest,
+        turn: ToolCall,
+        steps: list[AgentStep],
+        events: AgentEvents,
+        approve: CallApproval | None,
     ) -> tuple[AgentStep, bool]:
         """Make the turn's call (its near-copied file names snapped first), or refuse it as a
-        repeat of an earlier one (True)."""
+        repeat of an earlier one (True), or as one `approve` declined."""
         arguments = snap_arguments(turn.arguments, [request.prompt, *(step.result for step in steps)])
         if arguments != turn.arguments:
             log.debug("near-copies snapped: %s -> %s", turn.arguments, arguments)
@@ -209,6 +223,9 @@ class Agent:
         earlier = _same_call(steps, turn.tool, arguments)
         if earlier:
             return _repeat_refused(earlier), True
+        tool = self.toolbox.snapshot.tools.get(turn.tool)
+        if approve is not None and tool is not None and not await approve(tool, arguments):
+            return AgentStep(turn.tool, arguments, DECLINED, True), False
         return await self._call(turn.tool, arguments), False
 
     async def _route(self, model: ModelBackend, request: AgentRequest, tools: list[Tool]) -> Route | None:

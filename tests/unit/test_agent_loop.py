@@ -18,9 +18,9 @@ from jsonschema import Draft202012Validator
 
 from daemon.runtime.backend import ModelSettings
 from daemon.runtime.wasm_host import WasmHost
-from daemon.services.agent import Agent, AgentRequest, AgentResult, AgentStep, InvalidRequest
+from daemon.services.agent import DECLINED, Agent, AgentRequest, AgentResult, AgentStep, InvalidRequest
 from daemon.services.model_service import ModelService
-from daemon.services.toolbox import Toolbox, UnknownTool
+from daemon.services.toolbox import Tool, Toolbox, UnknownTool
 from tests.scripted_model import SCRIPT_ENDED, ScriptedModel, answer, call
 from tests.wat_tools import tool_wasm
 
@@ -539,3 +539,19 @@ async def test_a_near_copy_of_a_file_name_is_called_and_shown_as_the_request_wro
     assert run.prompt(1).endswith(
         call("echo", value="docs/README.md") + '\nResult: "docs/README.md"\nAssistant: '
     )
+
+
+async def test_a_call_the_approval_declines_is_not_run_and_the_model_is_told(scripted: Any) -> None:
+    asked: list[tuple[str, dict[str, Any]]] = []
+
+    async def approve(tool: Tool, arguments: dict[str, Any]) -> bool:
+        asked.append((tool.name, arguments))
+        return tool.name != "count"
+
+    run = scripted(call("count", n=2), call("echo", value="x"), answer("done"))
+    result = await run.agent.run(AgentRequest("count, then echo"), run.events, approve)
+    assert asked == [("count", {"n": 2}), ("echo", {"value": "x"})]
+    declined, echoed = result.steps
+    assert (declined.is_error, declined.result) == (True, DECLINED)
+    assert (echoed.is_error, echoed.result) == (False, "x")
+    assert "declined" in run.prompt(1)
