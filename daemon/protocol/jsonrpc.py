@@ -26,6 +26,7 @@ from pygls.protocol.json_rpc import (
 )
 
 from daemon import __version__
+from daemon.protocol.params import CUSTOM_METHODS, CUSTOM_NOTIFICATIONS
 
 log = logging.getLogger(__name__)
 # -vv turns pygls' loggers up to show message bodies: the bodies we send are logged there too.
@@ -41,8 +42,8 @@ MAX_NESTING = 128
 CUSTOM_CAPABILITIES: dict[str, Any] = {
     "llamaAgent": {
         "version": __version__,
-        "methods": ["tools/list", "tools/invoke", "agent/run"],
-        "notifications": ["tools/didChange"],
+        "methods": list(CUSTOM_METHODS),
+        "notifications": list(CUSTOM_NOTIFICATIONS),
     }
 }
 

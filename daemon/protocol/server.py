@@ -26,7 +26,7 @@ from daemon.config import DaemonConfig
 from daemon.core import Core, build_core
 from daemon.protocol.framing import open_reader, serve_frames
 from daemon.protocol.jsonrpc import AgentProtocol, dict_params_converter
-from daemon.protocol.params import parse_agent_run, parse_tools_invoke, parse_tools_list
+from daemon.protocol.params import TOOLS_DID_CHANGE, parse_agent_run, parse_tools_invoke, parse_tools_list
 from daemon.protocol.progress import RunProgress
 from daemon.protocol.wire import (
     agent_result_to_wire,
@@ -48,7 +48,6 @@ from daemon.services.toolbox import (
     UnknownTool,
 )
 
-TOOLS_DID_CHANGE = "tools/didChange"
 # JSON-RPC server-defined errors: agent/run cannot run because the model cannot be loaded,
 # or because its prompt is longer than the model's context.
 MODEL_UNAVAILABLE = -32010
