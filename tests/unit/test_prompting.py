@@ -234,11 +234,6 @@ def test_every_prompt_starts_with_the_prefix_its_tools_and_focus_share(
     assert request not in prefix
 
 
-MEASURE = make_tool(
-    "measure",
-    ToolParam("thing", "", ParamType.STRING, True),
-    examples=(ToolExample("How long is the table?", (("thing", "table"),), "2 m", "The table is 2 m long."),),
-)
 REPEAT = make_tool(
     "repeat",
     ToolParam("value", "", ParamType.STRING, True),
@@ -254,22 +249,22 @@ REPEAT = make_tool(
 
 
 def test_a_call_after_another_is_shown_an_example_that_takes_the_first_result() -> None:
-    examples = examples_for([MEASURE, REPEAT], focus=REPEAT, request="x", after=MEASURE)
+    examples = examples_for([WEATHER, REPEAT], focus=REPEAT, request="x", after=WEATHER)
     fed = examples[-2]
-    assert fed.user == "How long is the table, then print the result twice."
+    assert fed.user == "How warm is it in Atlantis, then print the result twice."
     assert [(step.tool, step.arguments, step.result) for step in fed.steps] == [
-        ("measure", {"thing": "table"}, "2 m"),
-        ("repeat", {"value": "2 m"}, "2 m 2 m"),
+        ("weather", {"city": "Atlantis"}, "31 C"),
+        ("repeat", {"value": "31 C"}, "31 C 31 C"),
     ]
-    assert fed.answer == "Done: 2 m"
+    assert fed.answer == "Done: 31 C"
     assert examples[-1] == DIRECT_ANSWER
     # In the prompt, right before the request.
-    prompt = completion_prompt([MEASURE, REPEAT], "x", [], REPEAT, MEASURE)
-    assert prompt.index('"value": "2 m"') > prompt.index('"value": "blue whale"')
+    prompt = completion_prompt([WEATHER, REPEAT], "x", [], REPEAT, WEATHER)
+    assert prompt.index('"value": "31 C"') > prompt.index('"value": "blue whale"')
 
 
 def test_no_fed_example_for_a_tool_whose_output_does_not_show_its_argument() -> None:
-    # measure's output ("2 m") does not contain its argument ("table"): swapping it would lie.
-    assert examples_for([REPEAT, MEASURE], focus=MEASURE, request="x", after=REPEAT) == examples_for(
-        [REPEAT, MEASURE], focus=MEASURE, request="x"
+    # weather's output ("31 C") does not contain its argument ("Atlantis"): swapping it would lie.
+    assert examples_for([REPEAT, WEATHER], focus=WEATHER, request="x", after=REPEAT) == examples_for(
+        [REPEAT, WEATHER], focus=WEATHER, request="x"
     )
