@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from daemon import __version__
 from daemon.config import BUNDLED_TOOLS_DIR, DaemonConfig, default_cache_dir
@@ -222,12 +222,9 @@ def _serve(config: DaemonConfig, args: argparse.Namespace) -> int:
 
 def _mcp(config: DaemonConfig, args: argparse.Namespace) -> int:
     """The MCP face: the same tools, hot-reloaded, for MCP clients."""
-    from daemon.stdio import claim_stdout_for_protocol
-
-    protocol_out = claim_stdout_for_protocol()  # before anything native is loaded
+    protocol_out = _claim_stdout(config, "MCP ")
     from daemon.protocol.mcp_server import serve_mcp
 
-    log.info("llama-agent %s serving MCP on stdio; tools from %s", __version__, _dirs(config))
     return serve_mcp(config, protocol_out)
 
 
@@ -237,30 +234,31 @@ def _acp(config: DaemonConfig, args: argparse.Namespace) -> int:
 
 def serve_acp_on_stdio(config: DaemonConfig, model_loader: ModelLoader | None = None) -> int:
     """The ACP face: the agent loop for ACP clients (`model_loader`: tests script the model)."""
-    from daemon.stdio import claim_stdout_for_protocol
-
-    protocol_out = claim_stdout_for_protocol()  # before anything native is loaded
+    protocol_out = _claim_stdout(config, "ACP ")
     from daemon.protocol.acp_agent import serve_acp
 
-    log.info("llama-agent %s serving ACP on stdio; tools from %s", __version__, _dirs(config))
     return serve_acp(config, protocol_out, model_loader)
 
 
-def _dirs(config: DaemonConfig) -> str:
-    return ", ".join(map(str, config.watched_dirs()))
+def _claim_stdout(config: DaemonConfig, protocol: str = "") -> BinaryIO:
+    """Stdout for the protocol alone ("serving MCP on stdio", or LSP's plain "serving on
+    stdio"); call it before anything native is loaded."""
+    from daemon.stdio import claim_stdout_for_protocol
+
+    protocol_out = claim_stdout_for_protocol()
+    dirs = ", ".join(map(str, config.watched_dirs()))
+    log.info("llama-agent %s serving %son stdio; tools from %s", __version__, protocol, dirs)
+    return protocol_out
 
 
 def serve_on_stdio(config: DaemonConfig, model_loader: ModelLoader | None = None) -> int:
     """Serve until `exit` or end of input, then end the process (never returns normally)."""
-    from daemon.stdio import claim_stdout_for_protocol
-
-    protocol_out = claim_stdout_for_protocol()  # before anything native is loaded
+    protocol_out = _claim_stdout(config)
     import os
 
     from daemon.protocol.server import server
 
     server.configure(config, model_loader)
-    log.info("llama-agent %s serving on stdio; tools from %s", __version__, _dirs(config))
     code = server.serve(sys.stdin.buffer, protocol_out)
     # Worker threads may be deep in a tool call or a generation: do not wait for them.
     logging.shutdown()

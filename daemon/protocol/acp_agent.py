@@ -48,14 +48,10 @@ PERMISSION_OPTIONS = [
 ]
 
 
-def writes(tool: Tool) -> bool:
-    return any(grant.mode == "rw" for grant in tool.grants.dirs)
-
-
 def tool_kind(tool: Tool | None) -> schema.ToolKind:
     if tool is None or not tool.grants.dirs:
         return "other"
-    return "edit" if writes(tool) else "read"
+    return "edit" if tool.writes else "read"
 
 
 @dataclass
@@ -219,7 +215,7 @@ class AcpFace:
 
         async def approve(tool: Tool, arguments: dict[str, Any]) -> bool:
             """Asked right after the call was announced: it has that call's id."""
-            if not writes(tool) or tool.name in session.always_allowed:
+            if not tool.writes or tool.name in session.always_allowed:
                 return True
             assert self._client is not None
             call = schema.ToolCallUpdate(

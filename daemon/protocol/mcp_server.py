@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 def mcp_tool(tool: Tool) -> types.Tool:
     """A tool as MCP lists it, with hints derived from its grants: read-only unless it may write
     somewhere; never open-world (no tool has the network)."""
-    writes = any(grant.mode == "rw" for grant in tool.grants.dirs)
+    writes = tool.writes
     metadata = tool.loaded.metadata
     return types.Tool(
         name=metadata.name,

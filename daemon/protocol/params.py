@@ -51,18 +51,18 @@ CUSTOM_NOTIFICATIONS = (TOOLS_DID_CHANGE,)
 
 
 def parse_tools_list(params: Any) -> dict[str, Any]:
-    return _validated("tools/list", CUSTOM_METHODS["tools/list"], params)
+    return _validated("tools/list", TOOLS_LIST_PARAMS, params)
 
 
 def parse_tools_invoke(params: Any) -> tuple[str, dict[str, Any]]:
     """The tool's name and its arguments (not yet checked against the tool's schema)."""
-    body = _validated("tools/invoke", CUSTOM_METHODS["tools/invoke"], params, nested="arguments")
+    body = _validated("tools/invoke", TOOLS_INVOKE_PARAMS, params, nested="arguments")
     return body["name"], body.get("arguments", {})
 
 
 def parse_agent_run(params: Any) -> tuple[AgentRequest, str | int | None]:
     """The request and its progress token; raises JsonRpcInvalidParams naming the bad field."""
-    params = _validated("agent/run", CUSTOM_METHODS["agent/run"], params)
+    params = _validated("agent/run", AGENT_RUN_PARAMS, params)
     defaults = AgentRequest(prompt="")
     request = AgentRequest(
         prompt=params["prompt"],

@@ -149,7 +149,7 @@ class Agent:
                 options = turn_options(request, tools, len(result.steps), frozenset(repeated), route, failed)
                 events.on_turn_start(turn_index)
                 turn_text, cut = await self._turn(model, request, options, result, transcript, events)
-                if cut == "repetition" and route is not None and _planned_call(options, turn_text):
+                if cut == "repetition" and options.planned:
                     # A planned call that runs away is often the plan's mistake: the model decides
                     # the turn again, with every tool and the answer open to it. (One cut at
                     # maxTokens is not retried: that budget is the client's.)
@@ -345,11 +345,6 @@ def _repeat_refused(earlier: AgentStep) -> AgentStep:
         "Answer with its result, or call another tool."
     )
     return AgentStep(earlier.tool, earlier.arguments, note, True)
-
-
-def _planned_call(options: TurnOptions, turn_text: str) -> bool:
-    """Whether the turn is a call that the router's plan, not the request, asked for."""
-    return options.planned and partial_answer(turn_text) is None
 
 
 def _answered(result: AgentResult, request: AgentRequest, answer: str) -> AgentResult:

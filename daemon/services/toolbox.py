@@ -76,6 +76,11 @@ class Tool:
     def name(self) -> str:
         return self.loaded.metadata.name
 
+    @property
+    def writes(self) -> bool:
+        """Whether it was granted a directory it may write to."""
+        return any(grant.mode == "rw" for grant in self.grants.dirs)
+
 
 @dataclass(frozen=True)
 class ToolSet:
