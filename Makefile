@@ -7,12 +7,12 @@ INSTALLED := $(VENV)/.installed
 INSPECTOR := tests/mcp_inspector/node_modules/.installed
 PROMPT ?= Please echo back 'Something to echo'
 
-.PHONY: run test bench eval setup components lint clean
+.PHONY: run test bench eval setup components lint clean emacs
 
 run: components
 	$(BIN)/llama-agent run "$(PROMPT)"
 
-test: components lint $(INSPECTOR)
+test: components lint $(INSPECTOR) emacs
 	$(BIN)/pytest
 	bash clients/vscode/test.sh
 
@@ -37,6 +37,13 @@ $(INSTALLED): pyproject.toml constraints.txt
 $(INSPECTOR): tests/mcp_inspector/package-lock.json
 	npm ci --prefix tests/mcp_inspector --no-audit --no-fund --loglevel=error
 	touch $@
+
+# Emacs for the Emacs client's test: Debian's emacs-nox, when there is no emacs and apt is at hand.
+emacs:
+	@command -v emacs >/dev/null || ! command -v apt-get >/dev/null || { \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); export DEBIAN_FRONTEND=noninteractive; \
+	  $$sudo apt-get install -y -q --no-install-recommends emacs-nox >/dev/null \
+	  || { $$sudo apt-get update -q >/dev/null && $$sudo apt-get install -y -q --no-install-recommends emacs-nox >/dev/null; }; }
 
 components: setup
 	$(BIN)/llama-agent tools build

@@ -20,12 +20,10 @@ import json
 import logging
 import math
 import re
-import threading
 from collections.abc import Awaitable
 from typing import Any, BinaryIO, Protocol
 
 from pygls.io_ import StdinAsyncReader
-from pygls.protocol import JsonRPCProtocol
 from pygls.protocol.json_rpc import MsgId
 
 from daemon.protocol.jsonrpc import INVALID_PARAMS, INVALID_REQUEST, Rejection, message_id
@@ -52,6 +50,16 @@ READ_CHUNK = 1024 * 1024
 MAX_LINE_BYTES = 64 * 1024
 HEADER_OVERLAP = 256
 PARSE_ERROR = -32700
+
+
+class MessageHandler(Protocol):
+    """What the frame loop hands messages to (AgentProtocol), and answers through."""
+
+    def structure_message(self, data: Any) -> Any: ...
+
+    def handle_message(self, message: Any) -> None: ...
+
+    def send_message(self, message: dict[str, Any]) -> None: ...
 
 
 class FrameReader(Protocol):
@@ -287,17 +295,16 @@ def refusal(body: bytes, error: Exception) -> Rejection:
 
 async def serve_frames(
     reader: FrameReader,
-    protocol: JsonRPCProtocol,
-    stop: threading.Event,
+    protocol: MessageHandler,
     max_frame_bytes: int = MAX_FRAME_BYTES,
 ) -> None:
-    """Feed each frame to `protocol` until end of input or `stop`.
+    """Feed each frame to `protocol` until end of input (or until cancelled).
 
     Nothing in a frame ends this loop: framing and JSON errors are answered here, the protocol
     answers or logs the rest, and any other failure is logged.
     """
     stream = FrameStream(reader)
-    while not stop.is_set():
+    while True:
         length = await read_frame_length(stream)
         if length is None:
             return  # the client closed its end
@@ -357,6 +364,6 @@ async def read_frame_length(reader: FrameReader) -> int | None:
             log.warning("skipping a line that is not a header: %r", line[:80])
 
 
-def _send_error(protocol: JsonRPCProtocol, code: int, message: str, request_id: MsgId | None = None) -> None:
+def _send_error(protocol: MessageHandler, code: int, message: str, request_id: MsgId | None = None) -> None:
     error: dict[str, Any] = {"code": code, "message": message}
-    protocol._send_data({"jsonrpc": "2.0", "id": request_id, "error": error})
+    protocol.send_message({"jsonrpc": "2.0", "id": request_id, "error": error})

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import cattrs
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidRequest
+from pygls.exceptions import JsonRpcException
 from pygls.protocol import LanguageServerProtocol, default_converter, lsp_method
 from pygls.protocol.json_rpc import (
     JsonRPCNotification,
@@ -48,22 +48,74 @@ CUSTOM_CAPABILITIES: dict[str, Any] = {
 }
 
 
-def dict_params_converter() -> cattrs.Converter:
-    """pygls' converter, except that non-LSP messages keep their params as plain dicts.
+def agent_converter() -> cattrs.Converter:
+    """pygls' converter, with plain-dict params for non-LSP messages and only JSON going out.
 
-    The default turns them into namedtuples, which mangles keys such as `$schema`.
-    Missing or extra top-level fields must not raise here: an exception while
+    Incoming: the default turns custom params into namedtuples, which mangles keys such as
+    `$schema`; and missing or extra top-level fields must not raise here, since an exception while
     structuring happens before the request id is known and leaves the client waiting.
+    Outgoing: pygls encodes with json.dumps' defaults, which would write NaN and Infinity as bare
+    words no JSON parser accepts, so those become null here; an answer that is not JSON at all
+    becomes an internal error, so the client is not left waiting; and an error answer keeps what
+    is for the daemon's log only (`client_safe_error`).
     """
     converter: cattrs.Converter = default_converter()  # type: ignore[no-untyped-call]
     for message_class in (JsonRPCRequestMessage, JsonRPCNotification, JsonRPCResponseMessage):
         converter.register_structure_hook(message_class, _keep_plain)
+    _register_json_only(converter)
     return converter
 
 
 def _keep_plain(message: dict[str, Any], cls: type) -> Any:
     names = [field.name for field in attrs.fields(cls)]
     return cls(**{name: message.get(name) for name in names})
+
+
+def _register_json_only(converter: cattrs.Converter) -> None:
+    unstructure_answer = converter.get_unstructure_hook(JsonRPCResponseMessage)
+    unstructure_error = converter.get_unstructure_hook(types.ResponseErrorMessage)
+
+    def answer(message: JsonRPCResponseMessage) -> dict[str, Any]:
+        data: dict[str, Any] = unstructure_answer(message)
+        try:
+            data["result"] = json_only(data["result"])
+        except (TypeError, ValueError, RecursionError):
+            log.exception("cannot encode the answer to request %r as JSON", message.id)
+            error = {"code": INTERNAL_ERROR, "message": "Internal error: the answer is not JSON"}
+            return {"jsonrpc": "2.0", "id": message.id, "error": error}
+        return data
+
+    def error_answer(message: types.ResponseErrorMessage) -> dict[str, Any]:
+        if message.error is not None:
+            message = attrs.evolve(message, error=client_safe_error(message.error))
+        data: dict[str, Any] = unstructure_error(message)
+        return data
+
+    def outgoing(unstructure: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        def with_json_params(message: Any) -> Any:
+            data = unstructure(message)
+            if "params" in data:  # a TypeError drops the message, which pygls logs
+                data["params"] = json_only(data["params"])
+            return data
+
+        return with_json_params
+
+    converter.register_unstructure_hook(JsonRPCResponseMessage, answer)
+    converter.register_unstructure_hook(types.ResponseErrorMessage, error_answer)
+    for message_class in (JsonRPCRequestMessage, JsonRPCNotification):
+        converter.register_unstructure_hook(
+            message_class, outgoing(converter.get_unstructure_hook(message_class))
+        )
+
+
+def json_only(value: Any) -> Any:
+    """`value`, with NaN and the infinities (which JSON lacks) replaced by null; TypeError if it
+    holds something JSON cannot express at all."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:  # a non-finite number, or a circular reference, which fails again here
+        return json.loads(encode_json(value))
+    return value
 
 
 def _explain(cause: BaseException | None) -> str:
@@ -169,13 +221,19 @@ def _check_response(value: dict[str, Any]) -> Rejection | None:
     return None
 
 
-def encode_json(data: Any, default: Callable[[Any], Any] | None = None) -> str:
+def encode_json(data: Any) -> str:
     """`data` as JSON text (ASCII), never with NaN or Infinity, which JSON lacks: those become null."""
     try:
-        return json.dumps(data, default=default, allow_nan=False)
+        return json.dumps(data, allow_nan=False)
     except ValueError:  # a non-finite number; a circular reference fails again below
-        loose = json.dumps(data, default=default)
+        loose = json.dumps(data)
         return json.dumps(json.loads(loose, parse_constant=lambda _: None), allow_nan=False)
+
+
+def frame(body: str) -> bytes:
+    """`body`, JSON text in ASCII (so its length is its size), with the base protocol's headers."""
+    content_type = f"{LanguageServerProtocol.CONTENT_TYPE}; charset={LanguageServerProtocol.CHARSET}"
+    return f"Content-Length: {len(body)}\r\nContent-Type: {content_type}\r\n\r\n{body}".encode("ascii")
 
 
 def _source_roots() -> list[str]:
@@ -211,10 +269,6 @@ def client_safe_error(error: types.ResponseError) -> types.ResponseError:
     return types.ResponseError(error.code, message, data)
 
 
-def _member(message: Any, name: str) -> Any:
-    return message.get(name) if isinstance(message, dict) else getattr(message, name, None)
-
-
 class RejectedMessage:
     """Stands for a message refused while it was being parsed (and answered, if it was a request)."""
 
@@ -222,6 +276,10 @@ class RejectedMessage:
 
 
 class AgentProtocol(LanguageServerProtocol):
+    def __init__(self, server: Any, converter: cattrs.Converter) -> None:
+        super().__init__(server, converter)
+        self.shut_down = False  # after `shutdown`: only `exit` is handled
+
     def structure_message(self, data: Any) -> Any:
         """The message object for `data`, or a RejectedMessage once a bad message is answered or logged.
 
@@ -263,8 +321,8 @@ class AgentProtocol(LanguageServerProtocol):
     def _reject(self, data: Any, rejection: Rejection) -> RejectedMessage:
         if rejection.answer:
             log.warning("refusing a request (id %r): %s", rejection.id, rejection.message)
-            error = types.ResponseError(rejection.code, rejection.message)
-            self._send_data(types.ResponseErrorMessage(id=rejection.id, error=error))
+            error = {"code": rejection.code, "message": rejection.message}
+            self.send_message({"jsonrpc": "2.0", "id": rejection.id, "error": error})
         else:
             method = data.get("method") if isinstance(data, dict) else None
             kind = f"a {brief(method)!r} notification" if isinstance(method, str) else "a message"
@@ -278,13 +336,13 @@ class AgentProtocol(LanguageServerProtocol):
             return
         method = getattr(message, "method", None)
         is_request = method is not None and hasattr(message, "id")
-        if self._shutdown and method != types.EXIT:
+        if self.shut_down and method != types.EXIT:
             if is_request:
                 log.warning(
                     "refusing %r (id %r): the server is shutting down", brief(str(method)), message.id
                 )
-                error = JsonRpcInvalidRequest("the server is shutting down")
-                self._send_response(message.id, error=error.to_response_error())
+                error = {"code": INVALID_REQUEST, "message": "the server is shutting down"}
+                self.send_message({"jsonrpc": "2.0", "id": message.id, "error": error})
             return
         if method is not None and not is_request and not self._has_handler(method):
             log.debug("ignoring the notification %r: no handler", brief(method))
@@ -296,57 +354,28 @@ class AgentProtocol(LanguageServerProtocol):
             method == types.CANCEL_REQUEST or method in self.fm.builtin_features or method in self.fm.features
         )
 
-    def _send_response(
-        self, msg_id: MsgId, result: Any | None = None, error: types.ResponseError | None = None
-    ) -> None:
-        super()._send_response(msg_id, result, None if error is None else client_safe_error(error))
-
-    def _send_data(self, data: Any) -> None:
-        """pygls' `_send_data` with a strict encoder.
-
-        pygls 2.1.1 serialises inside this method with json.dumps' defaults, so NaN and Infinity
-        would go out as bare words, which no JSON parser accepts; it has no narrower hook
-        (`_serialize_message` only converts objects), so this replaces it.
-        """
-        if not data:
-            return
+    def send_message(self, message: dict[str, Any]) -> None:
+        """Write `message`, built here as plain JSON-RPC, to the client, framed as pygls frames its
+        own messages; for answers pygls cannot give because it never understood the request."""
         if self.writer is None:
             log.error("cannot send a message: no transport")
             return
-        body = self._encode(data)
-        if body is None:
-            return
+        body = encode_json(message)
         bodies_log.info("Sending data: %s", body)
-        if self._include_headers:
-            content_type = f"{self.CONTENT_TYPE}; charset={self.CHARSET}"
-            body = f"Content-Length: {len(body)}\r\nContent-Type: {content_type}\r\n\r\n{body}"
-        try:
-            written = self.writer.write(body.encode(self.CHARSET))
-            if inspect.isawaitable(written):  # a websocket's writer; stdout's is synchronous
-                asyncio.ensure_future(written)  # noqa: RUF006 (as pygls does)
-        except BrokenPipeError:
-            raise
-        except Exception:
-            log.exception("cannot send a message")
-
-    def _encode(self, data: Any) -> str | None:
-        """JSON text for `data` (ASCII, so its length is its size); for an answer that cannot be
-        encoded, an internal error in its place, so the client is not left waiting."""
-        try:
-            return encode_json(data, self._serialize_message)
-        except Exception:
-            log.exception("cannot encode a message as JSON")
-        answer_id = message_id(_member(data, "id"))
-        if answer_id is None or _member(data, "method") is not None:
-            return None
-        error = {"code": INTERNAL_ERROR, "message": "Internal error: the answer could not be encoded as JSON"}
-        return json.dumps({"jsonrpc": "2.0", "id": answer_id, "error": error})
+        written = self.writer.write(frame(body))
+        if inspect.isawaitable(written):  # a websocket's writer; stdout's is synchronous
+            asyncio.ensure_future(written)  # noqa: RUF006 (as pygls does)
 
     def get_message_type(self, method: str) -> type[Any] | None:  # type: ignore[override]
         # Our `$/progress` values carry fields LSP's typed ProgressParams cannot hold.
         if method == types.PROGRESS:
             return None
         return super().get_message_type(method)
+
+    @lsp_method(types.SHUTDOWN)
+    def lsp_shutdown(self, *args: Any) -> Generator[Any, Any, None]:
+        yield from super().lsp_shutdown(*args)
+        self.shut_down = True
 
     @lsp_method(types.INITIALIZE)
     def lsp_initialize(self, params: types.InitializeParams) -> Generator[Any, Any, types.InitializeResult]:

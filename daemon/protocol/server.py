@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import threading
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -25,7 +24,7 @@ from daemon import __version__
 from daemon.config import DaemonConfig
 from daemon.core import Core, build_core
 from daemon.protocol.framing import open_reader, serve_frames
-from daemon.protocol.jsonrpc import AgentProtocol, dict_params_converter
+from daemon.protocol.jsonrpc import AgentProtocol, agent_converter
 from daemon.protocol.params import TOOLS_DID_CHANGE, parse_agent_run, parse_tools_invoke, parse_tools_list
 from daemon.protocol.progress import RunProgress
 from daemon.protocol.wire import (
@@ -59,12 +58,14 @@ log = logging.getLogger(__name__)
 
 
 class AgentServer(LanguageServer):
+    protocol: AgentProtocol
+
     def __init__(self) -> None:
         super().__init__(
             "llama-agent",
             __version__,
             protocol_cls=AgentProtocol,
-            converter_factory=dict_params_converter,
+            converter_factory=agent_converter,
         )
         self._core: Core | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -217,14 +218,13 @@ class AgentServer(LanguageServer):
         answered, for up to STOP_GRACE_SECONDS.
         """
         self.protocol.set_writer(StdoutWriter(stdout))
-        stop = self._stop_event = threading.Event()
         fallback = StdinAsyncReader(stdin, self.thread_pool)
         terminated = False
 
         async def serve() -> None:
             nonlocal terminated
             reader = await open_reader(stdin, fallback)
-            frames = asyncio.create_task(serve_frames(reader, self.protocol, stop))
+            frames = asyncio.create_task(serve_frames(reader, self.protocol))
             sigterm = asyncio.Event()
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, sigterm.set)
             stopping = asyncio.create_task(sigterm.wait())
@@ -250,7 +250,7 @@ class AgentServer(LanguageServer):
             self.shutdown()  # type: ignore[no-untyped-call]
             if self._core is not None:
                 self._core.close()
-        return 0 if self.protocol._shutdown or terminated else 1
+        return 0 if self.protocol.shut_down or terminated else 1
 
 
 server = AgentServer()

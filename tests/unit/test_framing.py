@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from typing import Any, cast
 
 import pytest
 from pygls.exceptions import JsonRpcInvalidParams
-from pygls.protocol import JsonRPCProtocol
 from pygls.protocol.json_rpc import MsgId
 
 from daemon.protocol.framing import (
@@ -75,7 +73,7 @@ async def test_end_of_input_before_a_whole_header_block_is_none(data: bytes) -> 
 
 
 class FakeProtocol:
-    """The two entry points serve_frames uses, recording what it hands over and sends."""
+    """The three entry points serve_frames uses, recording what it hands over and sends."""
 
     def __init__(self) -> None:
         self.handled: list[Any] = []
@@ -89,14 +87,14 @@ class FakeProtocol:
             raise RuntimeError("a bug in a handler")
         self.handled.append(message)
 
-    def _send_data(self, data: dict[str, Any]) -> None:
+    def send_message(self, data: dict[str, Any]) -> None:
         self.sent.append(data)
 
 
 async def serve(data: bytes, max_frame_bytes: int = 1024) -> FakeProtocol:
     protocol = FakeProtocol()
     reader = cast(FrameReader, BytesReader(data))
-    await serve_frames(reader, cast(JsonRPCProtocol, protocol), threading.Event(), max_frame_bytes)
+    await serve_frames(reader, protocol, max_frame_bytes)
     return protocol
 
 
@@ -125,15 +123,6 @@ async def test_a_failing_handler_does_not_end_the_loop() -> None:
 async def test_a_body_cut_short_by_end_of_input_is_dropped() -> None:
     protocol = await serve(frame({"id": 1}) + b'Content-Length: 50\r\n\r\n{"id": 2')
     assert protocol.handled == [{"id": 1}]
-
-
-async def test_serving_stops_when_asked() -> None:
-    stop = threading.Event()
-    stop.set()
-    protocol = FakeProtocol()
-    reader = cast(FrameReader, BytesReader(frame({"id": 1})))
-    await serve_frames(reader, cast(JsonRPCProtocol, protocol), stop)
-    assert protocol.handled == []
 
 
 # -- strict JSON --------------------------------------------------------------------------------
@@ -263,9 +252,7 @@ class FailingProtocol(FakeProtocol):
 async def test_no_exception_from_the_protocol_ends_the_loop() -> None:
     protocol = FailingProtocol()
     data = frame({"structure": "fails"}) + frame({"handler": "recurses"}) + frame({"id": 2})
-    await serve_frames(
-        cast(FrameReader, BytesReader(data)), cast(JsonRPCProtocol, protocol), threading.Event()
-    )
+    await serve_frames(cast(FrameReader, BytesReader(data)), protocol)
     assert protocol.handled == [{"id": 2}]
 
 

@@ -10,7 +10,6 @@ from typing import Any, cast
 import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInternalError
-from pygls.lsp.server import LanguageServer
 
 from daemon.protocol.jsonrpc import (
     INTERNAL_ERROR,
@@ -22,11 +21,11 @@ from daemon.protocol.jsonrpc import (
     Rejection,
     check_message,
     client_safe_error,
-    dict_params_converter,
     encode_json,
     message_id,
     nested_deeper_than,
 )
+from daemon.protocol.server import AgentServer
 
 
 @pytest.mark.parametrize("value", ["x", "", 0, -7, 10**300])
@@ -205,9 +204,18 @@ def _not_json(name: str) -> Any:
 
 @pytest.fixture
 def protocol() -> AgentProtocol:
-    server = LanguageServer("test", "0", protocol_cls=AgentProtocol, converter_factory=dict_params_converter)
+    server = AgentServer()  # unconfigured: the protocol and its error reporting, no services
     server.protocol.set_writer(Frames())
-    return cast(AgentProtocol, server.protocol)
+
+    @server.feature("test/answer")
+    def answer(ls: AgentServer, params: Any) -> Any:
+        return {"nan": {"value": math.nan, "list": [math.inf]}, "object": {"value": object()}}[params["kind"]]
+
+    @server.feature("test/fail")
+    def fail(ls: AgentServer, params: Any) -> Any:
+        raise OverflowError(f"int too large, see {SOURCE_ROOTS[0]}/x.py")
+
+    return server.protocol
 
 
 def receive(protocol: AgentProtocol, message: Any) -> list[dict[str, Any]]:
@@ -238,7 +246,7 @@ def test_malformed_notifications_are_dropped(protocol: AgentProtocol) -> None:
         {"jsonrpc": "2.0", "method": "no/such/notification"},
     ]:
         assert receive(protocol, message) == []
-    assert not protocol._shutdown
+    assert not protocol.shut_down
 
 
 def test_an_unknown_notification_is_logged_at_debug_level(
@@ -270,17 +278,36 @@ def test_exit_without_shutdown_exits_with_1(protocol: AgentProtocol) -> None:
 
 
 def test_an_answer_holding_nan_is_sent_with_null(protocol: AgentProtocol) -> None:
-    protocol._send_response("r", result={"value": math.nan, "list": [math.inf]})
-    assert cast(Frames, protocol.writer).messages == [
+    request = {"jsonrpc": "2.0", "id": "r", "method": "test/answer", "params": {"kind": "nan"}}
+    assert receive(protocol, request) == [
         {"jsonrpc": "2.0", "id": "r", "result": {"value": None, "list": [None]}}
     ]
 
 
 def test_an_answer_that_cannot_be_encoded_becomes_an_internal_error(protocol: AgentProtocol) -> None:
-    protocol._send_response("r", result={"value": object()})
-    [answer] = cast(Frames, protocol.writer).messages
+    request = {"jsonrpc": "2.0", "id": "r", "method": "test/answer", "params": {"kind": "object"}}
+    [answer] = receive(protocol, request)
     assert answer["id"] == "r"
     assert answer["error"]["code"] == INTERNAL_ERROR
+
+
+def test_a_failing_handler_is_answered_without_its_traceback_or_paths(protocol: AgentProtocol) -> None:
+    [answer] = receive(protocol, {"jsonrpc": "2.0", "id": 5, "method": "test/fail", "params": {}})
+    assert answer == {
+        "jsonrpc": "2.0",
+        "id": 5,
+        "error": {
+            "code": INTERNAL_ERROR,
+            "message": "Internal error (OverflowError): the daemon's log has the details",
+        },
+    }
+
+
+def test_a_notification_holding_nan_is_sent_with_null(protocol: AgentProtocol) -> None:
+    protocol.notify("$/progress", {"token": "t", "value": {"rate": math.inf}})
+    assert cast(Frames, protocol.writer).messages == [
+        {"jsonrpc": "2.0", "method": "$/progress", "params": {"token": "t", "value": {"rate": None}}}
+    ]
 
 
 def test_a_notification_that_cannot_be_encoded_is_dropped(protocol: AgentProtocol) -> None:
