@@ -98,7 +98,10 @@ def _parser() -> argparse.ArgumentParser:
         help="model context, tokens (default: %(default)s)",
     )
     common.add_argument(
-        "--threads", type=_at_least(1), metavar="N", help="model threads (default: half the cores)"
+        "--threads",
+        type=_at_least(1),
+        metavar="N",
+        help="model threads (default: the usable cores, at most 4)",
     )
     common.add_argument(
         "--seed", type=_at_least(0), default=DaemonConfig.seed, metavar="N", help="sampling seed"

@@ -25,6 +25,7 @@
 (require 'cl-lib)
 (require 'jsonrpc)
 (require 'project)
+(require 'url-util)
 
 (defgroup llama-agent nil
   "The llama-agent daemon: a local model with sandboxed WebAssembly tools."
@@ -59,12 +60,16 @@ The current project's root, else the current directory."
 (defun llama-agent--start-process ()
   (setq llama-agent--process
         (make-process :name "llama-agent"
-                :command llama-agent-command
-                :connection-type 'pipe
-                :coding 'utf-8-emacs-unix
-                :noquery t
-                ;; `jsonrpc-process-connection' reads the daemon's log from this buffer.
-                :stderr (get-buffer-create "*llama-agent stderr*"))))
+                      :command llama-agent-command
+                      :connection-type 'pipe
+                      :coding 'utf-8-emacs-unix
+                      :noquery t
+                      ;; `jsonrpc-process-connection' reads the daemon's log from this buffer.
+                      :stderr (get-buffer-create "*llama-agent stderr*"))))
+
+(defun llama-agent--file-uri (directory)
+  (concat "file://" (mapconcat #'url-hexify-string
+                               (split-string (directory-file-name directory) "/") "/")))
 
 (defun llama-agent--on-notification (_connection method params)
   (pcase method
@@ -74,7 +79,7 @@ The current project's root, else the current directory."
        (when-let ((text (or (plist-get value :message) (plist-get value :title))))
          (message "llama-agent: %s" (string-trim text)))))
     ('tools/didChange (message "llama-agent: the tools changed"))
-    ('window/logMessage (message "llama-agent: %s" (plist-get params :message)))))
+    ('window/logMessage (message "%s" (plist-get params :message)))))
 
 (defun llama-agent--on-request (_connection method params)
   (pcase method
@@ -96,7 +101,7 @@ The current project's root, else the current directory."
           (root (llama-agent--root)))
       (jsonrpc-request connection :initialize
                        (list :processId (emacs-pid)
-                             :rootUri (concat "file://" (directory-file-name root))
+                             :rootUri (llama-agent--file-uri root)
                              :clientInfo (list :name "llama-agent.el")
                              :capabilities (list :window (list :workDoneProgress t)))
                        :timeout llama-agent-timeout)

@@ -33,7 +33,7 @@ class ContextOverflow(Exception):
 class ModelSettings:
     path: Path | None = None  # None: the embedded default model
     context_size: int = 4096
-    threads: int | None = None  # None: half the cores, as llama-cpp-python does
+    threads: int | None = None  # None: the usable cores, at most 4 (default_threads)
     seed: int = 0
 
 

@@ -6,6 +6,10 @@ for `TODO.md`, `inventory.csv` for `data/inventory.csv`, `reminder/monday.txt` f
 results, but is very close to exactly one path-like word there (one with a `/` or a `.` inside),
 is replaced by that word. Ordinary words are left alone: `colour` is no misspelt `color`, and
 `Europe/Paris` no near-copy of `Paris`.
+
+A longer copy loses brackets: `12 + 8 * 3 - 5` for the request's `(12 + 8) * 3 - 5`, which is
+another number. A string argument that occurs in exactly one source once that source's brackets
+are taken out, and nowhere as it is, gets them back.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 # Characters around a word that are punctuation of the sentence, not part of the word.
 SENTENCE_MARKS = "'\"`()[]{}<>,;:!?.\u201c\u201d\u2018\u2019"
+BRACKETS = {"(": ")", "[": "]", "{": "}"}
 # How alike (difflib's ratio) a value and a word must be to count as a near-copy.
 MIN_RATIO = 0.9
 MIN_LENGTH = 3
@@ -31,7 +36,65 @@ def snap_arguments(arguments: dict[str, Any], sources: Sequence[str]) -> dict[st
     for name, value in arguments.items():
         if isinstance(value, str) and _one_word(value) and value not in words:
             snapped[name] = _snap(value, paths, seen)
+        elif isinstance(value, str) and not any(value in source for source in sources):
+            snapped[name] = _with_brackets_back(value, sources)
     return snapped
+
+
+def _with_brackets_back(value: str, sources: Sequence[str]) -> str:
+    """The span of `sources` that `value` copies without its brackets, if there is exactly one
+    (balanced, and with brackets in it); else `value`."""
+    if len(value) < MIN_LENGTH or any(char in value for char in "()[]{}"):
+        return value
+    spans = [span for source in sources for span in _bracketed_spans(value, source)]
+    return spans[0] if len(spans) == 1 else value
+
+
+def _bracketed_spans(value: str, source: str) -> list[str]:
+    kept = [index for index, char in enumerate(source) if char not in "()[]{}"]
+    stripped = "".join(source[index] for index in kept)
+    spans = []
+    start = stripped.find(value)
+    while start >= 0:
+        first, last = kept[start], kept[start + len(value) - 1] + 1
+        span = _balanced(source, first, last)
+        if span is not None and span != value:
+            spans.append(span)
+        start = stripped.find(value, start + 1)
+    return spans
+
+
+def _balanced(source: str, first: int, last: int) -> str | None:
+    """source[first:last], widened over the brackets just outside it that close or open the
+    ones inside; None if it cannot be made balanced that way."""
+    while True:
+        span = source[first:last]
+        missing = _unbalanced(span)
+        if missing is None:
+            return None
+        if not missing:
+            return span
+        if missing == "open" and first > 0 and source[first - 1] in BRACKETS:
+            first -= 1
+        elif missing == "close" and last < len(source) and source[last] in BRACKETS.values():
+            last += 1
+        else:
+            return None
+
+
+def _unbalanced(span: str) -> str | None:
+    """Empty if the brackets of `span` pair up, "open" if it lacks an opening one at its start,
+    "close" if it lacks a closing one at its end, None if they cross."""
+    stack: list[str] = []
+    for char in span:
+        if char in BRACKETS:
+            stack.append(BRACKETS[char])
+        elif char in BRACKETS.values():
+            if not stack:
+                return "open"
+            if stack.pop() != char:
+                return None
+    return "close" if stack else ""
 
 
 def _one_word(value: str) -> bool:

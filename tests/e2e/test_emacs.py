@@ -74,3 +74,4 @@ def test_emacs_lists_invokes_and_runs_the_agent_with_progress(
     kinds = [value["kind"] for value in out["progress"]]
     assert kinds[0] == "begin" and kinds[-1] == "end" and "report" in kinds
     assert out["exit_code"] == 0  # shutdown, then exit
+    assert out["uri"] == "file:///tmp/my%20project"  # the workspace it names at initialize

@@ -1,4 +1,4 @@
-"""Near-copies of the request's file names, snapped to the exact text."""
+"""Near-copies of the request's file names and bracketed text, snapped to the exact text."""
 
 from __future__ import annotations
 
@@ -46,3 +46,31 @@ def test_results_are_sources_too_and_other_types_are_untouched() -> None:
     arguments: dict[str, Any] = {"path": "today.txt", "append": True, "n": 3}
     snapped = snap_arguments(arguments, ["open it", "wrote 13 bytes to notes/today.txt"])
     assert snapped == {"path": "notes/today.txt", "append": True, "n": 3}
+
+
+@pytest.mark.parametrize(
+    ("value", "source", "snapped"),
+    [
+        ("12 + 8 * 3 - 5", "Calculate (12 + 8) * 3 - 5 for me.", "(12 + 8) * 3 - 5"),
+        ("2 * 3 + 4", "What is 2 * (3 + 4)?", "2 * (3 + 4)"),  # widened over the closing one
+        ("sqrt16 + 1", "Work out sqrt(16) + 1 please", "sqrt(16) + 1"),
+        ("a b c", "Echo [a {b} c] now", "a {b} c"),  # the brackets inside: the outer ones are not missing
+    ],
+)
+def test_a_copy_that_lost_its_brackets_gets_them_back(value: str, source: str, snapped: str) -> None:
+    assert snap_arguments({"expression": value}, [source]) == {"expression": snapped}
+
+
+@pytest.mark.parametrize(
+    ("value", "sources"),
+    [
+        ("12 + 8", ["(12 + 8) * 3"]),  # an exact copy of part of it
+        ("hello world", ["Say (hello world) twice"]),
+        ("1 + 2", ["(1 + 2) or [1 + 2]"]),  # two spans: which one?
+        ("1 + 2", ["1 + (2", "x"]),  # a bracket that never closes
+        ("a b", ["(a] b)"]),  # brackets that cross
+        ("2 * 3", ["What is 2 * 4?"]),  # not a copy at all
+    ],
+)
+def test_brackets_come_back_only_to_an_exact_balanced_copy(value: str, sources: list[str]) -> None:
+    assert snap_arguments({"expression": value}, sources) == {"expression": value}
