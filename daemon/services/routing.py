@@ -32,12 +32,16 @@ HEADER = "Each request below follows the tool it needs; none marks a request tha
 # Shots per tool: the first of its example requests. A tool shown with many more shots than the
 # others draws requests to itself (5 for calc against 2-3 for the rest: 38 of 50 right, 3 each: 39).
 SHOTS_PER_TOOL = 3
-# Requests that need no tool, beside the tools' example requests.
+# Requests that need no tool, beside the tools' example requests. A fact with a symbol or a number
+# in it ("gold") keeps questions of science from calc: with it, the router's first tool was right on
+# 47 of the eval's 50 requests (43 without) and "none" on 22 of 22 no-tool questions, 14 of them
+# outside the eval (18 without).
 NO_TOOL_REQUESTS = (
     "What is the largest planet in the solar system?",
     "Good morning!",
     "Who painted the Mona Lisa?",
     "Thanks for your help.",
+    "What is the chemical symbol for gold?",
 )
 # How much likelier than "none" (in nats) a clause's tool must be to be called. The first clause:
 # about 2.7 times (on the eval's requests, those that need a tool scored 1.5 or more above "none",
