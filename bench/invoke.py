@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
@@ -22,9 +23,10 @@ WARMUP = 50
 VALUE = "Something to echo"
 
 
-async def daemon_session(tools: Path, *extra: str) -> DaemonSession:
+async def daemon_session(tools: Path, *extra: str, ready_instances: bool = True) -> DaemonSession:
+    env = None if ready_instances else {**os.environ, "LLAMA_AGENT_READY_TOOLS": "0"}
     daemon = await DaemonSession.open(
-        ["--tools-dir", str(tools), "--cache-dir", str(BENCH_CACHE_DIR), "--lazy-model", *extra]
+        ["--tools-dir", str(tools), "--cache-dir", str(BENCH_CACHE_DIR), "--lazy-model", *extra], env=env
     )
     await daemon.request("tools/list")
     return daemon
@@ -43,9 +45,9 @@ async def _timed(call: Any) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-async def daemon_round_trip(calls: int = CALLS) -> list[float]:
+async def daemon_round_trip(calls: int = CALLS, ready_instances: bool = True) -> list[float]:
     with tempfile.TemporaryDirectory() as scratch:
-        daemon = await daemon_session(echo_tools_dir(Path(scratch)))
+        daemon = await daemon_session(echo_tools_dir(Path(scratch)), ready_instances=ready_instances)
         params = {"name": "echo", "arguments": {"value": VALUE}}
         for _ in range(WARMUP):
             await daemon.request("tools/invoke", params)
@@ -54,25 +56,25 @@ async def daemon_round_trip(calls: int = CALLS) -> list[float]:
     return samples
 
 
-def in_process_floor(calls: int = CALLS) -> list[float]:
-    """The same component, instantiated and called per call in this process: no protocol, no
-    worker process (what the daemon's workers do for each call)."""
+def in_process_floor(calls: int = CALLS, ready: bool = False) -> list[float]:
+    """The same component called in this process, no protocol, no worker process: instantiated per
+    call (the floor of a call that makes its instance), or, with `ready`, on an instance made
+    before the clock starts (the call alone)."""
     host = WasmHost(BENCH_CACHE_DIR)
     tool = host.load(bundled("echo"))
     executor = Executor(host.engine)
     component = Component.deserialize_file(host.engine, str(tool.artifact.path))
     sandbox = Sandbox(host.limits)
 
-    def call() -> None:
-        executor.invoke(component, tool.contract, {"value": VALUE}, sandbox)
+    def timed_call() -> float:
+        instance = executor.prepare(component, sandbox) if ready else None
+        started = time.perf_counter()
+        executor.invoke(component, tool.contract, {"value": VALUE}, sandbox, instance)
+        return (time.perf_counter() - started) * 1000
 
     for _ in range(WARMUP):
-        call()
-    samples = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        call()
-        samples.append((time.perf_counter() - started) * 1000)
+        timed_call()
+    samples = [timed_call() for _ in range(calls)]
     executor.close()
     host.close()
     return samples
@@ -92,10 +94,10 @@ async def mcp_peer_round_trip(calls: int = CALLS) -> list[float]:
         return [await _timed(session.call_tool("echo", {"value": VALUE})) for _ in range(calls)]
 
 
-async def throughput(in_flight: int, seconds: float = 5.0) -> float:
+async def throughput(in_flight: int, seconds: float = 5.0, ready_instances: bool = True) -> float:
     """Calls per second with `in_flight` requests outstanding at all times."""
     with tempfile.TemporaryDirectory() as scratch:
-        daemon = await daemon_session(echo_tools_dir(Path(scratch)))
+        daemon = await daemon_session(echo_tools_dir(Path(scratch)), ready_instances=ready_instances)
         params = {"name": "echo", "arguments": {"value": VALUE}}
         done = 0
         deadline = time.perf_counter() + seconds
@@ -116,10 +118,13 @@ async def throughput(in_flight: int, seconds: float = 5.0) -> float:
 async def run() -> dict[str, Any]:
     results: dict[str, Any] = {
         "daemon": summary(await daemon_round_trip()),
+        "daemon_no_ready": summary(await daemon_round_trip(ready_instances=False)),
         "in_process": summary(in_process_floor()),
+        "in_process_ready": summary(in_process_floor(ready=True)),
         "mcp_peer": summary(await mcp_peer_round_trip()),
     }
     results["throughput"] = {str(n): await throughput(n) for n in (1, 4, 16)}
+    results["throughput_no_ready"] = {str(n): await throughput(n, ready_instances=False) for n in (1, 4, 16)}
     return results
 
 

@@ -49,6 +49,7 @@ BEHAVIOURS = (
     "two_memories",
     "sleep",
     "sleep_describe",
+    "fresh",
 )
 # How long the "sleep" behaviours block in a WASI host call, far past any test's deadline.
 SLEEP_NANOSECONDS = 60_000_000_000
@@ -242,7 +243,8 @@ def tool_wat(
     then traps), recurse (unbounded recursion), grow_table (grows a table until refused, then traps),
     two_memories (like version, from a component that instantiates a second core module with its own
     memory), sleep (blocks in a WASI `pollable.block` on a 60 s clock, then like version),
-    sleep_describe (like echo, but `describe()` blocks that way first).
+    sleep_describe (like echo, but `describe()` blocks that way first), fresh (grows its memory by a
+    page: ok("fresh") in an instance that never ran, err("reused") in one that did).
     """
     if behaviour not in BEHAVIOURS:
         raise ValueError(f"unknown behaviour {behaviour!r}; choose one of {', '.join(BEHAVIOURS)}")
@@ -308,6 +310,13 @@ def tool_wat(
         invoke = f'\n    (func (export "invoke") (param i32 i32) (result i32) {nap} (i32.const {answer}))'
     elif behaviour == "sleep_describe":
         invoke = _ECHO.format(ret=data.record(bytes(12)))
+    elif behaviour == "fresh":  # memory.grow answers the size before: 1 page only in a new instance
+        fresh, reused = _result(data, True, "fresh"), _result(data, False, "reused")
+        invoke = (
+            '\n    (func (export "invoke") (param i32 i32) (result i32)'
+            " (if (result i32) (i32.eq (memory.grow (i32.const 1)) (i32.const 1))"
+            f" (then (i32.const {fresh})) (else (i32.const {reused}))))"
+        )
     else:  # loop: the epoch deadline interrupts it
         invoke = (
             '\n    (func (export "invoke") (param i32 i32) (result i32) (loop $spin (br $spin)) unreachable)'

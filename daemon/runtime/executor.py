@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import wasmtime
 from wasmtime.component import Component, Linker
@@ -55,6 +56,20 @@ class Invocation:
     truncated: bool
     timed_out: bool
     duration_ms: float
+
+
+@dataclass
+class ReadyInstance:
+    """A fresh store and instance made ahead of a call (in a worker's idle time), for one component
+    under one sandbox; used by at most one call."""
+
+    component: Component
+    spec: Sandbox
+    sandbox: SandboxedStore
+    instance: Any  # wasmtime.component.Instance
+
+    def suits(self, component: Component, spec: Sandbox) -> bool:
+        return self.component is component and self.spec == spec
 
 
 class DescribeFailed(Exception):
@@ -117,24 +132,42 @@ class Executor:
             raise DescribeFailed(str(error)) from error
         return metadata
 
+    def prepare(self, component: Component, spec: Sandbox) -> ReadyInstance | None:
+        """A fresh store and instance for a later call of `component` under `spec`; None if it
+        cannot be made now (the call then makes its own, and reports why)."""
+        try:
+            sandbox = self._new_store(spec)
+            with self._guest_running():
+                instance = self._linker.instantiate(sandbox.store, component)
+        except wasmtime.WasmtimeError:
+            return None
+        return ReadyInstance(component, spec, sandbox, instance)
+
     def invoke(
         self,
         component: Component,
         contract: Contract,
         arguments: dict[str, object],
         sandbox_spec: Sandbox,
+        ready: ReadyInstance | None = None,
     ) -> Invocation:
-        """Run one call in a fresh store and instance."""
+        """Run one call in a fresh store and instance: `ready`'s if it suits, else one made now."""
         limits = sandbox_spec.limits
         started = time.perf_counter()
-        try:
-            sandbox = self._new_store(sandbox_spec)
-        except wasmtime.WasmtimeError as error:  # e.g. a granted directory was removed since
-            return refused(f"cannot set up the sandbox: {first_line(error)}", started)
+        instance = None
+        if ready is not None and ready.suits(component, sandbox_spec):
+            sandbox, instance = ready.sandbox, ready.instance
+            sandbox.store.set_epoch_deadline(_ticks(limits))  # the call's time starts now
+        else:
+            try:
+                sandbox = self._new_store(sandbox_spec)
+            except wasmtime.WasmtimeError as error:  # e.g. a granted directory was removed since
+                return refused(f"cannot set up the sandbox: {first_line(error)}", started)
         timed_out = False
         try:
             with self._guest_running():
-                instance = self._linker.instantiate(sandbox.store, component)
+                if instance is None:
+                    instance = self._linker.instantiate(sandbox.store, component)
                 result = contract.invoke(sandbox.store, instance, arguments)
             text, is_error = result.text, result.is_error
         except wasmtime.WasmtimeError as error:
@@ -153,8 +186,12 @@ class Executor:
         )
 
     def _new_store(self, spec: Sandbox) -> SandboxedStore:
-        ticks = max(1, math.ceil(spec.limits.timeout_seconds / EPOCH_INTERVAL_SECONDS))
-        return new_store(self.engine, spec.limits, ticks, dirs=spec.dirs, env=spec.env)
+        return new_store(self.engine, spec.limits, _ticks(spec.limits), dirs=spec.dirs, env=spec.env)
+
+
+def _ticks(limits: Limits) -> int:
+    """The epoch deadline, in ticks from now, for a call of `limits.timeout_seconds`."""
+    return max(1, math.ceil(limits.timeout_seconds / EPOCH_INTERVAL_SECONDS))
 
 
 def cap_utf8(text: str, max_bytes: int) -> tuple[str, bool]:

@@ -8,6 +8,11 @@ Per job the worker replies `started` once the component is loaded (the call's de
 there, in the daemon), then one of `described`, `done` or `error`. A call that writes more than its
 quota gets a `quota` reply and the worker exits at once: the write cannot be taken back, only
 stopped.
+
+Every call still gets a fresh store and instance, but after answering a call the worker makes the
+next one for that tool while it waits: most of a call to an 18 MB componentize-py component is
+instantiating it, and that is then off the caller's time. A `done` reply says whether it will
+(`preparing`); a `prepared` message follows, listing the tools it has an instance ready for.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from wasmtime.component import Component
 
 from daemon.runtime.compile_cache import file_sha256
 from daemon.runtime.contracts import Contract, IncompatibleComponent, contract_from_wire
-from daemon.runtime.executor import DescribeFailed, Executor, Sandbox
+from daemon.runtime.executor import DescribeFailed, Executor, ReadyInstance, Sandbox
 from daemon.runtime.sandbox import Limits
 
 # Components kept deserialized; each maps its compiled code from the cache file, so the pages are
@@ -40,6 +45,10 @@ MAX_COMPONENTS = 32
 # After a call that left the process this big (a tool returned hundreds of megabytes, say), the
 # worker exits and the daemon starts a fresh one: a worker's memory never stays high.
 RECYCLE_RSS_BYTES = 512 * 1024 * 1024
+# Tools (the most recently called) a worker keeps one instance ready for. A ready instance of a
+# bundled tool holds under 0.1 MiB resident (wasmtime maps its initial memory copy-on-write).
+# LLAMA_AGENT_READY_TOOLS=0 turns this off (the benchmark compares both).
+READY_TOOLS = int(os.environ.get("LLAMA_AGENT_READY_TOOLS", "4"))
 QUOTA_EXIT_CODE = 3
 QUOTA_POLL_SECONDS = 0.002
 PR_SET_PDEATHSIG = 1
@@ -55,6 +64,7 @@ class JobRunner:
         self._sending = threading.Lock()
         self._executor = Executor()
         self._components: OrderedDict[str, Component] = OrderedDict()
+        self._ready: OrderedDict[str, ReadyInstance] = OrderedDict()
 
     def send(self, message: dict[str, Any]) -> None:
         data = json.dumps(message, ensure_ascii=False).encode("utf-8", errors="surrogatepass")
@@ -84,17 +94,29 @@ class JobRunner:
     def _invoke(
         self, component: Component, contract: Contract, limits: Limits, job: dict[str, Any]
     ) -> dict[str, Any]:
-        sandbox = Sandbox(
-            limits,
-            dirs=tuple((host, guest, bool(writable)) for host, guest, writable in job["dirs"]),
-            env=tuple((name, value) for name, value in job["env"]),
-        )
+        sandbox = _sandbox(job, limits)
+        ready = self._ready.pop(job["digest"], None)
         if not any(writable for _, _, writable in sandbox.dirs):
-            outcome = self._executor.invoke(component, contract, job["arguments"], sandbox)
+            outcome = self._executor.invoke(component, contract, job["arguments"], sandbox, ready)
             return {"kind": "done", **asdict(outcome)}
         with file_size_limit(limits.write_bytes), WriteQuota(limits.write_bytes, self):
-            outcome = self._executor.invoke(component, contract, job["arguments"], sandbox)
+            outcome = self._executor.invoke(component, contract, job["arguments"], sandbox, ready)
         return {"kind": "done", **asdict(outcome)}
+
+    def prepare_next(self, job: dict[str, Any]) -> list[str]:
+        """Make the next call's instance for the tool `job` called, between jobs; return the tools
+        (digests) with an instance ready."""
+        component = self._components.get(job["digest"])
+        sandbox = _sandbox(job, Limits(**job["limits"]))
+        # Not with a writable grant: what a guest writes while it starts would escape the call's
+        # write quota, which is counted while the call runs.
+        if component is not None and READY_TOOLS and not any(writable for _, _, writable in sandbox.dirs):
+            ready = self._executor.prepare(component, sandbox)
+            if ready is not None:
+                self._ready[job["digest"]] = ready
+                while len(self._ready) > READY_TOOLS:
+                    self._ready.popitem(last=False)
+        return list(self._ready)
 
     def _component(self, artifact: str, digest: str) -> Component:
         """The compiled component in `artifact`, checked against the digest the daemon verified."""
@@ -119,6 +141,14 @@ class JobRunner:
         while len(self._components) > MAX_COMPONENTS:
             self._components.popitem(last=False)
         return component
+
+
+def _sandbox(job: dict[str, Any], limits: Limits) -> Sandbox:
+    return Sandbox(
+        limits,
+        dirs=tuple((host, guest, bool(writable)) for host, guest, writable in job["dirs"]),
+        env=tuple((name, value) for name, value in job["env"]),
+    )
 
 
 class WriteQuota:
@@ -205,9 +235,12 @@ def main(argv: list[str]) -> int:
             return 0
         reply = runner.handle(job)
         retire = resident_bytes() > RECYCLE_RSS_BYTES
-        runner.send({**reply, "retire": retire})
+        preparing = reply.get("kind") == "done" and not retire
+        runner.send({**reply, "retire": retire, "preparing": preparing})
         if retire:
             return 0
+        if preparing:
+            runner.send({"kind": "prepared", "ready": runner.prepare_next(job)})
 
 
 if __name__ == "__main__":

@@ -31,6 +31,9 @@ LOAD_SECONDS = 60.0
 # A computing guest is interrupted by its epoch deadline and answers by itself; the worker is
 # killed only if it has not answered this long after the deadline.
 KILL_GRACE_SECONDS = 0.2
+# After a call, a worker makes the next instance of that tool (worker.py) before it takes another
+# job; one that takes longer than this (a guest blocked while it starts) is replaced.
+PREPARE_SECONDS = 1.0
 
 
 class WorkerGone(Exception):
@@ -60,6 +63,7 @@ class Worker:
         self._jobs = Connection(job_write, readable=False)
         self._replies = Connection(reply_read, writable=False)
         self.killed = False
+        self.ready: frozenset[str] = frozenset()  # tools (digests) it has an instance ready for
 
     @property
     def pid(self) -> int:
@@ -157,6 +161,8 @@ class WorkerPool:
         # A worker dies with the thread that started it (PR_SET_PDEATHSIG follows the thread), so
         # all are started by this one thread, which lives as long as the pool.
         self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worker-spawn")
+        # Waits for workers to make their next instance, off the caller's time.
+        self._settler = ThreadPoolExecutor(max_workers=size, thread_name_prefix="worker-settle")
         self._idle.append(self._spawn())  # started ahead, so the first call does not wait for Python
 
     def run(
@@ -169,7 +175,7 @@ class WorkerPool:
     ) -> Reply:
         """Run `job` on a worker; end it `deadline_seconds` after it starts, or when cancelled."""
         with self._loads if loading else self._calls:
-            worker = self._take()
+            worker = self._take(job.get("digest") if job.get("op") == "invoke" else None)
             if cancel is not None:
                 cancel.attach(worker)
             reply = Reply("crashed")
@@ -182,8 +188,25 @@ class WorkerPool:
                         reply = Reply("cancelled")
                 # A worker that says it retires exits after this reply: it is not handed out again.
                 healthy = reply.kind in ("done", "described", "error") and not reply.body.get("retire")
-                self._give_back(worker, healthy)
+                if healthy and reply.body.get("preparing"):
+                    self._settler.submit(self._settle, worker)
+                else:
+                    self._give_back(worker, healthy)
             return reply
+
+    def _settle(self, worker: Worker) -> None:
+        """Give `worker` back once it has made its next instance; replace it if it takes too long."""
+        try:
+            message = worker.receive(PREPARE_SECONDS)
+        except WorkerGone:
+            message = None
+        if message is None or message.get("kind") != "prepared":
+            if not self._closed:  # else it was stopped on purpose
+                log.warning("a worker took over %g s to make its next instance: replaced", PREPARE_SECONDS)
+            self._give_back(worker, healthy=False)
+            return
+        worker.ready = frozenset(message.get("ready", ()))
+        self._give_back(worker, healthy=True)
 
     def _exchange(self, worker: Worker, job: dict[str, Any], deadline_seconds: float) -> Reply:
         try:
@@ -200,11 +223,16 @@ class WorkerPool:
         except WorkerGone as gone:
             return Reply("crashed", {"error": str(gone)})
 
-    def _take(self) -> Worker:
+    def _take(self, digest: str | None = None) -> Worker:
+        """An idle worker, preferably one with an instance of the tool `digest` ready; or a new one."""
         with self._lock:
             if self._closed:
                 raise WorkerGone("the tool host is stopping")
-            worker = self._idle.pop() if self._idle else None
+            worker = next((idle for idle in reversed(self._idle) if digest in idle.ready), None)
+            if worker is not None:
+                self._idle.remove(worker)
+            elif self._idle:
+                worker = self._idle.pop()
         if worker is None:
             worker = self._spawn()
         with self._lock:
@@ -231,6 +259,10 @@ class WorkerPool:
     def _spawn(self) -> Worker:
         return self._spawner.submit(Worker).result()
 
+    def idle_workers(self) -> list[Worker]:
+        with self._lock:
+            return list(self._idle)
+
     def busy_pids(self) -> list[int]:
         with self._lock:
             return [worker.pid for worker in self._busy]
@@ -250,3 +282,4 @@ class WorkerPool:
         for worker in idle:
             worker.reap()
         self._spawner.shutdown(wait=False)
+        self._settler.shutdown(wait=False)

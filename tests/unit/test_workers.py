@@ -1,4 +1,5 @@
-"""The worker pool on tiny WAT components: deadlines, cancels, crashes and the threads that spawn."""
+"""The worker pool on tiny WAT components: deadlines, cancels, crashes, the threads that spawn, and
+instances made ahead of their calls."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from wasmtime.component import Component
 
+from daemon.runtime.executor import Executor, Sandbox
 from daemon.runtime.sandbox import Limits
 from daemon.runtime.wasm_host import LoadedTool, WasmHost
 from daemon.runtime.workers import CancelToken
@@ -91,3 +94,35 @@ def test_calls_beyond_the_pool_wait_for_a_free_worker(host: WasmHost) -> None:
     for sleeper in sleepers:
         sleeper.join()
     assert 0.5 < waited < 3.0  # until a sleeper's deadline (1 s after it started), not longer
+
+
+def wait_until_ready(host: WasmHost, tool: LoadedTool) -> None:
+    deadline = time.monotonic() + 5
+    while not any(tool.artifact.sha256 in worker.ready for worker in host.workers.idle_workers()):
+        assert time.monotonic() < deadline, "no worker made the next instance"
+        time.sleep(0.01)
+
+
+def test_each_call_gets_a_fresh_instance_made_ahead_of_it(host: WasmHost) -> None:
+    fresh = load(host, "fresh", "fresh")
+    for _ in range(4):
+        result = host.invoke(fresh, {"value": "x"})
+        assert (result.is_error, result.text) == (False, "fresh")  # never an instance that ran
+        wait_until_ready(host, fresh)
+
+
+def test_a_ready_instance_gets_the_whole_deadline_from_its_call(host: WasmHost) -> None:
+    """Guest time in the same process between making the instance and the call (which advances the
+    epoch) does not count against the call."""
+    slow, loop = load(host, "slow", "slow"), load(host, "loop", "loop")
+    executor = Executor(host.engine)
+    spec = Sandbox(Limits(timeout_seconds=1))
+    slow_component = Component.deserialize_file(host.engine, str(slow.artifact.path))
+    ready = executor.prepare(slow_component, spec)
+    assert ready is not None
+    loop_component = Component.deserialize_file(host.engine, str(loop.artifact.path))
+    assert executor.invoke(loop_component, loop.contract, {"value": "x"}, spec).timed_out  # 1 s of epochs
+    started = time.perf_counter()
+    result = executor.invoke(slow_component, slow.contract, {"value": "x"}, spec, ready)
+    assert result.timed_out and time.perf_counter() - started > 0.9
+    executor.close()
