@@ -235,7 +235,7 @@ def main(argv: list[str]) -> int:
             return 0
         reply = runner.handle(job)
         retire = resident_bytes() > RECYCLE_RSS_BYTES
-        preparing = reply.get("kind") == "done" and not retire
+        preparing = reply.get("kind") == "done" and not retire and job.get("prepare", True)
         runner.send({**reply, "retire": retire, "preparing": preparing})
         if retire:
             return 0

@@ -157,6 +157,9 @@ class WorkerPool:
         self._idle: list[Worker] = []
         self._busy: set[Worker] = set()
         self._lock = threading.Lock()
+        self._returned = threading.Condition(self._lock)  # a worker became idle, or stopped settling
+        self._settling = 0  # workers making their next instance
+        self._waiting = 0  # callers waiting for a free slot
         self._closed = False
         # A worker dies with the thread that started it (PR_SET_PDEATHSIG follows the thread), so
         # all are started by this one thread, which lives as long as the pool.
@@ -174,7 +177,14 @@ class WorkerPool:
         cancel: CancelToken | None = None,
     ) -> Reply:
         """Run `job` on a worker; end it `deadline_seconds` after it starts, or when cancelled."""
+        with self._lock:
+            self._waiting += 1
         with self._loads if loading else self._calls:
+            with self._lock:
+                self._waiting -= 1
+                # With callers queued behind it, a worker's next instance is made on their time
+                # anyway: it skips the handover, which only adds work on busy cores.
+                job = {**job, "prepare": self._waiting == 0}
             worker = self._take(job.get("digest") if job.get("op") == "invoke" else None)
             if cancel is not None:
                 cancel.attach(worker)
@@ -189,6 +199,8 @@ class WorkerPool:
                 # A worker that says it retires exits after this reply: it is not handed out again.
                 healthy = reply.kind in ("done", "described", "error") and not reply.body.get("retire")
                 if healthy and reply.body.get("preparing"):
+                    with self._lock:
+                        self._settling += 1
                     self._settler.submit(self._settle, worker)
                 else:
                     self._give_back(worker, healthy)
@@ -197,16 +209,21 @@ class WorkerPool:
     def _settle(self, worker: Worker) -> None:
         """Give `worker` back once it has made its next instance; replace it if it takes too long."""
         try:
-            message = worker.receive(PREPARE_SECONDS)
-        except WorkerGone:
-            message = None
-        if message is None or message.get("kind") != "prepared":
-            if not self._closed:  # else it was stopped on purpose
-                log.warning("a worker took over %g s to make its next instance: replaced", PREPARE_SECONDS)
-            self._give_back(worker, healthy=False)
-            return
-        worker.ready = frozenset(message.get("ready", ()))
-        self._give_back(worker, healthy=True)
+            try:
+                message = worker.receive(PREPARE_SECONDS)
+            except WorkerGone:
+                message = None
+            if message is None or message.get("kind") != "prepared":
+                if not self._closed:  # else it was stopped on purpose
+                    log.warning("a worker took over %g s to make an instance: replaced", PREPARE_SECONDS)
+                self._give_back(worker, healthy=False)
+                return
+            worker.ready = frozenset(message.get("ready", ()))
+            self._give_back(worker, healthy=True)
+        finally:
+            with self._lock:
+                self._settling -= 1
+                self._returned.notify_all()
 
     def _exchange(self, worker: Worker, job: dict[str, Any], deadline_seconds: float) -> Reply:
         try:
@@ -226,13 +243,18 @@ class WorkerPool:
     def _take(self, digest: str | None = None) -> Worker:
         """An idle worker, preferably one with an instance of the tool `digest` ready; or a new one."""
         with self._lock:
-            if self._closed:
-                raise WorkerGone("the tool host is stopping")
-            worker = next((idle for idle in reversed(self._idle) if digest in idle.ready), None)
-            if worker is not None:
-                self._idle.remove(worker)
-            elif self._idle:
-                worker = self._idle.pop()
+            while True:
+                if self._closed:
+                    raise WorkerGone("the tool host is stopping")
+                worker = next((idle for idle in reversed(self._idle) if digest in idle.ready), None)
+                if worker is not None:
+                    self._idle.remove(worker)
+                elif self._idle:
+                    worker = self._idle.pop()
+                # A worker about to finish its next instance (a millisecond or so) is sooner than a
+                # new one (0.15 s), and more processes than calls only compete for the cores.
+                if worker is not None or not self._settling or not self._returned.wait(PREPARE_SECONDS):
+                    break
         if worker is None:
             worker = self._spawn()
         with self._lock:
@@ -244,6 +266,7 @@ class WorkerPool:
             self._busy.discard(worker)
             if healthy and not worker.killed and not self._closed:
                 self._idle.append(worker)
+                self._returned.notify_all()
                 return
         worker.kill()
         threading.Thread(target=worker.reap, name="worker-reap", daemon=True).start()
@@ -255,6 +278,7 @@ class WorkerPool:
             if self._closed or self._idle:
                 return
             self._idle.append(self._spawn())
+            self._returned.notify_all()
 
     def _spawn(self) -> Worker:
         return self._spawner.submit(Worker).result()
@@ -277,6 +301,7 @@ class WorkerPool:
             self._closed = True
             idle, busy = list(self._idle), list(self._busy)
             self._idle.clear()
+            self._returned.notify_all()
         for worker in busy:
             worker.kill()
         for worker in idle:
