@@ -7,13 +7,32 @@ end-to-end tests of that logic do not depend on what a real model happens to wri
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from daemon.cli import parse_command_line, serve_acp_on_stdio, serve_on_stdio
+from daemon.config import REPO_ROOT
 from daemon.logs import configure_logging
 from tests.scripted_model import ScriptedModel
+
+
+def editor_launch(
+    script: dict[str, Any], directory: Path, tools_dir: Path, cache_dir: Path, config_dir: Path
+) -> tuple[list[str], dict[str, str]]:
+    """The command and environment an editor's client is told to start: this daemon on `script`."""
+    script_file = directory / "script.json"
+    script_file.write_text(json.dumps(script))
+    command = [sys.executable, "-m", "tests.scripted_daemon", str(script_file)]
+    command += ["--tools-dir", str(tools_dir), "--cache-dir", str(cache_dir)]
+    env = {
+        "PYTHONPATH": str(REPO_ROOT),
+        "LLAMA_AGENT_CACHE_DIR": str(cache_dir),
+        "LLAMA_AGENT_CONFIG_DIR": str(config_dir),
+    }
+    return command, env
 
 
 def main(argv: Sequence[str] | None = None) -> int:

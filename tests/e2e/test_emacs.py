@@ -7,13 +7,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from daemon.config import REPO_ROOT
+from tests.scripted_daemon import editor_launch
 from tests.scripted_model import answer, call
 
 SESSION = Path(__file__).with_name("emacs_session.el")
@@ -48,17 +48,8 @@ def emacs_session(tmp_path: Path, cmd: list[str], prompt: str, env: dict[str, st
 def test_emacs_lists_invokes_and_runs_the_agent_with_progress(
     tmp_path: Path, tools_dir: Path, cache_dir: Path, config_dir: Path
 ) -> None:
-    script = tmp_path / "script.json"
-    script.write_text(
-        json.dumps({"turns": [call("echo", value="Something to echo"), answer("Something to echo")]})
-    )
-    cmd = [sys.executable, "-m", "tests.scripted_daemon", str(script), "--tools-dir", str(tools_dir)]
-    env = {
-        "PYTHONPATH": str(REPO_ROOT),
-        "LLAMA_AGENT_CACHE_DIR": str(cache_dir),
-        "LLAMA_AGENT_CONFIG_DIR": str(config_dir),
-    }
-    cmd += ["--cache-dir", str(cache_dir)]
+    script = {"turns": [call("echo", value="Something to echo"), answer("Something to echo")]}
+    cmd, env = editor_launch(script, tmp_path, tools_dir, cache_dir, config_dir)
     out = emacs_session(tmp_path, cmd, "Please echo 'Something to echo'", env)
 
     listed = {tool["name"] for tool in out["tools"]["result"]["tools"]}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.config import REPO_ROOT
+from tests.scripted_daemon import editor_launch
 from tests.scripted_model import answer, call
 
 NVIM = Path(sys.executable).with_name("nvim")
@@ -49,19 +50,9 @@ def neovim_session(tmp_path: Path, cmd: list[str], prompt: str, env: dict[str, s
 def test_neovim_lists_invokes_and_runs_the_agent_with_progress(
     tmp_path: Path, tools_dir: Path, cache_dir: Path, config_dir: Path
 ) -> None:
-    script = tmp_path / "script.json"
-    script.write_text(
-        json.dumps({"turns": [call("echo", value="Something to echo"), answer("Something to echo")]})
-    )
-    cmd = [sys.executable, "-m", "tests.scripted_daemon", str(script), "--tools-dir", str(tools_dir)]
-    env = {
-        "PYTHONPATH": str(REPO_ROOT),
-        "LLAMA_AGENT_CACHE_DIR": str(cache_dir),
-        "LLAMA_AGENT_CONFIG_DIR": str(config_dir),
-    }
-    out = neovim_session(
-        tmp_path, [*cmd, "--cache-dir", str(cache_dir)], "Please echo 'Something to echo'", env
-    )
+    script = {"turns": [call("echo", value="Something to echo"), answer("Something to echo")]}
+    cmd, env = editor_launch(script, tmp_path, tools_dir, cache_dir, config_dir)
+    out = neovim_session(tmp_path, cmd, "Please echo 'Something to echo'", env)
 
     assert out["attached"] == 0  # attached to no buffer: it reads no documents
     assert "textDocumentSync" not in out["capabilities"]
