@@ -1,8 +1,16 @@
-"""agent/run on the default model vs raw llama-cpp-python generating the same tokens from the same prompts."""
+"""Generation: agent/run over stdio against raw llama-cpp-python generating without any
+constraint, at the same thread count; time to first token and what prompt evaluation costs.
+
+Raw generation is `Llama.create_completion` streaming RAW_TOKENS tokens (end of generation
+banned, so that every trial decodes as many) from the agent's own first prompt; its decode rate
+is measured between the first and the last token, so prompt evaluation is not in it. The
+agent's decode rate is its completion tokens over `timings.generationMs`, the time its turns
+spent after their first token: the grammar, the tool router's plan, streaming every piece as
+`$/progress` and the protocol are in it.
+"""
 
 from __future__ import annotations
 
-import json
 import shutil
 import statistics
 import tempfile
@@ -14,102 +22,116 @@ from bench.common import BENCH_CACHE_DIR, bundled
 from daemon.config import DaemonConfig
 from daemon.core import build_core, load_tools
 from daemon.runtime.model import default_model_path, default_threads
-from daemon.services.prompting import Exchange, completion_prompt, turn_schema
+from daemon.services.prompting import completion_prompt
 from tests.rpc import DaemonSession
 
-PROMPT = "Please echo back 'Something to echo'"
-TRIALS = 5
+PROMPTS = ("Please echo back 'Something to echo'", "What is 17 * 23?", "Please print 'build finished'")
+TOOLS = ("calc", "echo", "print")
+TRIALS = 3
+RAW_TOKENS = 128
 
 
-def _turn_texts(daemon: DaemonSession, token: str) -> list[str]:
-    """The model's turns of a run, rebuilt from its streamed progress."""
-    turns = [""]
-    for message in daemon.notifications:
-        params = message.get("params") or {}
-        if message["method"] != "$/progress" or params.get("token") != token:
-            continue
-        event = params["value"].get("llamaAgent", {})
-        if event.get("event") == "text":
-            turns[-1] += event["text"]
-        elif event.get("event") == "toolCall":
-            turns.append("")
-    return [turn.strip() for turn in turns if turn.strip()]
-
-
-async def agent_runs(tools: Path, trials: int) -> list[dict[str, Any]]:
-    daemon = await DaemonSession.open(["--tools-dir", str(tools), "--cache-dir", str(BENCH_CACHE_DIR)])
-    await daemon.request("agent/run", {"prompt": PROMPT, "maxSteps": 0})  # model loaded and warm
+async def agent_runs(tools: Path, threads: int, trials: int) -> dict[str, Any]:
+    """Every prompt `trials` times, in turn, in one daemon whose model is loaded first."""
+    daemon = await DaemonSession.open(
+        ["--tools-dir", str(tools), "--cache-dir", str(BENCH_CACHE_DIR), "--threads", str(threads)]
+    )
+    await daemon.request("agent/run", {"prompt": "Good morning!", "toolChoice": "none"})  # loaded
     runs = []
-    for trial in range(trials):
-        token = f"bench-{trial}"
-        started = time.perf_counter()
-        result = await daemon.request("agent/run", {"prompt": PROMPT, "workDoneToken": token})
-        seconds = time.perf_counter() - started
-        runs.append({"seconds": seconds, "result": result, "turns": _turn_texts(daemon, token)})
+    for _ in range(trials):
+        for prompt in PROMPTS:
+            started = time.perf_counter()
+            result = await daemon.request("agent/run", {"prompt": prompt, "workDoneToken": "bench"})
+            runs.append({"seconds": time.perf_counter() - started, **result})
     await daemon.shutdown_and_exit()
-    return runs
+    usage = [run["usage"] for run in runs]
+    timings = [run["timings"] for run in runs]
+    completion = sum(u["completionTokens"] for u in usage)
+    cached = sum(u["cachedPromptTokens"] for u in usage)
+    return {
+        "threads": threads,
+        "runs": len(runs),
+        "wall_seconds": statistics.median(run["seconds"] for run in runs),
+        "first_token_ms": statistics.median(t["firstTokenMs"] for t in timings),
+        "routing_ms": statistics.median(t["routingMs"] for t in timings),
+        "prompt_ms": statistics.median(t["promptMs"] for t in timings),
+        "generation_ms": statistics.median(t["generationMs"] for t in timings),
+        "prompt_tokens": statistics.median(u["promptTokens"] for u in usage),
+        "cached_fraction": cached / sum(u["promptTokens"] for u in usage),
+        "completion_tokens": completion,
+        "tokens_per_second": completion / (sum(t["generationMs"] for t in timings) / 1000),
+    }
 
 
-def raw_runs(tools_dir: Path, turns: list[str], observations: list[str], trials: int) -> list[dict[str, Any]]:
-    """The same prompts and grammars through llama-cpp-python's own API, turn by turn."""
-    from llama_cpp import Llama
-    from llama_cpp.llama_grammar import LlamaGrammar
-
-    from daemon.runtime.grammar import json_schema_to_gbnf
-
+def first_prompt(tools_dir: Path) -> str:
+    """The agent's first-turn prompt for the first request, routed to echo."""
     core = load_tools(build_core(DaemonConfig(tools_dirs=(tools_dir,), cache_dir=BENCH_CACHE_DIR)))
-    toolbox = core.toolbox
-    tools = [toolbox.snapshot.tools[name] for name in sorted(toolbox.snapshot.tools)]
+    try:
+        tools = [core.toolbox.snapshot.tools[name] for name in sorted(core.toolbox.snapshot.tools)]
+        return completion_prompt(tools, PROMPTS[0], [], focus=core.toolbox.snapshot.tools["echo"])
+    finally:
+        core.close()
+
+
+def raw_runs(prompt: str, threads: int, trials: int) -> dict[str, Any]:
+    """llama-cpp-python's own API: the prompt evaluated from nothing, then unconstrained
+    streaming from it (the prompt cached but for its last token, as the agent's turns are)."""
+    from llama_cpp import Llama
+
     llm = Llama(
         model_path=str(default_model_path(BENCH_CACHE_DIR)),
         n_ctx=4096,
-        n_threads=default_threads(),
+        n_threads=threads,
         seed=0,
         verbose=False,
     )
-    runs = []
+    tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+    evaluations = []
     for _ in range(trials):
         llm.reset()  # type: ignore[no-untyped-call]
-        seconds, tokens, texts = 0.0, 0, []
-        for index in range(len(turns)):  # every turn may call a tool: maxSteps is not reached
-            transcript = [Exchange(turns[i], observations[i], False) for i in range(index)]
-            prompt = completion_prompt(tools, PROMPT, transcript)
-            # The daemon's own JSON Schema to GBNF conversion, so that both sides run one grammar.
-            gbnf = json_schema_to_gbnf(json.dumps(turn_schema(tools)))
-            grammar = LlamaGrammar.from_string(gbnf, verbose=False)
-            started = time.perf_counter()
-            out: Any = llm.create_completion(prompt, max_tokens=256, temperature=0.0, grammar=grammar, seed=0)
-            seconds += time.perf_counter() - started
-            tokens += out["usage"]["completion_tokens"]
-            texts.append(str(out["choices"][0]["text"]).strip())
-        runs.append({"seconds": seconds, "completion_tokens": tokens, "turns": texts})
-    core.close()
-    return runs
+        started = time.perf_counter()
+        llm.eval(tokens)
+        evaluations.append(time.perf_counter() - started)
+    first_token, rates = [], []
+    for _ in range(trials):
+        started = time.perf_counter()
+        stamps = []
+        stream: Any = llm.create_completion(
+            prompt,
+            max_tokens=RAW_TOKENS,
+            temperature=0.0,
+            stream=True,
+            logit_bias={llm.token_eos(): float("-inf")},
+        )
+        for _chunk in stream:
+            stamps.append(time.perf_counter())
+        first_token.append(stamps[0] - started)
+        rates.append((len(stamps) - 1) / (stamps[-1] - stamps[0]))
+    return {
+        "threads": threads,
+        "prompt_tokens": len(tokens),
+        "prompt_eval_ms": statistics.median(evaluations) * 1000,
+        "prompt_tokens_per_second": len(tokens) / statistics.median(evaluations),
+        "first_token_ms": statistics.median(first_token) * 1000,
+        "tokens_per_second": statistics.median(rates),
+        "tokens": RAW_TOKENS,
+    }
 
 
 async def run(trials: int = TRIALS) -> dict[str, Any]:
+    threads = sorted({1, default_threads()})
     with tempfile.TemporaryDirectory() as scratch:
         tools = Path(scratch)
-        for name in ("echo", "print"):
+        for name in TOOLS:
             shutil.copy2(bundled(name), tools / f"{name}.wasm")
-        agent = await agent_runs(tools, trials)
-        first = agent[0]
-        observations = [step["result"] for step in first["result"]["steps"]]
-        raw = raw_runs(tools, first["turns"], observations, trials)
-    agent_seconds = statistics.median(run["seconds"] for run in agent)
-    raw_seconds = statistics.median(run["seconds"] for run in raw)
-    agent_tokens = first["result"]["usage"]["completionTokens"]
-    raw_tokens = raw[0]["completion_tokens"]
+        prompt = first_prompt(tools)
+        raw = {count: raw_runs(prompt, count, trials) for count in threads}
+        agent = {count: await agent_runs(tools, count, trials) for count in threads}
+    default = default_threads()
     return {
-        "same_tokens": first["turns"] == raw[0]["turns"],
-        "agent_turns": first["turns"],
-        "raw_turns": raw[0]["turns"],
-        "agent_seconds": [run["seconds"] for run in agent],
-        "raw_seconds": [run["seconds"] for run in raw],
-        "agent_tokens": agent_tokens,
-        "raw_tokens": raw_tokens,
-        "wall_ratio": agent_seconds / raw_seconds,
-        "agent_tokens_per_second": agent_tokens / agent_seconds,
-        "raw_tokens_per_second": raw_tokens / raw_seconds,
-        "tokens_per_second_ratio": (agent_tokens / agent_seconds) / (raw_tokens / raw_seconds),
+        "default_threads": default,
+        "prompts": list(PROMPTS),
+        "raw": {str(count): value for count, value in raw.items()},
+        "agent": {str(count): value for count, value in agent.items()},
+        "tokens_per_second_ratio": agent[default]["tokens_per_second"] / raw[default]["tokens_per_second"],
     }

@@ -39,9 +39,22 @@ class ConsoleEvents:
     def finish(self, result: AgentResult) -> None:
         self._end_stream()
         print(f"Answer: {result.answer}", file=self._out, flush=True)
-        print(
-            f"({len(result.steps)} tool call(s), {result.prompt_tokens} prompt + "
-            f"{result.completion_tokens} completion tokens, stop: {result.stop_reason})",
-            file=self._progress,
-            flush=True,
-        )
+        print(f"({summary(result)})", file=self._progress, flush=True)
+
+
+def summary(result: AgentResult) -> str:
+    """One line of what a run cost: tokens (and how many were reused), speed, why it stopped."""
+    timings = result.timings
+    parts = [
+        f"{len(result.steps)} tool call(s)",
+        f"{result.prompt_tokens} prompt tokens ({result.cached_prompt_tokens} reused)"
+        f" + {result.completion_tokens} generated",
+    ]
+    if timings.first_token is not None:
+        parts.append(f"first token after {timings.first_token:.2f} s")
+    if timings.generation > 0:
+        # Each token after a turn's first one is a forward pass for the previous one, and the
+        # turn's end of generation is one more: as many passes as tokens counted.
+        parts.append(f"{result.completion_tokens / timings.generation:.1f} tokens/s")
+    parts.append(f"stop: {result.stop_reason}")
+    return ", ".join(parts)

@@ -104,9 +104,11 @@ class ScriptedModel:
         pieces = [text[i : i + self.piece_size] for i in range(0, len(text), self.piece_size)]
         stop_reason: StopReason = "stop"
         emitted: list[str] = []
+        first_piece_at = 0.0
         for piece in pieces:
             if self.piece_delay:
                 time.sleep(self.piece_delay)
+            first_piece_at = first_piece_at or time.perf_counter()
             emitted.append(piece)
             on_text(piece)
             # The same checks, in the same order, as the llama.cpp backend: a turn that takes its
@@ -124,6 +126,7 @@ class ScriptedModel:
             completion_tokens=len(emitted),
             stop_reason=stop_reason,
             seconds=time.perf_counter() - started,
+            first_token_seconds=(first_piece_at or time.perf_counter()) - started,
         )
 
     def _record(self, request: Request) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from daemon.services.agent import AgentResult
+from daemon.services.agent import AgentResult, RunTimings
 from daemon.services.approvals import PendingRequest, pending_message
 from daemon.services.toolbox import CallResult, LoadFailure, Tool, ToolSetChange
 
@@ -76,7 +76,26 @@ def agent_result_to_wire(result: AgentResult) -> JsonObject:
             {"tool": step.tool, "arguments": step.arguments, "result": step.result, "isError": step.is_error}
             for step in result.steps
         ],
-        "usage": {"promptTokens": result.prompt_tokens, "completionTokens": result.completion_tokens},
+        "usage": {
+            "promptTokens": result.prompt_tokens,
+            "completionTokens": result.completion_tokens,
+            "cachedPromptTokens": result.cached_prompt_tokens,
+        },
+        "timings": timings_to_wire(result.timings),
         "stopReason": result.stop_reason,
         "promptFormat": result.prompt_format,
+    }
+
+
+def timings_to_wire(timings: RunTimings) -> JsonObject:
+    """Milliseconds, as llama-server reports them; `firstTokenMs` is null when no token came."""
+
+    def ms(seconds: float) -> float:
+        return round(seconds * 1000, 1)
+
+    return {
+        "firstTokenMs": None if timings.first_token is None else ms(timings.first_token),
+        "routingMs": ms(timings.routing),
+        "promptMs": ms(timings.prompt),
+        "generationMs": ms(timings.generation),
     }

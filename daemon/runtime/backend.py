@@ -44,6 +44,10 @@ class Generation:
     completion_tokens: int
     stop_reason: StopReason
     seconds: float
+    # Prompt tokens the backend did not evaluate: held from an earlier turn or read from disk.
+    cached_tokens: int = 0
+    # From the call to the first generated token: evaluating the prompt, mostly.
+    first_token_seconds: float = 0.0
 
 
 class ModelBackend(Protocol):

@@ -204,16 +204,19 @@ class LlamaModel:
             raise ContextOverflow(len(tokens), self.context_size)
         import llama_cpp
 
-        from daemon.runtime.sampling import generate_constrained
+        from daemon.runtime.sampling import evaluate_prompt, generate_constrained
 
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pieces: list[str] = []
         generated = 0
         stop_reason: StopReason = "length"
+        first_token_at = 0.0
         vocab = self._llm._model.vocab
         grammar = _grammar(json.dumps(schema))
-        self._restore_prefix(tokens, cache_prefix)
-        for token in generate_constrained(self._llm, tokens, grammar, temperature, seed):
+        evaluated = self._restore_prefix(tokens, cache_prefix)
+        evaluated += evaluate_prompt(self._llm, tokens)
+        for token in generate_constrained(self._llm, grammar, temperature, seed):
+            first_token_at = first_token_at or time.perf_counter()
             if llama_cpp.llama_vocab_is_eog(vocab, token):
                 stop_reason = "stop"
                 break
@@ -234,18 +237,22 @@ class LlamaModel:
             completion_tokens=generated,
             stop_reason=stop_reason,
             seconds=time.perf_counter() - started,
+            cached_tokens=len(tokens) - evaluated,
+            first_token_seconds=(first_token_at or time.perf_counter()) - started,
         )
 
-    def _restore_prefix(self, tokens: list[int], cache_prefix: str) -> None:
-        """Have the shared start of the prompt evaluated, from disk if another process did it."""
+    def _restore_prefix(self, tokens: list[int], cache_prefix: str) -> int:
+        """Have the shared start of the prompt evaluated, from disk if another process did it;
+        returns how many tokens had to be evaluated."""
         if self._states is None or not cache_prefix:
-            return
+            return 0
         stable = self._tokenize(cache_prefix)
         if len(stable) >= len(tokens) or tokens[: len(stable)] != stable:
-            return  # the prompt does not start with it token for token: nothing safe to reuse
+            return 0  # the prompt does not start with it token for token: nothing safe to reuse
         held = list(self._llm.input_ids[: self._llm.n_tokens])
         if held[: len(stable)] != stable:
-            self._states.evaluate(self._llm, stable)
+            return self._states.evaluate(self._llm, stable)
+        return 0
 
     def log_likelihoods(self, prefix: str, options: Sequence[str], continuation: str) -> list[float]:
         """log P(continuation | prefix + option) for each option, on a second context over the

@@ -52,17 +52,19 @@ class PromptStates:
             f"llama-cpp-python {llama_cpp.__version__}"
         ).encode()
 
-    def evaluate(self, llm: Any, tokens: list[int]) -> None:
+    def evaluate(self, llm: Any, tokens: list[int]) -> int:
         """Leave exactly `tokens` evaluated in `llm` (sequence 0): from the context when it
-        holds them, else from disk, else by evaluating them and writing them to disk."""
+        holds them, else from disk, else by evaluating them and writing them to disk.
+        Returns how many tokens were evaluated (0 or all of them)."""
         if _holds(llm, tokens):
-            return
+            return 0
         if len(tokens) >= MIN_TOKENS and self._restore(llm, tokens):
-            return
+            return 0
         llm.reset()
         llm.eval(tokens)
         if len(tokens) >= MIN_TOKENS:
             self._save(llm, tokens)
+        return len(tokens)
 
     def _path(self, tokens: list[int]) -> Path:
         digest = hashlib.sha256(self._identity + b"\0" + struct.pack(f"<{len(tokens)}i", *tokens))

@@ -32,15 +32,13 @@ Ids = npt.NDArray[np.intc]
 
 
 def generate_constrained(
-    llm: llama_cpp.Llama, tokens: list[int], grammar_text: str, temperature: float, seed: int
+    llm: llama_cpp.Llama, grammar_text: str, temperature: float, seed: int
 ) -> Iterator[int]:
-    """Yield tokens for the prompt `tokens` that follow the GBNF `grammar_text` (root rule `root`).
+    """Yield tokens that follow the GBNF `grammar_text` (root rule `root`), continuing the prompt
+    that `evaluate_prompt` has just evaluated in `llm`.
 
-    Yields the end-of-generation token too; the caller stops there or at its own limit. Only the part
-    of `tokens` that the context does not already hold is evaluated, as in `Llama.generate`.
+    Yields the end-of-generation token too; the caller stops there or at its own limit.
     """
-    if not tokens:
-        raise ValueError("generation needs at least one prompt token")
     grammar = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, grammar_text.encode("utf-8"), b"root")
     if not grammar:
         raise ValueError("llama.cpp rejected the grammar")
@@ -67,7 +65,6 @@ def generate_constrained(
         return int(ids[_sample(logits, temperature, rng)])
 
     try:
-        _evaluate_prompt(llm, tokens)
         while True:
             logits: Logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(n_vocab,))
             token = pick(every_id, logits)
@@ -89,8 +86,11 @@ def generate_constrained(
         llama_cpp.llama_sampler_free(grammar)
 
 
-def _evaluate_prompt(llm: llama_cpp.Llama, tokens: list[int]) -> None:
-    """Reuse the cached prefix the context shares with `tokens` and evaluate the rest."""
+def evaluate_prompt(llm: llama_cpp.Llama, tokens: list[int]) -> int:
+    """Reuse the cached prefix the context shares with `tokens` and evaluate the rest, as
+    `Llama.generate` does; returns how many tokens were evaluated."""
+    if not tokens:
+        raise ValueError("generation needs at least one prompt token")
     cached = llm._input_ids
     common = min(len(cached), len(tokens))
     mismatches = np.flatnonzero(cached[:common] != np.asarray(tokens[:common], dtype=np.intc))
@@ -103,6 +103,7 @@ def _evaluate_prompt(llm: llama_cpp.Llama, tokens: list[int]) -> None:
         llm.reset()  # type: ignore[no-untyped-call]
         keep = 0
     llm.eval(tokens[keep:])
+    return len(tokens) - keep
 
 
 def _shortlist_suffices(allowed: Logits, weakest: float, temperature: float) -> bool:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal, Protocol
 
-from daemon.runtime.backend import LikelihoodScorer, ModelBackend
+from daemon.runtime.backend import Generation, LikelihoodScorer, ModelBackend
 from daemon.runtime.schema import ArgumentError
 from daemon.services import routing
 from daemon.services.model_service import ModelService
@@ -85,13 +86,33 @@ class AgentStep:
 
 
 @dataclass
+class RunTimings:
+    """Where a run's time went, in seconds; tool calls are the rest."""
+
+    started: float = field(default_factory=time.perf_counter)  # when the request arrived
+    first_token: float | None = None  # from the request to the first generated token
+    routing: float = 0.0  # the router scoring the request against the tools
+    prompt: float = 0.0  # turns' prompts evaluated (or restored), up to each first token
+    generation: float = 0.0  # turns' tokens after their first
+
+    def add(self, turn: Generation, turn_started: float) -> None:
+        """Count a turn that started at `turn_started` (a `time.perf_counter()`)."""
+        if self.first_token is None and turn.completion_tokens:
+            self.first_token = turn_started - self.started + turn.first_token_seconds
+        self.prompt += turn.first_token_seconds
+        self.generation += turn.seconds - turn.first_token_seconds
+
+
+@dataclass
 class AgentResult:
     answer: str
     steps: list[AgentStep] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0  # prompt tokens reused rather than evaluated
     stop_reason: StopReason = "answer"
     prompt_format: PromptFormat = "completion"
+    timings: RunTimings = field(default_factory=RunTimings)
 
 
 # Asked before a call runs, with the tool and the arguments; False: the call is not run. (The ACP
@@ -131,6 +152,7 @@ class Agent:
     ) -> AgentResult:
         """Raises ModelError (no model), UnknownTool (bad `tools`), InvalidRequest; cancellable.
         With `approve`, each call runs only if it says so."""
+        started = time.perf_counter()
         await self.toolbox.ready()
         tools = self.select_tools(request.tools)
         check_tool_choice(request.tool_choice, tools)
@@ -138,12 +160,16 @@ class Agent:
         tools = relevant_tools(tools, request.prompt, keep=forced)
         model = await self.models.model()
         result = AgentResult(
-            answer="", prompt_format="completion" if model.chat_template is None else "chatTemplate"
+            answer="",
+            prompt_format="completion" if model.chat_template is None else "chatTemplate",
+            timings=RunTimings(started=started),
         )
         transcript: list[Exchange] = []
         repeated: set[str] = set()  # tools called again with the same arguments: not offered again
         async with self.models.exclusive():
+            routing_started = time.perf_counter()
             route = await self._route(model, request, tools)
+            result.timings.routing = time.perf_counter() - routing_started
             for turn_index in itertools.count():
                 failed = bool(result.steps) and result.steps[-1].is_error
                 options = turn_options(request, tools, len(result.steps), frozenset(repeated), route, failed)
@@ -186,6 +212,7 @@ class Agent:
         """One model turn: its text, and why it was cut short (None: it ended by itself). A turn
         that ran away is cut at the end of its first copy."""
         guard = RunawayGuard()
+        turn_started = time.perf_counter()
         generation = await self.models.generate(
             model,
             events.on_text,
@@ -202,6 +229,8 @@ class Agent:
         )
         result.prompt_tokens += generation.prompt_tokens
         result.completion_tokens += generation.completion_tokens
+        result.cached_prompt_tokens += generation.cached_tokens
+        result.timings.add(generation, turn_started)
         if guard.cut_at is not None:
             return guard.text[: guard.cut_at], "repetition"
         return generation.text.strip(), "maxTokens" if generation.stop_reason == "length" else None

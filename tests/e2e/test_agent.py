@@ -46,8 +46,13 @@ def assert_structure(result: dict[str, Any], offered: set[str]) -> None:
     """What holds for every run, whatever the model wrote."""
     assert result["stopReason"] in STOP_REASONS
     assert isinstance(result["answer"], str)
-    assert result["usage"]["promptTokens"] > 0
-    assert result["usage"]["completionTokens"] > 0
+    usage, timings = result["usage"], result["timings"]
+    assert usage["promptTokens"] > 0
+    assert usage["completionTokens"] > 0
+    # Every turn evaluates at least its last prompt token (for the logits it picks from).
+    assert 0 <= usage["cachedPromptTokens"] < usage["promptTokens"]
+    assert min(timings["routingMs"], timings["promptMs"], timings["generationMs"]) >= 0
+    assert timings["firstTokenMs"] >= timings["routingMs"]
     for step in result["steps"]:
         assert step["tool"] in offered
         assert isinstance(step["arguments"], dict)
@@ -57,11 +62,15 @@ async def test_a_forced_call_passes_the_whole_string_and_the_stream_is_the_resul
     start_daemon: StartDaemon, tools_dir: Path
 ) -> None:
     daemon = await start_daemon("--tools-dir", tools_dir)
+    started = time.perf_counter()
     result = await daemon.request(
         "agent/run",
         {"prompt": ECHO_PROMPT, "toolChoice": "echo", "maxTokens": 1024, "workDoneToken": "run-1"},
     )
+    wall_ms = (time.perf_counter() - started) * 1000
     assert_structure(result, {"echo", "print"})
+    timings = result["timings"]
+    assert timings["firstTokenMs"] + timings["generationMs"] <= wall_ms
     values = daemon.progress("run-1")
     turns = streamed_turns(values)
     if not result["steps"]:
@@ -70,6 +79,8 @@ async def test_a_forced_call_passes_the_whole_string_and_the_stream_is_the_resul
         assert result["stopReason"] == "maxTokens"
         assert '"echo"' in turns[0]
         return
+    # The answer's prompt starts with the call's: the context still holds that part.
+    assert result["usage"]["cachedPromptTokens"] > 0
     first = result["steps"][0]
     assert first["tool"] == "echo"
     assert first["isError"] is False

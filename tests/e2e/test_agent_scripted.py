@@ -68,6 +68,7 @@ async def test_results_and_progress_follow_the_models_turns_exactly(
             },
         ],
         "usage": result["usage"],
+        "timings": result["timings"],
         "stopReason": "answer",
         "promptFormat": "completion",
     }
@@ -207,3 +208,22 @@ async def test_runs_are_queued_and_served_in_arrival_order(
     ]
     tokens_in_order = [token for token, _ in order]
     assert tokens_in_order == sorted(tokens_in_order)
+
+
+async def test_timings_split_each_turn_at_its_first_token(
+    start_daemon: StartDaemon, tools_dir: Path, tmp_path: Path
+) -> None:
+    delay = 0.05  # before every piece: each turn's first piece comes `delay` after its start
+    turns = (call("echo", value="hi"), answer("hi"))
+    daemon, log = await scripted(start_daemon, tools_dir, tmp_path, *turns, delay=delay)
+    started = time.perf_counter()
+    result = await daemon.request("agent/run", {"prompt": "Please echo 'hi'"})
+    wall = time.perf_counter() - started
+    pieces = [request["pieces"] for request in recorded(log)]
+    seconds = {key.removesuffix("Ms"): value / 1000 for key, value in result["timings"].items()}
+    assert seconds["prompt"] >= len(turns) * delay
+    assert seconds["generation"] >= (sum(pieces) - len(turns)) * delay
+    # The first turn's first piece, long before that turn's last one.
+    assert delay <= seconds["firstToken"] < pieces[0] * delay
+    assert seconds["firstToken"] + seconds["generation"] <= wall
+    assert result["usage"]["cachedPromptTokens"] == 0  # the scripted model evaluates nothing

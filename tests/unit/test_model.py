@@ -194,13 +194,17 @@ def test_a_shared_prompt_start_is_kept_on_disk_and_read_back_by_the_next_process
     # The reference evaluates the prefix, then the rest, as a restored prefix is followed: the
     # same batches, so any CPU must give the same text from a restored state.
     first = LlamaModel.load(default_model, settings, tmp_path)
-    plain = first.generate(prompt, answer_schema(), 12, 0.0, 0, cache_prefix=prefix).text
+    evaluated = first.generate(prompt, answer_schema(), 12, 0.0, 0, cache_prefix=prefix)
+    plain = evaluated.text
+    assert evaluated.cached_tokens == 0
     states = sorted((tmp_path / "prompts").glob("*.state"))
     assert len(states) == 1 and first._states is not None and first._states.written == 1
 
     second = LlamaModel.load(default_model, settings, tmp_path)
-    assert second.generate(prompt, answer_schema(), 12, 0.0, 0, cache_prefix=prefix).text == plain
+    restored = second.generate(prompt, answer_schema(), 12, 0.0, 0, cache_prefix=prefix)
+    assert restored.text == plain
     assert second._states is not None and (second._states.restored, second._states.written) == (1, 0)
+    assert restored.cached_tokens == second.count_tokens(prefix)  # read back, not evaluated
 
     # A state that does not verify is never used: evaluated afresh, written again.
     data = bytearray(states[0].read_bytes())
@@ -214,6 +218,17 @@ def test_a_shared_prompt_start_is_kept_on_disk_and_read_back_by_the_next_process
     other = LlamaModel.load(default_model, ModelSettings(context_size=2048), tmp_path)
     other.generate(prompt, answer_schema(), 12, 0.0, 0, cache_prefix=prefix)
     assert len(list((tmp_path / "prompts").glob("*.state"))) == 2
+
+
+def test_a_generation_reports_what_it_reused_and_when_its_first_token_came(model: LlamaModel) -> None:
+    prompt = "User: Say yes, then no.\nAssistant: "
+    model.generate("Something else entirely.\n", answer_schema(), 4, 0.0, 0)
+    first = model.generate(prompt, answer_schema(), 12, 0.0, 0)
+    assert first.cached_tokens < first.prompt_tokens
+    assert 0 < first.first_token_seconds <= first.seconds
+    again = model.generate(prompt, answer_schema(), 12, 0.0, 0)
+    # Held in the context but for the last token, evaluated again for its logits.
+    assert again.cached_tokens == again.prompt_tokens - 1
 
 
 def test_a_cache_prefix_the_prompt_does_not_start_with_is_ignored(

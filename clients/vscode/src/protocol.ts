@@ -103,9 +103,18 @@ export interface AgentStep {
 export interface AgentRunResult {
     answer: string;
     steps: AgentStep[];
-    usage: { promptTokens: number; completionTokens: number };
+    usage: { promptTokens: number; completionTokens: number; cachedPromptTokens?: number };
+    timings?: AgentRunTimings;
     stopReason: 'answer' | 'maxSteps' | 'maxTokens' | string;
     promptFormat?: string;
+}
+
+/** Where a run's time went, in milliseconds (older daemons leave it out). */
+export interface AgentRunTimings {
+    firstTokenMs: number | null;
+    routingMs: number;
+    promptMs: number;
+    generationMs: number;
 }
 
 export interface ToolsDidChangeParams {
