@@ -14,8 +14,6 @@ from typing import Any
 from wasmtime.component import Component
 
 from bench.common import BENCH_CACHE_DIR, bundled, summary
-from daemon.config import DaemonConfig
-from daemon.core import build_core, load_tools
 from daemon.runtime.executor import Executor, Sandbox
 from daemon.runtime.wasm_host import WasmHost
 from tests.rpc import DaemonSession, RpcError
@@ -76,20 +74,6 @@ async def protocol_round_trip(calls: int = CALLS) -> list[float]:
         samples = [await _timed(refused(daemon)) for _ in range(calls)]
         await daemon.shutdown_and_exit()
     return samples
-
-
-async def toolbox_round_trip(calls: int = CALLS) -> list[float]:
-    """The daemon's own toolbox in this process: the worker pool, a worker process and the call,
-    no protocol."""
-    with tempfile.TemporaryDirectory() as scratch:
-        config = DaemonConfig(tools_dirs=(echo_tools_dir(Path(scratch)),), cache_dir=BENCH_CACHE_DIR)
-        core = load_tools(build_core(config))
-        try:
-            for _ in range(WARMUP):
-                await core.toolbox.invoke("echo", {"value": VALUE})
-            return [await _timed(core.toolbox.invoke("echo", {"value": VALUE})) for _ in range(calls)]
-        finally:
-            core.close()
 
 
 def in_process_floor(calls: int = CALLS, ready: bool = False) -> list[float]:
@@ -156,7 +140,6 @@ async def run() -> dict[str, Any]:
         "daemon": summary(await daemon_round_trip()),
         "daemon_no_ready": summary(await daemon_round_trip(ready_instances=False)),
         "protocol_only": summary(await protocol_round_trip()),
-        "toolbox": summary(await toolbox_round_trip()),
         "in_process": summary(in_process_floor()),
         "in_process_ready": summary(in_process_floor(ready=True)),
         "mcp_peer": summary(await mcp_peer_round_trip()),

@@ -45,7 +45,6 @@ def render_markdown(results: dict[str, Any]) -> str:
         _latency_row("daemon over stdio", invoke["daemon"]),
         _latency_row("daemon over stdio, no instance made ahead", invoke["daemon_no_ready"]),
         _latency_row("daemon over stdio, a tool that is not there (protocol only)", invoke["protocol_only"]),
-        _latency_row("the daemon's toolbox in-process (worker pool, worker, call)", invoke["toolbox"]),
         _latency_row("wasmtime-py in-process: instantiate and call (floor)", invoke["in_process"]),
         _latency_row("wasmtime-py in-process: the call alone (made ahead)", invoke["in_process_ready"]),
         _latency_row("MCP peer (FastMCP, stdio, plain Python)", invoke["mcp_peer"]),
@@ -125,13 +124,13 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 
 def _breakdown(invoke: dict[str, Any]) -> str:
-    """Where the daemon's p50 goes, by difference of the p50s measured in this run."""
-    daemon, toolbox = invoke["daemon"]["p50"], invoke["toolbox"]["p50"]
+    """Where the daemon's p50 goes: a call refused before any worker is the protocol's share, the
+    call alone on an instance made ahead is the guest's, the rest is the worker pool and process."""
+    daemon, protocol = invoke["daemon"]["p50"], invoke["protocol_only"]["p50"]
     call = invoke["in_process_ready"]["p50"]
     return (
-        f"protocol (stdio, framing, pygls, JSON) {_ms(daemon - toolbox)} "
-        f"(a call refused before any worker: {_ms(invoke['protocol_only']['p50'])}), "
-        f"worker pool and process hop {_ms(toolbox - call)}, the call {_ms(call)}"
+        f"protocol (stdio both ways, framing, pygls, JSON) {_ms(protocol)}, worker pool and the hop to "
+        f"the worker process {_ms(daemon - protocol - call)}, the call itself {_ms(call)}"
     )
 
 
@@ -188,7 +187,7 @@ def render_plot(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.5))
+    figure, (left, middle, right, generation) = plt.subplots(1, 4, figsize=(20, 4.5))
     invoke = results["invoke"]
     labels = ["daemon", "daemon,\nnone ahead", "in-process\nfloor", "in-process\ncall alone", "MCP peer"]
     keys = ["daemon", "daemon_no_ready", "in_process", "in_process_ready", "mcp_peer"]
@@ -220,5 +219,29 @@ def render_plot(results: dict[str, Any], path: Path) -> None:
     right.set_ylabel("ms")
     right.set_title("growth")
     right.legend()
+
+    _plot_generation(generation, results["agent"])
     figure.tight_layout()
     figure.savefig(path, dpi=100)
+
+
+def _plot_generation(axes: Any, generation: dict[str, Any]) -> None:
+    threads = sorted(generation["raw"], key=int)
+    width = 0.38
+    positions = range(len(threads))
+    axes.bar(
+        [x - width / 2 for x in positions],
+        [generation["raw"][t]["tokens_per_second"] for t in threads],
+        width,
+        label="raw, unconstrained",
+    )
+    axes.bar(
+        [x + width / 2 for x in positions],
+        [generation["agent"][t]["tokens_per_second"] for t in threads],
+        width,
+        label="agent/run",
+    )
+    axes.set_xticks(list(positions), [f"{t} thread(s)" for t in threads])
+    axes.set_ylabel("decode tokens/s")
+    axes.set_title(f"generation (goal: agent ≥ 90% of raw at {generation['default_threads']})")
+    axes.legend()
