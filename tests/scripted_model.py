@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,7 +96,7 @@ class ScriptedModel:
         seed: int,
         on_text: Callable[[str], None] = lambda _: None,
         cancelled: Callable[[], bool] = lambda: False,
-        cache_prefix: str = "",
+        cache_prefixes: Sequence[str] = (),
     ) -> Generation:
         started = time.perf_counter()
         with self._lock:

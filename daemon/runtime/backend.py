@@ -74,10 +74,11 @@ class ModelBackend(Protocol):
         seed: int,
         on_text: Callable[[str], None] = ...,
         cancelled: Callable[[], bool] = ...,
-        cache_prefix: str = ...,
+        cache_prefixes: Sequence[str] = ...,
     ) -> Generation:
         """Text that follows the JSON `schema`, streamed piece by piece to `on_text`; a backend
-        may keep the evaluated `cache_prefix` (a start of `prompt` that later prompts share).
+        may keep the evaluated `cache_prefixes` (starts of `prompt`, shortest first, that later
+        prompts share).
 
         Stops at the end of generation ("stop"), after `max_tokens` ("length"), or at the first
         token after `cancelled()` turns true ("cancelled").

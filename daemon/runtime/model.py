@@ -192,11 +192,11 @@ class LlamaModel:
         seed: int,
         on_text: Callable[[str], None] = lambda _: None,
         cancelled: Callable[[], bool] = lambda: False,
-        cache_prefix: str = "",
+        cache_prefixes: Sequence[str] = (),
     ) -> Generation:
         """Generate text that matches the JSON `schema`, stopping at end of generation.
-        `cache_prefix`, a start of `prompt` that other prompts share, is kept evaluated on disk
-        for the next process."""
+        `cache_prefixes`, starts of `prompt` (shortest first) that other prompts share, are kept
+        evaluated on disk for later runs and other processes."""
         started = time.perf_counter()
         tokens = self._tokenize(prompt)
         room = self.context_size - len(tokens)
@@ -213,7 +213,7 @@ class LlamaModel:
         first_token_at = 0.0
         vocab = self._llm._model.vocab
         grammar = _grammar(json.dumps(schema))
-        evaluated = self._restore_prefix(tokens, cache_prefix)
+        evaluated = self._restore_prefixes(tokens, cache_prefixes)
         evaluated += evaluate_prompt(self._llm, tokens)
         for token in generate_constrained(self._llm, grammar, temperature, seed):
             first_token_at = first_token_at or time.perf_counter()
@@ -241,18 +241,26 @@ class LlamaModel:
             first_token_seconds=(first_token_at or time.perf_counter()) - started,
         )
 
-    def _restore_prefix(self, tokens: list[int], cache_prefix: str) -> int:
-        """Have the shared start of the prompt evaluated, from disk if another process did it;
-        returns how many tokens had to be evaluated."""
-        if self._states is None or not cache_prefix:
+    def _restore_prefixes(self, tokens: list[int], cache_prefixes: Sequence[str]) -> int:
+        """Have the shared starts of the prompt evaluated: from the longest one that the context
+        holds or the disk has, the longer ones evaluated on top of it and written to disk.
+        Returns how many tokens had to be evaluated."""
+        if self._states is None:
             return 0
-        stable = self._tokenize(cache_prefix)
-        if len(stable) >= len(tokens) or tokens[: len(stable)] != stable:
-            return 0  # the prompt does not start with it token for token: nothing safe to reuse
-        held = list(self._llm.input_ids[: self._llm.n_tokens])
-        if held[: len(stable)] != stable:
-            return self._states.evaluate(self._llm, stable)
-        return 0
+        starts = [self._tokenize(prefix) for prefix in cache_prefixes]
+        # A start the prompt does not begin with token for token is nothing safe to reuse.
+        starts = [start for start in starts if len(start) < len(tokens) and tokens[: len(start)] == start]
+        states = self._states
+        usable = [i for i, start in enumerate(starts) if self._holds(start) or states.stored(start)]
+        evaluated = 0
+        for start in starts[max(usable, default=0) :]:
+            if not self._holds(start):
+                evaluated += states.evaluate(self._llm, start)
+        return evaluated
+
+    def _holds(self, start: list[int]) -> bool:
+        """Whether the context's tokens begin with `start`."""
+        return list(self._llm.input_ids[: min(self._llm.n_tokens, len(start))]) == start
 
     def log_likelihoods(self, prefix: str, options: Sequence[str], continuation: str) -> list[float]:
         """log P(continuation | prefix + option) for each option, on a second context over the

@@ -1,11 +1,12 @@
 """Evaluated prompt prefixes kept on disk, so that a new daemon does not evaluate them again.
 
-The agent's prompts start with text that depends only on the tools on offer (instructions,
-tool descriptions, the router's few-shot requests). Evaluating it is most of a run's time on a
-small machine (about 3 ms a token on 2 cores), and every editor window, every `llama-agent run`
-and every restart would pay it again. Here the llama.cpp state of such a prefix (its KV cells,
-about 18 KiB a token for Gemma 3 270M) is written once to `<cache>/prompts/` and read back by
-the next process.
+The agent's prompts start with text that depends only on the tools on offer and the tool the
+router chose (instructions, tool descriptions, that tool's examples; the router's own few-shot
+requests). Evaluating it is most of a run's time on a small machine (about 8 ms a token on 2
+cores), and every editor window, every `llama-agent run` and every restart would pay it again.
+Here the llama.cpp state of such a prefix (its KV cells, about 13 KiB a token for Gemma 3 270M:
+13 MiB for a 1,000-token start) is written once to `<cache>/prompts/` and read back by the next
+run that starts the same way, in this process or another.
 
 Each file holds the tokens and the state, signed with the cache's key (as compiled tools are):
 a file that does not verify, or that llama.cpp refuses, is evaluated afresh and never used.
@@ -28,12 +29,13 @@ from typing import Any
 import llama_cpp
 
 from daemon.runtime.compile_cache import write_atomically
+from daemon.runtime.sampling import evaluate_prompt
 
 log = logging.getLogger(__name__)
 
 # Shorter prefixes are cheaper to evaluate than to read, sign and write.
 MIN_TOKENS = 128
-# Files kept; the least recently used go first.
+# Files kept (at most about 400 MiB for the embedded model); the least recently used go first.
 MAX_FILES = 32
 MAGIC = b"llama-agent prompt state 1\n"
 MAC_BYTES = 32
@@ -60,11 +62,14 @@ class PromptStates:
             return 0
         if len(tokens) >= MIN_TOKENS and self._restore(llm, tokens):
             return 0
-        llm.reset()
-        llm.eval(tokens)
+        evaluated = evaluate_prompt(llm, tokens)  # what the context holds of them is kept
         if len(tokens) >= MIN_TOKENS:
             self._save(llm, tokens)
-        return len(tokens)
+        return evaluated
+
+    def stored(self, tokens: list[int]) -> bool:
+        """Whether a state for exactly these tokens is on disk (verified only when read)."""
+        return len(tokens) >= MIN_TOKENS and self._path(tokens).is_file()
 
     def _path(self, tokens: list[int]) -> Path:
         digest = hashlib.sha256(self._identity + b"\0" + struct.pack(f"<{len(tokens)}i", *tokens))

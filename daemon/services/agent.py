@@ -24,6 +24,7 @@ from daemon.services.prompting import (
     chat_messages,
     completion_prefix,
     completion_prompt,
+    completion_start,
     parse_turn,
     turn_schema,
 )
@@ -223,9 +224,12 @@ class Agent:
             max_tokens=request.max_tokens,
             temperature=request.temperature,
             seed=self.models.settings.seed if request.seed is None else request.seed,
-            cache_prefix=completion_prefix(options.described, options.focus)
+            cache_prefixes=(
+                completion_prefix(options.described, options.focus),
+                completion_start(options.described, request.prompt, options.focus, options.after),
+            )
             if result.prompt_format == "completion"
-            else "",
+            else (),
         )
         result.prompt_tokens += generation.prompt_tokens
         result.completion_tokens += generation.completion_tokens

@@ -307,12 +307,20 @@ def completion_prompt(
     after: Tool | None = None,
 ) -> str:
     """A few-shot completion prompt for base models; it ends where the model's turn begins."""
-    _, by_request = _example_blocks(tools, focus, user_prompt, after)
-    parts = [_example_text(example) for example in by_request]
-    parts.append(f"User: {user_prompt}")
+    parts = [f"User: {user_prompt}"]
     for exchange in transcript:
         parts += [f"Assistant: {exchange.turn}", observation_text(exchange.observation, exchange.is_error)]
-    return completion_prefix(tools, focus) + "\n".join(parts) + "\nAssistant: "
+    return completion_start(tools, user_prompt, focus, after) + "\n".join(parts) + "\nAssistant: "
+
+
+def completion_start(
+    tools: Sequence[Tool], user_prompt: str, focus: Tool | None = None, after: Tool | None = None
+) -> str:
+    """Everything before the request: `completion_prefix`, then the examples. The request decides
+    only the examples' order, so most runs with these tools and this focus share all of it: worth
+    keeping evaluated too (on disk, one state a distinct start)."""
+    _, by_request = _example_blocks(tools, focus, user_prompt, after)
+    return completion_prefix(tools, focus) + "".join(f"{_example_text(example)}\n" for example in by_request)
 
 
 def completion_prefix(tools: Sequence[Tool], focus: Tool | None = None) -> str:

@@ -194,14 +194,14 @@ def test_a_shared_prompt_start_is_kept_on_disk_and_read_back_by_the_next_process
     # The reference evaluates the prefix, then the rest, as a restored prefix is followed: the
     # same batches, so any CPU must give the same text from a restored state.
     first = LlamaModel.load(default_model, settings, tmp_path)
-    evaluated = first.generate(prompt, answer_schema(), 12, 0.0, 0, cache_prefix=prefix)
+    evaluated = first.generate(prompt, answer_schema(), 12, 0.0, 0, cache_prefixes=[prefix])
     plain = evaluated.text
     assert evaluated.cached_tokens == 0
     states = sorted((tmp_path / "prompts").glob("*.state"))
     assert len(states) == 1 and first._states is not None and first._states.written == 1
 
     second = LlamaModel.load(default_model, settings, tmp_path)
-    restored = second.generate(prompt, answer_schema(), 12, 0.0, 0, cache_prefix=prefix)
+    restored = second.generate(prompt, answer_schema(), 12, 0.0, 0, cache_prefixes=[prefix])
     assert restored.text == plain
     assert second._states is not None and (second._states.restored, second._states.written) == (1, 0)
     assert restored.cached_tokens == second.count_tokens(prefix)  # read back, not evaluated
@@ -211,12 +211,12 @@ def test_a_shared_prompt_start_is_kept_on_disk_and_read_back_by_the_next_process
     data[len(data) // 2] ^= 0xFF
     states[0].write_bytes(bytes(data))
     third = LlamaModel.load(default_model, settings, tmp_path)
-    assert third.generate(prompt, answer_schema(), 12, 0.0, 0, cache_prefix=prefix).text == plain
+    assert third.generate(prompt, answer_schema(), 12, 0.0, 0, cache_prefixes=[prefix]).text == plain
     assert third._states is not None and (third._states.restored, third._states.written) == (0, 1)
 
     # Another context size is another identity: its own file.
     other = LlamaModel.load(default_model, ModelSettings(context_size=2048), tmp_path)
-    other.generate(prompt, answer_schema(), 12, 0.0, 0, cache_prefix=prefix)
+    other.generate(prompt, answer_schema(), 12, 0.0, 0, cache_prefixes=[prefix])
     assert len(list((tmp_path / "prompts").glob("*.state"))) == 2
 
 
@@ -231,12 +231,39 @@ def test_a_generation_reports_what_it_reused_and_when_its_first_token_came(model
     assert again.cached_tokens == again.prompt_tokens - 1
 
 
+def test_a_longer_start_not_on_disk_is_evaluated_on_top_of_a_shorter_one(
+    default_model: Path, tmp_path: Path
+) -> None:
+    settings = ModelSettings(context_size=1024)
+    shared = "Instructions that every prompt of this tool set starts with. " * 12 + "\n"
+    starts = [shared + f"Examples for the {tool} tool, in order. " * 4 + "\n" for tool in ("echo", "calc")]
+    prompts = [start + "User: Say yes.\nAssistant: " for start in starts]
+    model = LlamaModel.load(default_model, settings, tmp_path)
+    first = model.generate(prompts[0], answer_schema(), 4, 0.0, 0, cache_prefixes=[shared, starts[0]])
+    assert first.cached_tokens == 0
+    assert model._states is not None and model._states.written == 2  # both starts kept
+    # Another start, in the same context: the shared part is held, not evaluated again.
+    second = model.generate(prompts[1], answer_schema(), 4, 0.0, 0, cache_prefixes=[shared, starts[1]])
+    assert second.cached_tokens >= model.count_tokens(shared) - 1
+
+    # In another process: the echo start is read back whole; the calc one is not on disk
+    # any more, so it is evaluated on top of the shared part, which is.
+    (tmp_path / "prompts" / model._states._path(model._tokenize(starts[1])).name).unlink()
+    later = LlamaModel.load(default_model, settings, tmp_path)
+    again = later.generate(prompts[0], answer_schema(), 4, 0.0, 0, cache_prefixes=[shared, starts[0]])
+    assert again.cached_tokens == later.count_tokens(starts[0])
+    other = LlamaModel.load(default_model, settings, tmp_path)
+    calc = other.generate(prompts[1], answer_schema(), 4, 0.0, 0, cache_prefixes=[shared, starts[1]])
+    assert calc.cached_tokens == other.count_tokens(shared)
+    assert other._states is not None and (other._states.restored, other._states.written) == (1, 1)
+
+
 def test_a_cache_prefix_the_prompt_does_not_start_with_is_ignored(
     default_model: Path, tmp_path: Path
 ) -> None:
     model = LlamaModel.load(default_model, ModelSettings(context_size=1024), tmp_path)
     model.generate(
-        "User: Say yes.\nAssistant: ", answer_schema(), 4, 0.0, 0, cache_prefix="Something else " * 50
+        "User: Say yes.\nAssistant: ", answer_schema(), 4, 0.0, 0, cache_prefixes=["Something else " * 50]
     )
     assert not (tmp_path / "prompts").exists()
 

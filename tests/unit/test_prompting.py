@@ -21,6 +21,7 @@ from daemon.services.prompting import (
     chat_messages,
     completion_prefix,
     completion_prompt,
+    completion_start,
     examples_for,
     parse_turn,
     turn_schema,
@@ -232,6 +233,18 @@ def test_every_prompt_starts_with_the_prefix_its_tools_and_focus_share(
     for request in ("Say hi", "What is the weather in Oslo?"):
         assert completion_prompt(tools, request, [Exchange("{}", "r", False)], focus).startswith(prefix)
     assert request not in prefix
+
+
+@pytest.mark.parametrize(("tools", "focus"), [([SAY, SHOUT, WHISPER], SAY), ([SAY, SHOUT], None), ([], None)])
+def test_every_prompt_starts_with_everything_before_its_request(
+    tools: list[Tool], focus: Tool | None
+) -> None:
+    for request in ("Say hi", "What is the weather in Oslo?"):
+        start = completion_start(tools, request, focus)
+        assert start.startswith(completion_prefix(tools, focus))
+        prompt = completion_prompt(tools, request, [Exchange("{}", "r", False)], focus)
+        assert prompt.startswith(start)
+        assert prompt[len(start) :].startswith(f"User: {request}\n")
 
 
 REPEAT = make_tool(
