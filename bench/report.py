@@ -146,20 +146,8 @@ def _generation_section(generation: dict[str, Any]) -> list[str]:
         "| | threads | decode tokens/s | first token (median) | prompt evaluation |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for threads in sorted(raw, key=int):
-        row = raw[threads]
-        lines.append(
-            f"| raw, unconstrained | {threads} | {row['tokens_per_second']:.1f} | "
-            f"{_ms(row['first_token_ms'])} (prompt cached) | {row['prompt_tokens']:,} tokens from nothing: "
-            f"{_ms(row['prompt_eval_ms'])} ({row['prompt_tokens_per_second']:.0f} tokens/s) |"
-        )
-    for threads in sorted(agent, key=int):
-        row = agent[threads]
-        lines.append(
-            f"| agent/run | {threads} | {row['tokens_per_second']:.1f} | {_ms(row['first_token_ms'])} "
-            f"(routing {_ms(row['routing_ms'])}) | {row['cached_fraction'] * 100:.0f}% of prompt tokens "
-            f"reused; {_ms(row['prompt_ms'])} a run (median of {row['prompt_tokens']:,.0f} tokens) |"
-        )
+    lines += [_raw_row(threads, raw[threads]) for threads in sorted(raw, key=int)]
+    lines += [_agent_row(threads, agent[threads]) for threads in sorted(agent, key=int)]
     ratio = generation["tokens_per_second_ratio"]
     lines += [
         "",
@@ -170,6 +158,22 @@ def _generation_section(generation: dict[str, Any]) -> list[str]:
         + ".",
     ]
     return lines
+
+
+def _raw_row(threads: str, row: dict[str, Any]) -> str:
+    return (
+        f"| raw, unconstrained | {threads} | {row['tokens_per_second']:.1f} | "
+        f"{_ms(row['first_token_ms'])} (prompt cached) | {row['prompt_tokens']:,} tokens from nothing: "
+        f"{_ms(row['prompt_eval_ms'])} ({row['prompt_tokens_per_second']:.0f} tokens/s) |"
+    )
+
+
+def _agent_row(threads: str, row: dict[str, Any]) -> str:
+    return (
+        f"| agent/run | {threads} | {row['tokens_per_second']:.1f} | {_ms(row['first_token_ms'])} "
+        f"(routing {_ms(row['routing_ms'])}) | {row['cached_fraction'] * 100:.0f}% of prompt tokens "
+        f"reused; {_ms(row['prompt_ms'])} a run (median of {row['prompt_tokens']:,.0f} tokens) |"
+    )
 
 
 def _s(seconds: float) -> str:

@@ -56,8 +56,8 @@ class PromptStates:
 
     def evaluate(self, llm: Any, tokens: list[int]) -> int:
         """Leave exactly `tokens` evaluated in `llm` (sequence 0): from the context when it
-        holds them, else from disk, else by evaluating them and writing them to disk.
-        Returns how many tokens were evaluated (0 or all of them)."""
+        holds them, else from disk, else by evaluating what the context does not hold of them
+        and writing them to disk. Returns how many tokens were evaluated."""
         if _holds(llm, tokens):
             return 0
         if len(tokens) >= MIN_TOKENS and self._restore(llm, tokens):
