@@ -8,6 +8,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +47,8 @@ async def _timed(call: Any) -> float:
 
 
 async def daemon_round_trip(calls: int = CALLS, ready_instances: bool = True) -> list[float]:
-    with tempfile.TemporaryDirectory() as scratch:
-        daemon = await daemon_session(echo_tools_dir(Path(scratch)), ready_instances=ready_instances)
-        params = {"name": "echo", "arguments": {"value": VALUE}}
-        for _ in range(WARMUP):
-            await daemon.request("tools/invoke", params)
-        samples = [await _timed(daemon.request("tools/invoke", params)) for _ in range(calls)]
-        await daemon.shutdown_and_exit()
-    return samples
+    params = {"name": "echo", "arguments": {"value": VALUE}}
+    return await _sampled(lambda daemon: daemon.request("tools/invoke", params), calls, ready_instances)
 
 
 async def protocol_round_trip(calls: int = CALLS) -> list[float]:
@@ -67,11 +62,18 @@ async def protocol_round_trip(calls: int = CALLS) -> list[float]:
             return
         raise AssertionError("a tool that is not there was invoked")
 
+    return await _sampled(refused, calls)
+
+
+async def _sampled(
+    call: Callable[[DaemonSession], Awaitable[Any]], calls: int, ready_instances: bool = True
+) -> list[float]:
+    """Milliseconds per `call` on a daemon serving echo, after WARMUP calls."""
     with tempfile.TemporaryDirectory() as scratch:
-        daemon = await daemon_session(echo_tools_dir(Path(scratch)))
+        daemon = await daemon_session(echo_tools_dir(Path(scratch)), ready_instances=ready_instances)
         for _ in range(WARMUP):
-            await refused(daemon)
-        samples = [await _timed(refused(daemon)) for _ in range(calls)]
+            await call(daemon)
+        samples = [await _timed(call(daemon)) for _ in range(calls)]
         await daemon.shutdown_and_exit()
     return samples
 

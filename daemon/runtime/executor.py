@@ -46,6 +46,11 @@ class Sandbox:
     dirs: tuple[tuple[str, str, bool], ...] = ()
     env: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def writable(self) -> bool:
+        """Whether any granted directory may be written."""
+        return any(writable for _, _, writable in self.dirs)
+
 
 @dataclass(frozen=True)
 class Invocation:

@@ -96,7 +96,7 @@ class JobRunner:
     ) -> dict[str, Any]:
         sandbox = _sandbox(job, limits)
         ready = self._ready.pop(job["digest"], None)
-        if not any(writable for _, _, writable in sandbox.dirs):
+        if not sandbox.writable:
             outcome = self._executor.invoke(component, contract, job["arguments"], sandbox, ready)
             return {"kind": "done", **asdict(outcome)}
         with file_size_limit(limits.write_bytes), WriteQuota(limits.write_bytes, self):
@@ -110,7 +110,7 @@ class JobRunner:
         sandbox = _sandbox(job, Limits(**job["limits"]))
         # Not with a writable grant: what a guest writes while it starts would escape the call's
         # write quota, which is counted while the call runs.
-        if component is not None and READY_TOOLS and not any(writable for _, _, writable in sandbox.dirs):
+        if component is not None and READY_TOOLS and not sandbox.writable:
             ready = self._executor.prepare(component, sandbox)
             if ready is not None:
                 self._ready[job["digest"]] = ready

@@ -21,6 +21,7 @@ from typing import Any
 # Characters around a word that are punctuation of the sentence, not part of the word.
 SENTENCE_MARKS = "'\"`()[]{}<>,;:!?.\u201c\u201d\u2018\u2019"
 BRACKETS = {"(": ")", "[": "]", "{": "}"}
+BRACKET_CHARS = "".join(BRACKETS) + "".join(BRACKETS.values())
 # How alike (difflib's ratio) a value and a word must be to count as a near-copy.
 MIN_RATIO = 0.9
 MIN_LENGTH = 3
@@ -44,14 +45,14 @@ def snap_arguments(arguments: dict[str, Any], sources: Sequence[str]) -> dict[st
 def _with_brackets_back(value: str, sources: Sequence[str]) -> str:
     """The span of `sources` that `value` copies without its brackets, if there is exactly one
     (balanced, and with brackets in it); else `value`."""
-    if len(value) < MIN_LENGTH or any(char in value for char in "()[]{}"):
+    if len(value) < MIN_LENGTH or any(char in BRACKET_CHARS for char in value):
         return value
     spans = [span for source in sources for span in _bracketed_spans(value, source)]
     return spans[0] if len(spans) == 1 else value
 
 
 def _bracketed_spans(value: str, source: str) -> list[str]:
-    kept = [index for index, char in enumerate(source) if char not in "()[]{}"]
+    kept = [index for index, char in enumerate(source) if char not in BRACKET_CHARS]
     stripped = "".join(source[index] for index in kept)
     spans = []
     start = stripped.find(value)
