@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from daemon import __version__
 from daemon.config import BUNDLED_TOOLS_DIR, DaemonConfig, default_cache_dir
 from daemon.logs import configure_logging
-from daemon.runtime.backend import ModelLoader
+from daemon.runtime.backend import ModelLoader, RemoteSettings
 from daemon.services.agent import AgentRequest
 
 if TYPE_CHECKING:
@@ -38,14 +38,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def parse_command_line(argv: Sequence[str] | None) -> tuple[DaemonConfig, argparse.Namespace]:
     """The daemon's settings and the parsed command; exits with usage on bad arguments."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     trusted = tuple(args.trusted_tools_dir or ())
+    try:
+        model_path, hub_model, remote = _model_choice(args)
+    except ValueError as error:
+        parser.error(str(error))
     config = DaemonConfig(
         # The bundled tools unless some tools directory is named.
         tools_dirs=tuple(args.tools_dir or ([] if trusted else [BUNDLED_TOOLS_DIR])),
         trusted_tools_dirs=trusted,
         cache_dir=args.cache_dir,
-        model_path=args.model,
+        model_path=model_path,
+        hub_model=hub_model,
+        remote=remote,
         log_file=args.log_file,
         verbosity=args.verbose,
         tool_timeout_seconds=args.tool_timeout,
@@ -75,7 +82,44 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="like --tools-dir, and the grants its tools' policies ask for apply without asking; repeatable",
     )
-    common.add_argument("--model", type=Path, metavar="PATH", help="GGUF model file")
+    common.add_argument(
+        "--backend",
+        choices=["llama", "openai"],
+        default="llama",
+        help="llama: the model runs in the daemon (default); openai: an OpenAI-compatible server "
+        "runs it (llama-server, vLLM, Ollama, LM Studio; see docs/backends.md)",
+    )
+    common.add_argument(
+        "--model",
+        metavar="MODEL",
+        help="llama backend: a GGUF file, or a Hugging Face reference REPO:FILE.gguf downloaded once "
+        "into the cache (default: the embedded Gemma 3 270M); openai backend: the served model's "
+        "name (default: the server's only or first model)",
+    )
+    common.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="openai backend: the server's base URL, e.g. http://127.0.0.1:8080/v1",
+    )
+    common.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        help="openai backend: the environment variable that holds the server's API key",
+    )
+    common.add_argument(
+        "--max-concurrent-runs",
+        type=_at_least(1),
+        default=RemoteSettings.max_concurrent_runs,
+        metavar="N",
+        help="openai backend: agent runs in flight at once (default: %(default)s)",
+    )
+    common.add_argument(
+        "--request-timeout",
+        type=float,
+        default=RemoteSettings.timeout_seconds,
+        metavar="SECONDS",
+        help="openai backend: how long to wait for the server to connect or send more (default: %(default)s)",
+    )
     common.add_argument(
         "--cache-dir",
         type=Path,
@@ -204,6 +248,34 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _model_choice(args: argparse.Namespace) -> tuple[Path | None, str | None, RemoteSettings | None]:
+    """The model file, Hugging Face reference or server the options name; ValueError if they clash."""
+    if args.backend == "openai":
+        url = args.base_url or ""
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("--backend openai needs --base-url http(s)://HOST:PORT/v1")
+        if args.request_timeout <= 0:
+            raise ValueError("--request-timeout must be more than 0")
+        remote = RemoteSettings(
+            base_url=url.rstrip("/"),
+            model=args.model,
+            api_key_env=args.api_key_env,
+            max_concurrent_runs=args.max_concurrent_runs,
+            timeout_seconds=args.request_timeout,
+        )
+        return None, None, remote
+    if args.base_url or args.api_key_env:
+        raise ValueError("--base-url and --api-key-env are for --backend openai")
+    if args.model is None:
+        return None, None, None
+    from daemon.runtime.hub import parse_hub_reference
+
+    path = Path(args.model)
+    if not path.exists() and parse_hub_reference(args.model) is not None:
+        return None, args.model, None
+    return path, None, None
+
+
 def _at_least(low: int) -> Callable[[str], int]:
     """An argparse type: a whole number of at least `low`."""
 
@@ -286,6 +358,7 @@ def _run(config: DaemonConfig, args: argparse.Namespace) -> int:
         tool_choice=args.tool_choice,
     )
     core = _core(config)
+    core.models.show_download_bar = True
     events = ConsoleEvents(sys.stdout, sys.stderr)
     try:
         result = asyncio.run(core.agent.run(request, events))

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from daemon.runtime.backend import ModelSettings
+from daemon.runtime.backend import ModelSettings, RemoteSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # `make components` builds the bundled tools here.
@@ -37,6 +37,10 @@ class DaemonConfig:
     tools_dirs: tuple[Path, ...] = (BUNDLED_TOOLS_DIR,)
     cache_dir: Path = field(default_factory=default_cache_dir)
     model_path: Path | None = None
+    # A Hugging Face reference (REPO:FILE.gguf) instead of model_path: downloaded once into the cache.
+    hub_model: str | None = None
+    # Set: the model is behind this OpenAI-compatible server (the openai backend), not in-process.
+    remote: RemoteSettings | None = None
     log_file: Path | None = None
     verbosity: int = 0
     tool_timeout_seconds: float = 10.0
@@ -62,5 +66,10 @@ class DaemonConfig:
 
     def model_settings(self) -> ModelSettings:
         return ModelSettings(
-            path=self.model_path, context_size=self.context_size, threads=self.threads, seed=self.seed
+            path=self.model_path,
+            context_size=self.context_size,
+            threads=self.threads,
+            seed=self.seed,
+            hub_reference=self.hub_model,
+            remote=self.remote,
         )

@@ -57,4 +57,7 @@ def summary(result: AgentResult) -> str:
         # turn's end of generation is one more: as many passes as tokens counted.
         parts.append(f"{result.completion_tokens / timings.generation:.1f} tokens/s")
     parts.append(f"stop: {result.stop_reason}")
+    if result.model is not None:
+        where = f" at {result.model.base_url}" if result.model.base_url else ""
+        parts.append(f"model: {result.model.name} ({result.model.backend}{where})")
     return ", ".join(parts)

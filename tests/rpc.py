@@ -39,6 +39,7 @@ class DaemonSession:
         self.violations: list[str] = []
         self.parse_errors: list[dict[str, Any]] = []  # answers to frames that were not JSON
         self.stderr = bytearray()
+        self.initialize_result: Any = None
         self._ids = itertools.count(1)
         self._pending: dict[int | str, asyncio.Future[Any]] = {}
         self._notified = asyncio.Condition()
@@ -149,6 +150,7 @@ class DaemonSession:
 
     async def initialize(self, **params: Any) -> Any:
         result = await self.request("initialize", {"processId": os.getpid(), "capabilities": {}, **params})
+        self.initialize_result = result
         self.notify("initialized", {})
         return result
 

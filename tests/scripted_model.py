@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daemon.runtime.backend import Generation, ModelBackend, ModelError, ModelSettings, StopReason
+from daemon.runtime.backend import (
+    Generation,
+    ModelBackend,
+    ModelError,
+    ModelIdentity,
+    ModelSettings,
+    StopReason,
+)
 
 # What the model says once its script has run out.
 SCRIPT_ENDED = '{"answer": "(the script has ended)"}'
@@ -74,9 +81,14 @@ class ScriptedModel:
         def load(settings: ModelSettings, cache_dir: Path) -> ModelBackend:
             if settings.path is not None and not settings.path.exists():
                 raise ModelError(f"model file not found: {settings.path}")
+            self.path = settings.path or self.path
             return self
 
         return load
+
+    @property
+    def identity(self) -> ModelIdentity:
+        return ModelIdentity("llama", self.path.name, path=self.path)
 
     def format_chat(self, messages: list[dict[str, str]]) -> str:
         if self.chat_template is None:

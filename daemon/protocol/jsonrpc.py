@@ -279,6 +279,8 @@ class AgentProtocol(LanguageServerProtocol):
     def __init__(self, server: Any, converter: cattrs.Converter) -> None:
         super().__init__(server, converter)
         self.shut_down = False  # after `shutdown`: only `exit` is handled
+        # Said in `initialize` (experimental.llamaAgent): e.g. the model the daemon is set up with.
+        self.announced: dict[str, Any] = {}
 
     def structure_message(self, data: Any) -> Any:
         """The message object for `data`, or a RejectedMessage once a bad message is answered or logged.
@@ -383,6 +385,7 @@ class AgentProtocol(LanguageServerProtocol):
         # Only what the daemon does: pygls' defaults (document sync, workspace folders) would
         # have an editor that attaches servers by file type send the daemon every open file.
         self.server_capabilities = result.capabilities = types.ServerCapabilities(
-            position_encoding=result.capabilities.position_encoding, experimental=CUSTOM_CAPABILITIES
+            position_encoding=result.capabilities.position_encoding,
+            experimental={"llamaAgent": {**CUSTOM_CAPABILITIES["llamaAgent"], **self.announced}},
         )
         return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -32,6 +32,7 @@ from daemon.protocol.wire import (
     call_result_to_wire,
     change_to_wire,
     failure_to_wire,
+    model_to_wire,
     tool_to_wire,
 )
 from daemon.runtime.backend import ContextOverflow, ModelError, ModelLoader
@@ -99,25 +100,50 @@ class AgentServer(LanguageServer):
         self.config = config
         self._core = build_core(config, on_change=self._announce_threadsafe, model_loader=model_loader)
         self._prompts = Prompts(self._core.approvals)
+        self.protocol.announced["model"] = model_to_wire(config.model_settings().identity())
 
     async def preload_model(self) -> None:
         """Load the model in the background, as server-initiated progress if the client can show it."""
-        loading = self.models.start_loading()
         window = self.client_capabilities.window
         token = None
         if window is not None and window.work_done_progress:
             token = "llama-agent/model-load"
             await self.work_done_progress.create_async(token)
-            self.work_done_progress.begin(token, types.WorkDoneProgressBegin(title="Loading model"))
+            self.work_done_progress.begin(
+                token, types.WorkDoneProgressBegin(title="Loading model", percentage=0, cancellable=False)
+            )
+            self.models.on_download = self._download_reporter(token)
+        loading = self.models.start_loading()
         try:
             model = await asyncio.wrap_future(loading)
-            message = f"model {model.path} loaded"
+            identity = model.identity
+            where = f" at {identity.base_url}" if identity.base_url else ""
+            message = f"model {identity.path or identity.name} ({identity.backend}{where}) loaded"
             level = types.MessageType.Info
         except ModelError as error:
             message, level = f"model not loaded: {error}", types.MessageType.Error
         if token is not None:
             self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
         self.window_log_message(types.LogMessageParams(type=level, message=f"llama-agent: {message}"))
+
+    def _download_reporter(self, token: str) -> Callable[[int, int | None], None]:
+        """Reports a model download to `token`, from the model thread, at each whole percent."""
+        loop = asyncio.get_running_loop()
+        last: list[int | None] = [None]
+
+        def report(done: int, total: int | None) -> None:
+            percentage = min(100, done * 100 // total) if total else None
+            if percentage is not None and percentage == last[0]:
+                return
+            last[0] = percentage
+            progress = types.WorkDoneProgressReport(
+                message=f"downloading: {done / 2**20:.1f} MiB"
+                + (f" of {total / 2**20:.1f}" if total else ""),
+                percentage=percentage,
+            )
+            loop.call_soon_threadsafe(self.work_done_progress.report, token, progress)
+
+        return report
 
     def attach_loop(self) -> None:
         """Called on `initialize`: from now on tool changes are announced to the client."""

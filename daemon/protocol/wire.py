@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from daemon.runtime.backend import ModelIdentity
 from daemon.services.agent import AgentResult, RunTimings
 from daemon.services.approvals import PendingRequest, pending_message
 from daemon.services.toolbox import CallResult, LoadFailure, Tool, ToolSetChange
@@ -84,7 +85,12 @@ def agent_result_to_wire(result: AgentResult) -> JsonObject:
         "timings": timings_to_wire(result.timings),
         "stopReason": result.stop_reason,
         "promptFormat": result.prompt_format,
+        "model": model_to_wire(result.model) if result.model else None,
     }
+
+
+def model_to_wire(model: ModelIdentity) -> JsonObject:
+    return {"backend": model.backend, "name": model.name, "baseUrl": model.base_url}
 
 
 def timings_to_wire(timings: RunTimings) -> JsonObject:

@@ -1,7 +1,8 @@
-"""What the agent needs from a model, whatever runs it: the interface every backend implements.
+"""What the agent needs from a model, whatever runs it: the interfaces backends implement.
 
-The llama.cpp backend (`daemon.runtime.model`) is the real one; tests drive the agent loop
-with a scripted backend behind this same interface.
+Two kinds: a model in the daemon's process (`ModelBackend`: the llama.cpp backend in
+`daemon.runtime.model`, or a scripted one in tests), prompted with text the daemon formats; and
+a model behind a chat server (`ChatBackend`: `daemon.runtime.openai_backend`), sent messages.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 StopReason = Literal["stop", "length", "cancelled"]
+BackendKind = Literal["llama", "openai"]
+ChatMessage = dict[str, str]
 
 
 class ModelError(Exception):
@@ -30,11 +33,42 @@ class ContextOverflow(Exception):
 
 
 @dataclass(frozen=True)
+class RemoteSettings:
+    """An OpenAI-compatible chat-completions server (llama-server, vLLM, Ollama, LM Studio)."""
+
+    base_url: str  # up to and including /v1, as OpenAI's clients take it
+    model: str | None = None  # None: the server's only (or first) model
+    api_key_env: str | None = None  # the environment variable holding the key, never the key
+    max_concurrent_runs: int = 4  # a server batches: several runs may be in flight
+    timeout_seconds: float = 120.0  # connecting, and each wait for the next piece of a stream
+    retries: int = 3  # after a refused connection, a 429 or a 5xx, before any text arrived
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which backend and model answer: said in `initialize` (as configured) and each run's result."""
+
+    backend: BackendKind
+    name: str | None  # the GGUF's file name, its Hugging Face reference, or the served model's id
+    base_url: str | None = None
+    path: Path | None = None  # a local model's file (for logs: clients are told the name)
+
+
+@dataclass(frozen=True)
 class ModelSettings:
-    path: Path | None = None  # None: the embedded default model
+    path: Path | None = None  # None: the embedded default model (or `hub_reference`)
     context_size: int = 4096
     threads: int | None = None  # None: the usable cores, at most 4 (default_threads)
     seed: int = 0
+    hub_reference: str | None = None  # REPO:FILE.gguf, downloaded once into the cache
+    remote: RemoteSettings | None = None  # set: the openai backend, and the settings above are unused
+
+    def identity(self) -> ModelIdentity:
+        """The model as configured (a remote server's default model is known once connected)."""
+        if self.remote is not None:
+            return ModelIdentity("openai", self.remote.model, self.remote.base_url)
+        name = self.path.name if self.path else self.hub_reference
+        return ModelIdentity("llama", name)
 
 
 @dataclass(frozen=True)
@@ -51,10 +85,10 @@ class Generation:
 
 
 class ModelBackend(Protocol):
-    """One loaded model. Blocking and single-threaded: callers serialise its use."""
+    """One model loaded in the process. Blocking and single-threaded: callers serialise its use."""
 
     @property
-    def path(self) -> Path: ...
+    def identity(self) -> ModelIdentity: ...
 
     @property
     def chat_template(self) -> str | None:
@@ -87,6 +121,36 @@ class ModelBackend(Protocol):
 
 
 @runtime_checkable
+class ChatBackend(Protocol):
+    """A model behind a chat server: sent messages, it streams a turn back. Several turns may be
+    in flight at once (up to `max_concurrent_runs`); the server applies the chat template."""
+
+    @property
+    def identity(self) -> ModelIdentity: ...
+
+    @property
+    def max_concurrent_runs(self) -> int: ...
+
+    async def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        schema: dict[str, Any],
+        max_tokens: int,
+        temperature: float,
+        seed: int,
+        on_text: Callable[[str], None],
+        stop_when: Callable[[str], bool],
+    ) -> Generation:
+        """Like `ModelBackend.generate`, on the event loop: each piece goes to `on_text`, and the
+        turn stops ("cancelled") once `stop_when` says so; cancelling the task closes the stream.
+        Raises ModelError when the server cannot give a turn that follows `schema`."""
+        ...
+
+
+AnyBackend = ModelBackend | ChatBackend
+
+
+@runtime_checkable
 class LikelihoodScorer(Protocol):
     """A backend that can say how likely a text is: the agent then routes requests to tools by
     likelihood (daemon.services.routing). Backends without it let the model choose in its turn."""
@@ -97,4 +161,4 @@ class LikelihoodScorer(Protocol):
 
 
 # Loads the model `settings` name (or the default one, using the cache directory).
-ModelLoader = Callable[[ModelSettings, Path], ModelBackend]
+ModelLoader = Callable[[ModelSettings, Path], AnyBackend]

@@ -17,7 +17,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from daemon.runtime.backend import ContextOverflow, Generation, ModelError, ModelSettings, StopReason
+from daemon.runtime.backend import (
+    ContextOverflow,
+    Generation,
+    ModelError,
+    ModelIdentity,
+    ModelSettings,
+    StopReason,
+)
 
 if TYPE_CHECKING:
     from daemon.runtime.prompt_states import PromptStates
@@ -153,6 +160,10 @@ class LlamaModel:
         return PromptStates(
             self._cache_dir / "prompts", signing_key(self._cache_dir), self.path, context_size
         )
+
+    @property
+    def identity(self) -> ModelIdentity:
+        return ModelIdentity("llama", self.path.name, path=self.path)
 
     @property
     def chat_template(self) -> str | None:

@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal, Protocol
 
-from daemon.runtime.backend import Generation, LikelihoodScorer, ModelBackend
+from daemon.runtime.backend import (
+    AnyBackend,
+    ChatBackend,
+    ChatMessage,
+    Generation,
+    LikelihoodScorer,
+    ModelIdentity,
+)
 from daemon.runtime.schema import ArgumentError
 from daemon.services import routing
 from daemon.services.model_service import ModelService
@@ -40,7 +47,9 @@ log = logging.getLogger(__name__)
 # turn was cut at maxTokens. repetition: a turn ran away repeating itself and was cut.
 # invalidTurn: a turn that is neither a call nor an answer (the grammar should prevent it).
 StopReason = Literal["answer", "maxSteps", "maxTokens", "repetition", "invalidTurn"]
-PromptFormat = Literal["completion", "chatTemplate"]
+# completion: a base model's text prompt; chatTemplate: the GGUF's template applied here; chat: a
+# server sent the messages (it applies the template).
+PromptFormat = Literal["completion", "chatTemplate", "chat"]
 # Besides these, a tool choice may be a tool's name: the first turn must call that tool.
 TOOL_CHOICES = ("auto", "required", "none")
 
@@ -114,6 +123,7 @@ class AgentResult:
     stop_reason: StopReason = "answer"
     prompt_format: PromptFormat = "completion"
     timings: RunTimings = field(default_factory=RunTimings)
+    model: ModelIdentity | None = None  # which backend and model answered
 
 
 # Asked before a call runs, with the tool and the arguments; False: the call is not run. (The ACP
@@ -162,12 +172,13 @@ class Agent:
         model = await self.models.model()
         result = AgentResult(
             answer="",
-            prompt_format="completion" if model.chat_template is None else "chatTemplate",
+            prompt_format=prompt_format(model),
             timings=RunTimings(started=started),
+            model=model.identity,
         )
         transcript: list[Exchange] = []
         repeated: set[str] = set()  # tools called again with the same arguments: not offered again
-        async with self.models.exclusive():
+        async with self.models.exclusive(model):
             routing_started = time.perf_counter()
             route = await self._route(model, request, tools)
             result.timings.routing = time.perf_counter() - routing_started
@@ -203,7 +214,7 @@ class Agent:
 
     async def _turn(
         self,
-        model: ModelBackend,
+        model: AnyBackend,
         request: AgentRequest,
         options: TurnOptions,
         result: AgentResult,
@@ -261,7 +272,7 @@ class Agent:
             return AgentStep(turn.tool, arguments, DECLINED, True), False
         return await self._call(turn.tool, arguments), False
 
-    async def _route(self, model: ModelBackend, request: AgentRequest, tools: list[Tool]) -> Route | None:
+    async def _route(self, model: AnyBackend, request: AgentRequest, tools: list[Tool]) -> Route | None:
         """The router's plan, when the backend can score and the request leaves the choice to
         the model; None: the model chooses in its turns."""
         if not isinstance(model, LikelihoodScorer) or request.tool_choice not in ("auto", "required"):
@@ -280,17 +291,18 @@ class Agent:
 
     @staticmethod
     def _prompt(
-        model: ModelBackend,
+        model: AnyBackend,
         prompt_format: PromptFormat,
         options: TurnOptions,
         user_prompt: str,
         transcript: list[Exchange],
-    ) -> str:
+    ) -> str | list[ChatMessage]:
         if prompt_format == "completion":
             return completion_prompt(options.described, user_prompt, transcript, options.focus, options.after)
-        return model.format_chat(
-            chat_messages(options.described, user_prompt, transcript, options.focus, options.after)
-        )
+        messages = chat_messages(options.described, user_prompt, transcript, options.focus, options.after)
+        if isinstance(model, ChatBackend):
+            return messages
+        return model.format_chat(messages)
 
     async def _call(self, tool: str, arguments: dict[str, Any]) -> AgentStep:
         """Run a tool call; every failure becomes an observation for the model."""
@@ -300,6 +312,12 @@ class Agent:
             # The grammar should make this impossible; validate anyway.
             return AgentStep(tool, arguments, str(error), True)
         return AgentStep(tool, arguments, "\n".join(called.texts()), called.invocation.is_error)
+
+
+def prompt_format(model: AnyBackend) -> PromptFormat:
+    if isinstance(model, ChatBackend):
+        return "chat"
+    return "completion" if model.chat_template is None else "chatTemplate"
 
 
 def check_tool_choice(choice: str, tools: Sequence[Tool]) -> None:

@@ -1,6 +1,8 @@
-"""One model, loaded once off the event loop, used by one run at a time, in arrival order.
+"""One model, loaded once off the event loop, used by its runs in arrival order.
 
-The backend is the llama.cpp one unless the composition root passes another `ModelLoader`.
+The backend is the llama.cpp one (one run at a time), or with remote settings the openai one
+(up to its `max_concurrent_runs` at once), unless the composition root passes another
+`ModelLoader`. A model named by a Hugging Face reference is downloaded first.
 """
 
 from __future__ import annotations
@@ -11,19 +13,23 @@ import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from daemon.runtime.backend import (
+    AnyBackend,
+    ChatBackend,
+    ChatMessage,
     Generation,
     LikelihoodScorer,
-    ModelBackend,
     ModelError,
     ModelLoader,
     ModelSettings,
 )
 from daemon.runtime.model import load_llama
+from daemon.runtime.openai_backend import connect_openai
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +38,18 @@ class ModelService:
     def __init__(self, settings: ModelSettings, cache_dir: Path, loader: ModelLoader | None = None) -> None:
         self.settings = settings
         self._cache_dir = cache_dir
-        self._loader = loader or load_llama
+        self._loader = loader or (connect_openai if settings.remote else load_llama)
         # One thread: llama.cpp contexts are not to be used from two threads at once.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
-        self._loading: Future[ModelBackend] | None = None
+        self._loading: Future[AnyBackend] | None = None
         self._load_lock = threading.Lock()
-        self._turns: asyncio.Lock | None = None
+        self._turns: asyncio.Semaphore | None = None
+        # Told of a Hugging Face download's progress (on the model thread); show_download_bar:
+        # a bar on stderr too (the command line; a daemon's stderr is its log).
+        self.on_download: Callable[[int, int | None], None] | None = None
+        self.show_download_bar = False
 
-    def start_loading(self) -> Future[ModelBackend]:
+    def start_loading(self) -> Future[AnyBackend]:
         """Load in the background (once; again after a failure, in case the file was fixed)."""
         with self._load_lock:
             failed = self._loading is not None and self._loading.done() and self._loading.exception()
@@ -51,40 +61,68 @@ class ModelService:
     def loaded(self) -> bool:
         return self._loading is not None and self._loading.done() and not self._loading.exception()
 
-    def _load(self) -> ModelBackend:
+    def _load(self) -> AnyBackend:
         try:
-            return self._loader(self.settings, self._cache_dir)
+            return self._loader(self._downloaded(self.settings), self._cache_dir)
         except ModelError as error:
             log.error("%s", error)
             raise
 
-    async def model(self) -> ModelBackend:
+    def _downloaded(self, settings: ModelSettings) -> ModelSettings:
+        """`settings` with a Hugging Face reference replaced by the file's path in the cache."""
+        if settings.hub_reference is None or settings.remote is not None:
+            return settings
+        # Imported here: huggingface_hub takes a quarter of a second to import.
+        from daemon.runtime.hub import fetch_model, parse_hub_reference
+
+        reference = parse_hub_reference(settings.hub_reference)
+        if reference is None:
+            raise ModelError(f"not a Hugging Face reference (REPO:FILE.gguf): {settings.hub_reference}")
+        path = fetch_model(
+            reference, self._cache_dir, on_progress=self.on_download, show_bar=self.show_download_bar
+        )
+        return replace(settings, path=path, hub_reference=None)
+
+    async def model(self) -> AnyBackend:
         """The loaded model; raises ModelError saying why it cannot be had."""
         return await asyncio.wrap_future(self.start_loading())
 
     @asynccontextmanager
-    async def exclusive(self) -> AsyncIterator[None]:
-        """Hold the model for a whole run; asyncio.Lock is fair, so runs go in arrival order."""
+    async def exclusive(self, model: AnyBackend) -> AsyncIterator[None]:
+        """Hold a share of the model for a whole run: all of a local model, one of a server's
+        `max_concurrent_runs`. asyncio's semaphore is fair, so runs go in arrival order."""
         if self._turns is None:
-            self._turns = asyncio.Lock()
+            limit = model.max_concurrent_runs if isinstance(model, ChatBackend) else 1
+            self._turns = asyncio.Semaphore(limit)
         async with self._turns:
             yield
 
     async def generate(
         self,
-        model: ModelBackend,
+        model: AnyBackend,
         on_text: Callable[[str], None],
         cancel: threading.Event,
         stop_when: Callable[[str], bool] = lambda _: False,
+        *,
+        prompt: str | Sequence[ChatMessage],
+        cache_prefixes: Sequence[str] = (),
         **options: Any,
     ) -> Generation:
-        """Run one grammar-constrained generation on the model thread.
+        """Run one grammar-constrained generation: on the model thread for a local model, over
+        HTTP for a server (which is sent messages; a local model, text).
 
         `on_text` is called on the event loop. If the awaiting task is cancelled, the
-        generation stops at its next token and the model is free for the next run.
-        `stop_when` sees each piece on the model thread, so that a stop it asks for takes
-        effect at the very next token: it sets `cancel`.
+        generation stops at its next token (a server's stream is closed) and the model is free
+        for the next run. `stop_when` sees each piece on the model thread, so that a stop it asks
+        for takes effect at the very next token: it sets `cancel`.
         """
+        if isinstance(model, ChatBackend):
+            if isinstance(prompt, str):
+                raise TypeError("a chat server is sent messages, not a prompt text")
+            return await model.chat(prompt, on_text=on_text, stop_when=stop_when, **options)
+        if not isinstance(prompt, str):
+            raise TypeError("a local model is sent its prompt text")
+        options.update(prompt=prompt, cache_prefixes=cache_prefixes)
         loop = asyncio.get_running_loop()
 
         def relay(piece: str) -> None:

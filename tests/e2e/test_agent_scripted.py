@@ -71,6 +71,7 @@ async def test_results_and_progress_follow_the_models_turns_exactly(
         "timings": result["timings"],
         "stopReason": "answer",
         "promptFormat": "completion",
+        "model": {"backend": "llama", "name": "scripted.gguf", "baseUrl": None},
     }
     requests = recorded(log)
     assert result["usage"]["completionTokens"] == sum(r["pieces"] for r in requests)
