@@ -1,6 +1,7 @@
-// Short texts about tools, shared by the quick pick and the Tools view. No `vscode` import here.
+// Short texts about tools and models, shared by the quick pick, the Tools view and the channels.
+// No `vscode` import here.
 
-import type { Grants, LoadFailure, ToolInfo } from './protocol';
+import type { ConfiguredModel, Grants, LoadFailure, RunModel, ToolInfo } from './protocol';
 
 export function formatBytes(bytes: number): string {
     const units = ['B', 'KiB', 'MiB', 'GiB'];
@@ -54,4 +55,14 @@ export function basename(file: string): string {
 /** The quick pick row of a file that failed to load. */
 export function failureRow(failure: LoadFailure): { label: string; description: string; detail: string } {
     return { label: `$(error) ${basename(failure.path)}`, description: failure.path, detail: failure.error };
+}
+
+/**
+ * A model and where it runs: `NAME (llama)`, `NAME (openai at URL)`. A model without a name (the
+ * daemon's configuration when `--model` was not given) is the backend's default.
+ */
+export function describeModel(model: RunModel | ConfiguredModel): string {
+    const name = model.name || (model.backend === 'openai' ? "the server's only model" : 'the embedded model');
+    const where = model.baseUrl ? `${model.backend} at ${model.baseUrl}` : model.backend;
+    return `${name} (${where})`;
 }

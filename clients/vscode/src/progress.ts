@@ -1,7 +1,8 @@
 // Turns an agent run's `$/progress` values into the text of the "Llama Agent: Runs" channel
 // and the one-line message of the progress notification. No `vscode` import here.
 
-import type { AgentRunResult, RunProgressValue } from './protocol';
+import { describeModel } from './format';
+import { AgentRunResult, modelInfo, RunProgressValue } from './protocol';
 
 const NOTIFICATION_LIMIT = 120;
 
@@ -56,10 +57,15 @@ export class RunFormatter {
         }
     }
 
-    /** The closing lines of a finished run. */
+    /** The closing lines of a finished run: the answer, the stop reason and usage, and which model answered. */
     formatResult(result: AgentRunResult): string {
         const usage = `${result.usage.promptTokens} prompt + ${result.usage.completionTokens} completion tokens`;
-        return this.line(`Answer: ${result.answer}`) + `(${result.stopReason}; ${result.steps.length} tool call(s); ${usage})\n`;
+        const model = modelInfo(result.model);
+        return (
+            this.line(`Answer: ${result.answer}`) +
+            `(${result.stopReason}; ${result.steps.length} tool call(s); ${usage})\n` +
+            (model ? `model: ${describeModel(model)}\n` : '')
+        );
     }
 
     private line(text: string): string {

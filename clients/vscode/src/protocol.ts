@@ -107,6 +107,36 @@ export interface AgentRunResult {
     timings?: AgentRunTimings;
     stopReason: 'answer' | 'maxSteps' | 'maxTokens' | string;
     promptFormat?: string;
+    /** Which backend and model answered (older daemons leave it out). */
+    model?: RunModel;
+}
+
+/** `llama`: the daemon's in-process llama.cpp model; `openai`: an OpenAI-compatible server. */
+export type ModelBackend = 'llama' | 'openai';
+
+/** The `model` of an agent/run result: the backend and model that answered. */
+export interface RunModel {
+    backend: ModelBackend | string;
+    name: string;
+    /** The server's base URL (openai backend); null for llama. */
+    baseUrl: string | null;
+}
+
+/** `capabilities.experimental.llamaAgent.model` of initialize: what the daemon was configured with. */
+export interface ConfiguredModel {
+    backend: ModelBackend | string;
+    /** null: the default (llama: the embedded model; openai: the server's only model). */
+    name: string | null;
+    baseUrl: string | null;
+}
+
+/** `capabilities.experimental.llamaAgent` of the initialize result. */
+export interface LlamaAgentCapabilities {
+    methods?: string[];
+    notifications?: string[];
+    /** Older daemons leave it out. */
+    model?: ConfiguredModel;
+    [key: string]: unknown;
 }
 
 /** Where a run's time went, in milliseconds (older daemons leave it out). */
@@ -210,6 +240,18 @@ export function resultText(result: ToolsInvokeResult): string {
         .filter((part) => part.type === 'text')
         .map((part) => part.text)
         .join('\n');
+}
+
+/** A `model` object of initialize or agent/run, checked; undefined when absent or malformed (older daemons). */
+export function modelInfo(value: unknown): ConfiguredModel | undefined {
+    if (typeof value !== 'object' || value === null) {
+        return undefined;
+    }
+    const { backend, name, baseUrl } = value as { [key: string]: unknown };
+    if (typeof backend !== 'string' || !(name == null || typeof name === 'string') || !(baseUrl == null || typeof baseUrl === 'string')) {
+        return undefined;
+    }
+    return { backend, name: name ?? null, baseUrl: baseUrl ?? null };
 }
 
 export function isCancelled(error: unknown): boolean {

@@ -15,10 +15,12 @@ import {
     RevealOutputChannelOn,
     State,
 } from 'vscode-languageclient/node';
+import { describeModel } from '../format';
+import { LlamaAgentCapabilities, modelInfo } from '../protocol';
 import { CLIENT_ID, CLIENT_NAME, SERVER_SCRIPT } from './constants';
 import { daemonLogSink, traceError, traceInfo, traceWarn } from './logging';
 import { getInterpreterPath } from './python';
-import { AgentSettings, daemonArgs, readSettings, resolvePath } from './settings';
+import { AgentSettings, daemonArgs, readSettings, resolvePath, settingsError, settingsWarnings } from './settings';
 import {
     executeCommand,
     getWorkspaceFolders,
@@ -180,6 +182,11 @@ export function createClient(server: ServerCommand, settings: AgentSettings, log
     return new LanguageClient(CLIENT_ID, CLIENT_NAME, run, clientOptions);
 }
 
+/** What Open Settings searches for after an error about finding or starting the daemon. */
+export const SETTINGS_FOR_SERVER = 'llamaAgent.server';
+/** ...and after an error about the model backend's settings. */
+export const SETTINGS_FOR_BACKEND = 'llamaAgent.remote';
+
 type Listener = (client: LanguageClient | undefined) => void;
 
 /** Owns the daemon: starts it on demand, restarts it, tells listeners when it comes and goes. */
@@ -261,6 +268,16 @@ export class DaemonManager implements Disposable {
 
     private async start(): Promise<LanguageClient | undefined> {
         const settings = readSettings();
+        const problem = settingsError(settings);
+        if (problem) {
+            traceError(problem);
+            void this.offerFix(problem, SETTINGS_FOR_BACKEND);
+            return undefined;
+        }
+        for (const warning of settingsWarnings(settings)) {
+            traceWarn(warning);
+            void showWarningMessage(warning);
+        }
         const discovery = await discoverServer(settings, this.deps);
         if (!discovery.ok) {
             traceError(discovery.message);
@@ -285,13 +302,19 @@ export class DaemonManager implements Disposable {
             }
             return undefined;
         }
-        const capabilities = client.initializeResult?.capabilities?.experimental as { llamaAgent?: unknown } | undefined;
+        const capabilities = client.initializeResult?.capabilities?.experimental as
+            | { llamaAgent?: LlamaAgentCapabilities }
+            | undefined;
         if (!capabilities?.llamaAgent) {
             const warning = `Llama Agent: ${server.command} answered initialize without capabilities.experimental.llamaAgent: is it llama-agent?`;
             traceWarn(warning);
             void showWarningMessage(warning);
         } else {
             traceInfo(`Daemon ready: ${JSON.stringify(capabilities.llamaAgent)}`);
+            const model = modelInfo(capabilities.llamaAgent.model);
+            if (model) {
+                traceInfo(`Daemon model: ${describeModel(model)}`);
+            }
         }
         this.client = client;
         this.stateListener = client.onDidChangeState((event) => {
@@ -305,10 +328,10 @@ export class DaemonManager implements Disposable {
         return client;
     }
 
-    private async offerFix(message: string): Promise<void> {
+    private async offerFix(message: string, settingsQuery = SETTINGS_FOR_SERVER): Promise<void> {
         const choice = await showErrorMessage(message, 'Open Settings', 'Show Log');
         if (choice === 'Open Settings') {
-            await executeCommand('workbench.action.openSettings', 'llamaAgent.server');
+            await executeCommand('workbench.action.openSettings', settingsQuery);
         } else if (choice === 'Show Log') {
             this.logChannel.show();
         }

@@ -98,6 +98,8 @@ describe('llama-agent serve over stdio', () => {
         const custom = result.capabilities.experimental?.llamaAgent;
         assert.deepEqual([...custom.methods].sort(), ['agent/run', 'tools/invoke', 'tools/list']);
         assert.deepEqual(custom.notifications, ['tools/didChange']);
+        // The embedded model, in the daemon's process (no --model given).
+        assert.deepEqual(custom.model, { backend: 'llama', name: null, baseUrl: null });
         await connection.sendNotification('initialized', {});
     });
 
@@ -169,6 +171,8 @@ describe('llama-agent serve over stdio', () => {
         assert.equal(first.isError, false);
         assert.ok(['answer', 'maxSteps', 'maxTokens'].includes(result.stopReason), result.stopReason);
         assert.ok(result.usage.promptTokens > 0 && result.usage.completionTokens > 0);
+        assert.equal(result.model?.backend, 'llama');
+        assert.match(result.model?.name ?? '', /\.gguf$/);
 
         assert.equal(values[0]?.kind, 'begin');
         assert.equal(values[values.length - 1]?.kind, 'end');

@@ -97,6 +97,18 @@ describe('Run Agent…', () => {
         expect(window.showInformationMessage).toHaveBeenCalledWith('Answer: Something to echo (1 tool call: echo)');
     });
 
+    test('the Runs channel says which backend and model answered', async () => {
+        const model = { backend: 'openai', name: 'qwen3-4b', baseUrl: 'http://127.0.0.1:8080/v1' };
+        const { connection } = fakeConnection({ 'agent/run': async () => ({ ...ANSWER, steps: [], model }) });
+        const { ctx, runs } = context(connection);
+        await expect(runAgentCommand(ctx, 'hi')).resolves.toMatchObject({ model });
+        expect(written(runs)).toBe(
+            'Answer: Something to echo\n' +
+                '(answer; 0 tool call(s); 10 prompt + 5 completion tokens)\n' +
+                'model: qwen3-4b (openai at http://127.0.0.1:8080/v1)\n',
+        );
+    });
+
     test('Cancel: the daemon answers -32800 and the run is reported cancelled, not failed', async () => {
         const { connection } = fakeConnection({
             'agent/run': async () => {

@@ -1,3 +1,4 @@
+import { describeModel } from '../../src/format';
 import { answerMessage, notificationMessage, RunFormatter } from '../../src/progress';
 import type { AgentRunResult, RunProgressValue } from '../../src/protocol';
 
@@ -46,6 +47,26 @@ describe('RunFormatter', () => {
         );
     });
 
+    test('ends with the model that answered, when the daemon says', () => {
+        const remote = new RunFormatter().formatResult({
+            ...RESULT,
+            model: { backend: 'openai', name: 'qwen3-4b', baseUrl: 'http://127.0.0.1:8080/v1' },
+        });
+        expect(remote).toBe(
+            'Answer: Something to echo\n' +
+                '(answer; 1 tool call(s); 459 prompt + 27 completion tokens)\n' +
+                'model: qwen3-4b (openai at http://127.0.0.1:8080/v1)\n',
+        );
+        const local = new RunFormatter().formatResult({
+            ...RESULT,
+            model: { backend: 'llama', name: 'gemma-3-270m-it-Q8_0.gguf', baseUrl: null },
+        });
+        expect(local.split('\n').slice(-2)).toEqual(['model: gemma-3-270m-it-Q8_0.gguf (llama)', '']);
+        // An older daemon, or a malformed model: no model line.
+        expect(new RunFormatter().formatResult(RESULT)).not.toContain('model:');
+        expect(new RunFormatter().formatResult({ ...RESULT, model: { backend: 1 } as never })).not.toContain('model:');
+    });
+
     test('marks failed tool results and falls back to the LSP message for unknown events', () => {
         const formatter = new RunFormatter();
         expect(
@@ -87,6 +108,22 @@ describe('notification texts', () => {
         expect(answerMessage(RESULT)).toBe('Answer: Something to echo (1 tool call: echo)');
         expect(answerMessage({ ...RESULT, steps: [], stopReason: 'maxTokens' })).toBe(
             'Answer: Something to echo (no tool calls) (stopped: maxTokens)',
+        );
+    });
+});
+
+describe('describeModel', () => {
+    test('a run\'s model: its name and backend, and the server of a remote one', () => {
+        expect(describeModel({ backend: 'openai', name: 'gpt-4o-mini', baseUrl: 'https://api.openai.com/v1' })).toBe(
+            'gpt-4o-mini (openai at https://api.openai.com/v1)',
+        );
+        expect(describeModel({ backend: 'llama', name: 'Qwen3-4B-Q4_K_M.gguf', baseUrl: null })).toBe('Qwen3-4B-Q4_K_M.gguf (llama)');
+    });
+
+    test('the daemon\'s configuration without --model: the backend\'s default', () => {
+        expect(describeModel({ backend: 'llama', name: null, baseUrl: null })).toBe('the embedded model (llama)');
+        expect(describeModel({ backend: 'openai', name: null, baseUrl: 'http://127.0.0.1:8080/v1' })).toBe(
+            "the server's only model (openai at http://127.0.0.1:8080/v1)",
         );
     });
 });

@@ -7,11 +7,20 @@ jest.mock('vscode-languageclient/node', () => ({
     RevealOutputChannelOn: { Never: 4 },
     State: { Stopped: 1, Starting: 3, Running: 2 },
 }));
+import { registerLogger } from '../../src/common/logging';
 import { getInterpreterPath } from '../../src/common/python';
 import { DaemonManager, discoverServer, DiscoveryDeps, FIX_HINT } from '../../src/common/server';
-import { AgentSettings, daemonArgs, readSettings } from '../../src/common/settings';
+import { AgentSettings, daemonArgs, DEFAULT_REMOTE, readSettings } from '../../src/common/settings';
 
-const SETTINGS: AgentSettings = { serverCommand: '', serverArgs: ['serve'], modelPath: '', toolsDirs: [], maxSteps: 5 };
+const SETTINGS: AgentSettings = {
+    serverCommand: '',
+    serverArgs: ['serve'],
+    backend: 'llama',
+    modelPath: '',
+    remote: DEFAULT_REMOTE,
+    toolsDirs: [],
+    maxSteps: 5,
+};
 
 /** Fake file system and PATH: `executables` are the files that exist and may be run. */
 function deps(options: { executables?: string[]; python?: string; moduleRuns?: boolean; onPath?: Record<string, string> }) {
@@ -119,7 +128,9 @@ describe('settings', () => {
         expect(readSettings()).toEqual({
             serverCommand: '/x/llama-agent',
             serverArgs: ['serve'],
+            backend: 'llama',
             modelPath: '',
+            remote: { baseUrl: '', model: '', apiKeyEnv: '', maxConcurrentRuns: 4 },
             toolsDirs: ['a', 'b'],
             maxSteps: 5,
         });
@@ -178,6 +189,7 @@ describe('the Python extension', () => {
 
 describe('DaemonManager', () => {
     const log = { info: jest.fn(), warn: jest.fn(), error: jest.fn(), debug: jest.fn(), trace: jest.fn(), show: jest.fn() };
+    registerLogger(log as never);
     beforeEach(() => {
         (workspace.getConfiguration as jest.Mock).mockReturnValue({ get: () => undefined });
     });
@@ -246,6 +258,45 @@ describe('DaemonManager', () => {
         expect(clients[0].stop).toHaveBeenCalled();
         expect(restarted).toBe(clients[1]);
         expect(seen).toEqual([clients[0], undefined, clients[1]]);
+    });
+
+    test('openai backend without a base URL: an error naming the setting, no daemon started, Open Settings shows the remote settings', async () => {
+        (workspace.getConfiguration as jest.Mock).mockReturnValue({
+            get: (key: string) => ({ backend: 'openai', 'remote.model': 'm' } as Record<string, unknown>)[key],
+        });
+        (window.showErrorMessage as jest.Mock).mockResolvedValue('Open Settings');
+        const { d, calls } = deps({ onPath: { 'llama-agent': '/usr/bin/llama-agent' } });
+        const makeClient = jest.fn();
+        const manager = new DaemonManager(log as never, d, makeClient);
+        await expect(manager.ensureClient()).resolves.toBeUndefined();
+        expect(makeClient).not.toHaveBeenCalled();
+        expect(calls).toEqual([]);
+        expect(window.showErrorMessage).toHaveBeenCalledWith(
+            expect.stringContaining('"llamaAgent.backend" is "openai", but "llamaAgent.remote.baseUrl" is empty'),
+            'Open Settings',
+            'Show Log',
+        );
+        expect(log.error).toHaveBeenCalledWith(expect.stringContaining('"llamaAgent.remote.baseUrl" is empty'));
+        await new Promise((r) => setImmediate(r));
+        expect(commands.executeCommand).toHaveBeenCalledWith('workbench.action.openSettings', 'llamaAgent.remote');
+    });
+
+    test('openai backend: the daemon is started with its flags, and the model of initialize is logged', async () => {
+        (workspace.getConfiguration as jest.Mock).mockReturnValue({
+            get: (key: string) =>
+                ({ backend: 'openai', 'remote.baseUrl': 'http://127.0.0.1:8080/v1', modelPath: '/m.gguf' } as Record<string, unknown>)[key],
+        });
+        const { d } = deps({ onPath: { 'llama-agent': '/usr/bin/llama-agent' } });
+        const model = { backend: 'openai', name: null, baseUrl: 'http://127.0.0.1:8080/v1' };
+        const makeClient = jest.fn(() => fakeClient(async () => undefined, { llamaAgent: { methods: [], model } }));
+        const manager = new DaemonManager(log as never, d, makeClient as never);
+        await manager.ensureClient();
+        expect(log.info).toHaveBeenCalledWith(
+            'Starting the daemon: /usr/bin/llama-agent serve --backend openai --base-url http://127.0.0.1:8080/v1 ' +
+                '--max-concurrent-runs 4 (from PATH)',
+        );
+        expect(log.info).toHaveBeenCalledWith("Daemon model: the server's only model (openai at http://127.0.0.1:8080/v1)");
+        expect(window.showErrorMessage).not.toHaveBeenCalled();
     });
 
     test('a server without the llamaAgent capability gets a warning', async () => {
