@@ -22,8 +22,11 @@ bench: components
 
 # Measures the agent's quality on evals/tasks.toml; writes evals/RESULTS.md and evals/results.json
 # (about 10 minutes on 2 cores). Not part of `make test`. Other model: make eval EVAL_ARGS="--model /path/to.gguf"
+# Both backends: in-process, then llama_cpp.server on loopback with the same model (its report:
+# evals/RESULTS-openai.md; about 20 minutes more). One backend: make eval EVAL_BACKENDS=llama
+EVAL_BACKENDS ?= llama openai
 eval: components
-	$(BIN)/python -m evals.run $(EVAL_ARGS)
+	for backend in $(EVAL_BACKENDS); do $(BIN)/python -m evals.run --backend $$backend $(EVAL_ARGS) || exit 1; done
 
 setup: $(INSTALLED)
 

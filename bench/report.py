@@ -89,7 +89,11 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         *_generation_section(agent),
         "",
-        "## 6. Memory (daemon RSS)",
+        "## 6. The same model behind a server (openai backend)",
+        "",
+        *_remote_section(results["remote"]),
+        "",
+        "## 7. Memory (daemon RSS)",
         "",
         "| state | RSS |",
         "| --- | --- |",
@@ -97,7 +101,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"| model loaded, after one agent/run | {memory['with_model']:.0f} MiB |",
         f"| after {memory['invocations']:,} more invocations | {memory['after_invocations']:.0f} MiB |",
         "",
-        "## 7. Growth with the number of tools",
+        "## 8. Growth with the number of tools",
         "",
         "| tools | invoke p50 | invoke p99 | tools/list p50 |",
         "| --- | --- | --- | --- |",
@@ -107,7 +111,7 @@ def render_markdown(results: dict[str, Any]) -> str:
             for count, row in growth.items()
         ],
         "",
-        "## 8. Prompt size with many tools",
+        "## 9. Prompt size with many tools",
         "",
         'The agent\'s first prompt for "What time is it in Tokyo?": the 8 bundled tools plus small',
         "ones. Past 8 tools the agent offers only those relevant to the prompt (BM25).",
@@ -160,6 +164,43 @@ def _generation_section(generation: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _remote_section(remote: dict[str, Any]) -> list[str]:
+    local, served = remote["local"], remote["remote"]
+    lines = [
+        f"`agent/run` over stdio on the requests of section 5, {local['runs']} runs each way, the embedded "
+        f"model on {remote['threads']} thread(s): in the daemon, then behind {remote['server']} on "
+        "127.0.0.1 (`--backend openai`; the daemon sends chat messages, the server applies its template "
+        "and its own grammar from the schema; no tool router, which needs the model in-process).",
+        "",
+        "| backend | agent wall time (median) | first token (median) | decode tokens/s | tool calls |",
+        "| --- | --- | --- | --- | --- |",
+        _backend_row("in the daemon (llama)", local),
+        _backend_row(f"{remote['server']} (openai)", served),
+        "",
+        f"- Remote / local: wall time {remote['wall_ratio']:.2f}x, decode tokens/s "
+        f"{remote['tokens_per_second_ratio']:.2f}x.",
+        "",
+        "Runs in flight together through one daemon (`--max-concurrent-runs N`), all against the one server:",
+        "",
+        "| N | runs | wall time | runs/min | tokens/s, all runs |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    base = remote["concurrency"]["1"]["runs_per_minute"]
+    lines += [
+        f"| {level} | {row['runs']} | {_s(row['seconds'])} | {row['runs_per_minute']:.1f} "
+        f"({row['runs_per_minute'] / base:.2f}x) | {row['tokens_per_second']:.1f} |"
+        for level, row in remote["concurrency"].items()
+    ]
+    return lines
+
+
+def _backend_row(label: str, row: dict[str, Any]) -> str:
+    return (
+        f"| {label} | {_s(row['wall_seconds'])} | {_ms(row['first_token_ms'])} | "
+        f"{row['tokens_per_second']:.1f} | {row['calls']} |"
+    )
+
+
 def _raw_row(threads: str, row: dict[str, Any]) -> str:
     return (
         f"| raw, unconstrained | {threads} | {row['tokens_per_second']:.1f} | "
@@ -191,7 +232,7 @@ def render_plot(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (left, middle, right, generation) = plt.subplots(1, 4, figsize=(20, 4.5))
+    figure, (left, middle, right, generation, served) = plt.subplots(1, 5, figsize=(25, 4.5))
     invoke = results["invoke"]
     labels = ["daemon", "daemon,\nnone ahead", "in-process\nfloor", "in-process\ncall alone", "MCP peer"]
     keys = ["daemon", "daemon_no_ready", "in_process", "in_process_ready", "mcp_peer"]
@@ -225,6 +266,7 @@ def render_plot(results: dict[str, Any], path: Path) -> None:
     right.legend()
 
     _plot_generation(generation, results["agent"])
+    _plot_concurrency(served, results["remote"])
     figure.tight_layout()
     figure.savefig(path, dpi=100)
 
@@ -249,3 +291,12 @@ def _plot_generation(axes: Any, generation: dict[str, Any]) -> None:
     axes.set_ylabel("decode tokens/s")
     axes.set_title(f"generation (goal: agent ≥ 90% of raw at {generation['default_threads']})")
     axes.legend()
+
+
+def _plot_concurrency(axes: Any, remote: dict[str, Any]) -> None:
+    levels = list(remote["concurrency"])
+    axes.plot(levels, [remote["concurrency"][n]["runs_per_minute"] for n in levels], marker="o")
+    axes.set_xlabel("runs in flight (--max-concurrent-runs)")
+    axes.set_ylabel("agent runs/min")
+    axes.set_ylim(bottom=0)
+    axes.set_title(f"openai backend, one {remote['server']}")

@@ -71,7 +71,9 @@ def render_markdown(
         f"`{meta.get('json_name', 'results.json')}`. See [README.md](README.md) for what is measured.",
         "",
         f"- Date: {meta.get('date', '?')}",
-        f"- Model: `{meta.get('model_name', '?')}` ({_size(meta.get('model_bytes'))})",
+        f"- Model: `{meta.get('model_name', '?')}` ({_size(meta.get('model_bytes'))}), "
+        f"{meta.get('backend', 'llama')} backend"
+        + (" (llama_cpp.server on loopback, the same GGUF)" if meta.get("backend") == "openai" else ""),
         f"- Machine: {meta.get('cpus', '?')} CPUs",
         f"- Tasks: {summary.tasks} from `{meta.get('tasks_file', '?')}`"
         + (f", selected with {meta['selection']}" if meta.get("selection") else ""),
@@ -173,7 +175,8 @@ def comparison(summary: Summary, baseline: Mapping[str, Any]) -> list[str]:
     rows += [("arguments right", before["arguments"], rate_json(summary.arguments))]
     lines = [
         "",
-        f"## Before and after (before: the run of {baseline['meta'].get('date', '?')})",
+        f"## Before and after (before: the run of {baseline['meta'].get('date', '?')}, "
+        f"{baseline['meta'].get('backend', 'llama')} backend)",
         "",
         "| measure | before | now |",
         "| --- | --- | --- |",

@@ -24,7 +24,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,7 @@ class Settings:
     model: Path | None = None
     cache_dir: Path | None = None
     max_steps: int | None = None
+    base_url: str | None = None  # the openai backend, served from here
 
 
 # -- set-up -------------------------------------------------------------------------------------
@@ -95,7 +96,9 @@ def prepare_tools(source: Path, target: Path) -> Path:
 def daemon_args(settings: Settings, tools: Path, workspace: Path) -> list[str]:
     # Trusted: the evaluation is the person approving the policies it wrote in `prepare_tools`.
     args = ["--trusted-tools-dir", str(tools), "--workspace", str(workspace)]
-    if settings.model is not None:
+    if settings.base_url is not None:
+        args += ["--backend", "openai", "--base-url", settings.base_url]
+    elif settings.model is not None:
         args += ["--model", str(settings.model)]
     if settings.cache_dir is not None:
         args += ["--cache-dir", str(settings.cache_dir)]
@@ -115,7 +118,8 @@ async def wait_ready(session: DaemonSession) -> str:
     text = str(message["params"]["message"]).removeprefix(MODEL_MESSAGE)
     if text.startswith("not loaded"):
         raise EvalError(f"the daemon could not load the model: {text}")
-    model = text.removesuffix(" loaded")
+    # "PATH (llama) loaded", or "NAME (openai at URL) loaded"
+    model = text.removesuffix(" loaded").rsplit(" (", 1)[0]
     deadline = time.monotonic() + READY_TIMEOUT
     while True:
         listing = await session.request("tools/list", timeout=READY_TIMEOUT)
@@ -339,6 +343,14 @@ def rescore(path: Path, tasks: Sequence[Task]) -> tuple[dict[str, Any], list[Tas
 def parser() -> argparse.ArgumentParser:
     cli = argparse.ArgumentParser(prog="python -m evals.run", description=DESCRIPTION)
     cli.add_argument("--model", type=Path, metavar="PATH", help="GGUF model (default: the embedded one)")
+    cli.add_argument(
+        "--backend",
+        choices=["llama", "openai"],
+        default="llama",
+        help="openai: the daemons use an OpenAI-compatible server: --base-url, or else llama_cpp.server "
+        "started on 127.0.0.1 with the same GGUF (reports go to RESULTS-openai.md, results-openai.json)",
+    )
+    cli.add_argument("--base-url", metavar="URL", help="the server of --backend openai")
     cli.add_argument("--tasks", type=Path, default=DEFAULT_TASKS_FILE, metavar="FILE", help="task file")
     cli.add_argument("--only", action="append", default=[], metavar="ID", help="run this task (repeatable)")
     cli.add_argument(
@@ -362,8 +374,35 @@ def parser() -> argparse.ArgumentParser:
     return cli
 
 
+@contextlib.contextmanager
+def model_server(args: argparse.Namespace, settings: Settings) -> Iterator[Settings]:
+    """`settings` for the backend asked for: with openai and no --base-url, llama_cpp.server is
+    started on loopback with the same GGUF, for as long as the suite runs."""
+    if args.backend != "openai":
+        yield settings
+        return
+    if args.base_url:
+        yield dataclasses.replace(settings, base_url=args.base_url)
+        return
+    from daemon.config import default_cache_dir
+    from daemon.runtime.model import default_model_path
+    from tests.model_server import llama_server
+
+    model = settings.model or default_model_path(settings.cache_dir or default_cache_dir())
+    try:
+        with llama_server(model, "--interrupt_requests", "False") as url:
+            yield dataclasses.replace(settings, base_url=url)
+    except RuntimeError as error:
+        raise EvalError(str(error)) from error
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.backend == "openai":
+        args.out = HERE / "RESULTS-openai.md" if args.out == DEFAULT_OUT else args.out
+        args.json = HERE / "results-openai.json" if args.json == DEFAULT_JSON else args.json
+        # Side by side with the in-process backend's last run, rather than with the old baseline.
+        args.baseline = DEFAULT_JSON if args.baseline == DEFAULT_BASELINE else args.baseline
     try:
         all_tasks = load_tasks(args.tasks)
         check_suite(all_tasks)
@@ -382,10 +421,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rescore is None:
         settings = Settings(model=args.model, cache_dir=args.cache_dir, max_steps=args.max_steps)
         selection = [f"--only {name}" for name in args.only] + [f"--kind {kind}" for kind in args.kind]
-        print(f"evals: {len(tasks)} tasks, one daemon each", flush=True)
+        print(f"evals: {len(tasks)} tasks, one daemon each ({args.backend} backend)", flush=True)
         started = time.perf_counter()
         try:
-            records, reported = asyncio.run(run_tasks(tasks, settings, args.tools_dir))
+            with model_server(args, settings) as served:
+                records, reported = asyncio.run(run_tasks(tasks, served, args.tools_dir))
         except EvalError as error:
             print(f"evals: {error}", file=sys.stderr)
             return 1
@@ -401,6 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.max_steps is not None
             else f"default ({AgentRequest.max_steps})",
             "wall_seconds": time.perf_counter() - started,
+            "backend": args.backend,
         }
     baseline = None if str(args.baseline) == "none" or not args.baseline.exists() else args.baseline
     scores = write_outputs(meta, tasks, records, args.out, args.json, baseline)
