@@ -268,10 +268,13 @@ def _model_choice(args: argparse.Namespace) -> tuple[Path | None, str | None, Re
         raise ValueError("--base-url and --api-key-env are for --backend openai")
     if args.model is None:
         return None, None, None
+    path = Path(args.model)
+    if path.exists():
+        return path, None, None
+    # Imported only now: huggingface_hub takes a quarter of a second to import.
     from daemon.runtime.hub import parse_hub_reference
 
-    path = Path(args.model)
-    if not path.exists() and parse_hub_reference(args.model) is not None:
+    if parse_hub_reference(args.model) is not None:
         return None, args.model, None
     return path, None, None
 

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon.runtime.backend import (
     AnyBackend,
@@ -29,7 +29,9 @@ from daemon.runtime.backend import (
     ModelSettings,
 )
 from daemon.runtime.model import load_llama
-from daemon.runtime.openai_backend import connect_openai
+
+if TYPE_CHECKING:
+    from daemon.runtime.hub import DownloadProgress
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ class ModelService:
     def __init__(self, settings: ModelSettings, cache_dir: Path, loader: ModelLoader | None = None) -> None:
         self.settings = settings
         self._cache_dir = cache_dir
-        self._loader = loader or (connect_openai if settings.remote else load_llama)
+        self._loader = loader or (_connect_openai if settings.remote else load_llama)
         # One thread: llama.cpp contexts are not to be used from two threads at once.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._loading: Future[AnyBackend] | None = None
@@ -46,7 +48,7 @@ class ModelService:
         self._turns: asyncio.Semaphore | None = None
         # Told of a Hugging Face download's progress (on the model thread); show_download_bar:
         # a bar on stderr too (the command line; a daemon's stderr is its log).
-        self.on_download: Callable[[int, int | None], None] | None = None
+        self.on_download: DownloadProgress | None = None
         self.show_download_bar = False
 
     def start_loading(self) -> Future[AnyBackend]:
@@ -147,6 +149,13 @@ class ModelService:
 
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)
+
+
+def _connect_openai(settings: ModelSettings, cache_dir: Path) -> AnyBackend:
+    # Imported only for the openai backend: its HTTP client adds about 60 ms to every start.
+    from daemon.runtime.openai_backend import connect_openai
+
+    return connect_openai(settings, cache_dir)
 
 
 __all__ = ["ModelError", "ModelService", "ModelSettings"]
