@@ -44,7 +44,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         LATENCY_HEADER,
         _latency_row("daemon over stdio", invoke["daemon"]),
         _latency_row("daemon over stdio, no instance made ahead", invoke["daemon_no_ready"]),
-        _latency_row("daemon over stdio, a tool that is not there (protocol only)", invoke["protocol_only"]),
+        _latency_row("daemon over stdio, the part outside the tool host", invoke["daemon_protocol"]),
+        _latency_row("daemon over stdio, a tool that is not there (refused)", invoke["protocol_only"]),
         _latency_row("wasmtime-py in-process: instantiate and call (floor)", invoke["in_process"]),
         _latency_row("wasmtime-py in-process: the call alone (made ahead)", invoke["in_process_ready"]),
         _latency_row("MCP peer (FastMCP, stdio, plain Python)", invoke["mcp_peer"]),
@@ -93,13 +94,15 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         *_remote_section(results["remote"]),
         "",
-        "## 7. Memory (daemon RSS)",
+        "## 7. Memory",
         "",
         "| state | RSS |",
         "| --- | --- |",
         f"| idle (tools loaded, no model) | {memory['idle']:.0f} MiB |",
         f"| model loaded, after one agent/run | {memory['with_model']:.0f} MiB |",
         f"| after {memory['invocations']:,} more invocations | {memory['after_invocations']:.0f} MiB |",
+        "",
+        *_ready_memory_section(results["ready_memory"]),
         "",
         "## 8. Growth with the number of tools",
         "",
@@ -128,14 +131,34 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 
 def _breakdown(invoke: dict[str, Any]) -> str:
-    """Where the daemon's p50 goes: a call refused before any worker is the protocol's share, the
-    call alone on an instance made ahead is the guest's, the rest is the worker pool and process."""
-    daemon, protocol = invoke["daemon"]["p50"], invoke["protocol_only"]["p50"]
+    """Where the daemon's p50 goes: each call's round trip less the daemon's own timing of its job
+    is the protocol's share, the call alone on an instance made ahead is the guest's, the rest is
+    the worker pool and process."""
+    daemon, protocol = invoke["daemon"]["p50"], invoke["daemon_protocol"]["p50"]
     call = invoke["in_process_ready"]["p50"]
     return (
         f"protocol (stdio both ways, framing, pygls, JSON) {_ms(protocol)}, worker pool and the hop to "
         f"the worker process {_ms(daemon - protocol - call)}, the call itself {_ms(call)}"
     )
+
+
+def _ready_memory_section(ready: dict[str, Any]) -> list[str]:
+    labels = {
+        "8": "the 8 bundled tools (componentize-py), each called twice in turn",
+        "100": "100 small tools, each called twice in turn",
+        "echo": "echo alone, 100 times in a row",
+    }
+    return [
+        "Worker processes (calls and instances made ahead) after the calls, their private memory:",
+        "",
+        "| calls | tools | workers | workers' private memory | daemon's private memory |",
+        "| --- | --- | --- | --- | --- |",
+        *[
+            f"| {labels[label]} | {row['tools']} | {row['workers']} | {row['private_mib']:.0f} MiB | "
+            f"{row['daemon_private_mib']:.0f} MiB |"
+            for label, row in ready.items()
+        ],
+    ]
 
 
 def _generation_section(generation: dict[str, Any]) -> list[str]:
@@ -245,6 +268,7 @@ def render_plot(results: dict[str, Any], path: Path) -> None:
         label="p99",
     )
     left.axhline(0.5 * invoke["mcp_peer"]["p50"], color="red", linestyle="--", label="goal p50: 0.5x peer")
+    left.axhline(invoke["in_process"]["p50"], color="purple", linestyle=":", label="goal p50: below floor")
     left.set_ylabel("ms")
     left.set_title("echo round trip")
     left.legend()

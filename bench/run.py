@@ -31,6 +31,7 @@ async def collect() -> dict[str, Any]:
         ("agent", agent.run),
         ("remote", remote.run),
         ("memory", system.memory),
+        ("ready_memory", system.ready_memory),
         ("growth", system.growth),
     ]
     for name, step in steps:

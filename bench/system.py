@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 import time
@@ -84,6 +85,66 @@ async def growth(counts: tuple[int, ...] = (1, 10, 100), calls: int = 200) -> di
             await daemon.shutdown_and_exit()
         results[str(count)] = {"invoke": summary(invoke), "list": summary(listing)}
     return results
+
+
+def private_mib(pid: int) -> float:
+    """Memory only this process holds (its anonymous pages): what a worker adds to the machine."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no RssAnon")
+
+
+def _dummy_arguments(schema: dict[str, Any]) -> dict[str, Any]:
+    """A value of the right type for each required parameter: enough for the call to run."""
+    dummies = {"string": "x", "integer": 1, "number": 1.0, "boolean": False}
+    properties = schema.get("properties", {})
+    return {
+        name: properties[name].get("enum", [dummies[properties[name]["type"]]])[0]
+        for name in schema.get("required", [])
+    }
+
+
+async def ready_memory() -> dict[str, Any]:
+    """The worker processes' private memory after every tool was called in turn, twice: the 8 bundled
+    tools (componentize-py, ~18 MB each), 100 small tools, and echo alone 100 times. Instances made
+    ahead are kept for the 4 tools a worker called last, so this should not grow with the number of
+    tools; a tool called again is kept ready on a second worker."""
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        bundled_dir, small_dir = Path(scratch) / "bundled", Path(scratch) / "small"
+        shutil.copytree(BUNDLED_TOOLS_DIR, bundled_dir, ignore=shutil.ignore_patterns("*.toml"))
+        small_dir.mkdir()
+        for index in range(100):
+            (small_dir / f"t{index:03d}.wasm").write_bytes(tool_wasm(f"t{index:03d}"))
+        for label, tools in (("8", bundled_dir), ("100", small_dir), ("echo", bundled_dir)):
+            daemon = await daemon_session(tools)
+            listed = (await daemon.request("tools/list"))["tools"]
+            if label == "echo":  # one tool called again and again: two workers keep it ready
+                listed = [tool for tool in listed if tool["name"] == "echo"] * 50
+            for _ in range(2):
+                for tool in listed:
+                    arguments = _dummy_arguments(tool["inputSchema"])
+                    await daemon.request("tools/invoke", {"name": tool["name"], "arguments": arguments})
+            await asyncio.sleep(1.0)  # the last instances made ahead
+            workers = [int(pid) for pid in _children(daemon.process.pid)]
+            results[label] = {
+                "tools": len({tool["name"] for tool in listed}),
+                "workers": len(workers),
+                "private_mib": sum(private_mib(pid) for pid in workers),
+                "daemon_private_mib": private_mib(daemon.process.pid),
+            }
+            await daemon.shutdown_and_exit()
+    return results
+
+
+def _children(pid: int) -> list[str]:
+    """The processes `pid` started, from any of its threads (workers are started by one of them)."""
+    return [
+        child
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
 
 
 def prompt_tokens_by_tool_count(counts: tuple[int, ...] = (8, 100, 1000)) -> dict[str, dict[str, int]]:

@@ -49,6 +49,7 @@ BEHAVIOURS = (
     "two_memories",
     "sleep",
     "sleep_describe",
+    "sleep_if_long",
     "fresh",
 )
 # How long the "sleep" behaviours block in a WASI host call, far past any test's deadline.
@@ -243,7 +244,8 @@ def tool_wat(
     then traps), recurse (unbounded recursion), grow_table (grows a table until refused, then traps),
     two_memories (like version, from a component that instantiates a second core module with its own
     memory), sleep (blocks in a WASI `pollable.block` on a 60 s clock, then like version),
-    sleep_describe (like echo, but `describe()` blocks that way first), fresh (grows its memory by a
+    sleep_describe (like echo, but `describe()` blocks that way first), sleep_if_long (like sleep if
+    the first argument's string is over 3 bytes, else like version), fresh (grows its memory by a
     page: ok("fresh") in an instance that never ran, err("reused") in one that did).
     """
     if behaviour not in BEHAVIOURS:
@@ -308,6 +310,13 @@ def tool_wat(
         answer = _result(data, True, f"{name} {version}")
         nap = _SLEEP if behaviour == "sleep" else ""
         invoke = f'\n    (func (export "invoke") (param i32 i32) (result i32) {nap} (i32.const {answer}))'
+    elif behaviour == "sleep_if_long":  # like "sleep" if the first argument is over 3 bytes, else "version"
+        answer = _result(data, True, f"{name} {version}")
+        invoke = (
+            '\n    (func (export "invoke") (param i32 i32) (result i32)'
+            f" (if (i32.gt_u (i32.load offset=20 (local.get 0)) (i32.const 3)) (then {_SLEEP}))"
+            f" (i32.const {answer}))"
+        )
     elif behaviour == "sleep_describe":
         invoke = _ECHO.format(ret=data.record(bytes(12)))
     elif behaviour == "fresh":  # memory.grow answers the size before: 1 page only in a new instance
@@ -323,7 +332,7 @@ def tool_wat(
         )
 
     heap = -(-(DATA_BASE + len(data.bytes)) // 8) * 8  # first 8-aligned address after the data
-    sleeps = behaviour in ("sleep", "sleep_describe")
+    sleeps = behaviour in ("sleep", "sleep_describe", "sleep_if_long")
     describe_nap = _SLEEP if behaviour == "sleep_describe" else ""
     core = (
         "(core module $m"

@@ -76,7 +76,11 @@ def _register_json_only(converter: cattrs.Converter) -> None:
     unstructure_error = converter.get_unstructure_hook(types.ResponseErrorMessage)
 
     def answer(message: JsonRPCResponseMessage) -> dict[str, Any]:
-        data: dict[str, Any] = unstructure_answer(message)
+        data: dict[str, Any]
+        if isinstance(message.result, dict | list):  # the daemon's own methods answer plain JSON
+            data = {"jsonrpc": message.jsonrpc, "id": message.id, "result": message.result}
+        else:  # LSP's (initialize) answer with lsprotocol's types
+            data = unstructure_answer(message)
         try:
             data["result"] = json_only(data["result"])
         except (TypeError, ValueError, RecursionError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -56,10 +58,32 @@ def _property(param: ToolParam) -> JsonObject:
 
 def validate_arguments(schema: JsonObject, arguments: object) -> None:
     """Raise ArgumentError, naming the bad field, unless `arguments` matches `schema`."""
-    error = best_match(Draft202012Validator(schema).iter_errors(arguments))
-    if error is None:
+    validator = _validator(schema)
+    if validator.is_valid(arguments):
         return
+    error = best_match(validator.iter_errors(arguments))
+    assert error is not None  # is_valid said there is one
     raise _argument_error(error)
+
+
+_VALIDATORS: OrderedDict[int, tuple[JsonObject, Draft202012Validator]] = OrderedDict()
+_VALIDATORS_LOCK = threading.Lock()
+MAX_CACHED_VALIDATORS = 1024  # tools' schemas and the protocol's; each is a few kilobytes
+
+
+def _validator(schema: JsonObject) -> Draft202012Validator:
+    """The validator of `schema`, made once per schema object: making one (its reference registry)
+    costs more than validating a call's arguments with it."""
+    with _VALIDATORS_LOCK:
+        cached = _VALIDATORS.get(id(schema))
+        if cached is not None and cached[0] is schema:
+            _VALIDATORS.move_to_end(id(schema))
+            return cached[1]
+        validator = Draft202012Validator(schema)
+        _VALIDATORS[id(schema)] = (schema, validator)  # holding `schema` keeps its id unique
+        while len(_VALIDATORS) > MAX_CACHED_VALIDATORS:
+            _VALIDATORS.popitem(last=False)
+        return validator
 
 
 def _argument_error(error: ValidationError) -> ArgumentError:

@@ -9,10 +9,12 @@ Thread-safe: `load` and `invoke` are blocking calls meant for worker threads.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -155,21 +157,43 @@ class WasmHost:
         """
         grants = grants or self.default_grants
         started = time.perf_counter()
-        moved = [grant.host for grant in grants.dirs if not grant.still_granted()]
-        if moved:
-            return refused(
-                f"cannot run: the granted directory {moved[0]} is no longer the directory that was "
-                "granted (it was removed or replaced, or a symlink now stands in its path)",
-                started,
-            )
-        job = _job("invoke", tool.artifact, tool.contract, grants)
-        job["arguments"] = arguments
+        job = _invoke_job(tool, arguments, grants)
+        if isinstance(job, str):
+            return refused(job, started)
         reply = self.workers.run(job, grants.limits.timeout_seconds, cancel=cancel)
+        return _invocation(reply, grants.limits, started)
+
+    async def invoke_async(
+        self,
+        tool: LoadedTool,
+        arguments: dict[str, Any],
+        grants: Grants,
+        cancel: CancelToken,
+        executor: ThreadPoolExecutor | None = None,
+    ) -> Invocation:
+        """`invoke` for a caller on an event loop (see WorkerPool.run_async); `cancel` ends it."""
+        started = time.perf_counter()
+        job = _invoke_job(tool, arguments, grants)
+        if isinstance(job, str):
+            return refused(job, started)
+        timeout = grants.limits.timeout_seconds
+        reply = await self.workers.run_async(job, timeout, cancel=cancel, executor=executor)
         return _invocation(reply, grants.limits, started)
 
     @property
     def default_grants(self) -> Grants:
         return Grants(limits=self.limits)
+
+
+def _invoke_job(tool: LoadedTool, arguments: dict[str, Any], grants: Grants) -> dict[str, Any] | str:
+    """The job that runs one call, or why it cannot run."""
+    moved = [grant.host for grant in grants.dirs if not grant.still_granted()]
+    if moved:
+        return (
+            f"cannot run: the granted directory {moved[0]} is no longer the directory that was "
+            "granted (it was removed or replaced, or a symlink now stands in its path)"
+        )
+    return {**_job("invoke", tool.artifact, tool.contract, grants), "arguments": arguments}
 
 
 def _job(op: str, artifact: Artifact, contract: Contract, grants: Grants) -> dict[str, Any]:
@@ -178,10 +202,16 @@ def _job(op: str, artifact: Artifact, contract: Contract, grants: Grants) -> dic
         "artifact": str(artifact.path),
         "digest": artifact.sha256,
         "contract": contract.to_wire(),
-        "limits": asdict(grants.limits),
+        "limits": _limits_wire(grants.limits),
         "dirs": [[str(d.host), d.guest, d.mode == "rw"] for d in grants.dirs],
         "env": [[name, os.environ[name]] for name in grants.env if name in os.environ],
     }
+
+
+@functools.lru_cache(maxsize=256)
+def _limits_wire(limits: Limits) -> dict[str, Any]:
+    """`limits` as a job carries them (made once per value: `asdict` costs a call ~10 µs)."""
+    return asdict(limits)
 
 
 def _invocation(reply: Reply, limits: Limits, started: float) -> Invocation:

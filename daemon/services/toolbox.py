@@ -206,8 +206,9 @@ class Toolbox:
         self._snapshot = ToolSet({}, ())
         self._reconcile_lock = threading.Lock()
         self._first_load: Future[ToolSet] = Future()
+        self._closing = False
         self._call_pool = ThreadPoolExecutor(max_workers=max_parallel_calls, thread_name_prefix="tool-call")
-        self._running_calls: set[Future[Invocation]] = set()
+        self._running_calls: set[Future[None]] = set()
         self._calls_lock = threading.Lock()
         self.workspace: Path | None = None
         self._trusted = frozenset(_real(directory) for directory in trusted_dirs)
@@ -482,7 +483,9 @@ class Toolbox:
 
     async def ready(self) -> ToolSet:
         """Wait for the first load to finish (whoever runs it) and return the current set."""
-        await asyncio.wrap_future(self._first_load)
+        if not self._first_load.done():  # once it is, every call skips the wait (and its cost)
+            await asyncio.wrap_future(self._first_load)
+        self._first_load.result()  # a first load that failed fails each caller alike
         return self._snapshot
 
     # -- invoking -----------------------------------------------------------------------
@@ -503,25 +506,28 @@ class Toolbox:
     async def invoke(self, name: str, arguments: object) -> CallResult:
         await self.ready()
         tool, coerced = self.prepare_call(name, arguments)
-        cancel = CancelToken()
-        call = self._call_pool.submit(self.host.invoke, tool.loaded, coerced, tool.grants, cancel)
+        if self._closing:
+            raise RuntimeError("the toolbox is closed")
+        running: Future[None] = Future()  # for close(), which waits for running calls
         with self._calls_lock:
-            self._running_calls.add(call)
-        call.add_done_callback(self._call_done)
+            self._running_calls.add(running)
+        running.add_done_callback(self._call_done)
         try:
-            invocation = await asyncio.shield(asyncio.wrap_future(call))
-        except asyncio.CancelledError:
-            call.cancel()  # if it is still queued, it never starts
-            cancel.cancel()  # if it runs, its worker process ends, wherever the call is
-            raise
+            # Cancelling this task ends the call wherever it is: its worker process is killed.
+            invocation = await self.host.invoke_async(
+                tool.loaded, coerced, tool.grants, CancelToken(), executor=self._call_pool
+            )
+        finally:
+            running.set_result(None)
         return CallResult(tool, invocation)
 
-    def _call_done(self, call: Future[Invocation]) -> None:
+    def _call_done(self, call: Future[None]) -> None:
         with self._calls_lock:
             self._running_calls.discard(call)
 
     def close(self, grace_seconds: float = 0.0) -> None:
         """Stop taking calls; let the calls already running finish for up to `grace_seconds`."""
+        self._closing = True
         self._call_pool.shutdown(wait=False, cancel_futures=True)
         with self._calls_lock:
             running = set(self._running_calls)

@@ -177,3 +177,16 @@ def test_coercion_keeps_given_arguments_over_defaults() -> None:
     coerced = coerce_arguments(BOUNDED, given)
     assert coerced == {"text": "t", "count": 7, "ratio": 1.0, "mode": "exact", "loud": True, "note": "n"}
     assert type(coerced["count"]) is int
+
+
+def test_a_schema_made_where_a_freed_one_was_is_validated_by_its_own_rules() -> None:
+    """Validators are kept per schema object; a new object at a freed one's address is not the old
+    schema (CPython reuses addresses at once)."""
+    for round_ in range(50):
+        strings = {"type": "object", "properties": {"value": {"type": "string"}}}
+        validate_arguments(strings, {"value": "text"})
+        del strings
+        integers = {"type": "object", "properties": {"value": {"type": "integer"}}}
+        with pytest.raises(ArgumentError):
+            validate_arguments(integers, {"value": f"text {round_}"})
+        validate_arguments(integers, {"value": 3})

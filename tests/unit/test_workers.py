@@ -3,6 +3,7 @@ instances made ahead of their calls."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -126,3 +127,94 @@ def test_a_ready_instance_gets_the_whole_deadline_from_its_call(host: WasmHost) 
     result = executor.invoke(slow_component, slow.contract, {"value": "x"}, spec, ready)
     assert result.timed_out and time.perf_counter() - started > 0.9
     executor.close()
+
+
+def test_a_call_on_a_ready_instance_still_ends_at_its_deadline(host: WasmHost) -> None:
+    """A worker with an instance ready starts the call without saying so first: the call's own
+    deadline (1 s), not the time allowed for loading a component, bounds it."""
+    nap = load(host, "nap", "sleep_if_long")
+    assert host.invoke(nap, {"value": "x"}).text == "nap 1.0.0"
+    wait_until_ready(host, nap)
+    started = time.perf_counter()
+    result = host.invoke(nap, {"value": "a long nap"})
+    assert result.timed_out and 0.9 < time.perf_counter() - started < 3.0
+
+
+def test_a_tool_called_again_gets_an_instance_ready_on_a_second_worker(host: WasmHost) -> None:
+    """While one worker runs a repeated call, another makes an instance of that tool, so the next
+    call does not wait for the first worker's next instance."""
+    echo = load(host, "echo", "echo")
+    for _ in range(3):
+        assert host.invoke(echo, {"value": "x"}).text == "x"
+        wait_until_ready(host, echo)
+    deadline = time.monotonic() + 5
+    while sum(echo.artifact.sha256 in worker.ready for worker in host.workers.idle_workers()) < 2:
+        assert time.monotonic() < deadline, "only one worker has an instance ready"
+        time.sleep(0.01)
+
+
+def test_a_call_awaited_on_a_loop_is_cancelled_at_once(host: WasmHost) -> None:
+    nap, echo = load(host, "nap", "sleep"), load(host, "echo", "echo")
+
+    async def cancel_a_nap() -> float:
+        call = asyncio.ensure_future(
+            host.invoke_async(nap, {"value": "x"}, host.default_grants, CancelToken())
+        )
+        await asyncio.sleep(0.3)
+        started = time.perf_counter()
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        return time.perf_counter() - started
+
+    assert asyncio.run(cancel_a_nap()) < 0.5  # not at the 1 s deadline
+    assert host.invoke(echo, {"value": "next"}).text == "next"
+
+
+def test_a_call_awaited_on_a_loop_ends_at_its_deadline(host: WasmHost) -> None:
+    nap = load(host, "nap", "sleep")
+    started = time.perf_counter()
+    result = asyncio.run(host.invoke_async(nap, {"value": "x"}, host.default_grants, CancelToken()))
+    assert result.timed_out and 0.9 < time.perf_counter() - started < 3.0
+
+
+def test_instances_are_made_ahead_at_a_lower_priority(host: WasmHost) -> None:
+    """The thread that makes instances ahead yields the cores to calls and their callers."""
+    echo = load(host, "echo", "echo")
+    host.invoke(echo, {"value": "x"})
+    wait_until_ready(host, echo)
+    worker = host.workers.idle_workers()[0]
+    nice_values = set()
+    for task in Path(f"/proc/{worker.pid}/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        nice_values.add(int(fields[16]))  # field 19 of stat, counted after the command name
+    assert nice_values == {0, 10}
+
+
+def test_workers_started_after_the_daemon_held_much_memory_do_not_retire(tmp_path: Path) -> None:
+    """A worker leaves after a call that left it over 512 MiB; what the process that started it
+    once held (the daemon with its model, whose peak Linux carries across exec) does not count."""
+    blob = bytearray(600 * 1024 * 1024)
+    blob[::4096] = b"\x01" * len(range(0, len(blob), 4096))  # every page resident, then freed
+    del blob
+    host = WasmHost(tmp_path / "cache", Limits(timeout_seconds=1), max_parallel_calls=1)
+    try:
+        echo = load(host, "echo", "echo")
+        first = host.invoke(echo, {"value": "a"})
+        pids = set(host.workers.pids())
+        for value in ("b", "c"):
+            wait_until_ready(host, echo)
+            assert host.invoke(echo, {"value": value}).text == value
+        assert first.text == "a" and set(host.workers.pids()) == pids  # no worker left or was added
+    finally:
+        host.close()
+
+
+def test_workers_share_the_daemons_session_but_not_its_process_group(host: WasmHost) -> None:
+    """Outside the process group a terminal's Ctrl-C reaches; inside the session whose share of the
+    cores Linux divides by priority (so work done ahead yields to the daemon)."""
+    echo = load(host, "echo", "echo")
+    host.invoke(echo, {"value": "x"})
+    for pid in host.workers.pids():
+        assert os.getsid(pid) == os.getsid(0)
+        assert os.getpgid(pid) == pid != os.getpgid(0)
