@@ -4,7 +4,8 @@ The daemon compiles components (into a signed cache) and reads their exports; gu
 `describe()` included, runs only in worker processes (daemon/runtime/workers.py), so a deadline or
 a cancel ends a call wherever it is and a call's memory never becomes the daemon's.
 
-Thread-safe: `load` and `invoke` are blocking calls meant for worker threads.
+Thread-safe: `load` and `invoke` are blocking calls meant for worker threads; `invoke_async` is
+`invoke` for a caller on an event loop.
 """
 
 from __future__ import annotations
