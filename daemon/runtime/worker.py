@@ -55,9 +55,10 @@ RECYCLE_RSS_BYTES = 512 * 1024 * 1024
 # bundled tool holds under 0.1 MiB resident (wasmtime maps its initial memory copy-on-write).
 # LLAMA_AGENT_READY_TOOLS=0 turns this off (the benchmark compares both).
 READY_TOOLS = int(os.environ.get("LLAMA_AGENT_READY_TOOLS", "4"))
-# The nice value of the thread that makes instances ahead: a tenth of a core's share against
-# normal-priority work that wants it, all of an idle one.
+# How much nicer than the worker the thread that makes instances ahead is: a tenth of a core's
+# share against the worker's own priority, all of an idle core.
 BACKGROUND_NICE = 10
+MAX_NICE = 19
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 QUOTA_EXIT_CODE = 3
 QUOTA_POLL_SECONDS = 0.002
@@ -248,8 +249,10 @@ def _statm() -> int:
 def _lower_priority() -> None:
     """Lower the calling thread's CPU priority (Linux applies a thread id's nice value to that
     thread alone). Not the lowest: that could starve it for seconds while a model generates."""
+    thread = threading.get_native_id()
     with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+        lowered = min(os.getpriority(os.PRIO_PROCESS, thread) + BACKGROUND_NICE, MAX_NICE)
+        os.setpriority(os.PRIO_PROCESS, thread, lowered)
 
 
 def _die_with_the_daemon() -> None:

@@ -188,7 +188,8 @@ def test_instances_are_made_ahead_at_a_lower_priority(host: WasmHost) -> None:
     for task in Path(f"/proc/{worker.pid}/task").iterdir():
         fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
         nice_values.add(int(fields[16]))  # field 19 of stat, counted after the command name
-    assert nice_values == {0, 10}
+    ours = os.getpriority(os.PRIO_PROCESS, 0)  # the worker's other threads run at the test's
+    assert nice_values == {ours, min(ours + 10, 19)}
 
 
 def test_workers_started_after_the_daemon_held_much_memory_do_not_retire(tmp_path: Path) -> None:
