@@ -24,10 +24,15 @@ MIB = 1024 * 1024
 
 
 def rss_mib(pid: int) -> float:
+    return _status_mib(pid, "VmRSS")
+
+
+def _status_mib(pid: int, field: str) -> float:
+    """A memory figure of /proc/PID/status (given in KiB there), in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError(f"no {field} for process {pid}")
 
 
 async def cold_start(trials: int = 10) -> dict[str, float]:
@@ -89,10 +94,7 @@ async def growth(counts: tuple[int, ...] = (1, 10, 100), calls: int = 200) -> di
 
 def private_mib(pid: int) -> float:
     """Memory only this process holds (its anonymous pages): what a worker adds to the machine."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no RssAnon")
+    return _status_mib(pid, "RssAnon")
 
 
 def _dummy_arguments(schema: dict[str, Any]) -> dict[str, Any]:

@@ -269,18 +269,22 @@ class WorkerPool:
         if not self._calls.acquire(blocking=False):
             return None
         with self._lock:
-            worker = next((idle for idle in reversed(self._idle) if digest in idle.ready), None)
-            if worker is None and self._idle:
-                worker = self._idle.pop()
-            elif worker is not None:
-                self._idle.remove(worker)
-            if worker is not None and not self._closed:
+            worker = None if self._closed else self._pop_idle(digest)
+            if worker is not None:
                 self._busy.add(worker)
                 return worker
-            if worker is not None:
-                self._idle.append(worker)
         self._calls.release()
         return None
+
+    def _pop_idle(self, digest: str | None) -> Worker | None:
+        """An idle worker, preferably one with an instance of the tool `digest` ready, taken off the
+        idle list; None if none is idle. The lock is held."""
+        worker = next((idle for idle in reversed(self._idle) if digest in idle.ready), None)
+        if worker is not None:
+            self._idle.remove(worker)
+        elif self._idle:
+            worker = self._idle.pop()
+        return worker
 
     def _handed(self, worker: Worker, job: dict[str, Any], cancel: CancelToken | None) -> dict[str, Any]:
         """`job` as sent to `worker`, which it now runs."""
@@ -418,11 +422,7 @@ class WorkerPool:
             while True:
                 if self._closed:
                     raise WorkerGone("the tool host is stopping")
-                worker = next((idle for idle in reversed(self._idle) if digest in idle.ready), None)
-                if worker is not None:
-                    self._idle.remove(worker)
-                elif self._idle:
-                    worker = self._idle.pop()
+                worker = self._pop_idle(digest)
                 # A worker about to finish its next instance (a millisecond or so) is sooner than a
                 # new one (0.15 s), and more processes than calls only compete for the cores.
                 if worker is not None or not self._settling or not self._returned.wait(PREPARE_SECONDS):

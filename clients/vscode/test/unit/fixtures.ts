@@ -1,4 +1,16 @@
 import type { ToolInfo, ToolsListResult } from '../../src/protocol';
+import { AgentSettings, DEFAULT_REMOTE } from '../../src/common/settings';
+
+/** The settings of a fresh install: the embedded model, the bundled tools. */
+export const SETTINGS: AgentSettings = {
+    serverCommand: '',
+    serverArgs: ['serve'],
+    backend: 'llama',
+    modelPath: '',
+    remote: DEFAULT_REMOTE,
+    toolsDirs: [],
+    maxSteps: 5,
+};
 
 export const ECHO: ToolInfo = {
     name: 'echo',

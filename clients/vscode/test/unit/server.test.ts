@@ -10,17 +10,8 @@ jest.mock('vscode-languageclient/node', () => ({
 import { registerLogger } from '../../src/common/logging';
 import { getInterpreterPath } from '../../src/common/python';
 import { DaemonManager, discoverServer, DiscoveryDeps, FIX_HINT } from '../../src/common/server';
-import { AgentSettings, daemonArgs, DEFAULT_REMOTE, readSettings } from '../../src/common/settings';
-
-const SETTINGS: AgentSettings = {
-    serverCommand: '',
-    serverArgs: ['serve'],
-    backend: 'llama',
-    modelPath: '',
-    remote: DEFAULT_REMOTE,
-    toolsDirs: [],
-    maxSteps: 5,
-};
+import { daemonArgs, readSettings } from '../../src/common/settings';
+import { SETTINGS } from './fixtures';
 
 /** Fake file system and PATH: `executables` are the files that exist and may be run. */
 function deps(options: { executables?: string[]; python?: string; moduleRuns?: boolean; onPath?: Record<string, string> }) {

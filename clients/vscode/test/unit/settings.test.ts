@@ -9,16 +9,8 @@ import {
     settingsError,
     settingsWarnings,
 } from '../../src/common/settings';
+import { SETTINGS } from './fixtures';
 
-const SETTINGS: AgentSettings = {
-    serverCommand: '',
-    serverArgs: ['serve'],
-    backend: 'llama',
-    modelPath: '',
-    remote: DEFAULT_REMOTE,
-    toolsDirs: [],
-    maxSteps: 5,
-};
 const FOLDERS = [{ uri: Uri.file('/work/project'), name: 'project', index: 0 }];
 const REMOTE: AgentSettings = {
     ...SETTINGS,
