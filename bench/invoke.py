@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from wasmtime.component import Component
 
 from bench.common import BENCH_CACHE_DIR, bundled, summary
+from daemon.runtime.contracts import detect_contract
 from daemon.runtime.executor import Executor, Sandbox
+from daemon.runtime.sandbox import Limits
 from daemon.runtime.wasm_host import WasmHost
 from tests.rpc import DaemonSession, RpcError
 
@@ -119,6 +123,33 @@ def in_process_floor(calls: int = CALLS, ready: bool = False) -> list[float]:
     return samples
 
 
+def in_process_ceiling(seconds: float = 5.0) -> float:
+    """Echo calls per second with a fresh store and instance each, in-process, one process per core,
+    no protocol and no daemon: what the machine can do at most with that guarantee."""
+    host = WasmHost(BENCH_CACHE_DIR)
+    artifact = str(host.load(bundled("echo")).artifact.path)
+    host.close()
+    processes = os.cpu_count() or 1
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        rates = pool.map(_calls_per_second, [artifact] * processes, [seconds] * processes)
+        return sum(rates)
+
+
+def _calls_per_second(artifact: str, seconds: float) -> float:
+    executor = Executor()
+    component = Component.deserialize_file(executor.engine, artifact)
+    contract = detect_contract(component, executor.engine)
+    sandbox = Sandbox(Limits())
+    for _ in range(WARMUP):
+        executor.invoke(component, contract, {"value": VALUE}, sandbox)
+    calls, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        executor.invoke(component, contract, {"value": VALUE}, sandbox)
+        calls += 1
+    executor.close()
+    return calls / (time.perf_counter() - started)
+
+
 async def mcp_peer_round_trip(calls: int = CALLS) -> list[float]:
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
@@ -166,6 +197,7 @@ async def run() -> dict[str, Any]:
         "mcp_peer": summary(await mcp_peer_round_trip()),
     }
     results["throughput"] = {str(n): await throughput(n) for n in (1, 4, 16)}
+    results["throughput_ceiling"] = in_process_ceiling()
     results["throughput_no_ready"] = {str(n): await throughput(n, ready_instances=False) for n in (1, 4, 16)}
     return results
 
