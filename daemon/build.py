@@ -170,8 +170,7 @@ def _js_command(source: ComponentSource, staged: Path) -> list[str]:
 def ensure_js_builder() -> None:
     """Install componentize-js from the npm registry, once, at the versions in package-lock.json.
 
-    `npm install`, not `npm ci`: the lock lists other platforms' optional binaries only by
-    name, which `npm ci` rejects as out of sync.
+    `npm ci`, which never rewrites the lock: a build must not change a file of the checkout.
     """
     if (JS_BUILDER / "node_modules" / "@bytecodealliance" / "componentize-js").is_dir():
         return
@@ -180,14 +179,14 @@ def ensure_js_builder() -> None:
         raise BuildError("building a JavaScript tool needs npm on PATH")
     log.info("installing the JavaScript tool builder into %s", JS_BUILDER)
     done = subprocess.run(
-        [npm, "install", "--no-audit", "--no-fund"],
+        [npm, "ci", "--no-audit", "--no-fund"],
         cwd=JS_BUILDER,
         capture_output=True,
         text=True,
         check=False,
     )
     if done.returncode != 0:
-        raise BuildError(f"npm install in {JS_BUILDER} failed:\n{done.stderr}")
+        raise BuildError(f"npm ci in {JS_BUILDER} failed:\n{done.stderr}")
 
 
 def _vendored(requirements: tuple[str, ...]) -> Path:
