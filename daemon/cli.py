@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from daemon import __version__
+from daemon.common.text import quoted, visible
 from daemon.config import BUNDLED_TOOLS_DIR, DaemonConfig, default_cache_dir
 from daemon.logs import configure_logging
 from daemon.runtime.backend import ModelLoader, RemoteSettings
@@ -366,7 +367,7 @@ def _run(config: DaemonConfig, args: argparse.Namespace) -> int:
     try:
         result = asyncio.run(core.agent.run(request, events))
     except (ModelError, ContextOverflow, UnknownTool, InvalidRequest) as error:
-        print(f"llama-agent: {error}", file=sys.stderr)
+        print(f"llama-agent: {visible(str(error))}", file=sys.stderr)  # a server's words, maybe
         return EXIT_USAGE
     finally:
         core.close()
@@ -387,22 +388,30 @@ def _tools_list(config: DaemonConfig, args: argparse.Namespace) -> int:
     snapshot = _core(config).toolbox.snapshot
     tools = [tool_to_wire(tool) for _, tool in sorted(snapshot.tools.items())]
     failed = [failure_to_wire(failure) for failure in snapshot.failures]
-    if args.json:
+    if args.json:  # JSON escapes every control character (and all that is not ASCII)
         print(json.dumps({"tools": tools, "failed": failed}, indent=2))
         return 0
     for tool in tools:
-        print(f"{tool['name']} {tool['version']}: {tool['description']}")
-        schema = tool["inputSchema"]
-        for name, prop in schema["properties"].items():
-            required = "required" if name in schema["required"] else "optional"
-            print(f"    {name} ({prop['type']}, {required}): {prop.get('description', '')}")
-        if tool["grantsPending"]:
-            print(f"    grants pending, {tool['grantsPending']}")
+        _print_tool(tool)
     for failure in failed:
-        print(f"failed to load {failure['path']}: {failure['error']}", file=sys.stderr)
+        # The error may quote the file: both are the tool author's words.
+        print(f"failed to load {quoted(failure['path'])}: {visible(failure['error'])}", file=sys.stderr)
     if not tools and not failed:
         print(f"no tools in {', '.join(map(str, config.watched_dirs()))}", file=sys.stderr)
     return 0
+
+
+def _print_tool(tool: dict[str, Any]) -> None:
+    """A tool of tools/list, for a person: its own words (name, version, descriptions, parameter
+    names) with their control characters made visible; `grantsPending` is so already."""
+    print(f"{visible(tool['name'])} {visible(tool['version'])}: {visible(tool['description'])}")
+    schema = tool["inputSchema"]
+    for name, prop in schema["properties"].items():
+        required = "required" if name in schema["required"] else "optional"
+        described = visible(str(prop.get("description", "")))
+        print(f"    {visible(name)} ({visible(str(prop.get('type')))}, {required}): {described}")
+    if tool["grantsPending"]:
+        print(f"    grants pending, {tool['grantsPending']}")
 
 
 def _tools_invoke(config: DaemonConfig, args: argparse.Namespace) -> int:
@@ -415,30 +424,32 @@ def _tools_invoke(config: DaemonConfig, args: argparse.Namespace) -> int:
         tool = toolbox.snapshot.tools.get(args.name)
         arguments = parse_key_values(args.arguments, tool.input_schema if tool else {})
         result = toolbox.invoke_blocking(args.name, arguments)
-    except (UnknownTool, ArgumentError) as error:
-        print(f"llama-agent: {error}", file=sys.stderr)
+    except (UnknownTool, ArgumentError) as error:  # may quote the tool's parameter names
+        print(f"llama-agent: {visible(str(error))}", file=sys.stderr)
         return EXIT_USAGE
     if result.tool.pending is not None:
         from daemon.services.approvals import grant_command
 
         print(
-            f"llama-agent: {args.name} ran without the grants its policy asks for (not approved: "
-            f"see `{grant_command(result.tool.pending)}`)",
+            f"llama-agent: {visible(args.name)} ran without the grants its policy asks for (not "
+            f"approved: see `{grant_command(result.tool.pending)}`)",
             file=sys.stderr,
         )
-    if args.json:
+    if args.json:  # JSON escapes every control character (and all that is not ASCII)
         print(json.dumps(call_result_to_wire(result), indent=2))
     else:
         stream = sys.stderr if result.invocation.is_error else sys.stdout
         for text in result.texts():
-            print(text, end="" if text.endswith("\n") else "\n", file=stream)
+            # The tool's output, lines and tabs kept; nothing in it may drive the terminal.
+            shown = visible(text, keep="\n\t")
+            print(shown, end="" if shown.endswith("\n") else "\n", file=stream)
     return EXIT_TOOL_ERROR if result.invocation.is_error else 0
 
 
 def _tools_grant(config: DaemonConfig, args: argparse.Namespace) -> int:
     """Show what NAME's policy asks for, confirm, and record the approval in the grants file."""
     from daemon.runtime.grants_file import GrantsFileError
-    from daemon.services.approvals import describe_request
+    from daemon.services.approvals import describe_request, tool_words
 
     core = _core(config)
     approvals = core.approvals
@@ -446,28 +457,30 @@ def _tools_grant(config: DaemonConfig, args: argparse.Namespace) -> int:
     if isinstance(request, str):
         print(f"llama-agent: {request}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"{request.name} ({request.path}) asks for:")
+    # What the person approves: every outside string in it is quoted and made visible.
+    name = tool_words(request.name)
+    print(f"{name} ({quoted(str(request.path))}) asks for:")
     for item in describe_request(request):
         print(f"    {item}")
     if not args.yes:
         if not sys.stdin.isatty():
             print("llama-agent: not granted: stdin is not a terminal; pass --yes to confirm", file=sys.stderr)
             return EXIT_USAGE
-        if input(f"Grant these to {request.name}? [y/N] ").strip().lower() not in ("y", "yes"):
+        if input(f"Grant these to {name}? [y/N] ").strip().lower() not in ("y", "yes"):
             print("nothing granted")
             return EXIT_TOOL_ERROR
     try:
         file = approvals.save(request)
-    except (GrantsFileError, OSError) as error:
-        print(f"llama-agent: not granted: {error}", file=sys.stderr)
+    except (GrantsFileError, OSError) as error:  # may quote the grants file
+        print(f"llama-agent: not granted: {visible(str(error))}", file=sys.stderr)
         return EXIT_TOOL_ERROR
-    print(f"granted to {request.name} (recorded in {file})")
+    print(f"granted to {name} (recorded in {quoted(str(file))})")
     return 0
 
 
 def _request_to_grant(snapshot: ToolSet, name: str) -> PendingRequest | str:
     """The pending request of the tool `name` (or, for a file that did not load, of the file with
-    that stem); a sentence saying why there is none otherwise."""
+    that stem); a sentence saying why there is none otherwise, made visible."""
     from daemon.runtime.policy import policy_path
 
     tool = snapshot.tools.get(name)
@@ -478,31 +491,34 @@ def _request_to_grant(snapshot: ToolSet, name: str) -> PendingRequest | str:
         return unloaded[0]
     if tool is None:
         known = ", ".join(sorted(snapshot.tools)) or "none are loaded"
-        return f"unknown tool {name!r} (available: {known})"
-    if tool.policy_error:
-        return f"{name}'s policy cannot be applied, so there is nothing to grant: {tool.policy_error}"
+        return f"unknown tool {name!r} (available: {visible(known)})"
+    if tool.policy_error:  # the policy's own words may be in it
+        return (
+            f"{name}'s policy cannot be applied, so there is nothing to grant: {visible(tool.policy_error)}"
+        )
     if tool.granted_by:
         return f"{name}'s requested grants are already approved ({tool.granted_by})"
     policy = policy_path(tool.loaded.path)
     if not policy.exists():
-        return f"{name} asks for nothing: there is no {policy}"
-    return f"{name} asks for nothing beyond the defaults ({policy}): there is nothing to grant"
+        return f"{name} asks for nothing: there is no {quoted(str(policy))}"
+    return f"{name} asks for nothing beyond the defaults ({quoted(str(policy))}): there is nothing to grant"
 
 
 def _tools_revoke(config: DaemonConfig, args: argparse.Namespace) -> int:
     from daemon.runtime.grants_file import GrantsFileError
-    from daemon.services.approvals import approvals_for
+    from daemon.services.approvals import approvals_for, tool_words
 
     approvals = approvals_for(config)
     try:
         removed = approvals.revoke(args.name)
-    except (GrantsFileError, OSError) as error:
-        print(f"llama-agent: {error}", file=sys.stderr)
+    except (GrantsFileError, OSError) as error:  # may quote the grants file
+        print(f"llama-agent: {visible(str(error))}", file=sys.stderr)
         return EXIT_TOOL_ERROR
+    name, file = tool_words(args.name), quoted(str(approvals.grants_file))
     if not removed:
-        print(f"llama-agent: {args.name} has no approval in {approvals.grants_file}", file=sys.stderr)
+        print(f"llama-agent: {name} has no approval in {file}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"revoked {removed} approval(s) of {args.name} in {approvals.grants_file}")
+    print(f"revoked {removed} approval(s) of {name} in {file}")
     return 0
 
 

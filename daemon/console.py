@@ -1,11 +1,19 @@
-"""Shows an agent run on a terminal: the model's text as it streams, each call, the answer."""
+"""Shows an agent run on a terminal: the model's text as it streams, each call, the answer.
+
+The model's text, the calls it makes and the tools' results are outside words: they are shown with
+their lines and tabs, and every other control character made visible, so that none of them can
+move the cursor, erase what came before or retitle the terminal.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any, TextIO
 
+from daemon.common.text import visible
 from daemon.services.agent import AgentResult, AgentStep
+
+LINES = "\n\t"  # kept as they are in multi-line text
 
 
 class ConsoleEvents:
@@ -18,7 +26,7 @@ class ConsoleEvents:
         self._end_stream()
 
     def on_text(self, text: str) -> None:
-        self._progress.write(text)
+        self._progress.write(visible(text, keep=LINES))
         self._progress.flush()
         self._streaming = True
 
@@ -30,15 +38,16 @@ class ConsoleEvents:
 
     def on_tool_call(self, index: int, tool: str, arguments: dict[str, Any]) -> None:
         self._end_stream()
-        print(f"→ {tool} {json.dumps(arguments, ensure_ascii=False)}", file=self._out, flush=True)
+        call = f"{tool} {json.dumps(arguments, ensure_ascii=False)}"
+        print(f"→ {visible(call)}", file=self._out, flush=True)
 
     def on_tool_result(self, index: int, step: AgentStep) -> None:
         marker = "✗" if step.is_error else "←"
-        print(f"{marker} {step.result.rstrip()}", file=self._out, flush=True)
+        print(f"{marker} {visible(step.result.rstrip(), keep=LINES)}", file=self._out, flush=True)
 
     def finish(self, result: AgentResult) -> None:
         self._end_stream()
-        print(f"Answer: {result.answer}", file=self._out, flush=True)
+        print(f"Answer: {visible(result.answer, keep=LINES)}", file=self._out, flush=True)
         print(f"({summary(result)})", file=self._progress, flush=True)
 
 
@@ -59,5 +68,6 @@ def summary(result: AgentResult) -> str:
     parts.append(f"stop: {result.stop_reason}")
     if result.model is not None:
         where = f" at {result.model.base_url}" if result.model.base_url else ""
-        parts.append(f"model: {result.model.name} ({result.model.backend}{where})")
+        # A served model's name is the server's word.
+        parts.append(visible(f"model: {result.model.name} ({result.model.backend}{where})"))
     return ", ".join(parts)

@@ -102,7 +102,7 @@ class ScaffoldError(Exception):
 
 def new_tool(name: str, language: Language, parent: Path) -> Path:
     """Create `parent/name/` with a tool that builds and runs as it is; return the directory."""
-    if not TOOL_NAME_PATTERN.match(name):
+    if not TOOL_NAME_PATTERN.fullmatch(name):
         raise ScaffoldError(
             f"invalid tool name {name!r}: use a letter followed by letters, digits, '_', '-' or '.'"
         )

@@ -4,6 +4,10 @@
 with a GGUF; `FaultProxy` forwards to it and can refuse a request field, fail the first requests
 with a status, break a stream off, replace what the model wrote, or stall: the failures of real
 servers, on demand, with the real server doing everything else. The proxy records what it saw.
+
+`HostileServer` needs no model: it is an OpenAI-compatible server on 127.0.0.1 that misbehaves as
+told (a line that never ends, an endless model list, a huge error body, a stream that ignores
+max_tokens, malformed events), for the daemon's bounds on what it reads from a server.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -216,3 +220,160 @@ class FaultProxy:
 def _auth(handler: BaseHTTPRequestHandler) -> dict[str, str]:
     value = handler.headers.get("Authorization")
     return {"Authorization": value} if value else {}
+
+
+# A hostile server's model, and each answer piece it streams: never the same text twice, so the
+# daemon's runaway guard (a repetition) never ends a stream the test means to go on.
+HOSTILE_MODEL = "hostile"
+HOSTILE_CHUNK = 1024 * 1024  # bytes written at a time of something endless
+
+
+def piece_text(number: int) -> str:
+    return f"{number} "
+
+
+def piece_event(content: str, finish: str | None = None) -> bytes:
+    chunk = {"choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}]}
+    return f"data: {json.dumps(chunk)}\n\n".encode()
+
+
+@dataclass
+class Hostility:
+    """What a `HostileServer` does.
+
+    chat: "pieces" (`pieces` answer pieces, then a proper end; None: endless, whatever
+    max_tokens says), "unended_line" (an event line that never ends), "error_body" (HTTP
+    `error_status` with a body of `error_mib` MiB), "padding" (endless events that carry no token),
+    "event" (one answer piece, then `event` as the next event's data).
+    models: "list" (one model) or "endless" (a model list that never ends)."""
+
+    chat: str = "pieces"
+    models: str = "list"
+    pieces: int | None = None
+    event: str = ""
+    error_status: int = 404
+    error_mib: int = 100
+    batch: int = 256  # pieces written at a time
+    pace_seconds: float = 0.0  # between batches
+
+
+@dataclass
+class HostileSeen:
+    max_tokens: list[int] = field(default_factory=list)  # each chat request's
+    pieces_sent: int = 0
+    bytes_sent: int = 0
+    client_gone: int = 0  # responses the client closed before their end
+
+
+class HostileServer:
+    def __init__(self, hostility: Hostility | None = None) -> None:
+        self.hostility = hostility or Hostility()
+        self.seen = HostileSeen()
+        self.lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def __enter__(self) -> HostileServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        hostile = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                hostile._respond(self, hostile._models)
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with hostile.lock:
+                    hostile.seen.max_tokens.append(body.get("max_tokens"))
+                hostile._respond(self, hostile._chat)
+
+        return Handler
+
+    def _respond(self, handler: BaseHTTPRequestHandler, body: Callable[[], Iterator[bytes]]) -> None:
+        """Status, headers, and `body`'s bytes until it ends or the client goes."""
+        status = 200
+        if handler.command == "POST" and self.hostility.chat == "error_body":
+            status = self.hostility.error_status
+        handler.send_response(status)
+        streaming = handler.command == "POST" and status == 200
+        handler.send_header("Content-Type", "text/event-stream" if streaming else "application/json")
+        handler.send_header("Connection", "close")  # the body ends when the connection does
+        handler.end_headers()
+        try:
+            for data in body():
+                handler.wfile.write(data)
+                handler.wfile.flush()
+                with self.lock:
+                    self.seen.bytes_sent += len(data)
+        except (BrokenPipeError, ConnectionResetError):
+            with self.lock:
+                self.seen.client_gone += 1
+        handler.close_connection = True
+
+    def _models(self) -> Iterator[bytes]:
+        if self.hostility.models == "list":
+            yield json.dumps({"object": "list", "data": [{"id": HOSTILE_MODEL}]}).encode()
+            return
+        yield b'{"object": "list", "data": ['
+        entry = b'{"id": "m", "object": "model"}, '
+        while True:
+            yield entry * (HOSTILE_CHUNK // len(entry))
+
+    def _chat(self) -> Iterator[bytes]:
+        chat = self.hostility.chat
+        if chat == "pieces":
+            yield from self._pieces()
+        elif chat == "unended_line":
+            yield b'data: {"choices": [{"index": 0, "delta": {"content": "'
+            while True:
+                yield b"x" * HOSTILE_CHUNK
+        elif chat == "error_body":
+            yield b'{"error": {"message": "'
+            for _ in range(self.hostility.error_mib):
+                yield b"y" * HOSTILE_CHUNK
+            yield b'"}}'
+        elif chat == "padding":
+            while True:
+                yield b'data: {"choices": []}\n\n: keep-alive\n\n' * 4096
+        elif chat == "event":
+            yield piece_event('{"answer": "')
+            yield f"data: {self.hostility.event}\n\n".encode()
+            for _ in range(600):  # nothing more for a minute: the daemon must end the turn on the event
+                time.sleep(0.1)
+                yield b": still here\n\n"
+        else:
+            raise ValueError(f"no such hostility: {chat}")
+
+    def _pieces(self) -> Iterator[bytes]:
+        """An answer turn, `{"answer": "0 1 2 …"}`, a piece an event, in batches."""
+        hostility = self.hostility
+        yield piece_event('{"answer": "')
+        number = 0
+        while hostility.pieces is None or number < hostility.pieces:
+            end = number + hostility.batch
+            if hostility.pieces is not None:
+                end = min(end, hostility.pieces)
+            yield b"".join(piece_event(piece_text(n)) for n in range(number, end))
+            with self.lock:
+                self.seen.pieces_sent = end
+            number = end
+            time.sleep(hostility.pace_seconds)
+        yield piece_event('"}', finish="stop")
+        yield b"data: [DONE]\n\n"

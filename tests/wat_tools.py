@@ -51,7 +51,11 @@ BEHAVIOURS = (
     "sleep_describe",
     "sleep_if_long",
     "fresh",
+    "fill",
+    "fill_describe",
 )
+# How much memory the "fill" behaviour touches before it traps, in 64 KiB pages (64 MiB).
+FILL_PAGES = 1024
 # How long the "sleep" behaviours block in a WASI host call, far past any test's deadline.
 SLEEP_NANOSECONDS = 60_000_000_000
 # Iterations of the "slow" busy loop: three to five seconds on these machines.
@@ -92,6 +96,12 @@ _WASI_SLEEP_MODULE_IMPORTS = """
     (import "wasi" "subscribe" (func $subscribe (param i64) (result i32)))
     (import "wasi" "block" (func $block (param i32)))"""
 _SLEEP = f"(call $block (call $subscribe (i64.const {SLEEP_NANOSECONDS})))"
+# Grows memory by FILL_PAGES pages, writes every byte of them (so they are resident), then traps.
+_FILL_AND_TRAP = (
+    "(local $at i32)"
+    f" (local.set $at (i32.shl (memory.grow (i32.const {FILL_PAGES})) (i32.const 16)))"
+    f" (memory.fill (local.get $at) (i32.const 1) (i32.const {FILL_PAGES * 65536})) unreachable"
+)
 
 _COMPONENT = f"""(component
   {{imports}}
@@ -246,7 +256,9 @@ def tool_wat(
     memory), sleep (blocks in a WASI `pollable.block` on a 60 s clock, then like version),
     sleep_describe (like echo, but `describe()` blocks that way first), sleep_if_long (like sleep if
     the first argument's string is over 3 bytes, else like version), fresh (grows its memory by a
-    page: ok("fresh") in an instance that never ran, err("reused") in one that did).
+    page: ok("fresh") in an instance that never ran, err("reused") in one that did), fill (grows its
+    memory by FILL_PAGES pages and writes every byte of them, so that they are resident, then traps),
+    fill_describe (like echo, but `describe()` does what fill does: the tool never loads).
     """
     if behaviour not in BEHAVIOURS:
         raise ValueError(f"unknown behaviour {behaviour!r}; choose one of {', '.join(BEHAVIOURS)}")
@@ -326,6 +338,10 @@ def tool_wat(
             " (if (result i32) (i32.eq (memory.grow (i32.const 1)) (i32.const 1))"
             f" (then (i32.const {fresh})) (else (i32.const {reused}))))"
         )
+    elif behaviour == "fill":  # 64 MiB made resident, then a trap: what it held must not outlive the call
+        invoke = f'\n    (func (export "invoke") (param i32 i32) (result i32) {_FILL_AND_TRAP})'
+    elif behaviour == "fill_describe":
+        invoke = _ECHO.format(ret=data.record(bytes(12)))
     else:  # loop: the epoch deadline interrupts it
         invoke = (
             '\n    (func (export "invoke") (param i32 i32) (result i32) (loop $spin (br $spin)) unreachable)'
@@ -334,6 +350,8 @@ def tool_wat(
     heap = -(-(DATA_BASE + len(data.bytes)) // 8) * 8  # first 8-aligned address after the data
     sleeps = behaviour in ("sleep", "sleep_describe", "sleep_if_long")
     describe_nap = _SLEEP if behaviour == "sleep_describe" else ""
+    if behaviour == "fill_describe":
+        describe_nap = _FILL_AND_TRAP
     core = (
         "(core module $m"
         f"{_WASI_SLEEP_MODULE_IMPORTS if sleeps else ''}\n"

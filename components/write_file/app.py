@@ -4,8 +4,12 @@ Ships without a policy, so by default it has no /workspace at all and every call
 a message saying how to grant one: `workspace = "rw"` in write_file.policy.toml.
 """
 
+import contextlib
 import os
 import posixpath
+import re
+import stat
+import time
 
 from componentize_py_types import Err
 from examples import example
@@ -23,6 +27,11 @@ from workspace import WORKSPACE, resolve
 GRANT = 'add `workspace = "rw"` to write_file.policy.toml beside write_file.wasm'
 NO_WORKSPACE = f"no writable workspace is granted to write_file: {GRANT}"
 MAX_LINKS = 40
+# The staging files this tool writes: `.NAME.` then 12 hex digits then `.partial`.
+STAGING_NAME = re.compile(r"\..+\.[0-9a-f]{12}\.partial")
+# A staging file left unmodified this long belongs to no write still running (a write adds to it as
+# it goes, then renames it away at once): it is what a killed write left behind.
+STALE_SECONDS = 60
 
 
 def leaves_workspace(full: str) -> bool:
@@ -56,10 +65,27 @@ def make_directories(directory: str) -> None:
         os.mkdir(directory)
 
 
+def remove_stale_staging(directory: str) -> None:
+    """Remove the staging files that writes killed midway left in `directory` (regular files of this
+    tool's naming, unmodified for STALE_SECONDS): kills do not pile them up. A staging file of a
+    write still running is never that old, so it is left alone. Nothing here fails the write."""
+    cutoff = time.time() - STALE_SECONDS
+    try:
+        entries = [entry for entry in os.scandir(directory) if STAGING_NAME.fullmatch(entry.name)]
+    except OSError:
+        return
+    for entry in entries:
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove
+            info = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
+                os.unlink(entry.path)
+
+
 def replace_atomically(full: str, data: bytes) -> None:
     """Write beside the file, then rename over it: whenever the host is stopped, even killed,
     the file holds either all of its old content or all of the new, never a fragment."""
     directory, name = posixpath.split(full)
+    remove_stale_staging(directory)
     staging = posixpath.join(directory, f".{name}.{os.urandom(6).hex()}.partial")
     try:
         with open(staging, "xb") as file:

@@ -1,10 +1,11 @@
 """The ACP face: llama-agent as the agent inside Zed, JetBrains or Neovim's agent plugins.
 
 A thin adapter over the composition root (Agent Client Protocol, version 1, one JSON-RPC
-message per line on stdio, through the `agent-client-protocol` SDK): `session/new` grants its
-`cwd` to the workspace tools, `session/prompt` runs the same agent loop and streams
-`session/update`s (the answer's text, each tool call and its result), `session/cancel` ends the
-turn with `cancelled`, and a tool that can write runs only after `session/request_permission`.
+message per line on stdio, through the `agent-client-protocol` SDK over the bounded, strictly
+parsed lines of daemon.protocol.lines): `session/new` grants its `cwd` to the workspace tools,
+`session/prompt` runs the same agent loop and streams `session/update`s (the answer's text, each
+tool call and its result), `session/cancel` ends the turn with `cancelled`, and a tool that can
+write runs only after `session/request_permission`. At most MAX_SESSIONS sessions are held.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
+import stat
 import sys
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +26,17 @@ import acp
 from acp import schema
 
 from daemon import __version__
+from daemon.common.text import quoted, visible
 from daemon.config import DaemonConfig
 from daemon.core import Core, build_core
+from daemon.protocol.jsonrpc import brief, encode_json
+from daemon.protocol.lines import open_stdio
 from daemon.runtime.backend import ContextOverflow, ModelError, ModelLoader
+from daemon.runtime.grants_file import ApprovalKey
+from daemon.runtime.policy import DirGrant
 from daemon.services.agent import AgentRequest, AgentResult, AgentStep, InvalidRequest, StopReason
 from daemon.services.toolbox import Tool, UnknownTool
-from daemon.services.turns import partial_answer
+from daemon.services.turns import AnswerStream
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +47,14 @@ STOP_REASONS: dict[StopReason, schema.StopReason] = {
     "repetition": "max_tokens",
     "invalidTurn": "end_turn",
 }
-# One message (a line) may be this long: prompts with pasted files.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# As the LSP face answers them (daemon/protocol/server.py).
+MODEL_UNAVAILABLE = -32010
+PROMPT_TOO_LONG = -32011
+# Sessions held at once: past this, `session/new` closes the least recently used idle one.
+MAX_SESSIONS = 64
+TOO_MANY_SESSIONS = -32012
+# Arguments shown to the person are made visible this deep; deeper, each value as one string.
+MAX_SHOWN_DEPTH = 32
 ALLOW_ONCE, ALLOW_ALWAYS, REJECT = "allow-once", "allow-always", "reject-once"
 PERMISSION_OPTIONS = [
     schema.PermissionOption(option_id=ALLOW_ONCE, name="Allow once", kind="allow_once"),
@@ -54,10 +69,79 @@ def tool_kind(tool: Tool | None) -> schema.ToolKind:
     return "edit" if tool.writes else "read"
 
 
+# What "Always allow" binds, as the grants file binds an approval: the tool's name, its component
+# (sha256), its policy's request (sha256); and the directories it may write, as the person saw them.
+AllowKey = tuple[ApprovalKey, tuple[str, ...]]
+
+
+def allow_key(tool: Tool) -> AllowKey:
+    approval = ApprovalKey(tool.name, tool.loaded.content_hash, tool.request_sha256)
+    return approval, tuple(f"{grant.host} at {grant.guest}" for grant in writable_dirs(tool))
+
+
+def writable_dirs(tool: Tool) -> list[DirGrant]:
+    return [grant for grant in tool.grants.dirs if grant.mode == "rw"]
+
+
+def permission_request(tool: Tool, arguments: dict[str, Any], call_id: str) -> schema.ToolCallUpdate:
+    """What the person is asked: which tool, from which file, may write where, with what. Every
+    string in it made visible, so that an escape sequence in a directory's name (or in an
+    argument) cannot redraw the question."""
+    writable = writable_dirs(tool)
+    hosts = ", ".join(quoted(str(grant.host)) for grant in writable)
+    places = ", ".join(f"{quoted(str(grant.host))} (at {quoted(grant.guest)})" for grant in writable)
+    detail = (
+        f"The tool {quoted(tool.name)} ({quoted(str(tool.loaded.path))}) asks to run with "
+        f"read-write access to {places}."
+    )
+    return schema.ToolCallUpdate(
+        tool_call_id=call_id,
+        title=f"{visible(tool.name)} may write to {hosts}",
+        kind="edit",
+        content=[acp.tool_content(acp.text_block(detail))],
+        raw_input=visible_json(arguments),
+    )
+
+
+def visible_json(value: Any, depth: int = 0) -> Any:
+    """`value` with every string in it, keys too, made visible (deep down, as one string)."""
+    if isinstance(value, str):
+        return visible(value)
+    if depth > MAX_SHOWN_DEPTH and isinstance(value, dict | list):
+        return visible(encode_json(value))
+    if isinstance(value, dict):
+        return {visible(str(key)): visible_json(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, list):
+        return [visible_json(item, depth + 1) for item in value]
+    return value
+
+
+def invalid_params(field: str, reason: str) -> acp.RequestError:
+    """-32602 with the reason in the message, which is all that ACP clients show (the SDK's own
+    helper says only "Invalid params" and puts the reason in `data`)."""
+    return acp.RequestError(-32602, f"{field}: {reason}", {field: reason})
+
+
+def session_folder(cwd: str) -> Path:
+    """`cwd` as a session's folder: an absolute path to a directory, else `-32602` saying why."""
+    folder = Path(cwd)
+    shown = quoted(brief(cwd, 200))
+    if not folder.is_absolute():
+        raise invalid_params("cwd", f"not an absolute path: {shown}")
+    try:
+        info = os.stat(folder)
+    except (OSError, ValueError) as error:  # ValueError: a NUL byte
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise invalid_params("cwd", f"cannot use {shown} as the session's folder: {reason}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise invalid_params("cwd", f"not a directory: {shown}")
+    return folder
+
+
 @dataclass
 class Session:
     cwd: Path
-    always_allowed: set[str] = field(default_factory=set)
+    always_allowed: set[AllowKey] = field(default_factory=set)
     running: asyncio.Task[Any] | None = None
 
 
@@ -71,22 +155,19 @@ class SessionUpdates:
         self._prompt_id = prompt_id
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._sender = asyncio.ensure_future(self._send_all())
-        self._turn = ""
-        self._said = 0
+        self._answer = AnswerStream()
         self.calls = 0  # tool calls announced so far
 
     def call_id(self, index: int) -> str:
         return f"{self._prompt_id}-call-{index}"
 
     def on_turn_start(self, index: int) -> None:
-        self._turn, self._said = "", 0
+        self._answer = AnswerStream()
 
     def on_text(self, text: str) -> None:
-        self._turn += text
-        answer = partial_answer(self._turn)
-        if answer is not None and len(answer) > self._said:
-            self._queue.put_nowait(acp.update_agent_message_text(answer[self._said :]))
-            self._said = len(answer)
+        said = self._answer.feed(text)  # each piece read once: no re-reading of the whole turn
+        if said:
+            self._queue.put_nowait(acp.update_agent_message_text(said))
 
     def on_tool_call(self, index: int, tool: str, arguments: dict[str, Any]) -> None:
         self.calls = index + 1
@@ -128,7 +209,7 @@ class AcpFace:
     def __init__(self, core: Core) -> None:
         self.core = core
         self._client: acp.Client | None = None
-        self._sessions: dict[str, Session] = {}
+        self._sessions: OrderedDict[str, Session] = OrderedDict()  # least recently used first
         self._ids = itertools.count(1)
         self._turns = asyncio.Lock()
 
@@ -159,9 +240,8 @@ class AcpFace:
         mcp_servers: Sequence[Any] | None = None,
         **kwargs: Any,
     ) -> acp.NewSessionResponse:
-        folder = Path(cwd)
-        if not folder.is_absolute() or not folder.is_dir():
-            raise acp.RequestError.invalid_params({"cwd": f"not an absolute path to a directory: {cwd}"})
+        folder = session_folder(cwd)
+        self._make_room()
         session_id = f"session-{next(self._ids)}"
         self._sessions[session_id] = Session(folder)
         return acp.NewSessionResponse(session_id=session_id)
@@ -170,7 +250,7 @@ class AcpFace:
         session = self._session(session_id)
         text = "\n".join(block.text for block in prompt if isinstance(block, schema.TextContentBlock)).strip()
         if not text:
-            raise acp.RequestError.invalid_params({"prompt": "no text in the prompt"})
+            raise invalid_params("prompt", "no text in the prompt")
         assert self._client is not None
         updates = SessionUpdates(self._client, session_id, self.core, f"p{next(self._ids)}")
         run = asyncio.ensure_future(self._run(session, session_id, text, updates))
@@ -181,8 +261,14 @@ class AcpFace:
             if not run.cancelled():
                 raise  # this request itself was cancelled, not the run
             return acp.PromptResponse(stop_reason="cancelled")
-        except (ModelError, ContextOverflow, UnknownTool, InvalidRequest) as error:
-            raise acp.RequestError.internal_error({"message": str(error)}) from error
+        except (UnknownTool, InvalidRequest) as error:
+            raise invalid_params("prompt", str(error)) from error
+        except ModelError as error:
+            raise acp.RequestError(MODEL_UNAVAILABLE, f"the model is unavailable: {error}") from error
+        except ContextOverflow as error:
+            data = {"promptTokens": error.prompt_tokens, "contextSize": error.context_size}
+            message = f"{error}: shorten the prompt, or start the agent with a larger --context-size"
+            raise acp.RequestError(PROMPT_TOO_LONG, message, data) from error
         finally:
             session.running = None
             await updates.close()
@@ -196,7 +282,7 @@ class AcpFace:
         async with self._turns:
             if self.core.toolbox.workspace != session.cwd:
                 await asyncio.to_thread(self.core.toolbox.set_workspace, session.cwd)
-            approve = self._approval(session_id, updates)
+            approve = self._approval(session, session_id, updates)
             return await self.core.agent.run(AgentRequest(prompt=text), updates, approve)
 
     async def cancel(self, session_id: str, **kwargs: Any) -> None:
@@ -207,29 +293,41 @@ class AcpFace:
     def _session(self, session_id: str) -> Session:
         session = self._sessions.get(session_id)
         if session is None:
-            raise acp.RequestError.invalid_params({"sessionId": f"no such session: {session_id}"})
+            raise invalid_params(
+                "sessionId", f"no such session: {quoted(brief(session_id))} (start one with session/new)"
+            )
+        self._sessions.move_to_end(session_id)
         return session
 
-    def _approval(self, session_id: str, updates: SessionUpdates) -> Any:
-        session = self._sessions[session_id]
+    def _make_room(self) -> None:
+        """Close the least recently used idle session if MAX_SESSIONS are open, so that a client
+        cannot make the agent hold sessions without bound; refuse if none is idle."""
+        if len(self._sessions) < MAX_SESSIONS:
+            return
+        idle = next((key for key, session in self._sessions.items() if session.running is None), None)
+        if idle is None:
+            raise acp.RequestError(
+                TOO_MANY_SESSIONS,
+                f"too many sessions: all {MAX_SESSIONS} are running a prompt; cancel one, or wait "
+                "for one to end",
+            )
+        log.info("closing session %s, the least recently used, to make room for a new one", idle)
+        del self._sessions[idle]
 
+    def _approval(self, session: Session, session_id: str, updates: SessionUpdates) -> Any:
         async def approve(tool: Tool, arguments: dict[str, Any]) -> bool:
-            """Asked right after the call was announced: it has that call's id."""
-            if not tool.writes or tool.name in session.always_allowed:
+            """Asked right after the call was announced: it has that call's id. "Always allow"
+            holds for this tool as it is now: another component, request or directory asks again."""
+            if not tool.writes or allow_key(tool) in session.always_allowed:
                 return True
             assert self._client is not None
-            call = schema.ToolCallUpdate(
-                tool_call_id=updates.call_id(updates.calls - 1),
-                title=tool.name,
-                kind="edit",
-                raw_input=arguments,
-            )
+            call = permission_request(tool, arguments, updates.call_id(updates.calls - 1))
             answer = await self._client.request_permission(
                 session_id=session_id, tool_call=call, options=PERMISSION_OPTIONS
             )
             chosen = answer.outcome.option_id if isinstance(answer.outcome, schema.AllowedOutcome) else None
             if chosen == ALLOW_ALWAYS:
-                session.always_allowed.add(tool.name)
+                session.always_allowed.add(allow_key(tool))
             return chosen in (ALLOW_ONCE, ALLOW_ALWAYS)
 
         return approve
@@ -246,9 +344,7 @@ def serve_acp(config: DaemonConfig, out: BinaryIO, model_loader: ModelLoader | N
 
 
 async def _serve(face: AcpFace, out: BinaryIO) -> None:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=MAX_MESSAGE_BYTES)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, out)
-    writer = asyncio.StreamWriter(transport, protocol, None, loop)
-    await acp.run_agent(cast(acp.Agent, face), writer, reader)
+    """The SDK's connection over bounded, strictly parsed lines (daemon.protocol.lines): it sees
+    only well-formed messages, and writes only strict JSON."""
+    channel = await open_stdio(sys.stdin.buffer, out)
+    await acp.run_agent(cast(acp.Agent, face), channel)

@@ -15,12 +15,14 @@ from typing import Any
 
 from pygls.protocol import JsonRPCProtocol
 
+from daemon.common.text import visible
 from daemon.services.agent import AgentStep
-from daemon.services.turns import partial_answer
+from daemon.services.turns import AnswerStream
 
 PROGRESS = "$/progress"
 TEXT_LIMIT = 200  # characters of a tool result quoted in a progress message
 ANSWER_TAIL = 120  # characters of the answer so far shown in a progress message
+CALL_HEAD = 1024  # characters at a turn's start in which to look for the tool it calls
 _CALL_START = re.compile(r'\s*\{\s*"tool"\s*:\s*"([^"]*)"')
 
 
@@ -31,7 +33,7 @@ class RunProgress:
         self._protocol = protocol
         self._token = token
         self._ended = False
-        self._turn = ""
+        self._turn = ReadableTurn()
 
     def _send(self, value: dict[str, Any]) -> None:
         # A cancelled generation may still relay its last piece after `end`: LSP allows nothing
@@ -50,11 +52,10 @@ class RunProgress:
         self._ended = True
 
     def on_turn_start(self, index: int) -> None:
-        self._turn = ""
+        self._turn = ReadableTurn()
 
     def on_text(self, text: str) -> None:
-        self._turn += text
-        self.report(readable_turn(self._turn), {"event": "text", "text": text})
+        self.report(self._turn.feed(text), {"event": "text", "text": text})
 
     def on_tool_call(self, index: int, tool: str, arguments: dict[str, Any]) -> None:
         shown = json.dumps(arguments, ensure_ascii=False)
@@ -81,10 +82,27 @@ class RunProgress:
 def readable_turn(turn: str) -> str:
     """What a person can read of a model turn so far: the end of its answer, or which tool it is
     about to call."""
-    answer = partial_answer(turn)
-    if answer is not None:
-        return answer if len(answer) <= ANSWER_TAIL else "…" + answer[-ANSWER_TAIL:]
-    call = _CALL_START.match(turn)
-    if call is not None:
-        return f"calling {call.group(1)}…"
-    return "thinking…"
+    return ReadableTurn().feed(turn)
+
+
+class ReadableTurn:
+    """`readable_turn` of a turn that arrives piece by piece, each piece read once: a message
+    costs the piece's length, not the turn's."""
+
+    def __init__(self) -> None:
+        self._answer = AnswerStream()
+        self._answer_end = ""  # the last ANSWER_TAIL characters of the answer so far
+        self._head = ""  # the turn's first CALL_HEAD characters
+        self._tool: str | None = None
+
+    def feed(self, piece: str) -> str:
+        """The message for the turn so far, `piece` being its latest."""
+        new = self._answer.feed(piece)
+        if self._answer.is_answer:
+            self._answer_end = (self._answer_end + new)[-ANSWER_TAIL:]
+            return self._answer_end if self._answer.length <= ANSWER_TAIL else "…" + self._answer_end
+        if self._tool is None and len(self._head) < CALL_HEAD:
+            self._head += piece[: CALL_HEAD - len(self._head)]
+            call = _CALL_START.match(self._head)
+            self._tool = visible(call.group(1)) if call is not None else None
+        return "thinking…" if self._tool is None else f"calling {self._tool}…"

@@ -21,6 +21,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
 from daemon import __version__
+from daemon.common.text import quoted, visible
 from daemon.config import DaemonConfig
 from daemon.core import Core, build_core
 from daemon.protocol.framing import open_reader, serve_frames
@@ -118,10 +119,11 @@ class AgentServer(LanguageServer):
             model = await asyncio.wrap_future(loading)
             identity = model.identity
             where = f" at {identity.base_url}" if identity.base_url else ""
-            message = f"model {identity.path or identity.name} ({identity.backend}{where}) loaded"
+            # A remote model's name, and its errors, are the server's words.
+            message = visible(f"model {identity.path or identity.name} ({identity.backend}{where}) loaded")
             level = types.MessageType.Info
         except ModelError as error:
-            message, level = f"model not loaded: {error}", types.MessageType.Error
+            message, level = f"model not loaded: {visible(str(error))}", types.MessageType.Error
         if token is not None:
             self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
         self.window_log_message(types.LogMessageParams(type=level, message=f"llama-agent: {message}"))
@@ -186,7 +188,7 @@ class AgentServer(LanguageServer):
     async def _ask(self, prompts: Prompts, request: PendingRequest) -> None:
         params = types.ShowMessageRequestParams(
             type=types.MessageType.Warning,
-            message=prompt_message(request),
+            message=prompt_message(request),  # its paths and names quoted and made visible
             actions=[types.MessageActionItem(title=action) for action in ACTIONS],
         )
         try:
@@ -228,10 +230,11 @@ class AgentServer(LanguageServer):
     def _announce(self, change: ToolSetChange) -> None:
         self.protocol.notify(TOOLS_DID_CHANGE, change_to_wire(change))
         for failure in change.failed:
+            # The error may quote the file: both are the tool author's words.
+            problem = f"{quoted(str(failure.path))}: {visible(failure.error)}"
             self.window_log_message(
                 types.LogMessageParams(
-                    type=types.MessageType.Error,
-                    message=f"llama-agent: cannot load tool {failure.path}: {failure.error}",
+                    type=types.MessageType.Error, message=f"llama-agent: cannot load tool {problem}"
                 )
             )
         self.ask_about_pending_grants()

@@ -5,23 +5,42 @@ under a key kept with the cache (so every daemon using the cache verifies its en
 tool the entry is for and the entry's digest. An entry that does not verify (rewritten, swapped
 for another tool's entry, truncated) is compiled again and never run. No tool can be granted the
 cache directory or anything in it (daemon/runtime/policy.py).
+
+A signature is worth what the key is: the cache directory, its `components` directory and the key
+must be the person's own (daemon/runtime/private_files.py), or whoever else could write them could
+sign their own code as any tool. A cache that is not is neither read nor written: the process
+compiles into a private directory instead (`CompileCache.open`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import hmac
 import logging
 import os
+import shutil
+import stat
 import tempfile
 import threading
+import weakref
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import wasmtime
 from wasmtime.component import Component
+
+from daemon.runtime.files import RefusedFile
+from daemon.runtime.private_files import (
+    NotPrivate,
+    open_private_file,
+    private_directory,
+    read_open_file,
+    shown,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +49,14 @@ log = logging.getLogger(__name__)
 # bench/hot_reload.py), while file watching and policy reloads stay at normal priority.
 COMPILER_NICENESS = 19
 KEY_BYTES = 32
+KEY_NAME = "signing.key"
+# A key file of another size up to this is replaced (a torn write); a bigger one is refused.
+MAX_KEY_FILE_BYTES = 4096
+COMPONENTS_DIR = "components"
 MAC_SUFFIX = ".mac"
+MAX_MAC_BYTES = 128  # 64 hex digits, and room for a newline
+# Compiled code is a few times its component (at most 128 MiB, daemon/runtime/files.py).
+MAX_ENTRY_BYTES = 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -49,35 +75,70 @@ def _lower_priority_of_this_thread() -> None:
 
 
 def signing_key(directory: Path) -> bytes:
-    """The key in `directory/signing.key`, made on first use (mode 0600); a process-local key if
-    the directory cannot be written (entries then verify only within this process)."""
-    path = directory / "signing.key"
+    """The key in `directory/signing.key`, made on first use (mode 0600). A cache that cannot be
+    trusted or written gets a key of this process's own, kept nowhere: what it signs verifies
+    within this process only."""
     try:
-        key = path.read_bytes()
-        if len(key) == KEY_BYTES:
-            return key
-    except OSError:
-        pass
-    key = os.urandom(KEY_BYTES)
-    try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, staged = tempfile.mkstemp(dir=directory, prefix=".signing.key.")
-        with os.fdopen(fd, "wb") as out:
-            out.write(key)
-        try:
-            os.link(staged, path)  # atomic and exclusive: a racing daemon's key wins, we read it
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(staged)
-        key = path.read_bytes()
+        return _stored_key(directory)
     except OSError as error:
         log.warning(
-            "cannot keep a compile-cache key in %s (%s): compiled tools will not be reused across runs",
-            directory,
+            "cannot keep a signing key in %s (%s): what is cached there now holds for this process only",
+            shown(directory),
             error,
         )
+    return os.urandom(KEY_BYTES)
+
+
+def _stored_key(directory: Path) -> bytes:
+    """The cache's key, made if missing, once the directory and the key are checked to be the
+    person's own (daemon/runtime/private_files.py). Raises NotPrivate or OSError."""
+    path = directory / KEY_NAME
+    with private_directory(
+        directory, create=True, named_by="--cache-dir (or LLAMA_AGENT_CACHE_DIR)"
+    ) as directory_fd:
+        # Under a lock, so that a daemon starting meanwhile neither reads a key half made nor
+        # makes another.
+        fcntl.flock(directory_fd, fcntl.LOCK_EX)
+        key = _read_key(directory_fd, path)
+        if key is not None and len(key) == KEY_BYTES:
+            return key
+        if key is not None:  # torn by a crash, say: entries signed under it are compiled again
+            log.warning("%s holds %d bytes, not %d: making a new key", shown(path), len(key), KEY_BYTES)
+        _write_key(directory_fd, os.urandom(KEY_BYTES))
+        key = _read_key(directory_fd, path)
+    if key is None or len(key) != KEY_BYTES:
+        raise OSError(f"{shown(path)} did not keep the key written to it")
     return key
+
+
+def _read_key(directory_fd: int, path: Path) -> bytes | None:
+    fd = open_private_file(directory_fd, path)
+    if fd is None:
+        return None
+    try:
+        return read_open_file(fd, path, MAX_KEY_FILE_BYTES)
+    finally:
+        os.close(fd)
+
+
+def _write_key(directory_fd: int, key: bytes) -> None:
+    staged = f".{KEY_NAME}.{os.urandom(8).hex()}"
+    fd = os.open(
+        staged,
+        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+        0o600,
+        dir_fd=directory_fd,
+    )
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(key)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(staged, KEY_NAME, src_dir_fd=directory_fd, dst_dir_fd=directory_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(staged, dir_fd=directory_fd)
+        raise
 
 
 class CompileCache:
@@ -88,12 +149,59 @@ class CompileCache:
         self._engine = engine
         self._engine_tag = engine_tag
         self._key = key
-        self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._compilers = ThreadPoolExecutor(
             max_workers=os.cpu_count() or 1,
             thread_name_prefix="compile",
             initializer=_lower_priority_of_this_thread,
         )
+        self._remove: Callable[[], object] | None = None
+
+    @classmethod
+    def open(cls, cache_dir: Path, engine: wasmtime.Engine, engine_tag: str) -> CompileCache:
+        """The cache in `cache_dir/components`, signed with `cache_dir/signing.key`, once both
+        directories and the key are checked to be the person's own. Otherwise nothing in it is
+        used, or written to: the error says what is wrong and how to fix it, and this process
+        compiles into a private directory of its own (removed when it ends) under a key kept
+        nowhere, so it serves all the same, compiling each tool again."""
+        try:
+            key = _stored_key(cache_dir)
+            directory = cache_dir / COMPONENTS_DIR
+            with private_directory(directory, create=True):
+                pass
+            return cls(directory, engine, engine_tag, key)
+        except NotPrivate as error:
+            log.error(
+                "not using the compile cache in %s, nothing in it is trusted: %s. Until that is "
+                "fixed, or another --cache-dir is given, tools are compiled afresh at each start",
+                shown(cache_dir),
+                error,
+            )
+        except OSError as error:
+            log.warning(
+                "cannot use the compile cache in %s (%s): tools are compiled afresh at each start",
+                shown(cache_dir),
+                error,
+            )
+        return cls.private(engine, engine_tag)
+
+    @classmethod
+    def private(cls, engine: wasmtime.Engine, engine_tag: str) -> CompileCache:
+        """A cache for this process alone: a new directory (mkdtemp: 0700, a name nobody could
+        have taken first) and a key that is never written down, removed by `close` or at exit."""
+        directory = Path(tempfile.mkdtemp(prefix="llama-agent-cache-", dir=_executable_temporary_dir()))
+        cache = cls(directory, engine, engine_tag, os.urandom(KEY_BYTES))
+        cache._remove = weakref.finalize(cache, shutil.rmtree, directory, ignore_errors=True)
+        log.info("compiling tools into %s, for this process only", shown(directory))
+        return cache
+
+    @property
+    def directory(self) -> Path:
+        return self._dir
+
+    def close(self) -> None:
+        """Remove a private cache's directory (workers that mapped its entries keep them)."""
+        if self._remove is not None:
+            self._remove()
 
     def _compile(self, wasm: bytes) -> Component:
         return self._compilers.submit(Component, self._engine, wasm).result()
@@ -127,10 +235,13 @@ class CompileCache:
 
     def _load_verified(self, entry: Path, content_hash: str) -> tuple[Component, Artifact] | None:
         """The entry's component if its signature holds. It is mapped from the very descriptor
-        whose content was checked, so a file renamed over the entry meanwhile is not loaded."""
+        whose content was checked, so a file renamed over the entry meanwhile is not loaded.
+        Neither the entry nor its signature is read through a link or from anything but a
+        regular file of bounded size."""
+        mac = entry.parent / (entry.name + MAC_SUFFIX)
         try:
-            expected = (entry.parent / (entry.name + MAC_SUFFIX)).read_text().strip()
-            fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW)
+            expected = _read_regular(mac, MAX_MAC_BYTES).decode("ascii").strip()
+            fd = _open_regular(entry, MAX_ENTRY_BYTES)
         except (OSError, UnicodeDecodeError):
             return None
         try:
@@ -167,6 +278,38 @@ def write_atomically(path: Path, data: bytes | bytearray) -> None:
         with contextlib.suppress(OSError):
             os.unlink(staged)
         raise
+
+
+def _executable_temporary_dir() -> str | None:
+    """Where a private cache can go: compiled code is mapped executable from its file, which a
+    file system mounted `noexec` (a hardened /tmp) refuses. The temporary directory ($TMPDIR,
+    /tmp) if it allows it, else the first of the usual others that does; None (the temporary
+    directory) if none does."""
+    candidates = (tempfile.gettempdir(), os.environ.get("XDG_RUNTIME_DIR"), "/var/tmp", "/dev/shm")
+    for candidate in candidates:
+        with contextlib.suppress(OSError, TypeError):
+            if candidate and not os.statvfs(candidate).f_flag & os.ST_NOEXEC:
+                return candidate
+    return None
+
+
+def _open_regular(path: Path, max_bytes: int) -> int:
+    """`path` opened for reading if it is a regular file of at most `max_bytes` (not a link, not
+    a FIFO that would block); raises OSError otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+        os.close(fd)
+        raise RefusedFile(f"{shown(path)} is not a regular file of at most {max_bytes:,} bytes")
+    return fd
+
+
+def _read_regular(path: Path, max_bytes: int) -> bytes:
+    fd = _open_regular(path, max_bytes)
+    try:
+        return read_open_file(fd, path, max_bytes)
+    finally:
+        os.close(fd)
 
 
 def file_sha256(fd: int) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 import wasmtime
 from wasmtime.component import Component, Linker
 
+from daemon.common.text import visible
 from daemon.runtime.contracts import Contract, IncompatibleComponent
 from daemon.runtime.metadata import ToolMetadata
 from daemon.runtime.sandbox import Limits, SandboxedStore, new_store
@@ -76,6 +78,20 @@ class ReadyInstance:
     def suits(self, component: Component, spec: Sandbox) -> bool:
         return self.component is component and self.spec == spec
 
+    def close(self) -> None:
+        """Free the store now: its memories, and the files the guest holds open (preopened
+        directories and whatever it opened), whatever else still refers to it."""
+        self.sandbox.store.close()
+
+
+@dataclass(frozen=True)
+class _Call:
+    component: Component
+    contract: Contract
+    arguments: dict[str, object]
+    limits: Limits
+    started: float  # time.perf_counter() when the call was asked for
+
 
 class DescribeFailed(Exception):
     """`describe()` trapped, timed out or returned metadata that cannot be served."""
@@ -130,7 +146,10 @@ class Executor:
                 instance = self._linker.instantiate(sandbox.store, component)
                 metadata = contract.describe(sandbox.store, instance)
         except (wasmtime.WasmtimeError, IncompatibleComponent) as error:
-            raise DescribeFailed(failure_text("reading metadata failed", error, sandbox)) from error
+            release_frames(error)
+            raise DescribeFailed(failure_text("reading metadata failed", error, sandbox)) from None
+        finally:
+            sandbox.store.close()
         try:
             metadata.check()
         except ValueError as error:
@@ -142,9 +161,15 @@ class Executor:
         cannot be made now (the call then makes its own, and reports why)."""
         try:
             sandbox = self._new_store(spec)
+        except wasmtime.WasmtimeError as error:
+            release_frames(error)
+            return None
+        try:
             with self._guest_running():
                 instance = self._linker.instantiate(sandbox.store, component)
-        except wasmtime.WasmtimeError:
+        except wasmtime.WasmtimeError as error:  # its start trapped or ran out of time
+            release_frames(error)
+            sandbox.store.close()
             return None
         return ReadyInstance(component, spec, sandbox, instance)
 
@@ -156,18 +181,29 @@ class Executor:
         sandbox_spec: Sandbox,
         ready: ReadyInstance | None = None,
     ) -> Invocation:
-        """Run one call in a fresh store and instance: `ready`'s if it suits, else one made now."""
-        limits = sandbox_spec.limits
+        """Run one call in a fresh store and instance: `ready`'s if it suits, else one made now.
+
+        A store made here is closed before this returns; `ready`'s is the caller's to close (a
+        worker does it after answering, off the caller's time)."""
         started = time.perf_counter()
-        instance = None
         if ready is not None and ready.suits(component, sandbox_spec):
-            sandbox, instance = ready.sandbox, ready.instance
-            sandbox.store.set_epoch_deadline(_ticks(limits))  # the call's time starts now
-        else:
-            try:
-                sandbox = self._new_store(sandbox_spec)
-            except wasmtime.WasmtimeError as error:  # e.g. a granted directory was removed since
-                return refused(f"cannot set up the sandbox: {first_line(error)}", started)
+            ready.sandbox.store.set_epoch_deadline(_ticks(sandbox_spec.limits))  # the call's time starts now
+            call = _Call(component, contract, arguments, sandbox_spec.limits, started)
+            return self._call(call, ready.sandbox, ready.instance)
+        try:
+            sandbox = self._new_store(sandbox_spec)
+        except wasmtime.WasmtimeError as error:  # e.g. a granted directory was removed since
+            release_frames(error)
+            return refused(f"cannot set up the sandbox: {first_line(error)}", started)
+        try:
+            return self._call(_Call(component, contract, arguments, sandbox_spec.limits, started), sandbox)
+        finally:
+            sandbox.store.close()
+
+    def _call(self, call: _Call, sandbox: SandboxedStore, instance: Any = None) -> Invocation:
+        """Make `call` in `instance` (made now in `sandbox` if None); however it ends, no exception
+        is left holding the store."""
+        component, contract, arguments, limits = call.component, call.contract, call.arguments, call.limits
         timed_out = False
         try:
             with self._guest_running():
@@ -176,9 +212,13 @@ class Executor:
                 result = contract.invoke(sandbox.store, instance, arguments)
             text, is_error = result.text, result.is_error
         except wasmtime.WasmtimeError as error:
+            release_frames(error)
             timed_out = is_interrupt(error)  # only the epoch deadline interrupts
             summary = f"timed out after {limits.timeout_seconds:g} s" if timed_out else "tool trapped"
             text, is_error = failure_text(summary, error, sandbox), True
+        except (TypeError, ValueError, OverflowError) as error:  # wasmtime could not lower an argument
+            release_frames(error)
+            text, is_error = f"cannot pass the arguments to the tool: {visible(first_line(error))}", True
         text, truncated = cap_utf8(text, limits.output_bytes)
         return Invocation(
             text=text,
@@ -187,7 +227,7 @@ class Executor:
             stderr=sandbox.stderr.text(),
             truncated=truncated or sandbox.stdout.truncated or sandbox.stderr.truncated,
             timed_out=timed_out,
-            duration_ms=(time.perf_counter() - started) * 1000,
+            duration_ms=(time.perf_counter() - call.started) * 1000,
         )
 
     def _new_store(self, spec: Sandbox) -> SandboxedStore:
@@ -211,6 +251,26 @@ def cap_utf8(text: str, max_bytes: int) -> tuple[str, bool]:
 
 def refused(reason: str, started: float) -> Invocation:
     return Invocation(reason, True, "", "", False, False, (time.perf_counter() - started) * 1000)
+
+
+def release_frames(error: BaseException) -> None:
+    """Let go of the frames `error` and the exceptions chained to it keep alive.
+
+    wasmtime-py raises its errors from a frame that holds them in a local variable (`error = ...;
+    raise error`): the exception, its traceback and that frame form a reference cycle, which keeps
+    every frame on the way alive, with the call's store in their locals, until the garbage
+    collector happens to run. Called once the error has been read, it frees them at once.
+    """
+    pending: list[BaseException] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        current.__traceback__ = None
+        pending.extend(chained for chained in (current.__cause__, current.__context__) if chained)
 
 
 def first_line(error: BaseException) -> str:

@@ -3,8 +3,10 @@
 A policy file beside a tool only asks. An approval binds the tool's name, the sha256 of its
 component and a digest of what its policy asks (`request_digest`), so a replaced component or a
 changed request is no longer approved. The file is the person's: it is written atomically (a
-temporary file, fsync, rename) with mode 0600 in a directory created 0700, and one that is not
-the person's own, is writable by others or does not parse is not trusted (GrantsFileError).
+temporary file, fsync, rename) with mode 0600 in a directory created 0700. One that is a link
+(symbolic or hard), is not the person's own, is writable by others, lies in a directory that is
+not the person's own, or does not parse, is not trusted (GrantsFileError): it approves nothing
+and is not written (daemon/runtime/private_files.py says why each).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import hashlib
 import json
 import os
 import re
-import stat
 import tempfile
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
@@ -24,10 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from daemon.runtime.files import read_regular_file
+from daemon.runtime.files import RefusedFile
+from daemon.runtime.private_files import (
+    NotPrivate,
+    open_private_file,
+    private_directory,
+    read_open_file,
+    shown,
+)
 
 GRANTS_FILE_NAME = "grants.toml"
 MAX_GRANTS_FILE_BYTES = 1024 * 1024
+CONFIG_DIR_SETTING = "LLAMA_AGENT_CONFIG_DIR"  # daemon/config.py
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _HEADER = (
     "# Tools' requested grants approved by the person: written by `llama-agent tools grant NAME`\n"
@@ -54,7 +63,7 @@ class Approval:
     approved_at: str = ""
 
 
-Signature = tuple[int, int]  # (size, mtime_ns)
+Signature = tuple[int, ...]
 
 
 def request_digest(document: Mapping[str, Any], base: Path) -> str:
@@ -85,34 +94,52 @@ def _toml_value(value: Any) -> str:
 
 
 def signature(path: Path) -> Signature | None:
+    """What changes whenever reading `path` could give another answer: the file's and its
+    directory's own status (not a link's target's: a link is refused whatever it leads to),
+    including the inode (a file renamed over it), mode, owner and link count (the change time);
+    None if there is no file."""
     try:
-        info = path.stat()
+        file = os.lstat(path)
     except OSError:
         return None
-    return info.st_size, info.st_mtime_ns
+    try:
+        directory = os.lstat(path.parent)
+    except OSError:
+        return None
+    return (*_status(directory), *_status(file), file.st_size, file.st_mtime_ns)
+
+
+def _status(info: os.stat_result) -> tuple[int, ...]:
+    return info.st_dev, info.st_ino, info.st_mode, info.st_uid, info.st_ctime_ns
 
 
 def read_approvals(path: Path) -> tuple[Approval, ...]:
     """The approvals in `path`; none if it does not exist. Raises GrantsFileError if it cannot be
-    trusted (not the person's own, writable by others) or does not parse."""
+    trusted (see daemon/runtime/private_files.py: a link, another user's, writable by others...),
+    cannot be read or does not parse."""
     try:
-        info = os.stat(path)
+        with private_directory(path.parent, named_by=CONFIG_DIR_SETTING) as directory_fd:
+            fd = open_private_file(directory_fd, path)
+            if fd is None:
+                return ()
+            try:
+                data = read_open_file(fd, path, MAX_GRANTS_FILE_BYTES)
+            finally:
+                os.close(fd)
     except FileNotFoundError:
         return ()
+    except NotPrivate as error:
+        raise GrantsFileError(f"not trusted: {error}") from error
+    except RefusedFile as error:
+        raise GrantsFileError(f"not read: {error}") from error
     except OSError as error:
-        raise GrantsFileError(f"cannot read {path}: {error}") from error
-    if info.st_uid != os.getuid():
-        raise GrantsFileError(f"{path} belongs to another user (uid {info.st_uid}): not trusted")
-    if stat.S_IMODE(info.st_mode) & 0o022:
-        raise GrantsFileError(
-            f"{path} is writable by others (mode {stat.S_IMODE(info.st_mode):o}): not trusted"
-        )
+        raise GrantsFileError(f"cannot read {shown(path)}: {error.strerror or error}") from error
     try:
-        document = tomllib.loads(read_regular_file(path, MAX_GRANTS_FILE_BYTES).decode("utf-8"))
-    except (OSError, UnicodeDecodeError) as error:
-        raise GrantsFileError(f"cannot read {path}: {error}") from error
+        document = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise GrantsFileError(f"cannot read {shown(path)}: {error}") from error
     except tomllib.TOMLDecodeError as error:
-        raise GrantsFileError(f"{path} is not valid TOML: {error}") from error
+        raise GrantsFileError(f"{shown(path)} is not valid TOML: {error}") from error
     return _parse(document, path)
 
 
@@ -155,21 +182,35 @@ def update_approvals(
 
 
 def write_approvals(path: Path, approvals: tuple[Approval, ...]) -> None:
-    """Replace `path` atomically: a crash leaves the old file or the new one, never a fragment."""
-    _ensure_private_directory(path.parent)
+    """Replace `path` atomically: a crash leaves the old file or the new one, never a fragment.
+    Raises GrantsFileError, writing nothing, if the directory, or a file already there, cannot
+    be trusted: a link is never written through, nor replaced."""
+    try:
+        with private_directory(path.parent, create=True, named_by=CONFIG_DIR_SETTING) as directory_fd:
+            existing = open_private_file(directory_fd, path)
+            if existing is not None:
+                os.close(existing)
+            _replace(directory_fd, path, render(approvals))
+    except NotPrivate as error:
+        raise GrantsFileError(f"not written: {error}") from error
+
+
+def _replace(directory_fd: int, path: Path, text: str) -> None:
     fd, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    staged = os.path.basename(staging)
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(render(approvals))
+            out.write(text)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(staging, path)
+        # Renamed within the directory checked, whatever its path leads to meanwhile.
+        os.replace(staged, path.name, src_dir_fd=directory_fd, dst_dir_fd=directory_fd)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(staging)
+            os.unlink(staged, dir_fd=directory_fd)
         raise
-    _fsync_directory(path.parent)
+    os.fsync(directory_fd)  # makes the rename itself durable
 
 
 def render(approvals: tuple[Approval, ...]) -> str:
@@ -201,29 +242,11 @@ def _escaped(char: str) -> str:
     return char
 
 
-def _ensure_private_directory(directory: Path) -> None:
-    """Create the config directory for the person alone (0700); an existing one is left as it is."""
-    if directory.is_dir():
-        return
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)  # mkdir's mode is masked by the umask
-
-
 @contextlib.contextmanager
 def _locked_directory(directory: Path) -> Iterator[None]:
-    _ensure_private_directory(directory)
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        with private_directory(directory, create=True, named_by=CONFIG_DIR_SETTING) as fd:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when it is closed
+            yield
+    except NotPrivate as error:
+        raise GrantsFileError(f"not written: {error}") from error

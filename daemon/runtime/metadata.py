@@ -9,7 +9,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-TOOL_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+# Matched whole (fullmatch): `$` would also match before a final newline.
+TOOL_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+# Control characters other than newline and tab, and the bidirectional overrides, embeddings and
+# isolates: in a description they could make the text a person reads (a consent question, a tool
+# list) differ from what it is. Shown escaped anyway (daemon.common.text); refused here too.
+_HIDDEN_IN_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 # Metadata goes into every prompt that offers the tool: a tool must not be able to crowd the
 # model's context out (a 45 KB description would make every run fail).
 MAX_DESCRIPTION_CHARS = 1000
@@ -93,13 +98,13 @@ class ToolMetadata:
 
     def check(self) -> None:
         """Raise ValueError when the metadata cannot be served as-is."""
-        if not TOOL_NAME_PATTERN.match(self.name):
+        if not TOOL_NAME_PATTERN.fullmatch(self.name):
             raise ValueError(
                 f"invalid tool name {self.name!r}: use a letter followed by up to 63 "
                 "letters, digits, '_', '-' or '.'"
             )
-        _check_length(self.name, "description", self.description, MAX_DESCRIPTION_CHARS)
-        _check_length(self.name, "version", self.version, MAX_VERSION_CHARS)
+        _check_text(self.name, "description", self.description, MAX_DESCRIPTION_CHARS)
+        _check_text(self.name, "version", self.version, MAX_VERSION_CHARS)
         if len(self.params) > MAX_PARAMS:
             raise ValueError(
                 f"tool {self.name!r} declares {len(self.params)} parameters; the limit is {MAX_PARAMS}"
@@ -118,16 +123,23 @@ class ToolMetadata:
             _check_example(self, number, example)
 
 
-def _check_length(tool: str, what: str, text: str, limit: int) -> None:
+def _check_text(tool: str, what: str, text: str, limit: int) -> None:
+    """Text a tool shows about itself: within `limit` characters, and nothing hidden in it."""
     if len(text) > limit:
         raise ValueError(f"tool {tool!r}: its {what} has {len(text):,} characters; the limit is {limit:,}")
+    hidden = _HIDDEN_IN_TEXT.search(text)
+    if hidden is not None:
+        raise ValueError(
+            f"tool {tool!r}: its {what} holds the control character U+{ord(hidden.group()):04X}: "
+            "only printable text, newlines and tabs"
+        )
 
 
 def _check_param(tool: str, param: ToolParam) -> None:
     if not param.name:
         raise ValueError(f"tool {tool!r} has a parameter with an empty name")
-    _check_length(tool, "a parameter name", param.name, MAX_PARAM_NAME_CHARS)
-    _check_length(
+    _check_text(tool, "a parameter name", param.name, MAX_PARAM_NAME_CHARS)
+    _check_text(
         tool, f"description of parameter {param.name!r}", param.description, MAX_PARAM_DESCRIPTION_CHARS
     )
     _check_bounds(tool, param)
@@ -173,7 +185,7 @@ def _check_choices(tool: str, param: ToolParam) -> None:
     if len(param.choices) > MAX_CHOICES:
         raise ValueError(f"{where} has {len(param.choices)} choices; the limit is {MAX_CHOICES}")
     for choice in param.choices:
-        _check_length(tool, f"choice {choice[:20]!r}… of parameter {param.name!r}", choice, MAX_CHOICE_CHARS)
+        _check_text(tool, f"choice {choice[:20]!r}… of parameter {param.name!r}", choice, MAX_CHOICE_CHARS)
     if len(set(param.choices)) < len(param.choices):
         twice = next(choice for choice in param.choices if param.choices.count(choice) > 1)
         raise ValueError(f"{where} lists the choice {twice!r} twice")

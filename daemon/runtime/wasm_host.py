@@ -23,7 +23,7 @@ from typing import Any
 
 import wasmtime
 
-from daemon.runtime.compile_cache import Artifact, CompileCache, signing_key
+from daemon.runtime.compile_cache import Artifact, CompileCache
 from daemon.runtime.contracts import Contract, IncompatibleComponent, detect_contract
 from daemon.runtime.executor import ENGINE_TAG_SUFFIX, Invocation, first_line, new_engine, refused
 from daemon.runtime.files import RefusedFile, read_component
@@ -70,16 +70,15 @@ class WasmHost:
         self.limits = limits or Limits()
         self.cache_dir = cache_dir
         self.engine = new_engine()
-        self._cache = CompileCache(
-            cache_dir / "components",
-            self.engine,
-            engine_tag=f"wasmtime-{WASMTIME_VERSION}-{ENGINE_TAG_SUFFIX}",
-            key=signing_key(cache_dir),
+        # The cache in `cache_dir` if it is the person's own, else one of this process's own.
+        self._cache = CompileCache.open(
+            cache_dir, self.engine, engine_tag=f"wasmtime-{WASMTIME_VERSION}-{ENGINE_TAG_SUFFIX}"
         )
         self.workers = WorkerPool(max_parallel_calls)
 
     def close(self) -> None:
         self.workers.close()
+        self._cache.close()
 
     # -- loading ------------------------------------------------------------------------
 
@@ -111,7 +110,9 @@ class WasmHost:
         except wasmtime.WasmtimeError as error:
             raise ToolLoadError(f"not a valid WebAssembly component: {first_line(error)}") from error
         except OSError as error:
-            raise ToolLoadError(f"cannot write the compile cache in {self.cache_dir}: {error}") from error
+            raise ToolLoadError(
+                f"cannot write the compile cache in {self._cache.directory}: {error}"
+            ) from error
         try:
             contract = detect_contract(component, self.engine)
         except IncompatibleComponent as error:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import shlex
 import threading
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from daemon.common.text import quoted, visible
 from daemon.config import DaemonConfig
 from daemon.runtime.grants_file import (
     GRANTS_FILE_NAME,
@@ -28,6 +30,7 @@ from daemon.runtime.grants_file import (
     signature,
     update_approvals,
 )
+from daemon.runtime.metadata import TOOL_NAME_PATTERN
 from daemon.runtime.policy import WORKSPACE_GUEST, Grants
 from daemon.runtime.sandbox import MIB, Limits
 
@@ -275,6 +278,11 @@ class Prompts:
 
 
 # -- words for the person -------------------------------------------------------------------------
+#
+# Every string here that comes from outside (a path, a tool or file name, a variable's name) is
+# shown quoted, with its control characters made visible: a directory named "\x1b[2K\rread-only
+# access to /tmp/harmless" can neither erase the line nor pass for the daemon's own words. Only the
+# mode words ("read-write access to") and the limits' words come from here.
 
 
 def describe_request(request: PendingRequest) -> list[str]:
@@ -283,17 +291,18 @@ def describe_request(request: PendingRequest) -> list[str]:
     items = [_describe_dir(grant.host, grant.guest, grant.mode, request.workspace) for grant in grants.dirs]
     if request.workspace is not None and not any(d.guest == WORKSPACE_GUEST for d in grants.dirs):
         items.append(
-            f"{_mode_words(request.workspace)} the workspace, once one is open (at {WORKSPACE_GUEST})"
+            f"{_mode_words(request.workspace)} the workspace, once one is open (at {quoted(WORKSPACE_GUEST)})"
         )
     if grants.env:
-        items.append("the environment variables " + ", ".join(grants.env))
+        items.append("the environment variables " + ", ".join(map(quoted, grants.env)))
     items.extend(_describe_limits(grants.limits, request.defaults))
     return items
 
 
 def _describe_dir(host: Path, guest: str, mode: str, workspace: str | None) -> str:
-    what = f"the workspace {host}" if workspace is not None and guest == WORKSPACE_GUEST else str(host)
-    return f"{_mode_words(mode)} {what} (at {guest})"
+    shown = quoted(str(host))
+    what = f"the workspace {shown}" if workspace is not None and guest == WORKSPACE_GUEST else shown
+    return f"{_mode_words(mode)} {what} (at {quoted(guest)})"
 
 
 def _mode_words(mode: str) -> str:
@@ -327,15 +336,25 @@ def _amount(value: object, unit: int) -> str:
     return str(value)
 
 
+def tool_words(name: str) -> str:
+    """A tool's name for a sentence: as it is when it is a valid tool name (letters, digits, `_`,
+    `-`, `.`), quoted otherwise (a file that did not load is named by its stem, which may hold
+    anything)."""
+    return name if TOOL_NAME_PATTERN.fullmatch(name) else quoted(name)
+
+
 def grant_command(request: PendingRequest) -> str:
-    return f"llama-agent tools grant {request.name}"
+    """The command that approves `request`, safe to paste into a shell."""
+    return f"llama-agent tools grant {visible(shlex.quote(request.name))}"
 
 
 def pending_message(request: PendingRequest) -> str:
-    """Why a tool runs with the defaults, for tools/list and `tools list`."""
+    """Why a tool runs with the defaults, for tools/list and `tools list` (display text: made
+    visible, unlike the paths in `requestedGrants`)."""
     return (
-        f"not approved: {request.path.name} asks for {'; '.join(describe_request(request))}. It runs "
-        f"with the defaults until approved: run `{grant_command(request)}` or approve it in the editor"
+        f"not approved: {quoted(request.path.name)} asks for {'; '.join(describe_request(request))}. "
+        f"It runs with the defaults until approved: run `{grant_command(request)}` or approve it in "
+        "the editor"
     )
 
 
@@ -343,6 +362,6 @@ def prompt_message(request: PendingRequest) -> str:
     """The question put to the person in the editor (window/showMessageRequest)."""
     loaded = "" if request.loaded else " It did not load with the defaults."
     return (
-        f"llama-agent: the tool {request.name} ({request.path}) asks for "
+        f"llama-agent: the tool {tool_words(request.name)} ({quoted(str(request.path))}) asks for "
         f"{'; '.join(describe_request(request))}. Until approved it runs without them.{loaded}"
     )

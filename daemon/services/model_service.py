@@ -29,6 +29,7 @@ from daemon.runtime.backend import (
     ModelSettings,
 )
 from daemon.runtime.model import load_llama
+from daemon.runtime.private_files import private_or_temporary
 
 if TYPE_CHECKING:
     from daemon.runtime.hub import DownloadProgress
@@ -44,33 +45,42 @@ class ModelService:
         # One thread: llama.cpp contexts are not to be used from two threads at once.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._loading: Future[AnyBackend] | None = None
-        self._load_lock = threading.Lock()
+        self._load_lock = threading.RLock()  # start_loading is also called holding it
+        # Set to stop the current load's download: when the last run waiting for it is cancelled,
+        # or on close. The eager load at start-up is not counted as waiting.
+        self._stop_download = threading.Event()
+        self._waiting = 0
+        self._closed = False
         self._turns: asyncio.Semaphore | None = None
-        # Told of a Hugging Face download's progress (on the model thread); show_download_bar:
+        # Told of a Hugging Face download's progress (on its own thread); show_download_bar:
         # a bar on stderr too (the command line; a daemon's stderr is its log).
         self.on_download: DownloadProgress | None = None
         self.show_download_bar = False
 
     def start_loading(self) -> Future[AnyBackend]:
-        """Load in the background (once; again after a failure, in case the file was fixed)."""
+        """Load in the background (once; again after a failure, in case the file was fixed, or
+        after a download stopped because no run waited for it any more)."""
         with self._load_lock:
-            failed = self._loading is not None and self._loading.done() and self._loading.exception()
-            if self._loading is None or failed:
-                self._loading = self._thread.submit(self._load)
+            if self._loading is None or _failed(self._loading):
+                self._stop_download = threading.Event()
+                self._loading = self._thread.submit(self._load, self._stop_download)
             return self._loading
 
     @property
     def loaded(self) -> bool:
         return self._loading is not None and self._loading.done() and not self._loading.exception()
 
-    def _load(self) -> AnyBackend:
+    def _load(self, stop_download: threading.Event) -> AnyBackend:
         try:
-            return self._loader(self._downloaded(self.settings), self._cache_dir)
+            # The model file is loaded as it is found, and prompt states are kept beside it: only
+            # from a directory nobody else can write (checked here, off the event loop).
+            self._cache_dir = private_or_temporary(self._cache_dir, "models and prompt states")
+            return self._loader(self._downloaded(self.settings, stop_download), self._cache_dir)
         except ModelError as error:
             log.error("%s", error)
             raise
 
-    def _downloaded(self, settings: ModelSettings) -> ModelSettings:
+    def _downloaded(self, settings: ModelSettings, stop: threading.Event) -> ModelSettings:
         """`settings` with a Hugging Face reference replaced by the file's path in the cache."""
         if settings.hub_reference is None or settings.remote is not None:
             return settings
@@ -81,13 +91,47 @@ class ModelService:
         if reference is None:
             raise ModelError(f"not a Hugging Face reference (REPO:FILE.gguf): {settings.hub_reference}")
         path = fetch_model(
-            reference, self._cache_dir, on_progress=self.on_download, show_bar=self.show_download_bar
+            reference,
+            self._cache_dir,
+            on_progress=self.on_download,
+            show_bar=self.show_download_bar,
+            cancel=stop,
         )
         return replace(settings, path=path, hub_reference=None)
 
     async def model(self) -> AnyBackend:
-        """The loaded model; raises ModelError saying why it cannot be had."""
-        return await asyncio.wrap_future(self.start_loading())
+        """The loaded model; raises ModelError saying why it cannot be had.
+
+        Cancelling the last run that waits for a model still downloading stops the download (a
+        later run starts it again): nobody is left to wait for gigabytes from a Hub."""
+        while True:
+            with self._load_lock:
+                loading, stopped = self.start_loading(), self._stop_download
+                self._waiting += 1
+            try:
+                return await self._awaited(loading)
+            except ModelError:
+                if not stopped.is_set() or self._closed:
+                    raise
+                # That download stopped as nothing waited for it, just before this run came.
+
+    async def _awaited(self, loading: Future[AnyBackend]) -> AnyBackend:
+        cancelled = False
+        try:
+            # Shielded: one waiter's cancellation must not cancel the load the others wait for.
+            return await asyncio.shield(asyncio.wrap_future(loading))
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        finally:
+            self._stop_waiting(loading, cancelled)
+
+    def _stop_waiting(self, loading: Future[AnyBackend], cancelled: bool) -> None:
+        with self._load_lock:
+            self._waiting -= 1
+            if cancelled and self._waiting == 0 and loading is self._loading and not loading.done():
+                log.info("no run waits for the model any more: stopping its download")
+                self._stop_download.set()
 
     @asynccontextmanager
     async def exclusive(self, model: AnyBackend) -> AsyncIterator[None]:
@@ -148,7 +192,13 @@ class ModelService:
         return await loop.run_in_executor(self._thread, job)
 
     def close(self) -> None:
+        self._closed = True
+        self._stop_download.set()
         self._thread.shutdown(wait=False, cancel_futures=True)
+
+
+def _failed(loading: Future[AnyBackend]) -> bool:
+    return loading.done() and (loading.cancelled() or loading.exception() is not None)
 
 
 def _connect_openai(settings: ModelSettings, cache_dir: Path) -> AnyBackend:

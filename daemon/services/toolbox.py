@@ -13,6 +13,7 @@ import concurrent.futures
 import hashlib
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from daemon.common.text import visible
 from daemon.config import BUNDLED_TOOLS_DIR, DaemonConfig, default_config_dir
 from daemon.runtime.files import read_component
 from daemon.runtime.grants_file import request_digest
@@ -71,6 +73,8 @@ class Tool:
     pending: PendingRequest | None = None
     # How its policy's request was approved (TRUSTED_DIRECTORY, GRANTS_FILE, THIS_SESSION).
     granted_by: str | None = None
+    # The digest of what its policy asks (grants_file.request_digest); "" without a policy.
+    request_sha256: str = ""
 
     @property
     def name(self) -> str:
@@ -160,24 +164,75 @@ def new_host(config: DaemonConfig) -> WasmHost:
 
 
 def discover(directories: Iterable[Path]) -> list[Path]:
-    """Tool files in directory order, then by file name: the order that decides name clashes
-    between files of equal standing (see `Toolbox._precedence`)."""
+    """Every `*.wasm` entry, in directory order, then by file name: the order that decides name
+    clashes between files of equal standing (see `Toolbox._precedence`).
+
+    Entries of every kind: one that is no regular file (a FIFO, a device, a directory, a dangling
+    symlink) is not read, but reported (`refusal`), so that nobody wonders why it is not served.
+    """
     found: list[Path] = []
     for directory in dict.fromkeys(directories):
         try:
             entries = sorted(directory.iterdir())
         except OSError:
             continue
-        found.extend(p for p in entries if p.suffix == TOOL_SUFFIX and p.is_file())
+        found.extend(p for p in entries if p.suffix == TOOL_SUFFIX)
     return found
+
+
+# What an entry is, by its file type, when it is no regular file.
+_FILE_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
+def refusal(path: Path) -> str | None:
+    """Why the tool file `path` is not read, told from its metadata alone, without opening it
+    (opening a FIFO waits for a writer, opening a device may do anything); None for a regular
+    file, or for one that is gone. Reading it checks again, on the descriptor it reads."""
+    shown, target = visible(str(path)), _link_target(path)
+    try:
+        mode = path.stat().st_mode  # follows symlinks: what matters is what would be read
+    except FileNotFoundError:
+        if target is None:
+            return None  # removed meanwhile
+        return f"{shown} is a symbolic link to {visible(target)}, which does not exist"
+    except OSError as error:  # a symlink loop, a directory on the way that may not be searched
+        return f"cannot read {shown}: {error.strerror or error}"
+    if stat.S_ISREG(mode):
+        return None
+    kind = _FILE_KINDS.get(stat.S_IFMT(mode), "of an unknown kind")
+    through = "" if target is None else f" (through the symbolic link to {visible(target)})"
+    return f"{shown} is not a regular file but {kind}{through}: only regular files are read as tools"
+
+
+def _link_target(path: Path) -> str | None:
+    """Where the symlink `path` points; None if it is none (or is gone)."""
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
 
 
 def _signature(path: Path) -> Signature | None:
     try:
-        stat = path.stat()
+        info = path.stat()
     except OSError:
         return None
-    return stat.st_size, stat.st_mtime_ns
+    return info.st_size, info.st_mtime_ns
+
+
+def _entry_signature(path: Path) -> Signature:
+    """`_signature` of the entry itself (a symlink, not what it leads to), (0, 0) if it is gone."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return 0, 0
+    return info.st_size, info.st_mtime_ns
 
 
 class Toolbox:
@@ -236,7 +291,7 @@ class Toolbox:
         The engine compiles each component on one thread (so that a hot reload leaves a core
         to the calls being served); before the first load nothing is being served yet.
         """
-        paths = discover(self.directories)
+        paths = [path for path in discover(self.directories) if refusal(path) is None]
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="precompile") as pool:
             list(pool.map(self.host.precompile, paths))
 
@@ -279,6 +334,9 @@ class Toolbox:
         result: ReconcileResult,
     ) -> _FileState | None:
         previous = self._files.get(path)
+        refused = refusal(path)
+        if refused is not None:
+            return self._refused(path, previous, refused)
         wasm_signature = _signature(path)
         if wasm_signature is None:
             return None
@@ -336,6 +394,15 @@ class Toolbox:
             " (cached)" if loaded.from_cache else "",
         )
         return self._approve(path, replace(loading, loaded=loaded))
+
+    def _refused(self, path: Path, previous: _FileState | None, reason: str) -> _FileState:
+        """The state of a tool file that is not read (see `refusal`); what it served before, if
+        anything, it serves on, as after any failed load."""
+        signature = (_entry_signature(path), _signature(policy_path(path)))
+        if previous is not None and previous.signature == signature and previous.error == reason:
+            return previous
+        kept = previous.loaded if previous else None
+        return self._approve(path, _FileState(signature, "", kept, reason, request=self._request(path)))
 
     def _request(self, path: Path) -> _Request | None:
         """What the tool's policy file asks for; None if it has none."""
@@ -476,6 +543,7 @@ class Toolbox:
                 state.policy_error,
                 request,
                 state.granted_by,
+                state.request.digest if state.request else "",
             )
             kept = previous.get(name)
             tools[name] = kept if kept == tool else tool

@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import acp
+import pytest
 from acp import schema
 
 from daemon.config import REPO_ROOT
+from daemon.protocol.acp_agent import MAX_SESSIONS
 from tests.scripted_model import answer, call
+from tests.wat_tools import tool_wasm
 
 
 class Client:
@@ -133,7 +136,8 @@ async def test_a_tool_that_can_write_runs_only_with_permission_and_always_is_rem
         await conn.prompt(session_id=session, prompt=[acp.text_block("write b.txt")])
         assert (workspace / "b.txt").read_text() == "x"
     assert first.stop_reason == "end_turn"
-    assert [asked.title for asked in client.asked] == ["write_file", "write_file"]  # not a third time
+    titles = [asked.title for asked in client.asked]
+    assert titles == [f"write_file may write to '{workspace}'"] * 2  # not a third time
     assert client.asked[0].raw_input == {"path": "a.txt", "content": "hi"}
 
 
@@ -153,3 +157,112 @@ async def test_cancel_ends_the_turn_as_cancelled_and_the_session_serves_on(
         again = await conn.prompt(session_id=session, prompt=[acp.text_block("go on")])
         assert again.stop_reason == "end_turn"
     assert client.said().endswith("next")
+
+
+def replace_atomically(path: Path, data: bytes) -> None:
+    staged = path.with_name(f".{path.name}.new")
+    staged.write_bytes(data)
+    os.replace(staged, path)
+
+
+async def test_always_allow_is_not_carried_over_to_another_component_of_the_same_name(
+    tmp_path: Path, tools_dir: Path, bundled_tools: Path, cache_dir: Path, config_dir: Path
+) -> None:
+    tools = writing_tools(tmp_path, tools_dir, bundled_tools)
+    workspace = tmp_path / "project"
+    workspace.mkdir()
+    client = Client(choices=["allow-always", "reject-once"])
+    turns = [
+        turn for n in range(40) for turn in (call("write_file", path=f"{n}.txt", content="x"), answer("ok"))
+    ]
+    async with acp_agent(tmp_path, tools, cache_dir, config_dir, client, turns) as conn:
+        session = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
+        for _ in range(2):  # asked once, then allowed
+            await conn.prompt(session_id=session, prompt=[acp.text_block("write")])
+        assert len(client.asked) == 1 and (workspace / "1.txt").exists()
+        # Another component that declares the same name, with the same policy: asked again.
+        swapped = tool_wasm("write_file", params=(("path", "string", True), ("content", "string", True)))
+        replace_atomically(tools / "write_file.wasm", swapped)
+        for n in range(2, 40):
+            await conn.prompt(session_id=session, prompt=[acp.text_block("write")])
+            if len(client.asked) > 1 or n == 39:
+                break
+            assert (workspace / f"{n}.txt").exists()  # the old component, not yet reloaded
+            await asyncio.sleep(0.3)
+    assert len(client.asked) == 2, "the swapped component ran on the old component's approval"
+    assert not (workspace / f"{n}.txt").exists()
+
+
+async def test_the_permission_request_shows_names_and_paths_with_their_escapes_visible(
+    tmp_path: Path, bundled_tools: Path, cache_dir: Path, config_dir: Path
+) -> None:
+    tools = tmp_path / "tools\x1b[2K"
+    tools.mkdir()
+    writing_tools(tmp_path, tools, bundled_tools)
+    workspace = tmp_path / "project\x1b[2K\u202e"
+    workspace.mkdir()
+    client = Client(choices=["reject-once"])
+    turns = [call("write_file", path="a.txt", content="\x1b[31mred\r"), answer("not written")]
+    async with acp_agent(tmp_path, tools, cache_dir, config_dir, client, turns) as conn:
+        session = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
+        await conn.prompt(session_id=session, prompt=[acp.text_block("write")])
+    [asked] = client.asked
+    shown = json.dumps(asked.model_dump(mode="json", by_alias=True), ensure_ascii=False)
+    assert "\x1b" not in shown and "\u202e" not in shown and "\r" not in shown
+    assert asked.title is not None and "project\\x1b[2K\\u202e" in asked.title  # where it may write
+    assert asked.title.startswith("write_file")
+    [content] = asked.content or []
+    text = content.content.text
+    assert "tools\\x1b[2K" in text and "write_file.wasm" in text  # which component
+    assert "project\\x1b[2K\\u202e" in text
+    assert asked.raw_input == {"path": "a.txt", "content": "\\x1b[31mred\\r"}
+    assert not (workspace / "a.txt").exists()
+
+
+async def test_sessions_are_bounded_and_the_least_recently_used_idle_one_goes_first(
+    tmp_path: Path, tools_dir: Path, cache_dir: Path, config_dir: Path
+) -> None:
+    client = Client()
+    turns = [answer("one"), answer("two"), answer("three")]
+    async with acp_agent(tmp_path, tools_dir, cache_dir, config_dir, client, turns) as conn:
+        sessions = [(await conn.new_session(cwd=str(tmp_path), mcp_servers=[])).session_id]
+        sessions += [
+            (await conn.new_session(cwd=str(tmp_path), mcp_servers=[])).session_id
+            for _ in range(MAX_SESSIONS - 1)
+        ]
+        await conn.prompt(session_id=sessions[0], prompt=[acp.text_block("hi")])  # now the most recent
+        newest = (await conn.new_session(cwd=str(tmp_path), mcp_servers=[])).session_id
+        with pytest.raises(acp.RequestError) as gone:
+            await conn.prompt(session_id=sessions[1], prompt=[acp.text_block("hi")])
+        assert gone.value.code == -32602 and "no such session" in json.dumps(gone.value.data)
+        assert str(gone.value).startswith("sessionId: no such session")  # clients show the message
+        for kept in (sessions[0], newest):
+            done = await conn.prompt(session_id=kept, prompt=[acp.text_block("hi")])
+            assert done.stop_reason == "end_turn"
+    assert len(sessions) == MAX_SESSIONS
+
+
+async def test_a_cwd_that_cannot_be_checked_is_invalid_params(
+    tmp_path: Path, tools_dir: Path, cache_dir: Path, config_dir: Path
+) -> None:
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    bad = [
+        "/" + "a" * 5000,
+        "/" + "a/" * 3000,
+        f"{tmp_path}/nul\0byte",
+        str(loop),
+        str(a_file),
+        "relative",
+        "",
+    ]
+    async with acp_agent(tmp_path, tools_dir, cache_dir, config_dir, Client(), []) as conn:
+        for cwd in bad:
+            with pytest.raises(acp.RequestError) as refused:
+                await conn.new_session(cwd=cwd, mcp_servers=[])
+            assert refused.value.code == -32602, cwd[:40]
+            assert isinstance(refused.value.data, dict) and "cwd" in refused.value.data, cwd[:40]
+            assert str(refused.value).startswith("cwd: "), cwd[:40]
+        assert (await conn.new_session(cwd=str(tmp_path), mcp_servers=[])).session_id

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
+import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.conftest import StartDaemon
 from tests.rpc import DaemonSession
@@ -46,3 +50,32 @@ async def test_metadata_too_big_for_a_prompt_is_refused(start_daemon: StartDaemo
     assert "declares 40 parameters; the limit is 32" in failed["many.wasm"]
     listed = await daemon.request("tools/list")
     assert {tool["name"] for tool in listed["tools"]} == {"echo", "print"}
+
+
+async def test_wasm_entries_that_are_no_regular_files_are_reported_without_blocking(
+    start_daemon: StartDaemon, tools_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every `*.wasm` that is not a regular file is named under `failed` with what it is, and none is
+    opened: a FIFO would block start-up, a device may do anything."""
+    os.mkfifo(tools_dir / "fifo.wasm")
+    (tools_dir / "zero.wasm").symlink_to("/dev/zero")
+    (tools_dir / "dangling.wasm").symlink_to(tools_dir / "nowhere.wasm")
+    (tools_dir / "loop.wasm").symlink_to("loop.wasm")
+    (tools_dir / "folder.wasm").mkdir()
+    monkeypatch.chdir(tools_dir)  # a socket's path is limited to 108 bytes: bind it by a short one
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind("socket.wasm")
+
+        started = time.monotonic()
+        daemon = await start_daemon("--tools-dir", tools_dir)
+        failed = await failures(daemon)
+        assert time.monotonic() - started < 30  # opening the FIFO would have blocked for ever
+    assert "is not a regular file but a FIFO (named pipe)" in failed["fifo.wasm"]
+    device = "is not a regular file but a character device (through the symbolic link to /dev/zero)"
+    assert device in failed["zero.wasm"]
+    nowhere = tools_dir / "nowhere.wasm"
+    assert f"is a symbolic link to {nowhere}, which does not exist" in failed["dangling.wasm"]
+    assert "Too many levels of symbolic links" in failed["loop.wasm"]
+    assert "is not a regular file but a directory" in failed["folder.wasm"]
+    assert "is not a regular file but a socket" in failed["socket.wasm"]
+    assert await daemon.echoes()

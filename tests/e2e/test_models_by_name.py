@@ -35,16 +35,24 @@ async def load_progress(session: DaemonSession) -> list[dict[str, Any]]:
     raise AssertionError(f"no end of the model's load: {session.progress(token)}")
 
 
-async def start(start_daemon: StartDaemon, cache: Path, hub: FakeHub) -> DaemonSession:
+async def start(
+    start_daemon: StartDaemon,
+    cache: Path,
+    hub: FakeHub,
+    *,
+    eager: bool = True,
+    env: dict[str, str] | None = None,
+) -> DaemonSession:
+    """A daemon on `--model REFERENCE` from `hub`, loading it at once unless not `eager`."""
     # No tools: the cache is the test's own (to see the download), and compiling tools into it
     # would take most of the test's time.
     no_tools = cache.parent / "no-tools"
     no_tools.mkdir(exist_ok=True)
     return await start_daemon(
         *("--tools-dir", no_tools, "--cache-dir", cache, "--model", REFERENCE),
-        eager_model=True,
+        eager_model=eager,
         init_params={"capabilities": {"window": {"workDoneProgress": True}}},
-        env={"HF_ENDPOINT": hub.endpoint, "HF_HUB_DISABLE_TELEMETRY": "1"},
+        env={"HF_ENDPOINT": hub.endpoint, "HF_HUB_DISABLE_TELEMETRY": "1", **(env or {})},
         script=SCRIPT,
     )
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -105,3 +107,41 @@ async def test_sigterm_with_nothing_running_exits_at_once(start_daemon: StartDae
     await daemon.request("tools/list")
     daemon.process.send_signal(signal.SIGTERM)
     assert await daemon.wait_exit(timeout=5) == 0
+
+
+async def test_staging_files_that_killed_writes_left_are_removed_by_the_next_write(
+    start_daemon: StartDaemon, tools: Path, workspace: Path
+) -> None:
+    """Kills do not pile up staging files: a write removes those of its kind in its directory that
+    nobody has written to for over a minute. A running write's (fresh) one, and anything not named
+    like one, are left alone."""
+    old = time.time() - 3600
+    stale = [workspace / ".target.txt.0123456789ab.partial", workspace / ".other.txt.abcdef012345.partial"]
+    for path in stale:
+        path.write_bytes(b"x" * 1_000_000)
+        os.utime(path, (old, old))
+    fresh = workspace / ".target.txt.fedcba987654.partial"  # a concurrent write's, written to 30 s ago
+    fresh.write_bytes(b"being written")
+    os.utime(fresh, (time.time() - 30, time.time() - 30))
+    mine = [
+        workspace / ".target.txt.partial",
+        workspace / "notes.partial",
+        workspace / "sub" / ".a.0123456789ab.partial",
+    ]
+    (workspace / "sub").mkdir()
+    not_a_file = workspace / ".dir.0123456789ab.partial"
+    not_a_file.mkdir()
+    for path in [*mine, not_a_file]:
+        if not path.exists():
+            path.write_text("the person's own")
+        os.utime(path, (old, old))
+    daemon = await start_daemon("--trusted-tools-dir", tools, "--workspace", workspace)
+    answer = await daemon.request(
+        "tools/invoke", {"name": "write_file", "arguments": {"path": "target.txt", "content": "new"}}
+    )
+    assert answer["content"][0]["text"] == "wrote 3 bytes to target.txt"
+    assert not any(path.exists() for path in stale)
+    assert fresh.read_bytes() == b"being written"
+    assert all(path.read_text() == "the person's own" for path in mine)
+    assert not_a_file.is_dir()
+    assert (workspace / "target.txt").read_text() == "new"

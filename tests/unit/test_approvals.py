@@ -3,7 +3,9 @@ person's answers approve; everything else runs with the defaults."""
 
 from __future__ import annotations
 
+import json
 import time
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +25,11 @@ from daemon.services.approvals import (
     PendingRequest,
     Prompts,
     describe_request,
+    grant_command,
     grants_file_for,
+    pending_message,
+    prompt_message,
+    tool_words,
 )
 from daemon.services.toolbox import Toolbox, ToolSetChange
 from tests.wat_tools import tool_wasm
@@ -247,8 +253,61 @@ def test_a_request_is_described_grant_by_grant(
         f'[[dirs]]\nhost = "{tmp_path / "data"}"\nguest = "/data"\n'
     )
     assert describe_request(pending(toolbox(host, tools, approvals))) == [
-        f"read-only access to {tmp_path / 'data'} (at /data)",
-        "read-write access to the workspace, once one is open (at /workspace)",
-        "the environment variables LANG, TZ",
+        f"read-only access to '{tmp_path / 'data'}' (at '/data')",
+        "read-write access to the workspace, once one is open (at '/workspace')",
+        "the environment variables 'LANG', 'TZ'",
         "memory: 512 MiB (default 256 MiB)",
     ]
+
+
+# -- outside words in what the person approves ---------------------------------------------------
+
+# A directory whose name would erase the line and write a harmless one in its place.
+ERASING = "\x1b[2K\rread-only access to "
+
+
+def hidden_characters(text: str) -> list[str]:
+    return [char for char in text if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Cn")]
+
+
+def test_outside_words_are_quoted_and_made_visible_and_the_mode_is_the_daemons(
+    host: WasmHost, tools: Path, approvals: Approvals, tmp_path: Path
+) -> None:
+    sneaky = tmp_path / ERASING / "tmp" / "harmless"
+    sneaky.mkdir(parents=True)
+    (tools / "echo.policy.toml").write_text(
+        f'env = ["HOME\\u001b[8m", "A\', \'B"]\n'
+        f'[[dirs]]\nhost = {json.dumps(str(sneaky))}\nguest = "/data\\u202e"\nmode = "rw"\n'
+    )
+    request = pending(toolbox(host, tools, approvals))
+    shown_dir = f"{tmp_path}/\\x1b[2K\\rread-only access to /tmp/harmless"
+    assert describe_request(request) == [
+        f"read-write access to '{shown_dir}' (at '/data\\u202e')",
+        "the environment variables 'HOME\\x1b[8m', 'A\\', \\'B'",
+    ]
+    for text in (pending_message(request), prompt_message(request)):
+        assert hidden_characters(text) == []
+        assert f"read-write access to '{shown_dir}'" in text
+    # The data stays as it is: clients need the real path.
+    assert request.grants.dirs[0].host == sneaky
+
+
+def test_a_file_name_that_is_no_tool_name_is_quoted_for_the_shell_and_the_sentence(
+    host: WasmHost, tools: Path, approvals: Approvals
+) -> None:
+    """A file that does not load is named by its stem, which may hold anything: the command to
+    paste stays one word, and the sentence shows where the name ends."""
+    stem = "x; rm -rf ~ \x1b[2K"
+    (tools / f"{stem}.wasm").write_bytes(tool_wasm("twice", behaviour="two_memories"))
+    (tools / f"{stem}.policy.toml").write_text("memories = 2\n")
+    [request] = [r for r in toolbox(host, tools, approvals).snapshot.pending if not r.loaded]
+    assert grant_command(request) == "llama-agent tools grant 'x; rm -rf ~ \\x1b[2K'"
+    assert prompt_message(request).startswith(
+        f"llama-agent: the tool 'x; rm -rf ~ \\x1b[2K' ('{tools}/x; rm -rf ~ \\x1b[2K.wasm') asks for "
+    )
+    assert hidden_characters(pending_message(request)) == []
+
+
+@pytest.mark.parametrize(("name", "words"), [("echo", "echo"), ("echo\n", "'echo\\n'"), ("a b", "'a b'")])
+def test_only_a_valid_tool_name_goes_unquoted(name: str, words: str) -> None:
+    assert tool_words(name) == words

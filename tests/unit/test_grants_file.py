@@ -3,8 +3,10 @@ request's digest binds."""
 
 from __future__ import annotations
 
+import grp
 import logging
 import os
+import pwd
 import stat
 import threading
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from daemon.runtime.grants_file import (
+    MAX_GRANTS_FILE_BYTES,
     Approval,
     ApprovalKey,
     GrantsFileError,
@@ -21,6 +24,7 @@ from daemon.runtime.grants_file import (
     write_approvals,
 )
 from daemon.services.approvals import GRANTS_FILE, Approvals
+from tests.unsafe_files import OTHER_UID, give_to_another_group, give_to_another_user, make_device
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -207,3 +211,203 @@ def test_a_symlinked_directory_is_bound_to_its_target(tmp_path: Path) -> None:
     link.unlink()
     link.symlink_to(tmp_path / "secret")
     assert request_digest(document, tmp_path) != before
+
+
+# -- a grants file another user, or a tool, could have written --------------------------------------
+
+
+def test_a_symlinked_grants_file_is_not_trusted_nor_written_through(tmp_path: Path) -> None:
+    """The dotfiles habit: grants.toml a link into a directory a tool may be granted for writing.
+    Protecting the config directory does not protect where the link leads."""
+    config, workspace = tmp_path / "config", tmp_path / "workspace"
+    workspace.mkdir()
+    write_approvals(workspace / "grants.toml", (approval(),))  # what a tool could write there
+    config.mkdir(mode=0o700)
+    (config / "grants.toml").symlink_to(workspace / "grants.toml")
+    before = (workspace / "grants.toml").read_bytes()
+    with pytest.raises(GrantsFileError, match="is a symbolic link") as refused:
+        read_approvals(config / "grants.toml")
+    assert "Replace the link with the file itself: cp --remove-destination" in str(refused.value)
+    for write in (
+        lambda: write_approvals(config / "grants.toml", (approval("other"),)),
+        lambda: update_approvals(config / "grants.toml", lambda approvals: (*approvals, approval("x"))),
+    ):
+        with pytest.raises(GrantsFileError, match=r"(not written|not trusted): .* is a symbolic link"):
+            write()
+    assert (config / "grants.toml").is_symlink()  # neither replaced nor written through
+    assert (workspace / "grants.toml").read_bytes() == before
+
+
+def test_a_dangling_link_is_refused_not_taken_for_a_missing_file(tmp_path: Path) -> None:
+    (tmp_path / "grants.toml").symlink_to(tmp_path / "nowhere.toml")
+    with pytest.raises(GrantsFileError, match="is a symbolic link"):
+        read_approvals(tmp_path / "grants.toml")
+
+
+def test_a_hard_linked_grants_file_is_not_trusted_nor_written(tmp_path: Path) -> None:
+    """Another name of the same file, in a workspace, is the same file a tool could rewrite."""
+    config, workspace = tmp_path / "config", tmp_path / "workspace"
+    workspace.mkdir()
+    write_approvals(config / "grants.toml", (approval(),))
+    os.link(config / "grants.toml", workspace / "also.toml")
+    with pytest.raises(GrantsFileError, match="has 2 hard links") as refused:
+        read_approvals(config / "grants.toml")
+    assert "Give it a name of its own: cp " in str(refused.value)
+    with pytest.raises(GrantsFileError, match="has 2 hard links"):
+        write_approvals(config / "grants.toml", ())
+    assert (config / "grants.toml").stat().st_ino == (workspace / "also.toml").stat().st_ino
+    (workspace / "also.toml").unlink()  # a name of its own again: trusted
+    assert read_approvals(config / "grants.toml") == (approval(),)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_a_grants_file_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path, kind: str) -> None:
+    file = tmp_path / "grants.toml"
+    if kind == "fifo":
+        os.mkfifo(file, 0o600)  # opening it to read would wait for a writer
+    elif kind == "device":
+        make_device(file)
+    else:
+        file.mkdir(mode=0o700)
+    raised: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            read_approvals(file)
+        except BaseException as error:
+            raised.append(error)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(10)
+    assert not reader.is_alive(), "reading blocked"
+    [error] = raised
+    assert isinstance(error, GrantsFileError)
+    assert f"is not a regular file but a {kind if kind != 'fifo' else 'FIFO'}: remove it" in str(error)
+
+
+def test_a_grants_file_of_another_user_is_not_trusted(tmp_path: Path) -> None:
+    file = tmp_path / "grants.toml"
+    write_approvals(file, (approval(),))
+    give_to_another_user(file)
+    with pytest.raises(GrantsFileError, match=f"belongs to another user \\(uid {OTHER_UID}\\)") as refused:
+        read_approvals(file)
+    assert f"chown {os.geteuid()} " in str(refused.value)
+
+
+def test_an_oversized_grants_file_is_not_read(tmp_path: Path) -> None:
+    file = tmp_path / "grants.toml"
+    write_approvals(file, ())
+    os.truncate(file, MAX_GRANTS_FILE_BYTES + 1)  # sparse: costs nothing to make
+    with pytest.raises(GrantsFileError, match="bytes; the limit is"):
+        read_approvals(file)
+
+
+def config_directory(tmp_path: Path, case: str) -> Path:
+    """A config directory holding a grants file that approves `approval()`, made unsafe by `case`."""
+    above = tmp_path / "above"
+    config = above / "llama-agent"
+    write_approvals(config / "grants.toml", (approval(),))
+    if case == "a link":
+        real = tmp_path / "real"
+        config.rename(real)
+        config.symlink_to(real)
+    elif case == "another user's":
+        give_to_another_user(config)
+    elif case == "writable by others":
+        config.chmod(0o777)
+    elif case == "writable by another group":
+        give_to_another_group(config)  # a group of no one here, not the person's own
+        config.chmod(0o770)
+    elif case == "below a directory others may write":
+        above.chmod(0o777)
+    elif case == "below another user's directory":
+        give_to_another_user(above)
+    elif case == "through another user's link in a shared directory":
+        shared = tmp_path / "shared"
+        shared.mkdir()
+        shared.chmod(0o1777)  # like /tmp: anyone may add entries, only an entry's owner may replace it
+        (shared / "link").symlink_to(above)
+        give_to_another_user(shared / "link")
+        return shared / "link" / "llama-agent"
+    return config
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "a link",
+        "another user's",
+        "writable by others",
+        "writable by another group",
+        "below a directory others may write",
+        "below another user's directory",
+        "through another user's link in a shared directory",
+    ],
+)
+def test_a_config_directory_someone_else_could_change_is_not_trusted(tmp_path: Path, case: str) -> None:
+    file = config_directory(tmp_path, case) / "grants.toml"
+    words = {
+        "a link": "is a symbolic link (to {real}): only the directory itself is protected from the "
+        "tools, not where a link leads. Set LLAMA_AGENT_CONFIG_DIR to the directory itself: {real}",
+        "another user's": "belongs to another user",
+        "writable by others": "is writable by others (mode 777)",
+        "writable by another group": "is writable by others (mode 770)",
+        "below a directory others may write": "on the way to",
+        "below another user's directory": "on the way to",
+        "through another user's link in a shared directory": "in the shared directory",
+    }[case]
+    with pytest.raises(GrantsFileError) as refused:
+        read_approvals(file)
+    assert words.format(real=tmp_path / "real") in str(refused.value)
+    with pytest.raises(GrantsFileError, match=r"not (written|trusted)"):
+        update_approvals(file, lambda approvals: ())
+
+
+@pytest.mark.parametrize("case", ["in a sticky shared directory", "group-writable, the owner's own group"])
+def test_a_config_directory_only_the_person_can_change_is_trusted(tmp_path: Path, case: str) -> None:
+    if case == "in a sticky shared directory":
+        shared = tmp_path / "shared"
+        shared.mkdir()
+        shared.chmod(0o1777)
+        config = shared / "llama-agent"
+    else:  # umask 002 with "user private groups": the group holds the person alone
+        user, group = pwd.getpwuid(os.geteuid()), grp.getgrgid(os.getegid())
+        if group.gr_name != user.pw_name or not set(group.gr_mem) <= {user.pw_name}:
+            pytest.skip("the person's group here is not theirs alone")
+        config = tmp_path / "llama-agent"
+    write_approvals(config / "grants.toml", (approval(),))
+    if case != "in a sticky shared directory":
+        os.chown(config, os.geteuid(), os.getegid())
+        config.chmod(0o770)
+    assert read_approvals(config / "grants.toml") == (approval(),)
+
+
+def test_the_daemon_notices_a_trusted_file_turning_into_a_link_or_writable(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Re-read whenever the answer could change, not only when the content does."""
+    file = tmp_path / "grants.toml"
+    write_approvals(file, (approval(),))
+    approvals = Approvals(file)
+    approvals.refresh()
+    assert approvals.granted_by(None, SHA_A, SHA_B) == GRANTS_FILE
+    file.chmod(0o666)  # same size, same mtime
+    with caplog.at_level(logging.ERROR):
+        approvals.refresh()
+    assert approvals.granted_by(None, SHA_A, SHA_B) is None
+    assert "writable by others" in caplog.text
+
+    file.chmod(0o600)
+    approvals.refresh()
+    assert approvals.granted_by(None, SHA_A, SHA_B) == GRANTS_FILE
+    elsewhere = tmp_path / "elsewhere.toml"
+    write_approvals(elsewhere, (approval(),))
+    os.utime(elsewhere, ns=(file.stat().st_atime_ns, file.stat().st_mtime_ns))
+    file.unlink()
+    file.symlink_to(elsewhere)
+    caplog.clear()
+    with caplog.at_level(logging.ERROR):
+        approvals.refresh()
+    assert approvals.granted_by(None, SHA_A, SHA_B) is None
+    assert "is a symbolic link" in caplog.text

@@ -162,3 +162,24 @@ def test_the_contract_version_survives_the_trip_to_a_worker(interface: str, mino
 def test_unknown_contract_versions_are_refused(interface: str) -> None:
     with pytest.raises(IncompatibleComponent):
         contract_from_wire({"world": "llama-agent:tool/plugin", "interface": interface})
+
+
+@pytest.mark.parametrize(
+    ("metadata", "fragment"),
+    [
+        (replace(GOOD, name="finder\n"), "invalid tool name"),  # `$` alone would match before it
+        (replace(GOOD, description="read-only\x1b[2K\rread-write"), "U\\+001B"),
+        (replace(GOOD, description="harmless \u202etxt.exe"), "U\\+202E"),
+        (replace(GOOD, version="1.0\x07"), "U\\+0007"),
+        (with_param(replace(TEXT, name="te\x08xt")), "U\\+0008"),
+        (with_param(replace(TEXT, description="what\x9b to search")), "U\\+009B"),
+        (with_param(replace(MODE, choices=("fast\x00", "exact"), default=None)), "U\\+0000"),
+    ],
+)
+def test_text_a_person_reads_may_hold_no_control_characters(metadata: ToolMetadata, fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        metadata.check()
+
+
+def test_newlines_tabs_and_every_script_are_fine_in_descriptions() -> None:
+    replace(GOOD, description="Finds things.\n\tSee also: الملفات, 日本語, zero\u200cwidth joiners").check()

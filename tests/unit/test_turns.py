@@ -2,14 +2,52 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from daemon.protocol.progress import readable_turn
-from daemon.services.turns import RunawayGuard, partial_answer, runaway_start
+from daemon.protocol.progress import ReadableTurn, readable_turn
+from daemon.services.turns import AnswerStream, RunawayGuard, partial_answer, runaway_start
+
+
+def split(text: str, cuts: list[int]) -> list[str]:
+    """`text` in pieces, cut at `cuts` (positions, in any order)."""
+    points = sorted({0, len(text), *(cut % (len(text) + 1) for cut in cuts)})
+    return [text[start:end] for start, end in itertools.pairwise(points)]
+
+
+# Turns with what makes reading them incrementally hard: escapes of every kind, surrogate pairs
+# and lone halves, whitespace in the opening, and text after the answer's end.
+turns = st.one_of(
+    st.text().map(lambda text: json.dumps({"answer": text})),
+    st.text().map(lambda text: json.dumps({"answer": text}, ensure_ascii=False)),
+    st.lists(
+        st.sampled_from(
+            [
+                '{"answer": "',
+                ' { "answer" :\n"',
+                "a",
+                "\\",
+                '\\"',
+                "\\u00e9",
+                "\\ud83d",
+                "\\ude00",
+                "\\u12",
+                '"',
+                "}",
+                " ",
+                '{"tool": "echo"',
+                "\\n",
+                "é",
+            ]
+        ),
+    ).map("".join),
+    st.text(alphabet=' {}"answer:\\u0d8e', max_size=40),
+)
 
 
 @given(st.text())
@@ -20,6 +58,26 @@ def test_every_prefix_of_an_answer_decodes_to_a_prefix_of_its_text(text: str) ->
         if decoded is not None:
             assert text.startswith(decoded), (turn[:end], decoded)
     assert partial_answer(turn) == text
+
+
+@given(turns, st.lists(st.integers(min_value=0), max_size=12))
+def test_an_answer_read_piece_by_piece_is_the_answer_read_whole(turn: str, cuts: list[int]) -> None:
+    stream = AnswerStream()
+    decoded, so_far = "", ""
+    for piece in split(turn, cuts):
+        decoded += stream.feed(piece)
+        so_far += piece
+        whole = partial_answer(so_far)
+        assert (decoded if stream.is_answer else None) == whole, (so_far, decoded)
+        assert stream.length == len(decoded)
+
+
+@given(turns, st.lists(st.integers(min_value=0), max_size=12))
+def test_progress_read_piece_by_piece_is_progress_read_whole(turn: str, cuts: list[int]) -> None:
+    reader, so_far = ReadableTurn(), ""
+    for piece in split(turn, cuts):
+        so_far += piece
+        assert reader.feed(piece) == readable_turn(so_far)
 
 
 @pytest.mark.parametrize("turn", ['{"tool": "echo"', "", '{"', '["answer"'])
@@ -68,6 +126,40 @@ def test_the_guard_stops_once_and_remembers_where() -> None:
     first = stops.index(True)
     assert all(stops[first:]) and not any(stops[:first])
     assert guard.text[: guard.cut_at].endswith('{"answer": "go on. ')
+
+
+@given(
+    st.text(alphabet="ab \n.", max_size=60),
+    st.text(alphabet="ab \n.", min_size=1, max_size=130),
+    st.integers(min_value=1, max_value=90),
+    st.lists(st.integers(min_value=0), max_size=20),
+)
+def test_the_guard_cuts_where_reading_the_whole_turn_at_each_piece_would(
+    start: str, unit: str, copies: int, cuts: list[int]
+) -> None:
+    turn = start + unit * copies
+    guard, so_far, expected = RunawayGuard(), "", None
+    for piece in split(turn, cuts):
+        so_far += piece
+        expected = expected if expected is not None else runaway_start(so_far)
+        assert guard.feed(piece) == (expected is not None)
+        assert guard.cut_at == expected
+    assert guard.text == turn
+
+
+def test_a_long_turn_costs_each_piece_the_same() -> None:
+    """Reading 20,000 pieces is linear work: re-reading the turn at each piece took minutes."""
+    pieces = ['{"answer": "', *(f"{n} \\u00e9\\n" for n in range(20_000))]
+    guard, answer, readable = RunawayGuard(), AnswerStream(), ReadableTurn()
+    started = time.process_time()
+    for piece in pieces:
+        guard.feed(piece)
+        answer.feed(piece)
+        readable.feed(piece)
+    spent = time.process_time() - started
+    assert guard.cut_at is None
+    assert answer.length == len(partial_answer("".join(pieces)) or "")
+    assert spent < 3.0, spent  # about 0.1 s
 
 
 @pytest.mark.parametrize(

@@ -4,20 +4,24 @@ instances made ahead of their calls."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from wasmtime.component import Component
 
 from daemon.runtime.executor import Executor, Sandbox
+from daemon.runtime.policy import DirGrant, Grants
 from daemon.runtime.sandbox import Limits
-from daemon.runtime.wasm_host import LoadedTool, WasmHost
-from daemon.runtime.workers import CancelToken
+from daemon.runtime.wasm_host import LoadedTool, ToolLoadError, WasmHost
+from daemon.runtime.workers import CancelToken, Worker
 from tests.wat_tools import tool_wasm
 
 
@@ -219,3 +223,110 @@ def test_workers_share_the_daemons_session_but_not_its_process_group(host: WasmH
     for pid in host.workers.pids():
         assert os.getsid(pid) == os.getsid(0)
         assert os.getpgid(pid) == pid != os.getpgid(0)
+
+
+# -- a call leaves its worker as it found it ---------------------------------------------------------
+
+PREOPENS = 20  # directories granted to each call below: each is a descriptor while its store lives
+MIB = 1024 * 1024
+
+
+def only_worker(host: WasmHost) -> Worker:
+    """The pool's one worker, once it is idle again (it has made the next call's instance)."""
+    deadline = time.monotonic() + 5
+    while not (idle := host.workers.idle_workers()):
+        assert time.monotonic() < deadline, "the worker never came back"
+        time.sleep(0.01)
+    assert len(host.workers.pids()) == 1
+    return idle[0]
+
+
+def descriptors(pid: int) -> Counter[str]:
+    """What each open descriptor of process `pid` names, counted; not the compiled components it
+    keeps loaded (one each, up to 32), which belong to no call."""
+    opened: Counter[str] = Counter()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed meanwhile
+            opened[os.readlink(fd)] += 1
+    return Counter({name: count for name, count in opened.items() if not name.endswith(".cwasm")})
+
+
+def resident(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.parametrize("mode", ["ro", "rw"])  # rw: no instance made ahead, the call runs under its quota
+def test_a_call_leaves_its_worker_as_it_found_it_however_it_ends(tmp_path: Path, mode: str) -> None:
+    """Traps, timeouts, capped output, arguments that cannot be lowered, a describe() that traps: after
+    each, the worker holds no descriptor and no memory of that call's (before, each trap kept its
+    store, with its open directories and its memory, until Python's garbage collector ran)."""
+    granted = (tmp_path / "granted").resolve()
+    granted.mkdir()
+    host = WasmHost(tmp_path / "cache", Limits(timeout_seconds=1), max_parallel_calls=1)
+    grants = Grants(
+        Limits(timeout_seconds=0.5, output_bytes=64 * 1024),
+        tuple(DirGrant(granted, f"/g{i}", "rw" if mode == "rw" else "ro") for i in range(PREOPENS)),
+    )
+    try:
+        echo = load(host, "echo", "echo")
+        assert host.invoke(echo, {"value": "x"}, grants).text == "x"
+        worker = only_worker(host)
+        others, memory = descriptors(worker.pid), resident(worker.pid)
+        others.pop(str(granted), None)
+        outcomes: list[tuple[LoadedTool, dict[str, Any], str]] = [
+            (load(host, "trap", "trap"), {"value": "x"}, "tool trapped"),
+            (load(host, "fill", "fill"), {"value": "x"}, "tool trapped"),
+            (load(host, "spin", "loop"), {"value": "x"}, "timed out after 0.5 s: wasm trap: interrupt"),
+            (echo, {"value": "y" * 100_000}, ""),  # capped at 64 KiB
+            (echo, {"value": None}, "cannot pass the arguments to the tool"),  # not a `value` case
+        ]
+        for _ in range(3):
+            for tool, arguments, expected in outcomes:
+                result = host.invoke(tool, arguments, grants)
+                assert expected in result.text and (result.is_error or result.truncated), result.text
+                after = only_worker(host)
+                assert after.pid == worker.pid  # neither replaced nor retired
+                opened = descriptors(worker.pid)
+                # Only the instances made ahead for the next calls hold the granted directories.
+                assert opened.pop(str(granted), 0) == PREOPENS * len(after.ready)
+                assert opened == others, f"after {tool.metadata.name}"
+                assert resident(worker.pid) < memory + 32 * MIB, f"after {tool.metadata.name}"
+            with pytest.raises(ToolLoadError, match="reading metadata failed"):
+                load(host, "filler", "fill_describe")
+            assert only_worker(host).pid == worker.pid
+            assert resident(worker.pid) < memory + 32 * MIB, "after describe() trapped"
+        assert host.invoke(echo, {"value": "still works"}, grants).text == "still works"
+    finally:
+        host.close()
+
+
+def test_a_guest_that_opens_a_thousand_descriptors_and_traps_leaves_none(
+    tmp_path: Path, test_tools: Path, cache_dir: Path
+) -> None:
+    """The real case: a componentize-py tool opens its granted directory 1,000 times and traps. Before,
+    each such call left 1,000 descriptors in the worker, and the worker soon ran out."""
+    granted = (tmp_path / "granted").resolve()
+    granted.mkdir()
+    (granted / "inside.txt").write_text("here")
+    host = WasmHost(cache_dir, Limits(timeout_seconds=10), max_parallel_calls=1)
+    grants = Grants(
+        Limits(timeout_seconds=10),
+        (DirGrant(granted, "/data", "ro"),),
+    )
+    try:
+        hostile = host.load(test_tools / "hostile.wasm")
+        assert (
+            host.invoke(hostile, {"action": "list", "target": "/data"}, grants).text == "listed: inside.txt"
+        )
+        worker = only_worker(host)
+        before = sum(descriptors(worker.pid).values())
+        for _ in range(4):
+            result = host.invoke(hostile, {"action": "hoard", "target": "1000"}, grants)
+            assert result.is_error and "trapping with 1000 descriptors open" in result.text
+            assert only_worker(host).pid == worker.pid
+            assert sum(descriptors(worker.pid).values()) <= before + 2
+        assert (
+            host.invoke(hostile, {"action": "list", "target": "/data"}, grants).text == "listed: inside.txt"
+        )
+    finally:
+        host.close()

@@ -11,7 +11,7 @@ from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports.types import Argument, Metadata, Param, ParamType, Value_String
 
-ACTIONS = "read, write, list, env, environ, print, allocate, return, fill, sleep"
+ACTIONS = "read, write, list, env, environ, print, allocate, return, fill, sleep, hoard"
 
 
 class Tool(exports.Tool):
@@ -66,6 +66,9 @@ class Tool(exports.Tool):
             if action == "sleep":  # blocks in a WASI host call, where no epoch check reaches
                 time.sleep(float(target))
                 return "slept"
+            if action == "hoard":  # open the directory /data `target` times, keep it open, then trap
+                held = [os.open("/data", os.O_RDONLY) for _ in range(int(target))]
+                raise SystemError(f"trapping with {len(held)} descriptors open")  # uncaught: a trap
             if action == "print":
                 chunk = "x" * 1023 + "\n"
                 for _ in range(int(target) // 1024):

@@ -1,0 +1,1 @@
+"""Helpers that know no feature of the daemon: any layer may use them."""
