@@ -29,7 +29,14 @@ from daemon import __version__
 from daemon.common.text import quoted, visible
 from daemon.config import DaemonConfig
 from daemon.core import Core, build_core
-from daemon.protocol.jsonrpc import brief, encode_json
+from daemon.protocol.jsonrpc import (
+    INVALID_PARAMS,
+    MODEL_UNAVAILABLE,
+    PROMPT_TOO_LONG,
+    TOO_MANY_SESSIONS,
+    brief,
+    encode_json,
+)
 from daemon.protocol.lines import open_stdio
 from daemon.runtime.backend import ContextOverflow, ModelError, ModelLoader
 from daemon.runtime.grants_file import ApprovalKey
@@ -47,12 +54,8 @@ STOP_REASONS: dict[StopReason, schema.StopReason] = {
     "repetition": "max_tokens",
     "invalidTurn": "end_turn",
 }
-# As the LSP face answers them (daemon/protocol/server.py).
-MODEL_UNAVAILABLE = -32010
-PROMPT_TOO_LONG = -32011
 # Sessions held at once: past this, `session/new` closes the least recently used idle one.
 MAX_SESSIONS = 64
-TOO_MANY_SESSIONS = -32012
 # Arguments shown to the person are made visible this deep; deeper, each value as one string.
 MAX_SHOWN_DEPTH = 32
 ALLOW_ONCE, ALLOW_ALWAYS, REJECT = "allow-once", "allow-always", "reject-once"
@@ -119,7 +122,7 @@ def visible_json(value: Any, depth: int = 0) -> Any:
 def invalid_params(field: str, reason: str) -> acp.RequestError:
     """-32602 with the reason in the message, which is all that ACP clients show (the SDK's own
     helper says only "Invalid params" and puts the reason in `data`)."""
-    return acp.RequestError(-32602, f"{field}: {reason}", {field: reason})
+    return acp.RequestError(INVALID_PARAMS, f"{field}: {reason}", {field: reason})
 
 
 def session_folder(cwd: str) -> Path:

@@ -33,8 +33,15 @@ log = logging.getLogger(__name__)
 bodies_log = logging.getLogger("pygls.protocol.json_rpc")
 
 INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
+# Server-defined errors, the same on every face: a run cannot run because the model cannot be
+# loaded (or its server failed), or because its prompt is longer than the model's context; ACP
+# holds no more sessions.
+MODEL_UNAVAILABLE = -32010
+PROMPT_TOO_LONG = -32011
+TOO_MANY_SESSIONS = -32012
 # Deeper messages are refused before any handler (or log line) recurses into them.
 MAX_NESTING = 128
 

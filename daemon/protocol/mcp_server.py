@@ -27,14 +27,19 @@ from pydantic import BaseModel, ValidationError
 from daemon import __version__
 from daemon.config import DaemonConfig
 from daemon.core import Core, build_core
-from daemon.protocol.jsonrpc import INVALID_PARAMS, INVALID_REQUEST, Rejection, brief, message_id
+from daemon.protocol.jsonrpc import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    Rejection,
+    brief,
+    message_id,
+)
 from daemon.protocol.lines import Channel, open_stdio
 from daemon.runtime.schema import ArgumentError
 from daemon.services.toolbox import Tool, ToolSetChange, UnknownTool
 
 log = logging.getLogger(__name__)
-
-METHOD_NOT_FOUND = -32601
 
 
 def _client_requests() -> dict[str, type[BaseModel]]:

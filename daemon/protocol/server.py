@@ -25,7 +25,7 @@ from daemon.common.text import quoted, visible
 from daemon.config import DaemonConfig
 from daemon.core import Core, build_core
 from daemon.protocol.framing import open_reader, serve_frames
-from daemon.protocol.jsonrpc import AgentProtocol, agent_converter
+from daemon.protocol.jsonrpc import MODEL_UNAVAILABLE, PROMPT_TOO_LONG, AgentProtocol, agent_converter
 from daemon.protocol.params import TOOLS_DID_CHANGE, parse_agent_run, parse_tools_invoke, parse_tools_list
 from daemon.protocol.progress import RunProgress
 from daemon.protocol.wire import (
@@ -49,10 +49,6 @@ from daemon.services.toolbox import (
     UnknownTool,
 )
 
-# JSON-RPC server-defined errors: agent/run cannot run because the model cannot be loaded,
-# or because its prompt is longer than the model's context.
-MODEL_UNAVAILABLE = -32010
-PROMPT_TOO_LONG = -32011
 # On SIGTERM, how long the tool calls already running may take to finish.
 STOP_GRACE_SECONDS = 5.0
 
