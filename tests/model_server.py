@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -100,11 +100,11 @@ class Seen:
     client_gone: int = 0  # streams the client closed before their end
 
 
-class FaultProxy:
-    def __init__(self, upstream: str, faults: Faults | None = None) -> None:
-        self.upstream = upstream.rstrip("/")
-        self.faults = faults or Faults()
-        self.seen = Seen()
+class LoopbackServer:
+    """An HTTP server on 127.0.0.1, serving on a thread of its own within a `with` block; its
+    `url` is an OpenAI-style base URL (ending in /v1)."""
+
+    def __init__(self) -> None:
         self.lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -114,13 +114,24 @@ class FaultProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
-    def __enter__(self) -> FaultProxy:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
+
+
+class FaultProxy(LoopbackServer):
+    def __init__(self, upstream: str, faults: Faults | None = None) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.faults = faults or Faults()
+        self.seen = Seen()
+        super().__init__()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
@@ -265,26 +276,11 @@ class HostileSeen:
     client_gone: int = 0  # responses the client closed before their end
 
 
-class HostileServer:
+class HostileServer(LoopbackServer):
     def __init__(self, hostility: Hostility | None = None) -> None:
         self.hostility = hostility or Hostility()
         self.seen = HostileSeen()
-        self.lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-
-    def __enter__(self) -> HostileServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         hostile = self
