@@ -108,6 +108,13 @@ def run_cli(*args: str | Path, config_dir: Path) -> subprocess.CompletedProcess[
     )
 
 
+def grant_yes(name: str, tools: Path, cache_dir: Path, config_dir: Path) -> subprocess.CompletedProcess[str]:
+    """`llama-agent tools grant NAME --yes` over the tools in `tools`."""
+    return run_cli(
+        "tools", "grant", name, "--yes", "--tools-dir", tools, "--cache-dir", cache_dir, config_dir=config_dir
+    )
+
+
 async def test_an_unapproved_request_is_pending_asked_about_and_not_granted(
     start_daemon: StartDaemon, dropbox: Path, data_dir: Path
 ) -> None:
@@ -219,17 +226,7 @@ async def test_the_command_line_grant_applies_to_the_next_daemon(
     assert "stdin is not a terminal; pass --yes" in refused.stderr
     assert not (config_dir / "grants.toml").exists()
 
-    done = run_cli(
-        "tools",
-        "grant",
-        "hostile",
-        "--yes",
-        "--tools-dir",
-        dropbox,
-        "--cache-dir",
-        cache_dir,
-        config_dir=config_dir,
-    )
+    done = grant_yes("hostile", dropbox, cache_dir, config_dir)
     assert done.returncode == 0, done.stderr
     assert "read-only access to" in done.stdout
     daemon = await serve(start_daemon, dropbox, answering("Deny"))
@@ -249,17 +246,7 @@ async def test_a_grant_made_while_the_daemon_runs_applies(
     unanswered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     daemon = await serve(start_daemon, dropbox, lambda params: unanswered)
     seen = len(daemon.notifications)
-    done = run_cli(
-        "tools",
-        "grant",
-        "hostile",
-        "--yes",
-        "--tools-dir",
-        dropbox,
-        "--cache-dir",
-        cache_dir,
-        config_dir=config_dir,
-    )
+    done = grant_yes("hostile", dropbox, cache_dir, config_dir)
     assert done.returncode == 0, done.stderr
     await changed(daemon, seen)
     assert await read_data(daemon) == "read: granted content"
@@ -268,17 +255,7 @@ async def test_a_grant_made_while_the_daemon_runs_applies(
 async def test_a_changed_component_or_request_needs_approving_again(
     start_daemon: StartDaemon, dropbox: Path, data_dir: Path, cache_dir: Path, config_dir: Path
 ) -> None:
-    done = run_cli(
-        "tools",
-        "grant",
-        "hostile",
-        "--yes",
-        "--tools-dir",
-        dropbox,
-        "--cache-dir",
-        cache_dir,
-        config_dir=config_dir,
-    )
+    done = grant_yes("hostile", dropbox, cache_dir, config_dir)
     assert done.returncode == 0, done.stderr
     ask_for(dropbox, data_dir, extra="timeout_seconds = 60\n")
     daemon = await serve(start_daemon, dropbox, answering("Deny"))
@@ -291,41 +268,11 @@ async def test_a_changed_component_or_request_needs_approving_again(
 def test_grant_names_what_it_cannot_grant(
     dropbox: Path, tools_dir: Path, cache_dir: Path, config_dir: Path, bundled_tools: Path
 ) -> None:
-    unknown = run_cli(
-        "tools",
-        "grant",
-        "nope",
-        "--yes",
-        "--tools-dir",
-        dropbox,
-        "--cache-dir",
-        cache_dir,
-        config_dir=config_dir,
-    )
+    unknown = grant_yes("nope", dropbox, cache_dir, config_dir)
     assert (unknown.returncode, "unknown tool 'nope'" in unknown.stderr) == (2, True)
-    nothing = run_cli(
-        "tools",
-        "grant",
-        "echo",
-        "--yes",
-        "--tools-dir",
-        tools_dir,
-        "--cache-dir",
-        cache_dir,
-        config_dir=config_dir,
-    )
+    nothing = grant_yes("echo", tools_dir, cache_dir, config_dir)
     assert (nothing.returncode, "echo asks for nothing" in nothing.stderr) == (2, True)
-    trusted = run_cli(
-        "tools",
-        "grant",
-        "read_file",
-        "--yes",
-        "--tools-dir",
-        bundled_tools,
-        "--cache-dir",
-        cache_dir,
-        config_dir=config_dir,
-    )
+    trusted = grant_yes("read_file", bundled_tools, cache_dir, config_dir)
     assert (trusted.returncode, "already approved (trusted directory)" in trusted.stderr) == (2, True)
     revoke = run_cli("tools", "revoke", "echo", config_dir=config_dir)
     assert (revoke.returncode, "echo has no approval" in revoke.stderr) == (2, True)
@@ -400,17 +347,7 @@ def shown(path: Path) -> str:
 def test_the_grant_command_shows_outside_words_escaped_and_the_real_mode(
     sneaky_tools: Path, sneaky_dir: Path, cache_dir: Path, config_dir: Path
 ) -> None:
-    done = run_cli(
-        "tools",
-        "grant",
-        "sneaky",
-        "--yes",
-        "--tools-dir",
-        sneaky_tools,
-        "--cache-dir",
-        cache_dir,
-        config_dir=config_dir,
-    )
+    done = grant_yes("sneaky", sneaky_tools, cache_dir, config_dir)
     assert done.returncode == 0, done.stderr
     assert (hidden_characters(done.stdout), hidden_characters(done.stderr)) == ([], [])
     lines = done.stdout.splitlines()
@@ -545,17 +482,7 @@ def test_tools_grant_does_not_write_through_a_link(
     target.parent.mkdir()
     target.write_text("# my dotfiles\n")
     (config_dir / "grants.toml").symlink_to(target)
-    refused = run_cli(
-        "tools",
-        "grant",
-        "hostile",
-        "--yes",
-        "--tools-dir",
-        dropbox,
-        "--cache-dir",
-        cache_dir,
-        config_dir=config_dir,
-    )
+    refused = grant_yes("hostile", dropbox, cache_dir, config_dir)
     assert refused.returncode == 1
     assert "not granted: " in refused.stderr
     assert f"{config_dir / 'grants.toml'} is a symbolic link (to {target})" in refused.stderr
