@@ -6,7 +6,7 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-from daemon.config import BUNDLED_TOOLS_DIR, REPO_ROOT
+from llama_agent.config import BUNDLED_TOOLS_DIR, REPO_ROOT
 
 BENCH_CACHE_DIR = REPO_ROOT / "build" / "bench-cache"
 

@@ -14,13 +14,13 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from llama_agent.runtime.tools.limits import Limits
+from llama_agent.runtime.wasm.contracts import detect_contract
+from llama_agent.runtime.wasm.executor import Executor, Sandbox
+from llama_agent.runtime.wasm.host import WasmHost
 from wasmtime.component import Component
 
 from bench.common import BENCH_CACHE_DIR, bundled, summary
-from daemon.runtime.contracts import detect_contract
-from daemon.runtime.executor import Executor, Sandbox
-from daemon.runtime.sandbox import Limits
-from daemon.runtime.wasm_host import WasmHost
 from tests.rpc import DaemonSession, RpcError
 
 CALLS = 1000

@@ -17,9 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from llama_agent.runtime.models.llama import default_model_path, default_threads
+
 from bench.agent import PROMPTS, TOOLS
 from bench.common import BENCH_CACHE_DIR, bundled
-from daemon.runtime.model import default_model_path, default_threads
 from tests.model_server import llama_server
 from tests.rpc import DaemonSession
 

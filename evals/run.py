@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from daemon import __version__
-from daemon.config import BUNDLED_TOOLS_DIR
-from daemon.services.agent import AgentRequest
+from llama_agent import __version__
+from llama_agent.config import BUNDLED_TOOLS_DIR
+from llama_agent.services.agent.loop import AgentRequest
+
 from evals.report import format_calls, rate_json, render_markdown
 from evals.scoring import RunRecord, Score, Step, score_task, summarize
 from evals.tasks import (
@@ -384,8 +385,9 @@ def model_server(args: argparse.Namespace, settings: Settings) -> Iterator[Setti
     if args.base_url:
         yield dataclasses.replace(settings, base_url=args.base_url)
         return
-    from daemon.config import default_cache_dir
-    from daemon.runtime.model import default_model_path
+    from llama_agent.config import default_cache_dir
+    from llama_agent.runtime.models.llama import default_model_path
+
     from tests.model_server import llama_server
 
     model = settings.model or default_model_path(settings.cache_dir or default_cache_dir())

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from llama_agent.cli.build import build_all, source_directories
+from llama_agent.config import BUNDLED_TOOLS_DIR, REPO_ROOT
+from llama_agent.runtime.wasm.host import WasmHost
+from llama_agent.services.tools.registry import Toolbox
 
-from daemon.build import build_all, source_directories
-from daemon.config import BUNDLED_TOOLS_DIR, REPO_ROOT
-from daemon.runtime.wasm_host import WasmHost
-from daemon.services.toolbox import Toolbox
 from tests.rpc import DaemonSession
 
 TEST_COMPONENT_SOURCES = REPO_ROOT / "tests" / "components"
@@ -69,7 +69,7 @@ GEMMA_CHAT_TEMPLATE = (
 
 @pytest.fixture(scope="session")
 def default_model(cache_dir: Path) -> Path:
-    from daemon.runtime.model import default_model_path
+    from llama_agent.runtime.models.llama import default_model_path
 
     return default_model_path(cache_dir)
 

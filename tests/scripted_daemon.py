@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from daemon.cli import parse_command_line, serve_acp_on_stdio, serve_on_stdio
-from daemon.config import REPO_ROOT
-from daemon.logs import configure_logging
+from llama_agent.cli import parse_command_line, serve_acp_on_stdio, serve_on_stdio
+from llama_agent.cli.logs import configure_logging
+from llama_agent.config import REPO_ROOT
+
 from tests.scripted_model import ScriptedModel
 
 

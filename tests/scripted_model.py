@@ -1,6 +1,6 @@
 """A model backend that plays back written turns: the agent loop's logic, tested deterministically.
 
-It implements `daemon.runtime.backend.ModelBackend` as the llama.cpp backend does: each
+It implements `llama_agent.runtime.models.backend.ModelBackend` as the llama.cpp backend does: each
 "token" is a few characters, streamed to `on_text`; `max_tokens` and cancellation cut a
 turn the same way. It records what it was asked (prompts, schemas, limits) so tests can check
 what the model saw. `python -m tests.scripted_daemon` serves it in the real daemon.
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daemon.runtime.backend import (
+from llama_agent.runtime.models.backend import (
     Generation,
     ModelBackend,
     ModelError,

@@ -9,8 +9,8 @@ import stat
 from pathlib import Path
 
 import pytest
+from llama_agent.runtime.wasm.host import WasmHost
 
-from daemon.runtime.wasm_host import WasmHost
 from tests.wat_tools import tool_wasm
 
 OTHER_UID = 12345  # no user of the machine: a file given to it stands for another user's

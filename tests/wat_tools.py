@@ -31,8 +31,7 @@ import struct
 from collections.abc import Sequence
 
 import wasmtime
-
-from daemon.runtime.metadata import ToolExample, ToolMetadata, ToolParam
+from llama_agent.runtime.tools.metadata import ToolExample, ToolMetadata, ToolParam
 
 INTERFACE = "llama-agent:tool/tool@0.1.0"
 PARAM_TYPES = {"string": 0, "integer": 1, "number": 2, "boolean": 3}

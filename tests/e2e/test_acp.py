@@ -16,9 +16,9 @@ from typing import Any, cast
 import acp
 import pytest
 from acp import schema
+from llama_agent.config import REPO_ROOT
+from llama_agent.faces.acp import MAX_SESSIONS
 
-from daemon.config import REPO_ROOT
-from daemon.protocol.acp_agent import MAX_SESSIONS
 from tests.scripted_model import answer, call
 from tests.wat_tools import tool_wasm
 

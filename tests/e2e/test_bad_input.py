@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from llama_agent.faces.wire.params import parse_agent_run
 from pygls.exceptions import JsonRpcInvalidParams
 
-from daemon.protocol.params import parse_agent_run
 from tests.conftest import StartDaemon
 from tests.rpc import DaemonSession, RpcError
 from tests.wat_tools import tool_wasm

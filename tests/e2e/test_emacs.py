@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llama_agent.config import REPO_ROOT
 
-from daemon.config import REPO_ROOT
 from tests.scripted_daemon import editor_launch
 from tests.scripted_model import answer, call
 

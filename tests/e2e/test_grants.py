@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llama_agent.runtime.tools.grants_file import Approval, ApprovalKey, render, request_digest
 
-from daemon.runtime.grants_file import Approval, ApprovalKey, render, request_digest
 from tests.conftest import StartDaemon
 from tests.rpc import DaemonSession, RpcError
 from tests.wat_tools import tool_wasm

@@ -34,7 +34,7 @@ INTERNAL_ERROR = -32603
 MIB = 1024 * 1024
 # What the faces may grow by over a whole test, 200 MB lines included.
 RSS_CEILING = 64 * MIB
-# The faces' longest line (daemon.protocol.lines.MAX_LINE_BYTES).
+# The faces' longest line (llama_agent.faces.wire.lines.MAX_LINE_BYTES).
 MAX_LINE_BYTES = 16 * MIB
 LLAMA_AGENT = str(Path(sys.executable).with_name("llama-agent"))
 FACES = ["acp", "mcp"]

@@ -13,10 +13,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from llama_agent.config import REPO_ROOT
 from mcp import ClientSession, StdioServerParameters, types
 from mcp.client.stdio import stdio_client
 
-from daemon.config import REPO_ROOT
 from tests.wat_tools import tool_wasm
 
 LLAMA_AGENT = str(Path(sys.executable).with_name("llama-agent"))

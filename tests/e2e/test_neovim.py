@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from daemon.config import REPO_ROOT
+from llama_agent.config import REPO_ROOT
+
 from tests.scripted_daemon import editor_launch
 from tests.scripted_model import answer, call
 

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from llama_agent.config import REPO_ROOT
 
-from daemon.config import REPO_ROOT
 from tests.conftest import StartDaemon
 from tests.rpc import DaemonSession, RpcError
 

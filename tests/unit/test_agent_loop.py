@@ -15,12 +15,19 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
+from llama_agent.runtime.models.backend import ModelSettings
+from llama_agent.runtime.wasm.host import WasmHost
+from llama_agent.services.agent.loop import (
+    DECLINED,
+    Agent,
+    AgentRequest,
+    AgentResult,
+    AgentStep,
+    InvalidRequest,
+)
+from llama_agent.services.models import ModelService
+from llama_agent.services.tools.registry import Tool, Toolbox, UnknownTool
 
-from daemon.runtime.backend import ModelSettings
-from daemon.runtime.wasm_host import WasmHost
-from daemon.services.agent import DECLINED, Agent, AgentRequest, AgentResult, AgentStep, InvalidRequest
-from daemon.services.model_service import ModelService
-from daemon.services.toolbox import Tool, Toolbox, UnknownTool
 from tests.scripted_model import SCRIPT_ENDED, ScriptedModel, answer, call
 from tests.wat_tools import tool_wasm
 

@@ -10,11 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from daemon.runtime.grants_file import read_approvals
-from daemon.runtime.sandbox import Limits
-from daemon.runtime.wasm_host import WasmHost
-from daemon.services.approvals import (
+from llama_agent.runtime.tools.grants_file import read_approvals
+from llama_agent.runtime.tools.limits import Limits
+from llama_agent.runtime.wasm.host import WasmHost
+from llama_agent.services.consent.approvals import (
     ALLOW_ONCE,
     ALWAYS_ALLOW,
     DENY,
@@ -31,7 +30,8 @@ from daemon.services.approvals import (
     prompt_message,
     tool_words,
 )
-from daemon.services.toolbox import Toolbox, ToolSetChange
+from llama_agent.services.tools.registry import Toolbox, ToolSetChange
+
 from tests.wat_tools import tool_wasm
 
 ASKING = 'env = ["HOME"]\ntimeout_seconds = 30\n'

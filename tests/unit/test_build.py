@@ -6,9 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-
-from daemon.build import BuildError, ComponentSource, _python_command, is_up_to_date
-from daemon.config import REPO_ROOT
+from llama_agent.cli.build import BuildError, ComponentSource, _python_command, is_up_to_date
+from llama_agent.config import REPO_ROOT
 
 
 def tool_source(root: Path, manifest: str | None) -> Path:

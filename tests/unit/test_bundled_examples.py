@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from llama_agent.runtime.tools.metadata import ToolExample
+from llama_agent.runtime.wasm.host import WasmHost
+from llama_agent.services.tools.registry import Toolbox, ToolSet
 
-from daemon.runtime.metadata import ToolExample
-from daemon.runtime.wasm_host import WasmHost
-from daemon.services.toolbox import Toolbox, ToolSet
 from evals.tasks import load_tasks
 
 EVAL_WORKSPACE = Path(__file__).resolve().parents[2] / "evals" / "workspace"

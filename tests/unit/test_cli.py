@@ -9,9 +9,9 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+from llama_agent.cli import parse_key_values
+from llama_agent.runtime.tools.schema import ArgumentError
 
-from daemon.cli import parse_key_values
-from daemon.runtime.schema import ArgumentError
 from tests.wat_tools import tool_wasm
 
 LLAMA_AGENT = str(Path(sys.executable).with_name("llama-agent"))

@@ -14,11 +14,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from llama_agent.runtime.tools.limits import Limits
+from llama_agent.runtime.tools.policy import DirGrant, PolicyError, Protected
+from llama_agent.runtime.wasm.host import WasmHost
+from llama_agent.runtime.wasm.workers import WorkerPool
 
-from daemon.runtime.policy import DirGrant, PolicyError, Protected
-from daemon.runtime.sandbox import Limits
-from daemon.runtime.wasm_host import WasmHost
-from daemon.runtime.workers import WorkerPool
 from tests.unsafe_files import (
     FORGED_ECHO_ANSWER,
     OTHER_UID,
@@ -188,7 +188,7 @@ def test_a_cache_someone_else_could_write_is_neither_used_nor_written(
     forged_cache(cache)
     make_unsafe(cache, case, tmp_path / "elsewhere")
     before = tree(tmp_path)
-    with caplog.at_level(logging.ERROR, logger="daemon.runtime.compile_cache"):
+    with caplog.at_level(logging.ERROR, logger="llama_agent.runtime.wasm.compile_cache"):
         wary = WasmHost(cache)
     assert f"not using the compile cache in {cache}, nothing in it is trusted" in caplog.text
     assert UNSAFE[case].format(elsewhere=tmp_path / "elsewhere") in caplog.text

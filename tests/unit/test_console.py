@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 import unicodedata
 
-from daemon.console import ConsoleEvents
-from daemon.runtime.backend import ModelIdentity
-from daemon.services.agent import AgentResult, AgentStep
+from llama_agent.cli.console import ConsoleEvents
+from llama_agent.runtime.models.backend import ModelIdentity
+from llama_agent.services.agent.loop import AgentResult, AgentStep
 
 HIDDEN_CATEGORIES = ("Cc", "Cf", "Zl", "Zp", "Cs", "Cn")
 

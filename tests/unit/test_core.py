@@ -8,10 +8,11 @@ import threading
 import time
 from pathlib import Path
 
-from daemon.config import DaemonConfig
-from daemon.core import build_core, load_tools
-from daemon.services.agent import AgentRequest
-from daemon.services.toolbox import ToolSetChange
+from llama_agent.config import DaemonConfig
+from llama_agent.core import open_core
+from llama_agent.services.agent.loop import AgentRequest
+from llama_agent.services.tools.registry import ToolSetChange
+
 from tests.scripted_model import ScriptedModel, answer, call
 from tests.unit.test_agent_loop import Recorder
 from tests.wat_tools import tool_wasm
@@ -30,7 +31,7 @@ def config_for(tmp_path: Path, cache_dir: Path) -> DaemonConfig:
 
 def test_a_one_shot_core_loads_the_tools_and_its_agent_uses_them(tmp_path: Path, cache_dir: Path) -> None:
     model = ScriptedModel([call("echo", value="hi"), answer("hi")])
-    core = load_tools(build_core(config_for(tmp_path, cache_dir), model_loader=model.loader()))
+    core = open_core(config_for(tmp_path, cache_dir), watch=False, model_loader=model.loader())
     try:
         assert core.watcher is None
         assert core.toolbox.workspace == tmp_path
@@ -52,7 +53,8 @@ def test_a_long_running_core_loads_in_the_background_and_reports_later_changes(
         changed.set()
 
     config = config_for(tmp_path, cache_dir)
-    core = build_core(config, on_change=on_change)
+    core = open_core(config, watch=True)
+    core.subscribe(on_change)
     try:
         assert core.watcher is not None
         assert sorted(asyncio.run(core.toolbox.ready()).tools) == ["echo"]

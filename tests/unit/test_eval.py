@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llama_agent.runtime.wasm.host import WasmHost
+from llama_agent.services.tools.registry import Toolbox
 
-from daemon.runtime.wasm_host import WasmHost
-from daemon.services.toolbox import Toolbox
 from evals.scoring import RunRecord, Step, check_rule, score_task, summarize
 from evals.tasks import BUNDLED_TOOLS, TaskError, check_suite, load_tasks, parse_tasks, select_tasks
 

@@ -7,8 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from daemon.runtime.files import (
+from llama_agent.runtime.storage.files import (
     MAX_COMPONENT_BYTES,
     RefusedFile,
     read_component,

@@ -7,20 +7,17 @@ import json
 from typing import Any, cast
 
 import pytest
-from pygls.exceptions import JsonRpcInvalidParams
-from pygls.protocol.json_rpc import MsgId
-
-from daemon.protocol.framing import (
+from llama_agent.faces.lsp.framing import (
     MAX_LINE_BYTES,
-    PARSE_ERROR,
     FrameReader,
     FrameStream,
-    parse_json,
     read_frame_length,
-    refusal,
     serve_frames,
 )
-from daemon.protocol.jsonrpc import INVALID_PARAMS, INVALID_REQUEST
+from llama_agent.faces.wire.jsonrpc import INVALID_PARAMS, INVALID_REQUEST
+from llama_agent.faces.wire.strict_json import PARSE_ERROR, parse_json, refusal
+from pygls.exceptions import JsonRpcInvalidParams
+from pygls.protocol.json_rpc import MsgId
 
 
 class BytesReader:

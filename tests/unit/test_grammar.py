@@ -18,12 +18,11 @@ import llama_cpp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from daemon.runtime.backend import ModelSettings
-from daemon.runtime.grammar import integer_range_alternatives, json_schema_to_gbnf
-from daemon.runtime.metadata import ParamType, ToolMetadata, ToolParam
-from daemon.runtime.model import LlamaModel
-from daemon.runtime.schema import S64_MAX, S64_MIN, input_schema
+from llama_agent.runtime.models.backend import ModelSettings
+from llama_agent.runtime.models.grammar import integer_range_alternatives, json_schema_to_gbnf
+from llama_agent.runtime.models.llama import LlamaModel
+from llama_agent.runtime.tools.metadata import ParamType, ToolMetadata, ToolParam
+from llama_agent.runtime.tools.schema import S64_MAX, S64_MIN, input_schema
 
 NOT_CANONICAL = ["-0", "00", "01", "-01", "+1", "", "1.0", "1e2"]
 

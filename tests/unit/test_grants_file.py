@@ -12,8 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from daemon.runtime.grants_file import (
+from llama_agent.runtime.tools.grants_file import (
     MAX_GRANTS_FILE_BYTES,
     Approval,
     ApprovalKey,
@@ -23,7 +22,8 @@ from daemon.runtime.grants_file import (
     update_approvals,
     write_approvals,
 )
-from daemon.services.approvals import GRANTS_FILE, Approvals
+from llama_agent.services.consent.approvals import GRANTS_FILE, Approvals
+
 from tests.unsafe_files import OTHER_UID, give_to_another_group, give_to_another_user, make_device
 
 SHA_A = "a" * 64

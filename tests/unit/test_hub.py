@@ -25,10 +25,10 @@ from huggingface_hub.utils import _http as hub_http
 from huggingface_hub.utils._validators import validate_repo_id
 from hypothesis import given
 from hypothesis import strategies as st
+from llama_agent.runtime.models import hub as hub_module
+from llama_agent.runtime.models.backend import ModelError
+from llama_agent.runtime.models.hub import HubReference, fetch_model, parse_hub_reference
 
-from daemon.runtime import hub as hub_module
-from daemon.runtime.backend import ModelError
-from daemon.runtime.hub import HubReference, fetch_model, parse_hub_reference
 from tests.fake_hub import (
     Answer,
     FakeHub,

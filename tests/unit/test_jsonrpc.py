@@ -8,16 +8,14 @@ import sys
 from typing import Any, cast
 
 import pytest
-from lsprotocol import types
-from pygls.exceptions import JsonRpcInternalError
-
-from daemon.protocol.jsonrpc import (
+from llama_agent.faces.lsp.protocol import AgentProtocol
+from llama_agent.faces.lsp.server import AgentServer
+from llama_agent.faces.wire.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
     MAX_NESTING,
     SOURCE_ROOTS,
-    AgentProtocol,
     Rejection,
     check_message,
     client_safe_error,
@@ -25,7 +23,8 @@ from daemon.protocol.jsonrpc import (
     message_id,
     nested_deeper_than,
 )
-from daemon.protocol.server import AgentServer
+from lsprotocol import types
+from pygls.exceptions import JsonRpcInternalError
 
 
 @pytest.mark.parametrize("value", ["x", "", 0, -7, 10**300])

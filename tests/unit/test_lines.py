@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from daemon.protocol.lines import LINE_TOO_LONG, LineReader, LineTooLong, encode_line
+from llama_agent.faces.wire.lines import LINE_TOO_LONG, LineReader, LineTooLong, encode_line
 
 
 class Chunks:

@@ -7,9 +7,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from daemon.protocol.jsonrpc import Rejection
-from daemon.protocol.mcp_server import checked_message, mcp_tool
-from daemon.runtime.policy import DirGrant, Grants
+from llama_agent.faces.mcp import checked_message, mcp_tool
+from llama_agent.faces.wire.jsonrpc import Rejection
+from llama_agent.runtime.tools.policy import DirGrant, Grants
+
 from tests.unit.test_prompting import ECHO
 
 

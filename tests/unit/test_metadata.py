@@ -9,9 +9,7 @@ from dataclasses import asdict, replace
 from typing import Any
 
 import pytest
-
-from daemon.runtime.contracts import IncompatibleComponent, NativeContract, contract_from_wire
-from daemon.runtime.metadata import (
+from llama_agent.runtime.tools.metadata import (
     MAX_CHOICES,
     MAX_EXAMPLE_CHARS,
     MAX_EXAMPLES,
@@ -21,6 +19,7 @@ from daemon.runtime.metadata import (
     ToolParam,
     metadata_from_dict,
 )
+from llama_agent.runtime.wasm.contracts import IncompatibleComponent, NativeContract, contract_from_wire
 
 TEXT = ToolParam("text", "what to search", ParamType.STRING, True)
 COUNT = ToolParam("count", "how many", ParamType.INTEGER, False, minimum=1, maximum=100, default=20)

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
-
-from daemon.runtime.backend import ContextOverflow, ModelError, ModelSettings
-from daemon.runtime.model import LlamaModel, check_gguf, default_model_path
+from llama_agent.runtime.models.backend import ContextOverflow, ModelError, ModelSettings
+from llama_agent.runtime.models.llama import LlamaModel, check_gguf, default_model_path
 
 
 def answer_schema(**string_bounds: int) -> dict[str, Any]:
@@ -269,7 +268,7 @@ def test_a_cache_prefix_the_prompt_does_not_start_with_is_ignored(
 
 
 def test_with_many_options_only_the_likeliest_are_scored_in_full(model: LlamaModel) -> None:
-    from daemon.runtime.scoring import FINALISTS
+    from llama_agent.runtime.models.scoring import FINALISTS
 
     prefix = "Tool: calc\nRequest: What is 2 + 2?\n\nTool: echo\nRequest: Say hi back\n\n"
     options = [f"Tool: {name}\nRequest:" for name in ("calc", "echo", "print", "clock", "files")]

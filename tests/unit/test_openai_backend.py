@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from daemon.cli import parse_command_line
-from daemon.runtime.backend import ModelError, RemoteSettings
-from daemon.runtime.openai_backend import (
+from llama_agent.cli import parse_command_line
+from llama_agent.runtime.models.backend import ModelError, RemoteSettings
+from llama_agent.runtime.models.remote import (
     MAX_LINE_BYTES,
     MAX_TOOL_CALLS,
     MAX_TURN_BYTES,
@@ -323,8 +322,8 @@ def test_absent_and_null_fields_are_what_the_api_allows() -> None:
 def test_pieces_cost_the_same_however_long_the_turn() -> None:
     """20,000 pieces through the stream, the runaway guard and both progress readers: linear
     work (re-reading the turn at each piece took minutes)."""
-    from daemon.protocol.progress import ReadableTurn
-    from daemon.services.turns import AnswerStream, RunawayGuard
+    from llama_agent.faces.lsp.progress import ReadableTurn
+    from llama_agent.services.agent.turns import AnswerStream, RunawayGuard
 
     guard, readable, answer = RunawayGuard(), ReadableTurn(), AnswerStream()
 

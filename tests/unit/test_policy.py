@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from daemon.runtime.policy import (
+from llama_agent.runtime.tools.limits import MIB, Limits
+from llama_agent.runtime.tools.policy import (
     WORKSPACE_GUEST,
     Grants,
     PolicyError,
@@ -16,7 +16,6 @@ from daemon.runtime.policy import (
     policy_path,
     read_policy,
 )
-from daemon.runtime.sandbox import MIB, Limits
 
 DEFAULTS = Limits(timeout_seconds=10.0, memory_bytes=256 * MIB, output_bytes=MIB)
 

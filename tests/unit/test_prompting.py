@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
-
-from daemon.runtime.metadata import ParamType, ToolExample, ToolMetadata, ToolParam
-from daemon.runtime.schema import input_schema
-from daemon.services.prompting import (
+from llama_agent.runtime.tools.metadata import ParamType, ToolExample, ToolMetadata, ToolParam
+from llama_agent.runtime.tools.schema import input_schema
+from llama_agent.services.agent.prompting import (
     ANSWER_EXAMPLES,
     DIRECT_ANSWER,
     OBSERVATION_LIMIT,
@@ -26,7 +25,7 @@ from daemon.services.prompting import (
     parse_turn,
     turn_schema,
 )
-from daemon.services.toolbox import Tool
+from llama_agent.services.tools.registry import Tool
 
 
 def make_tool(

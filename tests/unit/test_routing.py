@@ -6,9 +6,9 @@ import math
 from collections.abc import Sequence
 
 import pytest
+from llama_agent.runtime.tools.metadata import ParamType, ToolParam
+from llama_agent.services.agent import routing
 
-from daemon.runtime.metadata import ParamType, ToolParam
-from daemon.services import routing
 from tests.unit.test_prompting import SAY, SHOUT, examples_of, make_tool
 
 PLAIN = make_tool("plain", ToolParam("value", "", ParamType.STRING, True), description="Does plain things.")

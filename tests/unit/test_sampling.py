@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from daemon.runtime.sampling import MIN_P, TOP_K, _sample, _shortlist_suffices
+from llama_agent.runtime.models.sampling import MIN_P, TOP_K, _sample, _shortlist_suffices
 
 NEG_INF = -np.inf
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from daemon.runtime.metadata import ParamType, ToolMetadata, ToolParam, param_type_from_text
-from daemon.runtime.schema import (
+from llama_agent.runtime.tools.metadata import ParamType, ToolMetadata, ToolParam, param_type_from_text
+from llama_agent.runtime.tools.schema import (
     S64_MAX,
     S64_MIN,
     ArgumentError,

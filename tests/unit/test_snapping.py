@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from daemon.services.snapping import snap_arguments
+from llama_agent.services.agent.snapping import snap_arguments
 
 
 @pytest.mark.parametrize(

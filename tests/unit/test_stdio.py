@@ -11,7 +11,7 @@ def test_native_writes_to_fd1_go_to_stderr_and_the_protocol_stream_stays_clean()
     script = textwrap.dedent(
         """
         import os, sys
-        from daemon.stdio import claim_stdout_for_protocol
+        from llama_agent.faces.stdio import claim_stdout_for_protocol
         protocol = claim_stdout_for_protocol()
         os.write(1, b"native noise\\n")   # what llama.cpp or a C library would do
         print("python print")

@@ -8,8 +8,7 @@ import unicodedata
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from daemon.common.text import quoted, visible
+from llama_agent.common.text import quoted, visible
 
 HIDDEN = {"Cc", "Cf", "Zl", "Zp", "Cs", "Cn"}
 # Any code point at all, lone surrogates and unassigned ones included.

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daemon.runtime.metadata import ParamType, ToolExample, ToolMetadata, ToolParam
-from daemon.runtime.schema import input_schema
-from daemon.services.tool_selection import MAX_OFFERED, SELECTED, relevant_tools
-from daemon.services.toolbox import Tool
+from llama_agent.runtime.tools.metadata import ParamType, ToolExample, ToolMetadata, ToolParam
+from llama_agent.runtime.tools.schema import input_schema
+from llama_agent.services.agent.tool_selection import MAX_OFFERED, SELECTED, relevant_tools
+from llama_agent.services.tools.registry import Tool
 
 
 def make_tool(name: str, description: str, example: str = "") -> Tool:

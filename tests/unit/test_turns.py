@@ -9,9 +9,8 @@ import time
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from daemon.protocol.progress import ReadableTurn, readable_turn
-from daemon.services.turns import AnswerStream, RunawayGuard, partial_answer, runaway_start
+from llama_agent.faces.lsp.progress import ReadableTurn, readable_turn
+from llama_agent.services.agent.turns import AnswerStream, RunawayGuard, partial_answer, runaway_start
 
 
 def split(text: str, cuts: list[int]) -> list[str]:

@@ -7,8 +7,9 @@ import os
 import stat
 from pathlib import Path
 
-from daemon.runtime.backend import AnyBackend, ModelSettings
-from daemon.services.model_service import ModelService
+from llama_agent.runtime.models.backend import AnyBackend, ModelSettings
+from llama_agent.services.models import ModelService
+
 from tests.scripted_model import ScriptedModel
 from tests.unsafe_files import give_to_another_user, tree
 

@@ -7,15 +7,15 @@ from typing import Any
 
 import pytest
 import wasmtime
+from llama_agent.runtime.tools.limits import Limits
+from llama_agent.runtime.tools.metadata import ParamType, ToolExample, ToolMetadata, ToolParam
+from llama_agent.runtime.tools.policy import Grants
+from llama_agent.runtime.tools.schema import ArgumentError
+from llama_agent.runtime.wasm.contracts import NativeContract
+from llama_agent.runtime.wasm.host import Invocation, LoadedTool, ToolLoadError, WasmHost
+from llama_agent.runtime.wasm.workers import CancelToken
+from llama_agent.services.tools.registry import Toolbox, UnknownTool
 
-from daemon.runtime.contracts import NativeContract
-from daemon.runtime.metadata import ParamType, ToolExample, ToolMetadata, ToolParam
-from daemon.runtime.policy import Grants
-from daemon.runtime.sandbox import Limits
-from daemon.runtime.schema import ArgumentError
-from daemon.runtime.wasm_host import Invocation, LoadedTool, ToolLoadError, WasmHost
-from daemon.runtime.workers import CancelToken
-from daemon.services.toolbox import Toolbox, UnknownTool
 from tests.wat_tools import tool_wasm, tool_wasm_v2
 
 

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llama_agent.runtime.tools.limits import Limits
+from llama_agent.runtime.tools.policy import DirGrant, Grants
+from llama_agent.runtime.wasm.executor import Executor, Sandbox
+from llama_agent.runtime.wasm.host import LoadedTool, ToolLoadError, WasmHost
+from llama_agent.runtime.wasm.workers import CancelToken, Worker
 from wasmtime.component import Component
 
-from daemon.runtime.executor import Executor, Sandbox
-from daemon.runtime.policy import DirGrant, Grants
-from daemon.runtime.sandbox import Limits
-from daemon.runtime.wasm_host import LoadedTool, ToolLoadError, WasmHost
-from daemon.runtime.workers import CancelToken, Worker
 from tests.wat_tools import tool_wasm
 
 

@@ -1,7 +1,7 @@
 // Finding the daemon and running it under vscode-languageclient.
 //
 // Discovery order: the `llamaAgent.server.command` setting; the Python extension's active
-// environment (its `llama-agent` script, else `python -m daemon`); `llama-agent` on PATH.
+// environment (its `llama-agent` script, else `python -m llama_agent`); `llama-agent` on PATH.
 
 import { execFile } from 'child_process';
 import * as fs from 'fs';
@@ -45,7 +45,7 @@ export interface DiscoveryDeps {
     pythonInterpreter(): Promise<string | undefined>;
     isExecutable(file: string): Promise<boolean>;
     findOnPath(name: string): Promise<string | undefined>;
-    /** Whether `python -m daemon --version` is llama-agent's. */
+    /** Whether `python -m llama_agent --version` is llama-agent's. */
     runsDaemonModule(python: string): Promise<boolean>;
 }
 
@@ -91,7 +91,7 @@ export async function discoverServer(settings: AgentSettings, deps: DiscoveryDep
         if (await deps.runsDaemonModule(python)) {
             return {
                 ok: true,
-                server: { command: python, args: ['-m', 'daemon', ...settings.serverArgs], source: 'python' },
+                server: { command: python, args: ['-m', 'llama_agent', ...settings.serverArgs], source: 'python' },
                 tried,
             };
         }
@@ -140,7 +140,7 @@ async function findOnPath(name: string): Promise<string | undefined> {
 
 function runsDaemonModule(python: string): Promise<boolean> {
     return new Promise((resolve) => {
-        execFile(python, ['-m', 'daemon', '--version'], { timeout: 20000 }, (error, stdout, stderr) => {
+        execFile(python, ['-m', 'llama_agent', '--version'], { timeout: 20000 }, (error, stdout, stderr) => {
             resolve(!error && /^llama-agent\b/m.test(`${stdout}${stderr}`));
         });
     });

@@ -15,12 +15,12 @@ describe('daemon stderr lines', () => {
         const out = { trace: jest.fn(), debug: jest.fn(), info: jest.fn(), warn: jest.fn(), error: jest.fn() };
         const sink = daemonLogSink(out);
         sink('llama.cpp says hello');
-        sink('2026-11-23 21:13:47,504 ERROR daemon.protocol: failed to handle a message');
+        sink('2026-11-23 21:13:47,504 ERROR llama_agent.faces: failed to handle a message');
         sink('Traceback (most recent call last):');
         sink('2026-11-23 21:13:48,000 INFO daemon: back to normal');
         expect(out.info.mock.calls).toEqual([['[daemon] llama.cpp says hello'], ['[daemon] daemon: back to normal']]);
         expect(out.error.mock.calls).toEqual([
-            ['[daemon] daemon.protocol: failed to handle a message'],
+            ['[daemon] llama_agent.faces: failed to handle a message'],
             ['[daemon] Traceback (most recent call last):'],
         ]);
     });

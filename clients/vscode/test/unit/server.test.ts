@@ -73,12 +73,12 @@ describe('server discovery order', () => {
         expect(calls).toEqual(['python']);
     });
 
-    test('2b. the Python environment: python -m daemon when there is no script', async () => {
+    test('2b. the Python environment: python -m llama_agent when there is no script', async () => {
         const { d, calls } = deps({ python: '/venv/bin/python', moduleRuns: true, onPath: { 'llama-agent': '/usr/bin/llama-agent' } });
         const found = await discoverServer({ ...SETTINGS, serverArgs: ['serve', '-v'] }, d);
         expect(found).toMatchObject({
             ok: true,
-            server: { command: '/venv/bin/python', args: ['-m', 'daemon', 'serve', '-v'], source: 'python' },
+            server: { command: '/venv/bin/python', args: ['-m', 'llama_agent', 'serve', '-v'], source: 'python' },
         });
         expect(calls).toEqual(['python', 'module:/venv/bin/python']);
     });

@@ -1,0 +1,94 @@
+"""The custom methods' params, each validated against a JSON Schema, so bad input names its field.
+
+A missing, null or empty-array `params` (Lua, hence Neovim, encodes `{}` as `[]`) is no params;
+the same goes for `tools/invoke`'s `arguments`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pygls.exceptions import JsonRpcInvalidParams
+
+from llama_agent.runtime.tools.schema import ArgumentError, validate_arguments
+from llama_agent.services.agent.loop import AgentRequest
+
+TOOLS_LIST_PARAMS: dict[str, Any] = {"type": "object"}
+TOOLS_INVOKE_PARAMS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "arguments": {"type": "object"},
+    },
+    "required": ["name"],
+}
+AGENT_RUN_PARAMS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "prompt": {"type": "string", "minLength": 1},
+        "tools": {"type": "array", "items": {"type": "string"}},
+        "maxSteps": {"type": "integer", "minimum": 0, "maximum": 100},
+        "maxTokens": {"type": "integer", "minimum": 1, "maximum": 32768},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 5},
+        "seed": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
+        "toolChoice": {"type": "string", "minLength": 1},
+        "workDoneToken": {"type": ["string", "integer"]},
+    },
+    "required": ["prompt"],
+    "additionalProperties": False,
+}
+
+
+# Every custom request and its params' schema: what `initialize` advertises, what is validated.
+CUSTOM_METHODS: dict[str, dict[str, Any]] = {
+    "tools/list": TOOLS_LIST_PARAMS,
+    "tools/invoke": TOOLS_INVOKE_PARAMS,
+    "agent/run": AGENT_RUN_PARAMS,
+}
+# Every custom notification the daemon sends.
+TOOLS_DID_CHANGE = "tools/didChange"
+CUSTOM_NOTIFICATIONS = (TOOLS_DID_CHANGE,)
+
+
+def parse_tools_list(params: Any) -> dict[str, Any]:
+    return _validated("tools/list", TOOLS_LIST_PARAMS, params)
+
+
+def parse_tools_invoke(params: Any) -> tuple[str, dict[str, Any]]:
+    """The tool's name and its arguments (not yet checked against the tool's schema)."""
+    body = _validated("tools/invoke", TOOLS_INVOKE_PARAMS, params, nested="arguments")
+    return body["name"], body.get("arguments", {})
+
+
+def parse_agent_run(params: Any) -> tuple[AgentRequest, str | int | None]:
+    """The request and its progress token; raises JsonRpcInvalidParams naming the bad field."""
+    params = _validated("agent/run", AGENT_RUN_PARAMS, params)
+    defaults = AgentRequest(prompt="")
+    request = AgentRequest(
+        prompt=params["prompt"],
+        tools=tuple(params["tools"]) if "tools" in params else None,
+        max_steps=params.get("maxSteps", defaults.max_steps),
+        max_tokens=params.get("maxTokens", defaults.max_tokens),
+        temperature=float(params.get("temperature", defaults.temperature)),
+        seed=params.get("seed"),
+        tool_choice=params.get("toolChoice", defaults.tool_choice),
+    )
+    return request, params.get("workDoneToken")
+
+
+def _validated(method: str, schema: dict[str, Any], params: Any, nested: str | None = None) -> dict[str, Any]:
+    """`params` as an object that matches `schema`, an absent value (and the `nested` field's)
+    read as an empty object."""
+    if _nothing(params):
+        params = {}
+    if nested is not None and isinstance(params, dict) and nested in params and _nothing(params[nested]):
+        params = {**params, nested: {}}
+    try:
+        validate_arguments(schema, params)
+    except ArgumentError as error:
+        raise JsonRpcInvalidParams(f"{method}: {error}", data={"field": error.field}) from error
+    return dict(params)
+
+
+def _nothing(value: Any) -> bool:
+    return value is None or value == []

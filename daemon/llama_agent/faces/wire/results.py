@@ -1,0 +1,107 @@
+"""Service objects to JSON-RPC payloads. Tool results take the shape of MCP's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llama_agent.runtime.models.backend import ModelIdentity
+from llama_agent.services.agent.loop import AgentResult, RunTimings
+from llama_agent.services.consent.approvals import PendingRequest, pending_message
+from llama_agent.services.tools.registry import CallResult, LoadFailure, Tool, ToolSetChange
+
+JsonObject = dict[str, Any]
+
+
+def tool_to_wire(tool: Tool) -> JsonObject:
+    loaded = tool.loaded
+    metadata = loaded.metadata
+    wire: JsonObject = {
+        "name": metadata.name,
+        "description": metadata.description,
+        "version": metadata.version,
+        "inputSchema": tool.input_schema,
+        "world": loaded.contract.world,
+        "path": str(loaded.path),
+        "grants": tool.grants.to_wire(),
+        "policyError": tool.policy_error,
+        "grantedBy": tool.granted_by,
+        "requestedGrants": requested_grants_to_wire(tool.pending) if tool.pending else None,
+        "grantsPending": pending_message(tool.pending) if tool.pending else None,
+    }
+    if metadata.examples:
+        wire["examples"] = [
+            {"request": e.request, "arguments": dict(e.arguments), "result": e.result, "answer": e.answer}
+            for e in metadata.examples
+        ]
+    return wire
+
+
+def requested_grants_to_wire(request: PendingRequest) -> JsonObject:
+    """What a tool's policy asks for and nobody has approved; `workspace` is the mode it asks the
+    client's workspace in, which shows under `dirs` only once there is one."""
+    return {**request.grants.to_wire(), "workspace": request.workspace}
+
+
+def failure_to_wire(failure: LoadFailure) -> JsonObject:
+    return {"path": str(failure.path), "error": failure.error}
+
+
+def call_result_to_wire(result: CallResult) -> JsonObject:
+    invocation = result.invocation
+    metadata = result.tool.loaded.metadata
+    return {
+        "content": [{"type": "text", "text": text} for text in result.texts()],
+        "isError": invocation.is_error,
+        "stdout": invocation.stdout,
+        "stderr": invocation.stderr,
+        "truncated": invocation.truncated,
+        "timedOut": invocation.timed_out,
+        "durationMs": round(invocation.duration_ms, 3),
+        "tool": {"name": metadata.name, "version": metadata.version},
+    }
+
+
+def change_to_wire(change: ToolSetChange) -> JsonObject:
+    return {
+        "added": list(change.added),
+        "removed": list(change.removed),
+        "changed": list(change.changed),
+        "failed": [failure_to_wire(failure) for failure in change.failed],
+    }
+
+
+def agent_result_to_wire(result: AgentResult) -> JsonObject:
+    return {
+        "answer": result.answer,
+        "steps": [
+            {"tool": step.tool, "arguments": step.arguments, "result": step.result, "isError": step.is_error}
+            for step in result.steps
+        ],
+        "usage": {
+            "promptTokens": result.prompt_tokens,
+            "completionTokens": result.completion_tokens,
+            "cachedPromptTokens": result.cached_prompt_tokens,
+        },
+        "timings": timings_to_wire(result.timings),
+        "stopReason": result.stop_reason,
+        "promptFormat": result.prompt_format,
+        "model": model_to_wire(result.model) if result.model else None,
+    }
+
+
+def model_to_wire(model: ModelIdentity) -> JsonObject:
+    return {"backend": model.backend, "name": model.name, "baseUrl": model.base_url}
+
+
+def timings_to_wire(timings: RunTimings) -> JsonObject:
+    """Milliseconds, as llama-server reports them; `firstTokenMs` is null when no token came."""
+
+    def ms(seconds: float) -> float:
+        return round(seconds * 1000, 1)
+
+    return {
+        "firstTokenMs": None if timings.first_token is None else ms(timings.first_token),
+        "routingMs": ms(timings.routing),
+        "promptMs": ms(timings.prompt),
+        "generationMs": ms(timings.generation),
+    }

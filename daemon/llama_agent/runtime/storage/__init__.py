@@ -1,0 +1,1 @@
+"""Files on disk: untrusted reads from watched directories, private directories and files."""

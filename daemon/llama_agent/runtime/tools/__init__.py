@@ -1,0 +1,1 @@
+"""Tool metadata, argument schemas, policies and limits, and the grants file."""

@@ -1,0 +1,1 @@
+"""The Wasm host: components compiled (and cached), run in killable worker processes."""

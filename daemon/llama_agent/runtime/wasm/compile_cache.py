@@ -1,0 +1,322 @@
+"""On-disk cache of compiled components, keyed by content hash and engine identity.
+
+Compiled code is loaded without further checks by wasmtime, so every entry is signed: an HMAC,
+under a key kept with the cache (so every daemon using the cache verifies its entries), over which
+tool the entry is for and the entry's digest. An entry that does not verify (rewritten, swapped
+for another tool's entry, truncated) is compiled again and never run. No tool can be granted the
+cache directory or anything in it (runtime/tools/policy.py).
+
+A signature is worth what the key is: the cache directory, its `components` directory and the key
+must be the person's own (runtime/storage/private_files.py), or whoever else could write them could
+sign their own code as any tool. A cache that is not is neither read nor written: the process
+compiles into a private directory instead (`CompileCache.open`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import logging
+import os
+import shutil
+import stat
+import tempfile
+import threading
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import wasmtime
+from wasmtime.component import Component
+
+from llama_agent.runtime.storage.files import RefusedFile
+from llama_agent.runtime.storage.private_files import (
+    NotPrivate,
+    open_private_file,
+    private_directory,
+    read_open_file,
+    shown,
+)
+
+log = logging.getLogger(__name__)
+
+# Compiling a component takes a core for seconds. Compiles run on their own threads at the
+# lowest priority, so the calls being served keep their latency (measured in
+# bench/hot_reload.py), while file watching and policy reloads stay at normal priority.
+COMPILER_NICENESS = 19
+KEY_BYTES = 32
+KEY_NAME = "signing.key"
+# A key file of another size up to this is replaced (a torn write); a bigger one is refused.
+MAX_KEY_FILE_BYTES = 4096
+COMPONENTS_DIR = "components"
+MAC_SUFFIX = ".mac"
+MAX_MAC_BYTES = 128  # 64 hex digits, and room for a newline
+# Compiled code is a few times its component (at most 128 MiB, daemon/llama_agent/runtime/storage/files.py).
+MAX_ENTRY_BYTES = 1024 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A verified cache entry: where it is and the sha256 of its bytes, for workers to check."""
+
+    path: Path
+    sha256: str
+
+
+def _lower_priority_of_this_thread() -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), COMPILER_NICENESS)
+    except (AttributeError, OSError) as error:  # not Linux, or not permitted
+        log.debug("cannot lower the compiler thread's priority: %s", error)
+
+
+def signing_key(directory: Path) -> bytes:
+    """The key in `directory/signing.key`, made on first use (mode 0600). A cache that cannot be
+    trusted or written gets a key of this process's own, kept nowhere: what it signs verifies
+    within this process only."""
+    try:
+        return _stored_key(directory)
+    except OSError as error:
+        log.warning(
+            "cannot keep a signing key in %s (%s): what is cached there now holds for this process only",
+            shown(directory),
+            error,
+        )
+    return os.urandom(KEY_BYTES)
+
+
+def _stored_key(directory: Path) -> bytes:
+    """The cache's key, made if missing, once the directory and the key are checked to be the
+    person's own (runtime/storage/private_files.py). Raises NotPrivate or OSError."""
+    path = directory / KEY_NAME
+    with private_directory(
+        directory, create=True, named_by="--cache-dir (or LLAMA_AGENT_CACHE_DIR)"
+    ) as directory_fd:
+        # Under a lock, so that a daemon starting meanwhile neither reads a key half made nor
+        # makes another.
+        fcntl.flock(directory_fd, fcntl.LOCK_EX)
+        key = _read_key(directory_fd, path)
+        if key is not None and len(key) == KEY_BYTES:
+            return key
+        if key is not None:  # torn by a crash, say: entries signed under it are compiled again
+            log.warning("%s holds %d bytes, not %d: making a new key", shown(path), len(key), KEY_BYTES)
+        _write_key(directory_fd, os.urandom(KEY_BYTES))
+        key = _read_key(directory_fd, path)
+    if key is None or len(key) != KEY_BYTES:
+        raise OSError(f"{shown(path)} did not keep the key written to it")
+    return key
+
+
+def _read_key(directory_fd: int, path: Path) -> bytes | None:
+    fd = open_private_file(directory_fd, path)
+    if fd is None:
+        return None
+    try:
+        return read_open_file(fd, path, MAX_KEY_FILE_BYTES)
+    finally:
+        os.close(fd)
+
+
+def _write_key(directory_fd: int, key: bytes) -> None:
+    staged = f".{KEY_NAME}.{os.urandom(8).hex()}"
+    fd = os.open(
+        staged,
+        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+        0o600,
+        dir_fd=directory_fd,
+    )
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(key)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(staged, KEY_NAME, src_dir_fd=directory_fd, dst_dir_fd=directory_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(staged, dir_fd=directory_fd)
+        raise
+
+
+class CompileCache:
+    """Maps wasm bytes to a compiled `Component` and its verified entry, compiling only on a miss."""
+
+    def __init__(self, directory: Path, engine: wasmtime.Engine, engine_tag: str, key: bytes) -> None:
+        self._dir = directory
+        self._engine = engine
+        self._engine_tag = engine_tag
+        self._key = key
+        self._compilers = ThreadPoolExecutor(
+            max_workers=os.cpu_count() or 1,
+            thread_name_prefix="compile",
+            initializer=_lower_priority_of_this_thread,
+        )
+        self._remove: Callable[[], object] | None = None
+
+    @classmethod
+    def open(cls, cache_dir: Path, engine: wasmtime.Engine, engine_tag: str) -> CompileCache:
+        """The cache in `cache_dir/components`, signed with `cache_dir/signing.key`, once both
+        directories and the key are checked to be the person's own. Otherwise nothing in it is
+        used, or written to: the error says what is wrong and how to fix it, and this process
+        compiles into a private directory of its own (removed when it ends) under a key kept
+        nowhere, so it serves all the same, compiling each tool again."""
+        try:
+            key = _stored_key(cache_dir)
+            directory = cache_dir / COMPONENTS_DIR
+            with private_directory(directory, create=True):
+                pass
+            return cls(directory, engine, engine_tag, key)
+        except NotPrivate as error:
+            log.error(
+                "not using the compile cache in %s, nothing in it is trusted: %s. Until that is "
+                "fixed, or another --cache-dir is given, tools are compiled afresh at each start",
+                shown(cache_dir),
+                error,
+            )
+        except OSError as error:
+            log.warning(
+                "cannot use the compile cache in %s (%s): tools are compiled afresh at each start",
+                shown(cache_dir),
+                error,
+            )
+        return cls.private(engine, engine_tag)
+
+    @classmethod
+    def private(cls, engine: wasmtime.Engine, engine_tag: str) -> CompileCache:
+        """A cache for this process alone: a new directory (mkdtemp: 0700, a name nobody could
+        have taken first) and a key that is never written down, removed by `close` or at exit."""
+        directory = Path(tempfile.mkdtemp(prefix="llama-agent-cache-", dir=_executable_temporary_dir()))
+        cache = cls(directory, engine, engine_tag, os.urandom(KEY_BYTES))
+        cache._remove = weakref.finalize(cache, shutil.rmtree, directory, ignore_errors=True)
+        log.info("compiling tools into %s, for this process only", shown(directory))
+        return cache
+
+    @property
+    def directory(self) -> Path:
+        return self._dir
+
+    def close(self) -> None:
+        """Remove a private cache's directory (workers that mapped its entries keep them)."""
+        if self._remove is not None:
+            self._remove()
+
+    def _compile(self, wasm: bytes) -> Component:
+        return self._compilers.submit(Component, self._engine, wasm).result()
+
+    def entry_path(self, content_hash: str) -> Path:
+        key = hashlib.sha256(f"{self._engine_tag}:{content_hash}".encode()).hexdigest()
+        return self._dir / f"{key[:40]}.cwasm"
+
+    def _mac(self, content_hash: str, entry_sha256: str) -> str:
+        message = f"{self._engine_tag}:{content_hash}:{entry_sha256}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    def load(self, wasm: bytes, content_hash: str) -> tuple[Component, Artifact, bool]:
+        """The compiled component, its cache entry, and whether it came from the cache."""
+        entry = self.entry_path(content_hash)
+        cached = self._load_verified(entry, content_hash)
+        if cached is not None:
+            return cached[0], cached[1], True
+        component = self._compile(wasm)
+        artifact = self._store(entry, content_hash, component)
+        return component, artifact, False
+
+    def ensure(self, wasm: bytes, content_hash: str) -> None:
+        """Compile and store unless an entry exists (`load` verifies it); compile errors are left
+        for `load` to report."""
+        entry = self.entry_path(content_hash)
+        if entry.exists() and (entry.parent / (entry.name + MAC_SUFFIX)).exists():
+            return
+        with contextlib.suppress(wasmtime.WasmtimeError, OSError):
+            self._store(entry, content_hash, self._compile(wasm))
+
+    def _load_verified(self, entry: Path, content_hash: str) -> tuple[Component, Artifact] | None:
+        """The entry's component if its signature holds. It is mapped from the very descriptor
+        whose content was checked, so a file renamed over the entry meanwhile is not loaded.
+        Neither the entry nor its signature is read through a link or from anything but a
+        regular file of bounded size."""
+        mac = entry.parent / (entry.name + MAC_SUFFIX)
+        try:
+            expected = _read_regular(mac, MAX_MAC_BYTES).decode("ascii").strip()
+            fd = _open_regular(entry, MAX_ENTRY_BYTES)
+        except (OSError, UnicodeDecodeError):
+            return None
+        try:
+            digest = file_sha256(fd)
+            if not hmac.compare_digest(expected, self._mac(content_hash, digest)):
+                log.warning("cache entry %s does not match its signature: compiling again", entry)
+                return None
+            component = Component.deserialize_file(self._engine, f"/proc/self/fd/{fd}")
+        except wasmtime.WasmtimeError as error:
+            log.warning("discarding unusable cache entry %s: %s", entry, error)
+            return None
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        return component, Artifact(entry, digest)
+
+    def _store(self, entry: Path, content_hash: str, component: Component) -> Artifact:
+        """Write-then-rename, so a concurrent reader never sees half an entry."""
+        data = component.serialize()
+        digest = hashlib.sha256(data).hexdigest()
+        write_atomically(entry, data)
+        write_atomically(entry.parent / (entry.name + MAC_SUFFIX), self._mac(content_hash, digest).encode())
+        return Artifact(entry, digest)
+
+
+def write_atomically(path: Path, data: bytes | bytearray) -> None:
+    fd, staged = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(staged, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(staged)
+        raise
+
+
+def _executable_temporary_dir() -> str | None:
+    """Where a private cache can go: compiled code is mapped executable from its file, which a
+    file system mounted `noexec` (a hardened /tmp) refuses. The temporary directory ($TMPDIR,
+    /tmp) if it allows it, else the first of the usual others that does; None (the temporary
+    directory) if none does."""
+    candidates = (tempfile.gettempdir(), os.environ.get("XDG_RUNTIME_DIR"), "/var/tmp", "/dev/shm")
+    for candidate in candidates:
+        with contextlib.suppress(OSError, TypeError):
+            if candidate and not os.statvfs(candidate).f_flag & os.ST_NOEXEC:
+                return candidate
+    return None
+
+
+def _open_regular(path: Path, max_bytes: int) -> int:
+    """`path` opened for reading if it is a regular file of at most `max_bytes` (not a link, not
+    a FIFO that would block); raises OSError otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+        os.close(fd)
+        raise RefusedFile(f"{shown(path)} is not a regular file of at most {max_bytes:,} bytes")
+    return fd
+
+
+def _read_regular(path: Path, max_bytes: int) -> bytes:
+    fd = _open_regular(path, max_bytes)
+    try:
+        return read_open_file(fd, path, max_bytes)
+    finally:
+        os.close(fd)
+
+
+def file_sha256(fd: int) -> str:
+    """The sha256 of everything in the open file `fd`, read from its start."""
+    digest = hashlib.sha256()
+    with os.fdopen(os.dup(fd), "rb") as file:
+        file.seek(0)
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

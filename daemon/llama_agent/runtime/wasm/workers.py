@@ -1,0 +1,499 @@
+"""Worker processes that run tool calls, so that a call can be ended wherever it is.
+
+An epoch deadline stops guest code that computes, but not a guest blocked inside a WASI host
+call (a sleep, a `pollable.block`): only ending the process that runs it does. Each call runs in
+a worker process (worker.py); at its deadline, or when it is cancelled, the worker
+is killed and a fresh one takes its place. A worker's memory is its own, so a call that bloats it
+never bloats the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# The folder holding the `llama_agent` package (daemon/), for the worker processes' imports.
+PACKAGE_ROOT = Path(__file__).resolve().parents[3]
+# Loading a compiled component into a worker (mapping up to 128 MiB of code) is not part of a
+# call's time; this bounds it separately.
+LOAD_SECONDS = 60.0
+# A computing guest is interrupted by its epoch deadline and answers by itself; the worker is
+# killed only if it has not answered this long after the deadline.
+KILL_GRACE_SECONDS = 0.2
+# After a call, a worker makes the next instance of that tool (worker.py) before it takes another
+# job; one that takes longer than this (a guest blocked while it starts) is replaced.
+PREPARE_SECONDS = 1.0
+
+
+class WorkerGone(Exception):
+    """The worker process ended or was killed."""
+
+
+class Worker:
+    """One worker process and the two pipes to it."""
+
+    def __init__(self) -> None:
+        job_read, job_write = os.pipe()
+        reply_read, reply_write = os.pipe()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "llama_agent.runtime.wasm.worker", str(job_read), str(reply_write)],
+                pass_fds=(job_read, reply_write),
+                stdin=subprocess.DEVNULL,
+                stdout=sys.stderr.fileno(),  # never the daemon's stdout, which carries the protocol
+                env=env,
+                # Ctrl-C in a terminal (sent to its foreground process group) reaches the daemon,
+                # which stops us. The daemon's session, not one of our own: Linux shares the cores
+                # between sessions (autogroups) first, and the instances a worker makes ahead at a
+                # lower priority must yield to the daemon and its client.
+                process_group=0,
+            )
+        finally:
+            os.close(job_read)
+            os.close(reply_write)
+        self._jobs = Connection(job_write, readable=False)
+        self._replies = Connection(reply_read, writable=False)
+        self.killed = False
+        self.ready: frozenset[str] = frozenset()  # tools (digests) it has an instance ready for
+        self.preparing: str | None = None  # the tool it is making an instance of, if any
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def send(self, job: dict[str, Any]) -> None:
+        try:
+            self._jobs.send_bytes(json.dumps(job, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+        except OSError as error:
+            raise WorkerGone(self.exit_description()) from error
+
+    def receive(self, timeout: float) -> dict[str, Any] | None:
+        """The next reply, or None if none came within `timeout` seconds."""
+        try:
+            if not self._replies.poll(max(timeout, 0.0)):
+                return None
+        except (EOFError, OSError) as error:
+            raise WorkerGone(self.exit_description()) from error
+        return self._read()
+
+    def _read(self) -> dict[str, Any]:
+        """The reply waiting on the pipe (a reply is written whole: this does not wait for it)."""
+        try:
+            message: dict[str, Any] = json.loads(self._replies.recv_bytes())
+        except (EOFError, OSError, ValueError) as error:
+            raise WorkerGone(self.exit_description()) from error
+        return message
+
+    async def receive_async(self, timeout: float) -> dict[str, Any] | None:
+        """`receive`, awaited on the running event loop."""
+        loop = asyncio.get_running_loop()
+        readable: asyncio.Future[bool] = loop.create_future()
+
+        def settle(ready: bool) -> None:
+            if not readable.done():
+                readable.set_result(ready)
+
+        fd = self._replies.fileno()
+        loop.add_reader(fd, settle, True)
+        timer = loop.call_later(max(timeout, 0.0), settle, False)
+        try:
+            if not await readable:
+                return None
+        finally:
+            timer.cancel()
+            loop.remove_reader(fd)
+        return self._read()
+
+    def kill(self) -> None:
+        self.killed = True
+        with contextlib.suppress(OSError):
+            self.process.kill()
+
+    def close(self) -> None:
+        """Let an idle worker go: it exits when its job pipe closes."""
+        for connection in (self._jobs, self._replies):
+            with contextlib.suppress(OSError):
+                connection.close()
+
+    def reap(self) -> None:
+        self.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def exit_description(self) -> str:
+        try:
+            code = self.process.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            return "the worker process stopped answering"
+        if code < 0:
+            return f"the worker process was ended by signal {-code}"
+        return f"the worker process exited with code {code}"
+
+
+class CancelToken:
+    """Cancels a call from another thread: the worker running it is killed."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.cancelled = False
+        self._worker: Worker | None = None
+
+    def attach(self, worker: Worker | None) -> None:
+        with self._lock:
+            self._worker = worker
+            if worker is not None and self.cancelled:
+                worker.kill()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            if self._worker is not None:
+                self._worker.kill()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """How a job ended: `kind` is a worker's reply kind, or timeout, cancelled, crashed."""
+
+    kind: str
+    body: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def error(self) -> str:
+        return str(self.body.get("error", ""))
+
+
+class WorkerPool:
+    """Runs jobs on up to `size` worker processes, plus one kept for describing tools being loaded,
+    so a hot reload never waits behind busy calls and calls never wait behind a reload."""
+
+    def __init__(self, size: int = 8) -> None:
+        self._size = size
+        self._calls = threading.BoundedSemaphore(size)
+        self._loads = threading.BoundedSemaphore(1)
+        self._idle: list[Worker] = []
+        self._busy: set[Worker] = set()
+        self._lock = threading.Lock()
+        self._returned = threading.Condition(self._lock)  # a worker became idle, or stopped settling
+        self._settling = 0  # workers making their next instance
+        self._waiting = 0  # callers waiting for a free slot
+        self._closed = False
+        # A worker dies with the thread that started it (PR_SET_PDEATHSIG follows the thread), so
+        # all are started by this one thread, which lives as long as the pool.
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worker-spawn")
+        # Waits for workers to make their next instance, off the caller's time.
+        self._settler = ThreadPoolExecutor(max_workers=size, thread_name_prefix="worker-settle")
+        self._settling_tasks: set[asyncio.Task[None]] = set()
+        self._helping: set[str] = set()  # tools another worker is making an instance of, ahead
+        self._idle.append(self._spawn())  # started ahead, so the first call does not wait for Python
+
+    def run(
+        self,
+        job: dict[str, Any],
+        deadline_seconds: float,
+        *,
+        loading: bool = False,
+        cancel: CancelToken | None = None,
+    ) -> Reply:
+        """Run `job` on a worker; end it `deadline_seconds` after it starts, or when cancelled."""
+        with self._lock:
+            self._waiting += 1
+        with self._loads if loading else self._calls:
+            with self._lock:
+                self._waiting -= 1
+            worker = self._take(job.get("digest") if job.get("op") == "invoke" else None)
+            job = self._handed(worker, job, cancel)
+            reply = Reply("crashed")
+            try:
+                reply = self._exchange(worker, job, deadline_seconds)
+            finally:
+                reply = self._answered(worker, job, reply, cancel, on_loop=False)
+            return reply
+
+    async def run_async(
+        self,
+        job: dict[str, Any],
+        deadline_seconds: float,
+        *,
+        cancel: CancelToken,
+        executor: ThreadPoolExecutor | None = None,
+    ) -> Reply:
+        """`run` for a caller on an event loop. When a call slot and an idle worker are free at once
+        (the usual case), the exchange is awaited on the loop, with no thread between the caller and
+        the worker (a thread hop costs a call about 0.3 ms); otherwise `run` waits on `executor`."""
+        worker = self._take_at_once(job.get("digest"))
+        if worker is None:
+            loop = asyncio.get_running_loop()
+            blocking = functools.partial(self.run, job, deadline_seconds, cancel=cancel)
+            waiting = loop.run_in_executor(executor, blocking)
+            try:
+                return await asyncio.shield(waiting)
+            except asyncio.CancelledError:
+                cancel.cancel()  # the thread's call ends at once (its worker is killed)
+                raise
+        try:
+            job = self._handed(worker, job, cancel)
+            reply = Reply("crashed")
+            try:
+                reply = await self._exchange_async(worker, job, deadline_seconds)
+            except asyncio.CancelledError:
+                cancel.cancel()
+                raise
+            finally:
+                reply = self._answered(worker, job, reply, cancel, on_loop=True)
+            return reply
+        finally:
+            self._calls.release()
+
+    def _take_at_once(self, digest: str | None) -> Worker | None:
+        """A call slot and an idle worker (one with `digest` ready if there is one), if both are free
+        now; else None and nothing taken."""
+        if not self._calls.acquire(blocking=False):
+            return None
+        with self._lock:
+            worker = None if self._closed else self._pop_idle(digest)
+            if worker is not None:
+                self._busy.add(worker)
+                return worker
+        self._calls.release()
+        return None
+
+    def _pop_idle(self, digest: str | None) -> Worker | None:
+        """An idle worker, preferably one with an instance of the tool `digest` ready, taken off the
+        idle list; None if none is idle. The lock is held."""
+        worker = next((idle for idle in reversed(self._idle) if digest in idle.ready), None)
+        if worker is not None:
+            self._idle.remove(worker)
+        elif self._idle:
+            worker = self._idle.pop()
+        return worker
+
+    def _handed(self, worker: Worker, job: dict[str, Any], cancel: CancelToken | None) -> dict[str, Any]:
+        """`job` as sent to `worker`, which it now runs."""
+        with self._lock:
+            # With callers queued behind it, a worker's next instance is made on their time anyway:
+            # it skips the handover, which only adds work on busy cores.
+            prepare = self._waiting == 0
+        # A worker with an instance ready has the component loaded: it starts the call at once,
+        # without saying so first.
+        job = {**job, "prepare": prepare, "loaded": job.get("digest") in worker.ready}
+        # A tool called again is likely to be called once more, maybe before this worker has made
+        # its next instance: another worker makes one meanwhile.
+        if job.get("op") == "invoke" and prepare and job["loaded"]:
+            self._keep_one_ready(job)
+        if cancel is not None:
+            cancel.attach(worker)
+        return job
+
+    def _answered(
+        self, worker: Worker, job: dict[str, Any], reply: Reply, cancel: CancelToken | None, on_loop: bool
+    ) -> Reply:
+        """Take `worker` back after `job` ended with `reply`; return how the job ended."""
+        if cancel is not None:
+            cancel.attach(None)
+            if cancel.cancelled:
+                reply = Reply("cancelled")
+        # A worker that says it retires exits after this reply: it is not handed out again.
+        healthy = reply.kind in ("done", "described", "error") and not reply.body.get("retire")
+        if healthy and reply.body.get("preparing"):
+            with self._lock:
+                self._settling += 1
+                worker.preparing = job.get("digest")
+            if on_loop:  # awaited there, as the call was: a settling thread would cost the loop a wake-up
+                task = asyncio.get_running_loop().create_task(self._settle_async(worker))
+                self._settling_tasks.add(task)  # the loop keeps only a weak reference
+                task.add_done_callback(self._settling_tasks.discard)
+            else:
+                self._settler.submit(self._settle, worker, PREPARE_SECONDS)
+        else:
+            self._give_back(worker, healthy)
+        return reply
+
+    def _keep_one_ready(self, job: dict[str, Any]) -> None:
+        """While one worker runs a call, have another make an instance of the same tool, so that the
+        next call finds one ready even before the first worker has made its own next instance."""
+        digest = job["digest"]
+        with self._lock:
+            if self._closed or digest in self._helping or any(digest in idle.ready for idle in self._idle):
+                return
+            if any(busy.preparing == digest for busy in self._busy):
+                return
+            helper = next((idle for idle in reversed(self._idle) if not idle.ready), None)
+            helper = helper or (self._idle[0] if self._idle else None)
+            if helper is None and len(self._busy) >= self._size:
+                return  # every worker is in use: calls make their own instances anyway
+            if helper is not None:
+                self._idle.remove(helper)
+                self._busy.add(helper)
+            self._helping.add(digest)
+            self._settling += 1
+        self._settler.submit(self._prepare_on, helper, job)
+
+    def _prepare_on(self, helper: Worker | None, job: dict[str, Any]) -> None:
+        prepare = {key: value for key, value in job.items() if key != "arguments"}
+        try:
+            if helper is None:  # a worker more, started now, well before the next call comes
+                helper = self._spawn()
+                with self._lock:
+                    self._busy.add(helper)
+            helper.preparing = job["digest"]
+            helper.send({**prepare, "op": "prepare"})
+            message = helper.receive(LOAD_SECONDS)
+        except (WorkerGone, RuntimeError):  # RuntimeError: the pool closed while a worker started
+            message = None
+        finally:
+            with self._lock:
+                self._helping.discard(job["digest"])
+        self._finish_settling(helper, message)
+
+    def _settle(self, worker: Worker, timeout: float) -> None:
+        """Give `worker` back once it has made its next instance; replace it if it takes too long."""
+        try:
+            message = worker.receive(timeout)
+        except WorkerGone:
+            message = None
+        self._finish_settling(worker, message)
+
+    async def _settle_async(self, worker: Worker) -> None:
+        try:
+            message = await worker.receive_async(PREPARE_SECONDS)
+        except WorkerGone:
+            message = None
+        self._finish_settling(worker, message)
+
+    def _finish_settling(self, worker: Worker | None, message: dict[str, Any] | None) -> None:
+        try:
+            if worker is None:
+                return
+            worker.preparing = None
+            if message is None or message.get("kind") != "prepared":
+                if not self._closed:  # else it was stopped on purpose
+                    log.warning("a worker failed to make an instance in time: replaced")
+                self._give_back(worker, healthy=False)
+                return
+            worker.ready = frozenset(message.get("ready", ()))
+            self._give_back(worker, healthy=True)
+        finally:
+            with self._lock:
+                self._settling -= 1
+                self._returned.notify_all()
+
+    def _exchange(self, worker: Worker, job: dict[str, Any], deadline_seconds: float) -> Reply:
+        try:
+            worker.send(job)
+            first = worker.receive(_first_wait(job, deadline_seconds))
+            if first is None or first.get("kind") != "started":
+                return _ended(first, loading=not job["loaded"])
+            return _ended(worker.receive(deadline_seconds + KILL_GRACE_SECONDS), loading=False)
+        except WorkerGone as gone:
+            return Reply("crashed", {"error": str(gone)})
+
+    async def _exchange_async(self, worker: Worker, job: dict[str, Any], deadline_seconds: float) -> Reply:
+        try:
+            worker.send(job)  # a pipe takes a job at once (a very large one blocks, as in `run`)
+            first = await worker.receive_async(_first_wait(job, deadline_seconds))
+            if first is None or first.get("kind") != "started":
+                return _ended(first, loading=not job["loaded"])
+            return _ended(await worker.receive_async(deadline_seconds + KILL_GRACE_SECONDS), loading=False)
+        except WorkerGone as gone:
+            return Reply("crashed", {"error": str(gone)})
+
+    def _take(self, digest: str | None = None) -> Worker:
+        """An idle worker, preferably one with an instance of the tool `digest` ready; or a new one."""
+        with self._lock:
+            while True:
+                if self._closed:
+                    raise WorkerGone("the tool host is stopping")
+                worker = self._pop_idle(digest)
+                # A worker about to finish its next instance (a millisecond or so) is sooner than a
+                # new one (0.15 s), and more processes than calls only compete for the cores.
+                if worker is not None or not self._settling or not self._returned.wait(PREPARE_SECONDS):
+                    break
+        if worker is None:
+            worker = self._spawn()
+        with self._lock:
+            self._busy.add(worker)
+        return worker
+
+    def _give_back(self, worker: Worker, healthy: bool) -> None:
+        with self._lock:
+            self._busy.discard(worker)
+            if healthy and not worker.killed and not self._closed:
+                self._idle.append(worker)
+                self._returned.notify_all()
+                return
+        worker.kill()
+        threading.Thread(target=worker.reap, name="worker-reap", daemon=True).start()
+        self._replace()
+
+    def _replace(self) -> None:
+        """Keep one worker starting or ready, so the next call after a kill does not wait."""
+        with self._lock:
+            if self._closed or self._idle:
+                return
+            self._idle.append(self._spawn())
+            self._returned.notify_all()
+
+    def _spawn(self) -> Worker:
+        return self._spawner.submit(Worker).result()
+
+    def idle_workers(self) -> list[Worker]:
+        with self._lock:
+            return list(self._idle)
+
+    def busy_pids(self) -> list[int]:
+        with self._lock:
+            return [worker.pid for worker in self._busy]
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [worker.pid for worker in (*self._idle, *self._busy)]
+
+    def close(self) -> None:
+        """Idle workers exit; busy ones are killed (their callers get `crashed` or `cancelled`)."""
+        with self._lock:
+            self._closed = True
+            idle, busy = list(self._idle), list(self._busy)
+            self._idle.clear()
+            self._returned.notify_all()
+        for worker in busy:
+            worker.kill()
+        for task in list(self._settling_tasks):  # each ends as its worker does; none outlives its loop
+            with contextlib.suppress(RuntimeError):  # that loop is closed already
+                task.get_loop().call_soon_threadsafe(task.cancel)
+        for worker in idle:
+            worker.reap()
+        self._spawner.shutdown(wait=False)
+        self._settler.shutdown(wait=False)
+
+
+def _first_wait(job: dict[str, Any], deadline_seconds: float) -> float:
+    """How long the first message of `job` may take: the call's own time if the component is
+    loaded (the call starts at once), else the time to load it (`started` follows)."""
+    return deadline_seconds + KILL_GRACE_SECONDS if job["loaded"] else LOAD_SECONDS
+
+
+def _ended(message: dict[str, Any] | None, loading: bool) -> Reply:
+    """How a job ended, from its last message (None: none came in time)."""
+    if message is None:
+        return Reply("timeout", {"error": "loading the component took too long"} if loading else {})
+    return Reply(str(message.get("kind")), message)

@@ -1,0 +1,412 @@
+"""The agent loop: the model calls tools, sees their results, and decides, step by step."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Literal, Protocol
+
+from llama_agent.runtime.models.backend import (
+    AnyBackend,
+    ChatBackend,
+    ChatMessage,
+    Generation,
+    LikelihoodScorer,
+    ModelIdentity,
+)
+from llama_agent.runtime.tools.schema import ArgumentError
+from llama_agent.services.agent import routing
+from llama_agent.services.agent.prompting import (
+    Exchange,
+    FinalAnswer,
+    ToolCall,
+    TurnError,
+    call_text,
+    chat_messages,
+    completion_prefix,
+    completion_prompt,
+    completion_start,
+    parse_turn,
+    turn_schema,
+)
+from llama_agent.services.agent.routing import Route
+from llama_agent.services.agent.snapping import snap_arguments
+from llama_agent.services.agent.tool_selection import relevant_tools
+from llama_agent.services.agent.turns import RunawayGuard, partial_answer
+from llama_agent.services.models import ModelService
+from llama_agent.services.tools.registry import Tool, Toolbox, UnknownTool
+
+log = logging.getLogger(__name__)
+
+# answer: the model answered. maxSteps: it answered after the step budget ran out. maxTokens: a
+# turn was cut at maxTokens. repetition: a turn ran away repeating itself and was cut.
+# invalidTurn: a turn that is neither a call nor an answer (the grammar should prevent it).
+StopReason = Literal["answer", "maxSteps", "maxTokens", "repetition", "invalidTurn"]
+# completion: a base model's text prompt; chatTemplate: the GGUF's template applied here; chat: a
+# server sent the messages (it applies the template).
+PromptFormat = Literal["completion", "chatTemplate", "chat"]
+# Besides these, a tool choice may be a tool's name: the first turn must call that tool.
+TOOL_CHOICES = ("auto", "required", "none")
+
+
+class InvalidRequest(ValueError):
+    """A request that cannot run as asked; `field` names the part at fault."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class AgentRequest:
+    prompt: str
+    tools: tuple[str, ...] | None = None  # None: every loaded tool
+    max_steps: int = 5  # tool calls; then the model must answer
+    max_tokens: int = 256  # per model turn
+    temperature: float = 0.0
+    seed: int | None = None  # None: the model's configured seed
+    # "auto": call tools or answer; "required": the first turn calls a tool; "none": answer
+    # without tools; a tool name: the first turn calls that tool.
+    tool_choice: str = "auto"
+
+
+@dataclass(frozen=True)
+class TurnOptions:
+    """What one turn may do: the tools its prompt describes, those it may call, and answering."""
+
+    described: list[Tool]
+    callable: list[Tool]
+    may_answer: bool
+    focus: Tool | None = None  # the tool whose examples the prompt shows (routed or forced)
+    after: Tool | None = None  # a planned call's previous tool: its result feeds this call
+    planned: bool = False  # the router's plan, not the request, chose the one callable tool
+
+
+@dataclass(frozen=True)
+class AgentStep:
+    tool: str
+    arguments: dict[str, Any]
+    result: str
+    is_error: bool
+
+
+@dataclass
+class RunTimings:
+    """Where a run's time went, in seconds; tool calls are the rest."""
+
+    started: float = field(default_factory=time.perf_counter)  # when the request arrived
+    first_token: float | None = None  # from the request to the first generated token
+    routing: float = 0.0  # the router scoring the request against the tools
+    prompt: float = 0.0  # turns' prompts evaluated (or restored), up to each first token
+    generation: float = 0.0  # turns' tokens after their first
+
+    def add(self, turn: Generation, turn_started: float) -> None:
+        """Count a turn that started at `turn_started` (a `time.perf_counter()`)."""
+        if self.first_token is None and turn.completion_tokens:
+            self.first_token = turn_started - self.started + turn.first_token_seconds
+        self.prompt += turn.first_token_seconds
+        self.generation += turn.seconds - turn.first_token_seconds
+
+
+@dataclass
+class AgentResult:
+    answer: str
+    steps: list[AgentStep] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_prompt_tokens: int = 0  # prompt tokens reused rather than evaluated
+    stop_reason: StopReason = "answer"
+    prompt_format: PromptFormat = "completion"
+    timings: RunTimings = field(default_factory=RunTimings)
+    model: ModelIdentity | None = None  # which backend and model answered
+
+
+# Asked before a call runs, with the tool and the arguments; False: the call is not run. (The ACP
+# face asks the person about tools that can write.)
+CallApproval = Callable[[Tool, dict[str, Any]], Awaitable[bool]]
+DECLINED = "not run: the person declined this call. Answer without it, or call another tool."
+
+
+class AgentEvents(Protocol):
+    """Progress of a run, called on the event loop."""
+
+    def on_turn_start(self, index: int) -> None: ...
+
+    def on_text(self, text: str) -> None: ...
+
+    def on_tool_call(self, index: int, tool: str, arguments: dict[str, Any]) -> None: ...
+
+    def on_tool_result(self, index: int, step: AgentStep) -> None: ...
+
+
+class Agent:
+    def __init__(self, toolbox: Toolbox, models: ModelService) -> None:
+        self.toolbox = toolbox
+        self.models = models
+
+    def select_tools(self, names: Sequence[str] | None) -> list[Tool]:
+        available = self.toolbox.snapshot.tools
+        if names is None:
+            return [available[name] for name in sorted(available)]
+        missing = [name for name in names if name not in available]
+        if missing:
+            raise UnknownTool(missing[0], available)
+        return [available[name] for name in dict.fromkeys(names)]
+
+    async def run(
+        self, request: AgentRequest, events: AgentEvents, approve: CallApproval | None = None
+    ) -> AgentResult:
+        """Raises ModelError (no model), UnknownTool (bad `tools`), InvalidRequest; cancellable.
+        With `approve`, each call runs only if it says so."""
+        started = time.perf_counter()
+        await self.toolbox.ready()
+        tools = self.select_tools(request.tools)
+        check_tool_choice(request.tool_choice, tools)
+        forced = [] if request.tool_choice in TOOL_CHOICES else [request.tool_choice]
+        tools = relevant_tools(tools, request.prompt, keep=forced)
+        model = await self.models.model()
+        result = AgentResult(
+            answer="",
+            prompt_format=prompt_format(model),
+            timings=RunTimings(started=started),
+            model=model.identity,
+        )
+        transcript: list[Exchange] = []
+        repeated: set[str] = set()  # tools called again with the same arguments: not offered again
+        async with self.models.exclusive(model):
+            routing_started = time.perf_counter()
+            route = await self._route(model, request, tools)
+            result.timings.routing = time.perf_counter() - routing_started
+            for turn_index in itertools.count():
+                failed = bool(result.steps) and result.steps[-1].is_error
+                options = turn_options(request, tools, len(result.steps), frozenset(repeated), route, failed)
+                events.on_turn_start(turn_index)
+                turn_text, cut = await self._turn(model, request, options, result, transcript, events)
+                if cut == "repetition" and options.planned:
+                    # A planned call that runs away is often the plan's mistake: the model decides
+                    # the turn again, with every tool and the answer open to it. (One cut at
+                    # maxTokens is not retried: that budget is the client's.)
+                    log.debug("a planned call to %s ran away; the model chooses", options.callable[0].name)
+                    route = None
+                    continue
+                if cut is not None:
+                    return _cut_short(result, turn_text, cut)
+                try:
+                    turn = parse_turn(turn_text)
+                except TurnError:
+                    return _cut_short(result, turn_text, "invalidTurn")
+                if isinstance(turn, FinalAnswer):
+                    return _answered(result, request, turn.text)
+                step, repeat = await self._step(request, turn, result.steps, events, approve)
+                if repeat:
+                    repeated.add(turn.tool)
+                result.steps.append(step)
+                events.on_tool_result(len(result.steps) - 1, step)
+                # The transcript shows the call as made, so that the model's next turns build on it.
+                made = turn_text if step.arguments == turn.arguments else call_text(turn.tool, step.arguments)
+                transcript.append(Exchange(made, step.result, step.is_error))
+        raise AssertionError("unreachable")
+
+    async def _turn(
+        self,
+        model: AnyBackend,
+        request: AgentRequest,
+        options: TurnOptions,
+        result: AgentResult,
+        transcript: list[Exchange],
+        events: AgentEvents,
+    ) -> tuple[str, StopReason | None]:
+        """One model turn: its text, and why it was cut short (None: it ended by itself). A turn
+        that ran away is cut at the end of its first copy."""
+        guard = RunawayGuard()
+        turn_started = time.perf_counter()
+        generation = await self.models.generate(
+            model,
+            events.on_text,
+            threading.Event(),
+            stop_when=guard.feed,
+            prompt=self._prompt(model, result.prompt_format, options, request.prompt, transcript),
+            schema=turn_schema(options.callable, allow_answer=options.may_answer),
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            seed=self.models.settings.seed if request.seed is None else request.seed,
+            cache_prefixes=(
+                completion_prefix(options.described, options.focus),
+                completion_start(options.described, request.prompt, options.focus, options.after),
+            )
+            if result.prompt_format == "completion"
+            else (),
+        )
+        result.prompt_tokens += generation.prompt_tokens
+        result.completion_tokens += generation.completion_tokens
+        result.cached_prompt_tokens += generation.cached_tokens
+        result.timings.add(generation, turn_started)
+        if guard.cut_at is not None:
+            return guard.text[: guard.cut_at], "repetition"
+        return generation.text.strip(), "maxTokens" if generation.stop_reason == "length" else None
+
+    async def _step(
+        self,
+        request: AgentRequest,
+        turn: ToolCall,
+        steps: list[AgentStep],
+        events: AgentEvents,
+        approve: CallApproval | None,
+    ) -> tuple[AgentStep, bool]:
+        """Make the turn's call (its near-copied file names snapped first), or refuse it as a
+        repeat of an earlier one (True), or as one `approve` declined."""
+        arguments = snap_arguments(turn.arguments, [request.prompt, *(step.result for step in steps)])
+        if arguments != turn.arguments:
+            log.debug("near-copies snapped: %s -> %s", turn.arguments, arguments)
+        events.on_tool_call(len(steps), turn.tool, arguments)
+        earlier = _same_call(steps, turn.tool, arguments)
+        if earlier:
+            return _repeat_refused(earlier), True
+        tool = self.toolbox.snapshot.tools.get(turn.tool)
+        if approve is not None and tool is not None and not await approve(tool, arguments):
+            return AgentStep(turn.tool, arguments, DECLINED, True), False
+        return await self._call(turn.tool, arguments), False
+
+    async def _route(self, model: AnyBackend, request: AgentRequest, tools: list[Tool]) -> Route | None:
+        """The router's plan, when the backend can score and the request leaves the choice to
+        the model; None: the model chooses in its turns."""
+        if not isinstance(model, LikelihoodScorer) or request.tool_choice not in ("auto", "required"):
+            return None
+        allow_none = request.tool_choice == "auto"
+        if len(tools) + allow_none < 2:
+            return None
+        score = partial(self.models.log_likelihoods, model)
+        try:
+            route = await routing.route(score, tools, request.prompt, allow_none)
+        except (ValueError, RuntimeError) as error:
+            log.warning("routing skipped, the model chooses in its turn: %s", error)
+            return None
+        log.debug("routed to %s (plan %s): %s", route.tool or routing.NO_TOOL, route.steps, route.scores)
+        return route
+
+    @staticmethod
+    def _prompt(
+        model: AnyBackend,
+        prompt_format: PromptFormat,
+        options: TurnOptions,
+        user_prompt: str,
+        transcript: list[Exchange],
+    ) -> str | list[ChatMessage]:
+        if prompt_format == "completion":
+            return completion_prompt(options.described, user_prompt, transcript, options.focus, options.after)
+        messages = chat_messages(options.described, user_prompt, transcript, options.focus, options.after)
+        if isinstance(model, ChatBackend):
+            return messages
+        return model.format_chat(messages)
+
+    async def _call(self, tool: str, arguments: dict[str, Any]) -> AgentStep:
+        """Run a tool call; every failure becomes an observation for the model."""
+        try:
+            called = await self.toolbox.invoke(tool, arguments)
+        except (UnknownTool, ArgumentError) as error:
+            # The grammar should make this impossible; validate anyway.
+            return AgentStep(tool, arguments, str(error), True)
+        return AgentStep(tool, arguments, "\n".join(called.texts()), called.invocation.is_error)
+
+
+def prompt_format(model: AnyBackend) -> PromptFormat:
+    if isinstance(model, ChatBackend):
+        return "chat"
+    return "completion" if model.chat_template is None else "chatTemplate"
+
+
+def check_tool_choice(choice: str, tools: Sequence[Tool]) -> None:
+    if choice in TOOL_CHOICES:
+        if choice == "required" and not tools:
+            raise InvalidRequest("toolChoice 'required' needs at least one tool on offer", "toolChoice")
+        return
+    if choice not in {tool.name for tool in tools}:
+        offered = ", ".join(tool.name for tool in tools) or "none"
+        raise InvalidRequest(
+            f"toolChoice must be auto, required, none or an offered tool; {choice!r} is not offered "
+            f"(offered: {offered})",
+            "toolChoice",
+        )
+
+
+# After this many calls refused as repeats, the model may only answer: it is going round in circles.
+MAX_REPEATS = 2
+
+
+def turn_options(
+    request: AgentRequest,
+    tools: list[Tool],
+    steps_taken: int,
+    repeated: frozenset[str] = frozenset(),
+    route: Route | None = None,
+    last_failed: bool = False,
+) -> TurnOptions:
+    """The prompt keeps describing every offered tool while calls are allowed, so the
+    model's cached prefix stays valid; forcing a call, following the router's plan, or ruling
+    out the tools whose calls were repeats, narrows only the grammar. A failed call ends the
+    plan: what was planned after it may no longer make sense."""
+    if request.tool_choice == "none" or steps_taken >= request.max_steps:
+        return TurnOptions(described=[], callable=[], may_answer=True)
+    focus = _focus(request, tools, route, steps_taken - 1 if last_failed else steps_taken)
+    if repeated:
+        others = [] if len(repeated) >= MAX_REPEATS else [t for t in tools if t.name not in repeated]
+        return TurnOptions(described=tools, callable=others, may_answer=True, focus=focus)
+    planned = None if route is None or last_failed else _named(tools, route.planned(steps_taken))
+    if planned is not None:
+        after = _named(tools, route.planned(steps_taken - 1)) if route and steps_taken else None
+        return TurnOptions(
+            described=tools, callable=[planned], may_answer=False, focus=planned, after=after, planned=True
+        )
+    if steps_taken > 0 or (request.tool_choice == "auto" and route is None):
+        return TurnOptions(described=tools, callable=tools, may_answer=True, focus=focus)
+    if route is not None:
+        return TurnOptions(described=[], callable=[], may_answer=True)  # routed to no tool
+    if request.tool_choice == "required":
+        return TurnOptions(described=tools, callable=tools, may_answer=False)
+    assert focus is not None
+    return TurnOptions(described=tools, callable=[focus], may_answer=False, focus=focus)
+
+
+def _focus(request: AgentRequest, tools: list[Tool], route: Route | None, step: int) -> Tool | None:
+    """The tool the request forces, or else the one the router's plan centres this step on."""
+    if request.tool_choice not in TOOL_CHOICES:
+        return _named(tools, request.tool_choice)
+    return _named(tools, route.focus(max(step, 0))) if route else None
+
+
+def _named(tools: list[Tool], name: str | None) -> Tool | None:
+    return next((tool for tool in tools if tool.name == name), None)
+
+
+def _same_call(steps: Sequence[AgentStep], tool: str, arguments: dict[str, Any]) -> AgentStep | None:
+    """The earlier step that made exactly this call, if any."""
+    return next((step for step in steps if step.tool == tool and step.arguments == arguments), None)
+
+
+def _repeat_refused(earlier: AgentStep) -> AgentStep:
+    """A repeated call is not run again: its result would be the same, and a small model that
+    repeats a call tends to repeat it until the step budget runs out."""
+    note = (
+        f"not run again: {earlier.tool} was already called with these arguments. "
+        "Answer with its result, or call another tool."
+    )
+    return AgentStep(earlier.tool, earlier.arguments, note, True)
+
+
+def _answered(result: AgentResult, request: AgentRequest, answer: str) -> AgentResult:
+    result.answer = answer
+    budget_spent = request.tool_choice != "none" and len(result.steps) >= request.max_steps
+    result.stop_reason = "maxSteps" if budget_spent else "answer"
+    return result
+
+
+def _cut_short(result: AgentResult, turn_text: str, reason: StopReason) -> AgentResult:
+    """A turn that did not end by itself: keep what was said of an answer, never raw JSON."""
+    result.answer = (partial_answer(turn_text) or "").strip()
+    result.stop_reason = reason
+    return result

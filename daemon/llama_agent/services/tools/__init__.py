@@ -1,0 +1,1 @@
+"""The tool registry (load, reconcile, invoke) and the watcher that keeps it current."""
