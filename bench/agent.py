@@ -18,10 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llama_agent.config import DaemonConfig
+from llama_agent.config import DaemonConfig, Locations
 from llama_agent.core import open_core
 from llama_agent.runtime.models.llama import default_model_path, default_threads
 from llama_agent.services.agent.prompting import completion_prompt
+from llama_agent.services.tools.settings import ToolSettings
 
 from bench.common import BENCH_CACHE_DIR, bundled
 from tests.rpc import DaemonSession
@@ -66,7 +67,8 @@ async def agent_runs(tools: Path, threads: int, trials: int) -> dict[str, Any]:
 
 def first_prompt(tools_dir: Path) -> str:
     """The agent's first-turn prompt for the first request, routed to echo."""
-    core = open_core(DaemonConfig(tools_dirs=(tools_dir,), cache_dir=BENCH_CACHE_DIR), watch=False)
+    config = DaemonConfig(tools=ToolSettings((tools_dir,)), locations=Locations(BENCH_CACHE_DIR))
+    core = open_core(config, watch=False)
     try:
         tools = [core.toolbox.snapshot.tools[name] for name in sorted(core.toolbox.snapshot.tools)]
         return completion_prompt(tools, PROMPTS[0], [], focus=core.toolbox.snapshot.tools["echo"])

@@ -9,12 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llama_agent.config import BUNDLED_TOOLS_DIR, DaemonConfig
+from llama_agent.config import BUNDLED_TOOLS_DIR, DaemonConfig, Locations
 from llama_agent.core import open_core
 from llama_agent.runtime.models.backend import ModelSettings
 from llama_agent.runtime.models.llama import LlamaModel, default_model_path
 from llama_agent.services.agent.prompting import completion_prompt
 from llama_agent.services.agent.tool_selection import relevant_tools
+from llama_agent.services.tools.settings import ToolSettings
 
 from bench.common import BENCH_CACHE_DIR, bundled, summary
 from bench.invoke import VALUE, daemon_session, echo_tools_dir
@@ -166,7 +167,8 @@ def prompt_tokens_by_tool_count(counts: tuple[int, ...] = (8, 100, 1000)) -> dic
                 description = f"Operates gadget model {index} of the warehouse robots."
                 name = f"gadget{index:04d}"
                 (tools_dir / f"{name}.wasm").write_bytes(tool_wasm(name, description=description))
-            core = open_core(DaemonConfig(tools_dirs=(tools_dir,), cache_dir=BENCH_CACHE_DIR), watch=False)
+            config = DaemonConfig(tools=ToolSettings((tools_dir,)), locations=Locations(BENCH_CACHE_DIR))
+            core = open_core(config, watch=False)
             toolbox = core.toolbox
             tools = [toolbox.snapshot.tools[name] for name in sorted(toolbox.snapshot.tools)]
             offered = relevant_tools(tools, prompt)

@@ -95,8 +95,9 @@ def prepare_tools(source: Path, target: Path) -> Path:
 
 
 def daemon_args(settings: Settings, tools: Path, workspace: Path) -> list[str]:
-    # Trusted: the evaluation is the person approving the policies it wrote in `prepare_tools`.
-    args = ["--trusted-tools-dir", str(tools), "--workspace", str(workspace)]
+    # Trusted: the evaluation is the person approving the policies it wrote in `prepare_tools`;
+    # and the writes of its tasks, to a scratch copy of the workspace, up front.
+    args = ["--trusted-tools-dir", str(tools), "--workspace", str(workspace), "--allow-writes"]
     if settings.base_url is not None:
         args += ["--backend", "openai", "--base-url", settings.base_url]
     elif settings.model is not None:

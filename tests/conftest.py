@@ -1,30 +1,28 @@
-"""Shared fixtures: built components, a shared compile cache, daemon sessions over stdio."""
+"""Fixtures every folder of tests needs: an isolated config directory, the shared compile cache, the
+built components, the embedded model, and private tools directories (tests/factories.py).
+
+Each folder's own fixtures are in its conftest.py (tests/unit/, tests/e2e/); a test module defines
+no fixture of a name these define (tests/unit/test_fixtures.py checks).
+"""
 
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import pytest_asyncio
 from llama_agent.cli.build import build_all, source_directories
 from llama_agent.config import BUNDLED_TOOLS_DIR, REPO_ROOT
 from llama_agent.runtime.wasm.host import WasmHost
 from llama_agent.services.tools.registry import Toolbox
 
-from tests.rpc import DaemonSession
+from tests.factories import ToolsDirFactory
 
 TEST_COMPONENT_SOURCES = REPO_ROOT / "tests" / "components"
 TEST_TOOLS_DIR = REPO_ROOT / "build" / "test-tools"
 # Content-addressed, so sharing it between runs is safe and saves recompiling.
 TEST_CACHE_DIR = REPO_ROOT / "build" / "test-cache"
-
-StartDaemon = Callable[..., Awaitable[DaemonSession]]
 
 
 @pytest.fixture(autouse=True)
@@ -94,57 +92,11 @@ def templated_model(default_model: Path, cache_dir: Path) -> Path:
 
 
 @pytest.fixture
-def tools_dir(tmp_path: Path, bundled_tools: Path) -> Iterator[Path]:
-    """A private tools directory holding copies of the bundled echo and print."""
-    directory = tmp_path / "tools"
-    directory.mkdir()
-    for name in ("echo", "print"):
-        shutil.copy2(bundled_tools / f"{name}.wasm", directory / f"{name}.wasm")
-    yield directory
-
-
-@pytest_asyncio.fixture
-async def start_daemon(cache_dir: Path, tmp_path: Path, config_dir: Path) -> AsyncIterator[StartDaemon]:
-    """Start daemons with `--cache-dir` preset, initialized unless `initialize=False`.
-
-    Each daemon's config directory (`LLAMA_AGENT_CONFIG_DIR`, where grants.toml lives) is the
-    test's `config_dir` unless `env` names another.
-
-    The model loads on the first agent/run (`--lazy-model`) unless `eager_model`: most tests
-    never use it. With `script` (a `ScriptedModel` spec: {"turns": [...], ...}) the daemon runs
-    that scripted model instead of llama.cpp. Each daemon is killed at teardown, and every
-    session is checked for bytes on stdout that are not protocol frames.
-    """
-    sessions: list[DaemonSession] = []
-
-    async def start(
-        *args: str | Path,
-        initialize: bool = True,
-        init_params: dict[str, Any] | None = None,
-        eager_model: bool = False,
-        env: dict[str, str] | None = None,
-        script: dict[str, Any] | None = None,
-    ) -> DaemonSession:
-        lazy = [] if eager_model else ["--lazy-model"]
-        env = {"LLAMA_AGENT_CONFIG_DIR": str(config_dir), **(env or {})}
-        command = None
-        if script is not None:
-            script_file = tmp_path / f"script-{len(sessions)}.json"
-            script_file.write_text(json.dumps(script))
-            command = [sys.executable, "-m", "tests.scripted_daemon", str(script_file)]
-            env = {"PYTHONPATH": str(REPO_ROOT), **env}
-        session = await DaemonSession.open(
-            ["--cache-dir", str(cache_dir), *lazy, *map(str, args)],
-            initialize=initialize,
-            init_params=init_params,
-            env=env,
-            command=command,
-        )
-        sessions.append(session)
-        return session
-
-    yield start
-    for session in sessions:
-        await session.kill()
-    for session in sessions:
-        assert session.violations == [], session.violations
+def make_tools_dir(tmp_path: Path, request: pytest.FixtureRequest) -> ToolsDirFactory:
+    """Private tools directories: `make_tools_dir("echo", built=["hostile"], wasm={...},
+    policies={...})` (tests/factories.py). The components are built only when a test asks for them."""
+    return ToolsDirFactory(
+        tmp_path,
+        bundled=lambda: Path(request.getfixturevalue("bundled_tools")),
+        built=lambda: Path(request.getfixturevalue("test_tools")),
+    )

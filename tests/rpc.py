@@ -19,6 +19,8 @@ from typing import Any
 
 DEFAULT_TIMEOUT = 120.0
 
+# Starts a daemon and answers its session: the e2e fixture `start_daemon` (tests/e2e/conftest.py).
+StartDaemon = Callable[..., Awaitable["DaemonSession"]]
 # Answers a request from the daemon: gets its params, returns the result (raises RpcError to
 # answer with an error).
 ServerRequestHandler = Callable[[Any], Awaitable[Any]]

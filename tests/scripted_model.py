@@ -1,9 +1,9 @@
 """A model backend that plays back written turns: the agent loop's logic, tested deterministically.
 
 It implements `llama_agent.runtime.models.backend.ModelBackend` as the llama.cpp backend does: each
-"token" is a few characters, streamed to `on_text`; `max_tokens` and cancellation cut a
-turn the same way. It records what it was asked (prompts, schemas, limits) so tests can check
-what the model saw. `python -m tests.scripted_daemon` serves it in the real daemon.
+"token" is a few characters, streamed to the turn's `on_text`; `max_tokens`, `stop_when` and
+cancellation cut a turn the same way. It records what it was asked (prompts, schemas, limits) so
+tests can check what the model saw. `python -m tests.scripted_daemon` serves it in the real daemon.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from llama_agent.runtime.models.backend import (
     ModelIdentity,
     ModelSettings,
     StopReason,
+    Turn,
 )
 
 # What the model says once its script has run out.
@@ -99,18 +100,9 @@ class ScriptedModel:
     def count_tokens(self, text: str) -> int:
         return -(-len(text) // self.piece_size)
 
-    def generate(
-        self,
-        prompt: str,
-        schema: dict[str, Any],
-        max_tokens: int,
-        temperature: float,
-        seed: int,
-        on_text: Callable[[str], None] = lambda _: None,
-        cancelled: Callable[[], bool] = lambda: False,
-        cache_prefixes: Sequence[str] = (),
-    ) -> Generation:
+    def generate(self, turn: Turn) -> Generation:
         started = time.perf_counter()
+        prompt = turn.text()
         with self._lock:
             text = self.turns.pop(0) if self.turns else SCRIPT_ENDED
         pieces = [text[i : i + self.piece_size] for i in range(0, len(text), self.piece_size)]
@@ -122,16 +114,20 @@ class ScriptedModel:
                 time.sleep(self.piece_delay)
             first_piece_at = first_piece_at or time.perf_counter()
             emitted.append(piece)
-            on_text(piece)
+            turn.on_text(piece)
             # The same checks, in the same order, as the llama.cpp backend: a turn that takes its
             # whole budget ends at "length" before its end of generation is seen.
-            if cancelled():
+            if turn.stop_when(piece) or turn.cancelled():
                 stop_reason = "cancelled"
                 break
-            if len(emitted) >= max_tokens:
+            if len(emitted) >= turn.max_tokens:
                 stop_reason = "length"
                 break
-        self._record(Request(prompt, schema, max_tokens, temperature, seed, stop_reason, len(emitted)))
+        self._record(
+            Request(
+                prompt, turn.schema, turn.max_tokens, turn.temperature, turn.seed, stop_reason, len(emitted)
+            )
+        )
         return Generation(
             text="".join(emitted),
             prompt_tokens=self.count_tokens(prompt),

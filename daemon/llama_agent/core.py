@@ -3,22 +3,28 @@
 `open_core` alone builds services (the tool registry and its watcher, grants, the model, the
 agent); faces and commands receive the `Core` and never wire services themselves. A core is a
 context manager: leaving it stops the watcher, the tool workers and the model.
+
+What is one client's (its workspace, its answers, its way of asking the person) is a session on
+the core (services/sessions.py): faces open one per client with `Core.open_session`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 
+from llama_agent.common.text import quoted, visible
 from llama_agent.config import DaemonConfig
 from llama_agent.runtime.models.backend import ModelLoader
 from llama_agent.services.agent.loop import Agent
 from llama_agent.services.consent.approvals import Approvals, approvals_for
 from llama_agent.services.models import ModelService
-from llama_agent.services.tools.registry import Toolbox, ToolSetChange, new_host
+from llama_agent.services.sessions import Asker, Session
+from llama_agent.services.tools.registry import LoadFailure, Toolbox, ToolSetChange, new_host
 from llama_agent.services.tools.watcher import ToolWatcher
 
 log = logging.getLogger(__name__)
@@ -59,6 +65,23 @@ class Core:
             except Exception:  # one face's failure never stops another's announcements
                 log.exception("a tool-set listener failed")
 
+    def open_session(
+        self, *, workspace: Path | None, asker: Asker, allow_writes: bool | None = None
+    ) -> Session:
+        """A client's session: `workspace` granted to the tools that ask for it, `asker` the face's
+        way of asking the person about calls that may write (`allow_writes`: approved up front;
+        default: the config's `--allow-writes`)."""
+        if allow_writes is None:
+            allow_writes = self.config.session.allow_writes
+        return Session(self.toolbox, self.agent, self.approvals, asker, workspace, allow_writes)
+
+    async def warn_of_failures(self) -> None:
+        """Log, as warnings, every tool file that does not load (a tool that claims a name already
+        provided, by a bundled tool say, among them): those of the first load once it is done, and
+        each new one after (for the faces whose clients are not told of them, as LSP's are)."""
+        self.subscribe(lambda change: _warn_of(change.failed))
+        _warn_of((await self.toolbox.ready()).failures)
+
     def close(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
@@ -85,15 +108,15 @@ def open_core(config: DaemonConfig, *, watch: bool, model_loader: ModelLoader | 
     first load (`toolbox.ready()`). `watch=False` (a one-shot command): the tools are loaded now.
     `model_loader` replaces the llama.cpp backend (tests script one).
     """
-    approvals = approvals_for(config)
+    tools, cache_dir = config.tools, config.locations.cache_dir
+    approvals = approvals_for(config.locations.config_dir, tools.watched_dirs())
     toolbox = Toolbox(
-        new_host(config),
-        list(config.watched_dirs()),
+        new_host(tools, cache_dir),
+        list(tools.watched_dirs()),
         trusted_dirs=config.trusted_dirs(),
         approvals=approvals,
     )
-    toolbox.workspace = config.workspace
-    models = ModelService(config.model_settings(), config.cache_dir, model_loader)
+    models = ModelService(config.model, cache_dir, model_loader)
     core = Core(config, approvals, toolbox, models, Agent(toolbox, models))
     try:
         if watch:
@@ -105,3 +128,9 @@ def open_core(config: DaemonConfig, *, watch: bool, model_loader: ModelLoader | 
         core.close()
         raise
     return core
+
+
+def _warn_of(failures: Iterable[LoadFailure]) -> None:
+    for failure in failures:
+        # The error may quote the file: both are the tool author's words.
+        log.warning("cannot load tool %s: %s", quoted(str(failure.path)), visible(failure.error))

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,11 +17,14 @@ from typing import Any, cast
 import acp
 import pytest
 from acp import schema
+from llama_agent.common.errors import INVALID_PARAMS
 from llama_agent.config import REPO_ROOT
 from llama_agent.faces.acp import MAX_SESSIONS
 
 from tests.scripted_model import answer, call
 from tests.wat_tools import tool_wasm
+
+LLAMA_AGENT = str(Path(sys.executable).with_name("llama-agent"))
 
 
 class Client:
@@ -30,10 +34,14 @@ class Client:
     def __init__(self, choices: list[str | None] | None = None) -> None:
         self.updates: list[Any] = []
         self.asked: list[schema.ToolCallUpdate] = []
+        # What the editor heard of each call, in order: ("tool_call" | "permission", call id).
+        self.heard: list[tuple[str, str]] = []
         self._choices = list(choices or [])
 
     async def session_update(self, session_id: str, update: Any, **kwargs: Any) -> None:
         self.updates.append(update)
+        if update.session_update == "tool_call":
+            self.heard.append(("tool_call", update.tool_call_id))
 
     async def request_permission(
         self,
@@ -43,6 +51,7 @@ class Client:
         **kwargs: Any,
     ) -> schema.RequestPermissionResponse:
         self.asked.append(tool_call)
+        self.heard.append(("permission", tool_call.tool_call_id))
         choice = self._choices.pop(0)
         assert choice is None or choice in {option.option_id for option in options}
         outcome = (
@@ -67,12 +76,13 @@ async def acp_agent(
     config_dir: Path,
     client: Client,
     turns: list[str],
+    *options: str,
     **script: Any,
 ) -> AsyncIterator[acp.ClientSideConnection]:
     script_file = tmp_path / "script.json"
     script_file.write_text(json.dumps({"turns": turns, **script}))
     args = ["-m", "tests.scripted_daemon", str(script_file), "acp"]
-    args += ["--trusted-tools-dir", str(tools), "--cache-dir", str(cache_dir)]
+    args += ["--trusted-tools-dir", str(tools), "--cache-dir", str(cache_dir), *options]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "LLAMA_AGENT_CONFIG_DIR": str(config_dir)}
     editor = cast(acp.Client, client)  # the SDK dispatches to the methods it has, by name
     async with acp.spawn_agent_process(editor, sys.executable, *args, env=env) as (conn, _process):
@@ -211,11 +221,17 @@ async def test_the_permission_request_shows_names_and_paths_with_their_escapes_v
     assert "\x1b" not in shown and "\u202e" not in shown and "\r" not in shown
     assert asked.title is not None and "project\\x1b[2K\\u202e" in asked.title  # where it may write
     assert asked.title.startswith("write_file")
-    [content] = asked.content or []
-    text = content.content.text
+    detail, diff = asked.content or []
+    text = detail.content.text
     assert "tools\\x1b[2K" in text and "write_file.wasm" in text  # which component
     assert "project\\x1b[2K\\u202e" in text
+    visible_path = str(workspace / "a.txt").replace("\x1b", "\\x1b").replace("\u202e", "\\u202e")
+    assert (diff.type, diff.path, diff.old_text) == ("diff", visible_path, None)  # a new file
+    assert diff.new_text == "\\x1b[31mred\\r"
+    assert [location.path for location in asked.locations or []] == [visible_path]
     assert asked.raw_input == {"path": "a.txt", "content": "\\x1b[31mred\\r"}
+    [announced] = client.of_kind("tool_call")  # the call as the editor first heard of it
+    assert announced.raw_input == asked.raw_input
     assert not (workspace / "a.txt").exists()
 
 
@@ -234,7 +250,7 @@ async def test_sessions_are_bounded_and_the_least_recently_used_idle_one_goes_fi
         newest = (await conn.new_session(cwd=str(tmp_path), mcp_servers=[])).session_id
         with pytest.raises(acp.RequestError) as gone:
             await conn.prompt(session_id=sessions[1], prompt=[acp.text_block("hi")])
-        assert gone.value.code == -32602 and "no such session" in json.dumps(gone.value.data)
+        assert gone.value.code == INVALID_PARAMS and gone.value.data == {"field": "sessionId"}
         assert str(gone.value).startswith("sessionId: no such session")  # clients show the message
         for kept in (sessions[0], newest):
             done = await conn.prompt(session_id=kept, prompt=[acp.text_block("hi")])
@@ -262,7 +278,116 @@ async def test_a_cwd_that_cannot_be_checked_is_invalid_params(
         for cwd in bad:
             with pytest.raises(acp.RequestError) as refused:
                 await conn.new_session(cwd=cwd, mcp_servers=[])
-            assert refused.value.code == -32602, cwd[:40]
-            assert isinstance(refused.value.data, dict) and "cwd" in refused.value.data, cwd[:40]
+            assert refused.value.code == INVALID_PARAMS, cwd[:40]
+            assert refused.value.data == {"field": "cwd"}, cwd[:40]
             assert str(refused.value).startswith("cwd: "), cwd[:40]
         assert (await conn.new_session(cwd=str(tmp_path), mcp_servers=[])).session_id
+
+
+async def test_the_permission_request_follows_its_tool_call_with_locations_and_a_diff(
+    tmp_path: Path, tools_dir: Path, bundled_tools: Path, cache_dir: Path, config_dir: Path
+) -> None:
+    """A client that replaces a call's state on its `tool_call` would drop a question sent
+    before it: each question comes after its call's update, every time."""
+    tools = writing_tools(tmp_path, tools_dir, bundled_tools)
+    workspace = tmp_path / "project"
+    workspace.mkdir()
+    (workspace / "notes.txt").write_text("old line\n")
+    runs = 5
+    client = Client(choices=["allow-once"] * runs)
+    turns = [
+        t
+        for n in range(runs)
+        for t in (call("write_file", path="notes.txt", content=f"v{n}\n"), answer("ok"))
+    ]
+    async with acp_agent(tmp_path, tools, cache_dir, config_dir, client, turns) as conn:
+        session = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
+        for _ in range(runs):
+            await conn.prompt(session_id=session, prompt=[acp.text_block("write the notes")])
+    calls = [call_id for kind, call_id in client.heard if kind == "tool_call"]
+    assert len(calls) == runs
+    assert client.heard == [(kind, call_id) for call_id in calls for kind in ("tool_call", "permission")]
+    for n, asked in enumerate(client.asked):
+        [location] = asked.locations or []
+        assert location.path == str(workspace / "notes.txt")
+        detail, diff = asked.content or []
+        assert f"It names '{workspace / 'notes.txt'}' (path)" in detail.content.text
+        assert (diff.type, diff.path, diff.new_text) == ("diff", str(workspace / "notes.txt"), f"v{n}\n")
+        assert diff.old_text == ("old line\n" if n == 0 else f"v{n - 1}\n")  # what it replaces
+    assert (workspace / "notes.txt").read_text() == f"v{runs - 1}\n"
+
+
+async def test_a_writing_call_in_two_sessions_writes_each_sessions_folder(
+    tmp_path: Path, tools_dir: Path, bundled_tools: Path, cache_dir: Path, config_dir: Path
+) -> None:
+    tools = writing_tools(tmp_path, tools_dir, bundled_tools)
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder in (first, second):
+        folder.mkdir()
+    client = Client(choices=["allow-always", "allow-once"])
+    write = call("write_file", path="which.txt", content="here")
+    turns = [
+        write,
+        answer("one"),
+        write,
+        answer("two"),
+        call("write_file", path="b.txt", content="x"),
+        answer(""),
+    ]
+    async with acp_agent(tmp_path, tools, cache_dir, config_dir, client, turns) as conn:
+        one = (await conn.new_session(cwd=str(first), mcp_servers=[])).session_id
+        two = (await conn.new_session(cwd=str(second), mcp_servers=[])).session_id
+        await conn.prompt(session_id=one, prompt=[acp.text_block("write")])
+        await conn.prompt(session_id=two, prompt=[acp.text_block("write")])  # asked: its own session
+        await conn.prompt(session_id=one, prompt=[acp.text_block("write")])  # always, in this one
+    assert (first / "which.txt").read_text() == "here" and (second / "which.txt").read_text() == "here"
+    assert (first / "b.txt").read_text() == "x"
+    assert [asked.title for asked in client.asked] == [
+        f"write_file may write to '{first}'",
+        f"write_file may write to '{second}'",
+    ]
+
+
+def test_the_protocol_may_go_to_a_regular_file(tmp_path: Path, tools_dir: Path, cache_dir: Path) -> None:
+    """`llama-agent acp > file`: the event loop's pipe transport refuses a regular file."""
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": 1}},
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "session/new",
+            "params": {"cwd": str(tmp_path), "mcpServers": []},
+        },
+    ]
+    out = tmp_path / "out.jsonl"
+    with out.open("wb") as file:
+        done = subprocess.run(
+            [LLAMA_AGENT, "acp", "--tools-dir", str(tools_dir), "--cache-dir", str(cache_dir)],
+            input="".join(json.dumps(message) + "\n" for message in messages).encode(),
+            stdout=file,
+            stderr=subprocess.PIPE,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    answers = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [answer["id"] for answer in answers] == [1, 2]
+    assert answers[1]["result"]["sessionId"]
+
+
+async def test_a_tool_that_loses_its_name_to_another_is_logged(
+    tmp_path: Path, tools_dir: Path, cache_dir: Path, config_dir: Path
+) -> None:
+    (tools_dir / "shadow.wasm").write_bytes(tool_wasm("echo", version="6.6.6"))
+    log_file = tmp_path / "acp.log"
+    async with acp_agent(
+        tmp_path, tools_dir, cache_dir, config_dir, Client(), [], "--log-file", str(log_file)
+    ) as conn:
+        await conn.new_session(cwd=str(tmp_path), mcp_servers=[])
+        for _ in range(300):
+            if "is already provided by" in (log_file.read_text() if log_file.exists() else ""):
+                break
+            await asyncio.sleep(0.1)
+    logged = log_file.read_text()
+    assert f"WARNING llama_agent.core: cannot load tool '{tools_dir / 'shadow.wasm'}'" in logged
+    assert f"tool name 'echo' is already provided by {tools_dir / 'echo.wasm'}" in logged

@@ -17,17 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llama_agent.common.errors import INVALID_PARAMS, MODEL_UNAVAILABLE, PROMPT_TOO_LONG, REQUEST_CANCELLED
 
-from tests.conftest import StartDaemon
-from tests.rpc import DaemonSession, RpcError
+from tests.rpc import DaemonSession, RpcError, StartDaemon
 from tests.wat_tools import tool_wasm
 
 ECHO_PROMPT = "Please echo back 'Something to echo'"
 STOP_REASONS = {"answer", "maxSteps", "maxTokens"}
-REQUEST_CANCELLED = -32800
-INVALID_PARAMS = -32602
-MODEL_UNAVAILABLE = -32010
-PROMPT_TOO_LONG = -32011
 
 
 def streamed_turns(values: list[dict[str, Any]]) -> list[str]:

@@ -12,13 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
+from llama_agent.common.errors import REQUEST_CANCELLED
 
-from tests.conftest import StartDaemon
-from tests.rpc import DaemonSession, RpcError
+from tests.rpc import DaemonSession, RpcError, StartDaemon
 from tests.scripted_model import answer, call, recorded
 from tests.wat_tools import tool_wasm
 
-REQUEST_CANCELLED = -32800
 # A long answer: at 10 ms a token, it would stream for about a minute.
 LONG_ANSWER = json.dumps({"answer": "word " * 6000})
 

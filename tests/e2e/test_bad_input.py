@@ -11,16 +11,22 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from llama_agent.common.errors import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    SERVER_NOT_INITIALIZED,
+    InvalidParams,
+)
 from llama_agent.faces.wire.params import parse_agent_run
-from pygls.exceptions import JsonRpcInvalidParams
 
-from tests.conftest import StartDaemon
-from tests.rpc import DaemonSession, RpcError
+from tests.rpc import DaemonSession, RpcError, StartDaemon
 from tests.wat_tools import tool_wasm
 
 MIB = 1024 * 1024
 # The answers a bad request may get: invalid request/params, unknown method, not initialized.
-EXPECTED_ERRORS = {-32600, -32602, -32601, -32002}
+EXPECTED_ERRORS = {INVALID_REQUEST, INVALID_PARAMS, METHOD_NOT_FOUND, SERVER_NOT_INITIALIZED}
 
 
 @pytest.fixture
@@ -34,7 +40,7 @@ async def test_a_request_before_initialize_is_refused(start_daemon: StartDaemon,
     for method in ("tools/list", "tools/invoke", "agent/run"):
         with pytest.raises(RpcError) as raised:
             await session.request(method, {})
-        assert raised.value.code == -32002
+        assert raised.value.code == SERVER_NOT_INITIALIZED
     await session.initialize()
     assert await session.echoes()
 
@@ -42,7 +48,7 @@ async def test_a_request_before_initialize_is_refused(start_daemon: StartDaemon,
 async def test_malformed_json_gets_a_parse_error(daemon: DaemonSession) -> None:
     daemon.send_raw(b"Content-Length: 12\r\n\r\n{not: json!}")
     assert await daemon.echoes()
-    assert [error["code"] for error in daemon.parse_errors] == [-32700]
+    assert [error["code"] for error in daemon.parse_errors] == [PARSE_ERROR]
 
 
 async def test_a_short_content_length_loses_only_that_message(daemon: DaemonSession) -> None:
@@ -63,7 +69,7 @@ async def test_a_long_content_length_loses_only_that_message(daemon: DaemonSessi
 async def test_unknown_methods_are_method_not_found(daemon: DaemonSession) -> None:
     with pytest.raises(RpcError) as raised:
         await daemon.request("tools/explode", {})
-    assert raised.value.code == -32601
+    assert (raised.value.code, raised.value.message) == (METHOD_NOT_FOUND, "Method not found: tools/explode")
     daemon.notify("tools/whatever", {"x": 1})  # unknown notifications are ignored
     assert await daemon.echoes()
 
@@ -71,7 +77,7 @@ async def test_unknown_methods_are_method_not_found(daemon: DaemonSession) -> No
 async def test_a_request_with_params_lsp_cannot_read_is_answered(daemon: DaemonSession) -> None:
     with pytest.raises(RpcError) as raised:
         await daemon.request("initialize", {"capabilities": 5})
-    assert raised.value.code == -32602
+    assert raised.value.code == INVALID_PARAMS
     assert "capabilities" in raised.value.message
     assert await daemon.echoes()
 
@@ -119,7 +125,7 @@ def starts_a_model_run(method: str, params: Any) -> bool:
         return False
     try:
         parse_agent_run(params)
-    except JsonRpcInvalidParams:
+    except InvalidParams:
         return False
     return True
 

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llama_agent.common.errors import INVALID_PARAMS
 
-from tests.conftest import StartDaemon
-from tests.rpc import DaemonSession, RpcError
+from tests.consent import ALLOW_ONCE, answer_writes
+from tests.rpc import DaemonSession, RpcError, StartDaemon
 
 TOOLS = ("read_file", "list_dir", "search_text", "write_file", "datetime")
 # A cold compile cache means compiling five Python components (~17 s each) before the first answer.
@@ -25,7 +26,6 @@ FIRST_LOAD_TIMEOUT = 600.0
 CHANGE_TIMEOUT = 30.0
 CAP_BYTES = 200 * 1024
 SECRET = "TODO outside secret"
-INVALID_PARAMS = -32602
 
 TODO_LINES = "buy milk\nTODO: write tests\nfix the roof\nTODO: ship it\n"
 WIDE_LINE = "TODO " + "y" * 300
@@ -390,6 +390,7 @@ async def test_write_file_writes_once_granted_read_write(
     start_daemon: StartDaemon, tools: Path, workspace: Path, outside: Path
 ) -> None:
     daemon = await serve(start_daemon, tools, workspace)
+    answer_writes(daemon, ALLOW_ONCE)  # the person allows each write
     assert "no writable workspace" in await failed(daemon, "write_file", path="new.txt", content="x")
     seen = len(daemon.notifications)
     (tools / "write_file.policy.toml").write_text('workspace = "rw"\n')

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import StartDaemon
-from tests.rpc import DaemonSession
+from tests.rpc import DaemonSession, StartDaemon
 
 
 @pytest.fixture

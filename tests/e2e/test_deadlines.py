@@ -14,21 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llama_agent.common.errors import REQUEST_CANCELLED
 
-from tests.conftest import StartDaemon
-from tests.rpc import DaemonSession, RpcError
+from tests.factories import ToolsDirFactory
+from tests.rpc import DaemonSession, RpcError, StartDaemon
 from tests.wat_tools import tool_wasm
 
 SLACK_SECONDS = 2.0  # the worker is killed 0.2 s after the deadline; the rest is a loaded machine
 
 
 @pytest.fixture
-def tools_dir(tmp_path: Path) -> Path:
-    directory = tmp_path / "tools"
-    directory.mkdir()
-    (directory / "echo.wasm").write_bytes(tool_wasm("echo"))
-    (directory / "nap.wasm").write_bytes(tool_wasm("nap", behaviour="sleep"))
-    return directory
+def nap_tools(make_tools_dir: ToolsDirFactory) -> Path:
+    """A tiny echo, and `nap`, which sleeps."""
+    return make_tools_dir(wasm={"echo": tool_wasm("echo"), "nap": tool_wasm("nap", behaviour="sleep")})
 
 
 async def call(daemon: DaemonSession, name: str, value: str = "x", timeout: float = 30) -> dict[str, Any]:
@@ -46,9 +44,9 @@ async def timed(daemon: DaemonSession, name: str) -> tuple[dict[str, Any], float
 
 @pytest.mark.parametrize("timeout", [1, 3])
 async def test_a_call_blocked_in_a_host_call_ends_at_its_deadline(
-    start_daemon: StartDaemon, tools_dir: Path, timeout: int
+    start_daemon: StartDaemon, nap_tools: Path, timeout: int
 ) -> None:
-    daemon = await start_daemon("--tools-dir", tools_dir, "--tool-timeout", str(timeout))
+    daemon = await start_daemon("--tools-dir", nap_tools, "--tool-timeout", str(timeout))
     await call(daemon, "echo")  # a worker is up and the tools are loaded
     result, elapsed = await timed(daemon, "nap")
     assert result["isError"] is True
@@ -78,8 +76,8 @@ async def test_a_python_tool_sleeping_is_stopped_at_its_deadline(
     assert elapsed < 1 + SLACK_SECONDS
 
 
-async def test_cancelled_calls_free_their_workers_at_once(start_daemon: StartDaemon, tools_dir: Path) -> None:
-    daemon = await start_daemon("--tools-dir", tools_dir, "--tool-timeout", "60")
+async def test_cancelled_calls_free_their_workers_at_once(start_daemon: StartDaemon, nap_tools: Path) -> None:
+    daemon = await start_daemon("--tools-dir", nap_tools, "--tool-timeout", "60")
     await call(daemon, "echo")
     # As many blocked calls as there are workers for calls: every worker is taken.
     nap = {"name": "nap", "arguments": {"value": "x"}}
@@ -91,7 +89,7 @@ async def test_cancelled_calls_free_their_workers_at_once(start_daemon: StartDae
     for _, future in sleepers:
         with pytest.raises(RpcError) as cancelled:
             await asyncio.wait_for(future, 10)
-        assert cancelled.value.code == -32800
+        assert cancelled.value.code == REQUEST_CANCELLED
     result, elapsed = await timed(daemon, "echo")
     assert result["content"][0]["text"] == "x"
     assert elapsed < SLACK_SECONDS  # not the 60 s the sleepers had left
@@ -102,10 +100,10 @@ async def test_cancelled_calls_free_their_workers_at_once(start_daemon: StartDae
 
 
 async def test_a_describe_that_blocks_holds_up_neither_listing_nor_calls(
-    start_daemon: StartDaemon, tools_dir: Path
+    start_daemon: StartDaemon, nap_tools: Path
 ) -> None:
-    (tools_dir / "stuck.wasm").write_bytes(tool_wasm("stuck", behaviour="sleep_describe"))
-    daemon = await start_daemon("--tools-dir", tools_dir)
+    (nap_tools / "stuck.wasm").write_bytes(tool_wasm("stuck", behaviour="sleep_describe"))
+    daemon = await start_daemon("--tools-dir", nap_tools)
     started = time.perf_counter()
     listing = await daemon.request("tools/list")
     elapsed = time.perf_counter() - started
@@ -116,7 +114,7 @@ async def test_a_describe_that_blocks_holds_up_neither_listing_nor_calls(
 
     # A hot reload of another blocking tool does not hold up calls meanwhile.
     seen = len(daemon.notifications)
-    (tools_dir / "stuck2.wasm").write_bytes(tool_wasm("stuck2", behaviour="sleep_describe"))
+    (nap_tools / "stuck2.wasm").write_bytes(tool_wasm("stuck2", behaviour="sleep_describe"))
     await asyncio.sleep(1.2)  # past the watcher's debounce: the describe is now blocked
     result, elapsed = await timed(daemon, "echo")
     assert result["content"][0]["text"] == "x"
@@ -125,8 +123,8 @@ async def test_a_describe_that_blocks_holds_up_neither_listing_nor_calls(
     assert "stuck2.wasm" in str(change["params"]["failed"])
 
 
-async def test_a_killed_daemon_takes_its_workers_with_it(start_daemon: StartDaemon, tools_dir: Path) -> None:
-    daemon = await start_daemon("--tools-dir", tools_dir, "--tool-timeout", "60")
+async def test_a_killed_daemon_takes_its_workers_with_it(start_daemon: StartDaemon, nap_tools: Path) -> None:
+    daemon = await start_daemon("--tools-dir", nap_tools, "--tool-timeout", "60")
     await call(daemon, "echo")
     daemon.request_future("tools/invoke", {"name": "nap", "arguments": {"value": "x"}})
     await asyncio.sleep(1.0)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llama_agent.common.errors import INVALID_PARAMS
 from llama_agent.config import REPO_ROOT
 
 from tests.scripted_daemon import editor_launch
@@ -56,9 +57,9 @@ def test_emacs_lists_invokes_and_runs_the_agent_with_progress(
     assert {"echo", "print"} <= listed
     assert {tool["name"] for tool in out["listed"]["tools"]} == listed  # M-x llama-agent-tools
     assert out["echo"]["result"]["content"][0]["text"] == "Something to echo"
-    assert out["no_arguments"]["error"]["code"] == -32602
+    assert out["no_arguments"]["error"]["code"] == INVALID_PARAMS
     assert "value" in out["no_arguments"]["error"]["message"]
-    assert out["bad_params"]["error"]["code"] == -32602
+    assert out["bad_params"]["error"]["code"] == INVALID_PARAMS
     run = out["run"]
     assert (run["answer"], run["stopReason"]) == ("Something to echo", "answer")
     assert [step["tool"] for step in run["steps"]] == ["echo"]

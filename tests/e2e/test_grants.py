@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llama_agent.common.errors import INTERNAL_ERROR
 from llama_agent.runtime.tools.grants_file import Approval, ApprovalKey, render, request_digest
 
-from tests.conftest import StartDaemon
-from tests.rpc import DaemonSession, RpcError
+from tests.consent import ALLOW_ONCE, answer_writes, is_call_question
+from tests.rpc import DaemonSession, RpcError, StartDaemon
 from tests.wat_tools import tool_wasm
 
 LLAMA_AGENT = str(Path(sys.executable).with_name("llama-agent"))
@@ -84,10 +85,15 @@ async def read_data(daemon: DaemonSession) -> str:
     return str(result["content"][0]["text"])
 
 
+def grant_questions(daemon: DaemonSession) -> list[dict[str, Any]]:
+    """The questions about grants the daemon put to the client (not those about calls)."""
+    return [asked for asked in daemon.server_requests(QUESTION) if not is_call_question(asked["params"])]
+
+
 async def question(daemon: DaemonSession, count: int = 1) -> dict[str, Any]:
-    """The `count`-th question the daemon put to the client."""
-    await daemon.wait_until(lambda: len(daemon.server_requests(QUESTION)) >= count, CHANGE_TIMEOUT)
-    return daemon.server_requests(QUESTION)[count - 1]
+    """The `count`-th question about grants the daemon put to the client."""
+    await daemon.wait_until(lambda: len(grant_questions(daemon)) >= count, CHANGE_TIMEOUT)
+    return grant_questions(daemon)[count - 1]
 
 
 async def changed(daemon: DaemonSession, seen: int, name: str = "hostile") -> None:
@@ -198,7 +204,7 @@ async def test_an_error_answer_is_logged_and_serving_goes_on(
     start_daemon: StartDaemon, dropbox: Path
 ) -> None:
     async def broken(params: Any) -> Any:
-        raise RpcError(-32603, "the client could not show it")
+        raise RpcError(INTERNAL_ERROR, "the client could not show it")
 
     daemon = await serve(start_daemon, dropbox, broken)
     await question(daemon)
@@ -425,7 +431,7 @@ async def test_a_grants_file_linked_into_a_workspace_approves_nothing_a_tool_wri
     (config_dir / "grants.toml").symlink_to(workspace / "grants.toml")
     unanswered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     daemon = await start_daemon("--tools-dir", dropbox, "--trusted-tools-dir", writer, initialize=False)
-    daemon.on_server_request(QUESTION, lambda params: unanswered)
+    asked = answer_writes(daemon, ALLOW_ONCE, grants=lambda params: unanswered)  # the write's allowed
     await daemon.initialize(rootUri=workspace.as_uri())
 
     forged = approval_of_hostile(dropbox)
@@ -433,6 +439,7 @@ async def test_a_grants_file_linked_into_a_workspace_approves_nothing_a_tool_wri
         "tools/invoke", {"name": "write_file", "arguments": {"path": "grants.toml", "content": forged}}
     )
     assert wrote["isError"] is False, wrote
+    assert f"'{workspace / 'grants.toml'}' (path)" in asked[0]["message"]
     written = workspace / "grants.toml"
     assert written.read_text() == forged
     assert written.stat().st_mode & 0o022 == 0  # the person's own file, writable by them alone

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import StartDaemon
-from tests.rpc import DaemonSession
+from tests.rpc import DaemonSession, StartDaemon
 from tests.wat_tools import tool_wasm
 
 

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from llama_agent.common.errors import MODEL_UNAVAILABLE, REQUEST_CANCELLED
 
-from tests.conftest import StartDaemon
-from tests.e2e.test_models_by_name import MODEL_UNAVAILABLE, REFERENCE, load_progress, start
+from tests.e2e.test_models_by_name import REFERENCE, load_progress, start
 from tests.fake_hub import (
     Answer,
     FakeHub,
@@ -28,9 +28,8 @@ from tests.fake_hub import (
     set_headers,
     watched,
 )
-from tests.rpc import RpcError
+from tests.rpc import RpcError, StartDaemon
 
-REQUEST_CANCELLED = -32800
 REPO, FILE = REFERENCE.split(":")
 CONTENT = b"GGUF" + bytes(range(256)) * 4096
 # From the repository's blobs/ folder in the cache (sandbox/cache/models/models--OWNER--NAME/blobs)

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import StartDaemon
-from tests.rpc import DaemonSession, process_rss_bytes
+from tests.consent import ALLOW_ONCE, answer_writes
+from tests.rpc import DaemonSession, StartDaemon, process_rss_bytes
 from tests.wat_tools import tool_wasm
 
 MIB = 1024 * 1024
@@ -63,6 +63,7 @@ async def test_writes_past_the_quota_are_stopped(
     policy = f'write_mib = 4\n[[dirs]]\nhost = "{data}"\nguest = "/data"\nmode = "rw"\n'
     (tools / "hostile.policy.toml").write_text(policy)
     daemon = await start_daemon("--trusted-tools-dir", tools)
+    answer_writes(daemon, ALLOW_ONCE)  # the person allows each call
     small = await hostile(daemon, "fill", str(3 * MIB))
     assert text(small) == f"wrote {3 * MIB} bytes"
     for leftover in data.iterdir():
@@ -85,6 +86,7 @@ async def test_no_single_file_grows_past_the_quota(
     policy = f'write_mib = 0.5\n[[dirs]]\nhost = "{data}"\nguest = "/data"\nmode = "rw"\n'
     (tools / "hostile.policy.toml").write_text(policy)
     daemon = await start_daemon("--trusted-tools-dir", tools)
+    answer_writes(daemon, ALLOW_ONCE)
     result = await hostile(daemon, "fill", str(MIB))  # one 1 MiB file
     assert text(result).startswith("denied:"), text(result)  # the write failed (EFBIG) ...
     assert (data / "fill-0.bin").stat().st_size <= MIB // 2

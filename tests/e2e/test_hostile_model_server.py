@@ -17,14 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llama_agent.common.errors import MODEL_UNAVAILABLE, REQUEST_CANCELLED
 
-from tests.conftest import StartDaemon
 from tests.model_server import HostileServer, Hostility, piece_text
-from tests.rpc import DaemonSession, RpcError
+from tests.rpc import DaemonSession, RpcError, StartDaemon
 
 MIB = 1024 * 1024
-MODEL_UNAVAILABLE = -32010
-REQUEST_CANCELLED = -32800
 # What the daemon may grow by while a hostile server streams at it (docs/security.md, "Memory").
 DAEMON_GROWTH_CEILING = 64 * MIB
 ECHO_WITHIN_SECONDS = 1.0  # a tool call answered while a hostile stream runs

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import StartDaemon
-from tests.rpc import DaemonSession, RpcError
+from tests.rpc import DaemonSession, RpcError, StartDaemon
 from tests.wat_tools import tool_wasm
 
 CHANGE_TIMEOUT = 30.0

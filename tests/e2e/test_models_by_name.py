@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llama_agent.common.errors import MODEL_UNAVAILABLE
 
-from tests.conftest import StartDaemon
 from tests.fake_hub import FakeHub
-from tests.rpc import DaemonSession, RpcError
+from tests.rpc import DaemonSession, RpcError, StartDaemon
 from tests.scripted_model import answer
 
-MODEL_UNAVAILABLE = -32010
 REFERENCE = "acme/tiny-GGUF:tiny-Q4.gguf"
 CONTENT = os.urandom(3 * 1024 * 1024)
 SCRIPT = {"turns": [answer("hello")]}

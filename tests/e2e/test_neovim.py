@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from llama_agent.common.errors import INVALID_PARAMS
 from llama_agent.config import REPO_ROOT
 
 from tests.scripted_daemon import editor_launch
@@ -59,7 +60,7 @@ def test_neovim_lists_invokes_and_runs_the_agent_with_progress(
     assert "textDocumentSync" not in out["capabilities"]
     assert {"echo", "print"} <= {tool["name"] for tool in out["listed"]["result"]["tools"]}
     assert out["echo"]["result"]["content"][0]["text"] == "Something to echo"
-    assert out["no_arguments"]["err"]["code"] == -32602
+    assert out["no_arguments"]["err"]["code"] == INVALID_PARAMS
     assert "value" in out["no_arguments"]["err"]["message"]
     run = out["run"]["result"]
     assert (run["answer"], run["stopReason"]) == ("Something to echo", "answer")

@@ -15,13 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llama_agent.common.errors import MODEL_UNAVAILABLE, REQUEST_CANCELLED
 
-from tests.conftest import StartDaemon
 from tests.model_server import MODEL_ALIAS, FaultProxy, Faults, free_port, llama_server
-from tests.rpc import DaemonSession, RpcError
+from tests.rpc import DaemonSession, RpcError, StartDaemon
 
-MODEL_UNAVAILABLE = -32010
-REQUEST_CANCELLED = -32800
 ECHO_PROMPT = "Please echo back 'Something to echo'"
 API_KEY = "test-key-0123"
 RUN_TIMEOUT = 240.0

@@ -21,16 +21,18 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from llama_agent.common.errors import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    SERVER_NOT_INITIALIZED,
+)
 from llama_agent.config import REPO_ROOT
 
-from tests.conftest import StartDaemon
-from tests.rpc import DaemonSession, RpcError
+from tests.rpc import DaemonSession, RpcError, StartDaemon
 
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
 # What a bad request may be answered with (the daemon is initialized in these tests).
 EXPECTED_ERRORS = {PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS}
 MIB = 1024 * 1024
@@ -355,7 +357,7 @@ async def test_before_initialize_nothing_ends_the_daemon(start_daemon: StartDaem
     assert raised.value.code == INVALID_REQUEST
     with pytest.raises(RpcError) as raised:
         await session.request("tools/list", timeout=30)
-    assert raised.value.code == -32002  # not initialized
+    assert raised.value.code == SERVER_NOT_INITIALIZED
     await session.initialize()
     assert await client.responsive()
     assert [error["code"] for error in session.parse_errors] == [PARSE_ERROR, PARSE_ERROR, INVALID_REQUEST]

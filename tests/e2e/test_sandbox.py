@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import StartDaemon
-from tests.rpc import DaemonSession
+from tests.consent import ALLOW_ONCE, answer_writes
+from tests.rpc import DaemonSession, StartDaemon
 from tests.wat_tools import tool_wasm
 
 MIB = 1024 * 1024
@@ -156,6 +156,7 @@ async def test_read_write_grants_allow_writing_inside_only(
 ) -> None:
     grant(hostile_dir, "hostile", f'[[dirs]]\nhost = "{data_dir}"\nguest = "/data"\nmode = "rw"\n')
     daemon = await ready(start_daemon, hostile_dir)
+    answer_writes(daemon, ALLOW_ONCE)  # the person allows each call
     assert text(await hostile(daemon, "write", "/data/new.txt")) == "wrote /data/new.txt"
     assert (data_dir / "new.txt").read_text() == "written by a tool"
     assert text(await hostile(daemon, "write", "/data/../sneaky.txt")).startswith("denied:")

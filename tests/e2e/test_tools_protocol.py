@@ -6,12 +6,10 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from llama_agent.common.errors import INVALID_PARAMS
 
-from tests.conftest import StartDaemon
-from tests.rpc import RpcError
+from tests.rpc import RpcError, StartDaemon
 from tests.wat_tools import tool_wasm
-
-INVALID_PARAMS = -32602
 
 
 async def test_initialize_advertises_custom_methods_and_exit_after_shutdown_is_clean(

@@ -10,8 +10,7 @@ import re
 import time
 from pathlib import Path
 
-from tests.conftest import StartDaemon
-from tests.rpc import DaemonSession
+from tests.rpc import DaemonSession, StartDaemon
 from tests.unsafe_files import (
     FORGED_ECHO_ANSWER,
     OTHER_UID,

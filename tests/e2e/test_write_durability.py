@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import StartDaemon
-from tests.rpc import DaemonSession
+from tests.consent import ALLOW_ONCE, answer_writes
+from tests.rpc import DaemonSession, StartDaemon
 
 OLD = "old line\n" * 100_000  # 900 KB
 NEW = "new line\n" * 500_000  # 4.5 MB: long enough to be caught in the middle
@@ -37,6 +37,7 @@ def workspace(tmp_path: Path) -> Path:
 async def writing(start_daemon: StartDaemon, tools: Path, workspace: Path) -> DaemonSession:
     (workspace / "target.txt").write_text(OLD)
     daemon = await start_daemon("--trusted-tools-dir", tools, "--workspace", workspace)
+    answer_writes(daemon, ALLOW_ONCE)  # the person allows the write
     listed = await daemon.request("tools/list")
     assert listed["tools"][0]["grants"]["dirs"][0]["mode"] == "rw"
     daemon.request_future(
@@ -83,6 +84,7 @@ async def test_sigterm_lets_a_running_write_finish_answer_and_exit_cleanly(
 ) -> None:
     (workspace / "target.txt").write_text(OLD)
     daemon = await start_daemon("--trusted-tools-dir", tools, "--workspace", workspace)
+    answer_writes(daemon, ALLOW_ONCE)
     await daemon.request("tools/list")
     _, write = daemon.request_future(
         "tools/invoke", {"name": "write_file", "arguments": {"path": "target.txt", "content": NEW}}
@@ -136,6 +138,7 @@ async def test_staging_files_that_killed_writes_left_are_removed_by_the_next_wri
             path.write_text("the person's own")
         os.utime(path, (old, old))
     daemon = await start_daemon("--trusted-tools-dir", tools, "--workspace", workspace)
+    answer_writes(daemon, ALLOW_ONCE)
     answer = await daemon.request(
         "tools/invoke", {"name": "write_file", "arguments": {"path": "target.txt", "content": "new"}}
     )

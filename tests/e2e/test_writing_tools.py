@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import StartDaemon
+from tests.rpc import StartDaemon
 
 LLAMA_AGENT = str(Path(sys.executable).with_name("llama-agent"))
 

@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 from llama_agent.runtime.models.backend import ModelSettings
-from llama_agent.runtime.wasm.host import WasmHost
+from llama_agent.runtime.wasm.host import Invocation, WasmHost
 from llama_agent.services.agent.loop import (
-    DECLINED,
     Agent,
     AgentRequest,
     AgentResult,
@@ -26,7 +25,7 @@ from llama_agent.services.agent.loop import (
     InvalidRequest,
 )
 from llama_agent.services.models import ModelService
-from llama_agent.services.tools.registry import Tool, Toolbox, UnknownTool
+from llama_agent.services.tools.registry import CallResult, Toolbox, UnknownTool
 
 from tests.scripted_model import SCRIPT_ENDED, ScriptedModel, answer, call
 from tests.wat_tools import tool_wasm
@@ -548,15 +547,25 @@ async def test_a_near_copy_of_a_file_name_is_called_and_shown_as_the_request_wro
     )
 
 
-async def test_a_call_the_approval_declines_is_not_run_and_the_model_is_told(scripted: Any) -> None:
+DECLINED = "not run: the person declined this call"
+
+
+async def test_the_run_makes_its_calls_through_the_caller_given_and_the_model_reads_a_refusal(
+    scripted: Any, toolbox: Toolbox
+) -> None:
+    """A session makes a run's calls (its workspace, its consent): what it answers is the step."""
     asked: list[tuple[str, dict[str, Any]]] = []
 
-    async def approve(tool: Tool, arguments: dict[str, Any]) -> bool:
-        asked.append((tool.name, arguments))
-        return tool.name != "count"
+    class Declining:
+        async def invoke(self, name: str, arguments: dict[str, Any]) -> CallResult:
+            asked.append((name, arguments))
+            if name != "count":
+                return await toolbox.invoke(name, arguments)
+            refused = Invocation(DECLINED, True, "", "", False, False, 0.0)
+            return CallResult(toolbox.snapshot.tools[name], refused)
 
     run = scripted(call("count", n=2), call("echo", value="x"), answer("done"))
-    result = await run.agent.run(AgentRequest("count, then echo"), run.events, approve)
+    result = await run.agent.run(AgentRequest("count, then echo"), run.events, Declining())
     assert asked == [("count", {"n": 2}), ("echo", {"value": "x"})]
     declined, echoed = result.steps
     assert (declined.is_error, declined.result) == (True, DECLINED)

@@ -10,13 +10,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from llama_agent.runtime.tools.limits import Limits
 from llama_agent.runtime.tools.policy import DirGrant, PolicyError, Protected
+from llama_agent.runtime.wasm.executor import Sandbox
 from llama_agent.runtime.wasm.host import WasmHost
+from llama_agent.runtime.wasm.messages import CompiledTool, Done, Failed, InvokeJob
 from llama_agent.runtime.wasm.workers import WorkerPool
 
 from tests.unsafe_files import (
@@ -88,19 +90,13 @@ def test_an_entry_that_does_not_verify_is_compiled_again(tmp_path: Path, tamper:
 def test_a_worker_refuses_an_entry_changed_after_it_was_verified(tmp_path: Path) -> None:
     loaded = host(tmp_path).load_bytes(tool_wasm("swapped"), Path("swapped.wasm"))
     pool = WorkerPool(1)
-    job = {
-        "op": "invoke",
-        "artifact": str(loaded.artifact.path),
-        "digest": loaded.artifact.sha256,
-        "contract": loaded.contract.to_wire(),
-        "limits": asdict(Limits()),
-        "dirs": [],
-        "env": [],
-        "arguments": {"value": "x"},
-    }
-    assert pool.run(job, 5).body["text"] == "x"
-    changed = pool.run({**job, "digest": "0" * 64}, 5)  # what a file swapped in after the check has
-    assert changed.kind == "error"
+    tool = CompiledTool(str(loaded.artifact.path), loaded.artifact.sha256, loaded.contract)
+    job = InvokeJob(tool, Sandbox(Limits()), {"value": "x"})
+    done = pool.run(job, 5)
+    assert isinstance(done, Done) and done.outcome.text == "x"
+    swapped = replace(tool, digest="0" * 64)  # what a file swapped in after the check has
+    changed = pool.run(replace(job, tool=swapped), 5)
+    assert isinstance(changed, Failed)
     assert "changed after it was verified" in changed.error
     pool.close()
 

@@ -7,6 +7,7 @@ import json
 from typing import Any, cast
 
 import pytest
+from llama_agent.common.errors import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
 from llama_agent.faces.lsp.framing import (
     MAX_LINE_BYTES,
     FrameReader,
@@ -14,8 +15,7 @@ from llama_agent.faces.lsp.framing import (
     read_frame_length,
     serve_frames,
 )
-from llama_agent.faces.wire.jsonrpc import INVALID_PARAMS, INVALID_REQUEST
-from llama_agent.faces.wire.strict_json import PARSE_ERROR, parse_json, refusal
+from llama_agent.faces.wire.strict_json import parse_json, refusal
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.protocol.json_rpc import MsgId
 

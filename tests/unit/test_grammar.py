@@ -18,7 +18,7 @@ import llama_cpp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from llama_agent.runtime.models.backend import ModelSettings
+from llama_agent.runtime.models.backend import Turn
 from llama_agent.runtime.models.grammar import integer_range_alternatives, json_schema_to_gbnf
 from llama_agent.runtime.models.llama import LlamaModel
 from llama_agent.runtime.tools.metadata import ParamType, ToolMetadata, ToolParam
@@ -176,11 +176,6 @@ def test_strings_admit_escapes_but_no_raw_control_characters(
 # -- the real model -------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def model(default_model: Path) -> LlamaModel:
-    return LlamaModel.load(default_model, ModelSettings(context_size=1024))
-
-
 def test_a_generated_argument_stays_within_its_bounds(model: LlamaModel) -> None:
     """The prompt asks for a number far out of range and shows a raw newline in a string (the
     vendored converter lets this model write both); whatever the model prefers, the grammar holds."""
@@ -203,7 +198,7 @@ def test_a_generated_argument_stays_within_its_bounds(model: LlamaModel) -> None
         "User: set count to 99999 and note to two lines: first then second\n"
         "Assistant: "
     )
-    turn = model.generate(prompt, schema, max_tokens=300, temperature=0.0, seed=1)
+    turn = model.generate(Turn(prompt, schema, max_tokens=300, temperature=0.0, seed=1))
     assert turn.stop_reason == "stop", turn.text
     arguments = json.loads(turn.text)  # strict: a raw control character in a string would fail here
     assert 3 <= arguments["count"] <= 7

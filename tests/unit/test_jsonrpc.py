@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import sys
 from typing import Any, cast
 
+import pydantic
 import pytest
-from llama_agent.faces.lsp.protocol import AgentProtocol
-from llama_agent.faces.lsp.server import AgentServer
-from llama_agent.faces.wire.jsonrpc import (
+from llama_agent.common.errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PROMPT_TOO_LONG,
+    InternalError,
+    InvalidParams,
+    PromptTooLong,
+)
+from llama_agent.faces.lsp.protocol import AgentProtocol
+from llama_agent.faces.lsp.server import AgentServer
+from llama_agent.faces.wire.jsonrpc import (
     MAX_NESTING,
     SOURCE_ROOTS,
     Rejection,
+    agent_error,
     check_message,
     client_safe_error,
     encode_json,
@@ -166,6 +176,33 @@ def test_an_internal_error_tells_only_the_exception_type() -> None:
     assert safe.data is None
 
 
+def test_an_internal_error_of_ours_stays_as_it_is() -> None:
+    error = types.ResponseError(INTERNAL_ERROR, InternalError("KeyError").message)
+    assert client_safe_error(error) == error
+    assert client_safe_error(client_safe_error(error)) == error
+
+
+def test_every_failure_is_one_of_the_daemons_errors(caplog: pytest.LogCaptureFixture) -> None:
+    refused = InvalidParams("bad size", "size")
+    assert agent_error(refused) is refused
+    try:
+        pydantic.TypeAdapter(dict[str, int]).validate_python({"size": "big"})
+    except pydantic.ValidationError as error:
+        invalid = agent_error(error)
+    assert (invalid.code, invalid.message) == (
+        INVALID_PARAMS,
+        "invalid params: size: Input should be a valid integer, unable to parse string as an integer",
+    )
+    bug = agent_error(KeyError("x"), "a test")
+    assert (bug.code, bug.message, bug.data) == (
+        INTERNAL_ERROR,
+        "Internal error (KeyError): the daemon's log has the details",
+        None,
+    )
+    [logged] = [record for record in caplog.records if record.exc_info]
+    assert logged.getMessage().startswith("a test failed") and logged.levelname == "ERROR"
+
+
 def test_other_errors_lose_tracebacks_and_source_paths_only() -> None:
     error = types.ResponseError(
         INVALID_PARAMS, f"bad value in {SOURCE_ROOTS[-1]}/module.py", {"field": "x", "traceback": ["..."]}
@@ -214,6 +251,12 @@ def protocol() -> AgentProtocol:
     def fail(ls: AgentServer, params: Any) -> Any:
         raise OverflowError(f"int too large, see {SOURCE_ROOTS[0]}/x.py")
 
+    @server.feature("test/refuse")
+    async def refuse(ls: AgentServer, params: Any) -> Any:
+        raise {"too long": PromptTooLong(900, 512), "bad field": InvalidParams("bad size", "size")}[
+            params["kind"]
+        ]
+
     return server.protocol
 
 
@@ -222,6 +265,18 @@ def receive(protocol: AgentProtocol, message: Any) -> list[dict[str, Any]]:
     frames = cast(Frames, protocol.writer)
     before = len(frames.messages)
     protocol.handle_message(protocol.structure_message(message))
+    return frames.messages[before:]
+
+
+async def receive_later(protocol: AgentProtocol, message: Any) -> list[dict[str, Any]]:
+    """What `protocol` writes back for `message` handled by a coroutine, once it has run."""
+    frames = cast(Frames, protocol.writer)
+    before = len(frames.messages)
+    protocol.handle_message(protocol.structure_message(message))
+    for _ in range(100):
+        if len(frames.messages) > before:
+            break
+        await asyncio.sleep(0.01)
     return frames.messages[before:]
 
 
@@ -299,6 +354,32 @@ def test_a_failing_handler_is_answered_without_its_traceback_or_paths(protocol: 
             "code": INTERNAL_ERROR,
             "message": "Internal error (OverflowError): the daemon's log has the details",
         },
+    }
+
+
+async def test_the_daemons_errors_are_answered_with_their_code_message_and_data(
+    protocol: AgentProtocol,
+) -> None:
+    [too_long] = await receive_later(
+        protocol, {"jsonrpc": "2.0", "id": 6, "method": "test/refuse", "params": {"kind": "too long"}}
+    )
+    assert too_long["error"] == {
+        "code": PROMPT_TOO_LONG,
+        "message": PromptTooLong(900, 512).message,
+        "data": {"promptTokens": 900, "contextSize": 512},
+    }
+    [bad] = await receive_later(
+        protocol, {"jsonrpc": "2.0", "id": 7, "method": "test/refuse", "params": {"kind": "bad field"}}
+    )
+    assert bad["error"] == {"code": INVALID_PARAMS, "message": "bad size", "data": {"field": "size"}}
+
+
+def test_an_unknown_method_is_answered_as_on_every_face(protocol: AgentProtocol) -> None:
+    [answer] = receive(protocol, {"jsonrpc": "2.0", "id": 8, "method": "server/discover"})
+    assert answer == {
+        "jsonrpc": "2.0",
+        "id": 8,
+        "error": {"code": METHOD_NOT_FOUND, "message": "Method not found: server/discover"},
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from llama_agent.common.errors import INTERNAL_ERROR, INVALID_PARAMS
 from llama_agent.faces.wire.lines import LINE_TOO_LONG, LineReader, LineTooLong, encode_line
 
 
@@ -58,23 +59,31 @@ def test_what_is_written_is_strict_json_and_an_answer_that_is_not_json_is_an_int
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     assert json.loads(line) == {"jsonrpc": "2.0", "id": 1, "result": {"x": None, "y": None}}
     broken = json.loads(encode_line({"jsonrpc": "2.0", "id": 2, "result": {"x": object()}}))
-    assert broken["id"] == 2 and broken["error"]["code"] == -32603
+    assert broken["id"] == 2 and broken["error"]["code"] == INTERNAL_ERROR
     # An error whose data is not JSON (pydantic's may hold exceptions) keeps its code and message.
-    odd = {"code": -32602, "message": "Invalid params", "data": {"errors": [{"ctx": ValueError("x")}]}}
+    odd = {
+        "code": INVALID_PARAMS,
+        "message": "Invalid params",
+        "data": {"errors": [{"ctx": ValueError("x")}]},
+    }
     sent = json.loads(encode_line({"jsonrpc": "2.0", "id": 3, "error": odd}))
-    assert sent["error"] == {"code": -32602, "message": "Invalid params"}
+    assert sent["error"] == {"code": INVALID_PARAMS, "message": "Invalid params"}
 
 
 def test_an_error_carries_nothing_for_the_log_only() -> None:
-    internal = {"code": -32603, "message": "KeyError: 'x'", "data": {"details": "/usr/lib/python3/x.py"}}
+    internal = {
+        "code": INTERNAL_ERROR,
+        "message": "KeyError: 'x'",
+        "data": {"details": "/usr/lib/python3/x.py"},
+    }
     sent = json.loads(encode_line({"jsonrpc": "2.0", "id": 3, "error": internal}))
     assert sent["error"] == {
-        "code": -32603,
+        "code": INTERNAL_ERROR,
         "message": "Internal error (KeyError): the daemon's log has the details",
     }
-    invalid = {"code": -32602, "message": "bad", "data": {"field": "x", "traceback": ["..."]}}
+    invalid = {"code": INVALID_PARAMS, "message": "bad", "data": {"field": "x", "traceback": ["..."]}}
     assert json.loads(encode_line({"jsonrpc": "2.0", "id": 4, "error": invalid}))["error"] == {
-        "code": -32602,
+        "code": INVALID_PARAMS,
         "message": "bad",
         "data": {"field": "x"},
     }

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
-from llama_agent.runtime.models.backend import ContextOverflow, ModelError, ModelSettings
+from llama_agent.runtime.models.backend import ContextOverflow, ModelError, ModelSettings, Turn
 from llama_agent.runtime.models.llama import LlamaModel, check_gguf, default_model_path
 
 
@@ -25,11 +25,6 @@ def answer_schema(**string_bounds: int) -> dict[str, Any]:
 # so generation must end, whatever the model prefers to say, well within 300 tokens.
 BOUNDED = answer_schema(maxLength=30)
 QUESTION = "Reply with JSON.\n\nUser: What is the capital of France?\nAssistant: "
-
-
-@pytest.fixture(scope="module")
-def model(default_model: Path) -> LlamaModel:
-    return LlamaModel.load(default_model, ModelSettings(context_size=1024))
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +47,9 @@ def test_the_embedded_base_model_has_no_chat_template(model: LlamaModel) -> None
 
 def test_generation_follows_the_schema_and_streams_what_it_returns(model: LlamaModel) -> None:
     streamed: list[str] = []
-    turn = model.generate(QUESTION, BOUNDED, max_tokens=300, temperature=0.0, seed=3, on_text=streamed.append)
+    turn = model.generate(
+        Turn(QUESTION, BOUNDED, max_tokens=300, temperature=0.0, seed=3, on_text=streamed.append)
+    )
     assert turn.stop_reason == "stop"
     Draft202012Validator(BOUNDED).validate(json.loads(turn.text))
     assert "".join(streamed) == turn.text
@@ -64,7 +61,9 @@ def test_generation_follows_the_schema_and_streams_what_it_returns(model: LlamaM
 def test_the_same_machine_gives_the_same_output_twice(default_model: Path, temperature: float) -> None:
     """Two fresh contexts, same prompt, settings and seed: the same tokens."""
     fresh = [LlamaModel.load(default_model, ModelSettings(context_size=1024)) for _ in range(2)]
-    turns = [m.generate(QUESTION, BOUNDED, max_tokens=300, temperature=temperature, seed=11) for m in fresh]
+    turns = [
+        m.generate(Turn(QUESTION, BOUNDED, max_tokens=300, temperature=temperature, seed=11)) for m in fresh
+    ]
     assert turns[0].text == turns[1].text
     assert turns[0].completion_tokens == turns[1].completion_tokens
 
@@ -73,7 +72,7 @@ def test_generation_stops_at_max_tokens_and_on_cancel(model: LlamaModel, longest
     # The string must be longer than any five tokens can write: the turn cannot end early.
     unending = answer_schema(minLength=5 * longest_token + 1)
     prompt = "User: Count from 1 to 500, separated by commas.\nAssistant: "
-    cut = model.generate(prompt, unending, max_tokens=5, temperature=0.0, seed=0)
+    cut = model.generate(Turn(prompt, unending, max_tokens=5, temperature=0.0, seed=0))
     assert (cut.stop_reason, cut.completion_tokens) == ("length", 5)
     calls = 0
 
@@ -82,13 +81,32 @@ def test_generation_stops_at_max_tokens_and_on_cancel(model: LlamaModel, longest
         calls += 1
         return calls >= 3
 
-    stopped = model.generate(prompt, unending, max_tokens=500, temperature=0.0, seed=0, cancelled=cancelled)
+    stopped = model.generate(
+        Turn(prompt, unending, max_tokens=500, temperature=0.0, seed=0, cancelled=cancelled)
+    )
     assert (stopped.stop_reason, stopped.completion_tokens) == ("cancelled", 3)
+
+
+def test_a_turn_ends_after_the_piece_its_stop_when_refuses(model: LlamaModel, longest_token: int) -> None:
+    """`stop_when` sees each piece after `on_text` has: the turn ends there, that piece its last."""
+    unending = answer_schema(minLength=5 * longest_token + 1)
+    prompt = "User: Count from 1 to 500, separated by commas.\nAssistant: "
+    streamed: list[str] = []
+    seen: list[str] = []
+
+    def second_piece(piece: str) -> bool:
+        seen.append(piece)
+        return len(seen) == 2
+
+    stopped = model.generate(Turn(prompt, unending, 500, on_text=streamed.append, stop_when=second_piece))
+    assert stopped.stop_reason == "cancelled"
+    assert streamed == seen and len(seen) == 2
+    assert stopped.text == "".join(seen)
 
 
 def test_a_prompt_longer_than_the_context_is_refused(model: LlamaModel) -> None:
     with pytest.raises(ContextOverflow, match="does not fit the model's context") as raised:
-        model.generate("word " * 2000, BOUNDED, max_tokens=10, temperature=0.0, seed=0)
+        model.generate(Turn("word " * 2000, BOUNDED, max_tokens=10, temperature=0.0, seed=0))
     assert raised.value.context_size == 1024
     assert raised.value.prompt_tokens > 1024
 
@@ -98,10 +116,10 @@ def test_a_context_size_llama_cpp_pads_is_still_respected(default_model: Path) -
     small = LlamaModel.load(default_model, ModelSettings(context_size=128))
     assert small.context_size == 128
     prompt = "word " * 110
-    turn = small.generate(prompt, BOUNDED, max_tokens=300, temperature=0.0, seed=0)
+    turn = small.generate(Turn(prompt, BOUNDED, max_tokens=300, temperature=0.0, seed=0))
     assert turn.prompt_tokens + turn.completion_tokens <= 128
     with pytest.raises(ContextOverflow):
-        small.generate("word " * 130, BOUNDED, max_tokens=10, temperature=0.0, seed=0)
+        small.generate(Turn("word " * 130, BOUNDED, max_tokens=10, temperature=0.0, seed=0))
 
 
 def test_a_chat_template_in_the_gguf_is_used(templated_model: Path) -> None:
@@ -170,7 +188,7 @@ def test_scoring_leaves_the_generation_context_as_it_was(model: LlamaModel) -> N
         memory = llama_cpp.llama_get_memory(llm._ctx.ctx)
         return list(llm.input_ids[: llm.n_tokens]), llama_cpp.llama_memory_seq_pos_max(memory, 0)
 
-    model.generate("User: Say yes.\nAssistant: ", answer_schema(), 12, 0.0, 0)
+    model.generate(Turn("User: Say yes.\nAssistant: ", answer_schema(), 12, 0.0, 0))
     before = held()
     assert before[1] >= len(before[0]) - 1 > 0
     model.log_likelihoods("Something else entirely.\n", ["A:"], " yes")
@@ -193,14 +211,14 @@ def test_a_shared_prompt_start_is_kept_on_disk_and_read_back_by_the_next_process
     # The reference evaluates the prefix, then the rest, as a restored prefix is followed: the
     # same batches, so any CPU must give the same text from a restored state.
     first = LlamaModel.load(default_model, settings, tmp_path)
-    evaluated = first.generate(prompt, answer_schema(), 12, 0.0, 0, cache_prefixes=[prefix])
+    evaluated = first.generate(Turn(prompt, answer_schema(), 12, 0.0, 0, cache_prefixes=(prefix,)))
     plain = evaluated.text
     assert evaluated.cached_tokens == 0
     states = sorted((tmp_path / "prompts").glob("*.state"))
     assert len(states) == 1 and first._states is not None and first._states.written == 1
 
     second = LlamaModel.load(default_model, settings, tmp_path)
-    restored = second.generate(prompt, answer_schema(), 12, 0.0, 0, cache_prefixes=[prefix])
+    restored = second.generate(Turn(prompt, answer_schema(), 12, 0.0, 0, cache_prefixes=(prefix,)))
     assert restored.text == plain
     assert second._states is not None and (second._states.restored, second._states.written) == (1, 0)
     assert restored.cached_tokens == second.count_tokens(prefix)  # read back, not evaluated
@@ -210,22 +228,22 @@ def test_a_shared_prompt_start_is_kept_on_disk_and_read_back_by_the_next_process
     data[len(data) // 2] ^= 0xFF
     states[0].write_bytes(bytes(data))
     third = LlamaModel.load(default_model, settings, tmp_path)
-    assert third.generate(prompt, answer_schema(), 12, 0.0, 0, cache_prefixes=[prefix]).text == plain
+    assert third.generate(Turn(prompt, answer_schema(), 12, 0.0, 0, cache_prefixes=(prefix,))).text == plain
     assert third._states is not None and (third._states.restored, third._states.written) == (0, 1)
 
     # Another context size is another identity: its own file.
     other = LlamaModel.load(default_model, ModelSettings(context_size=2048), tmp_path)
-    other.generate(prompt, answer_schema(), 12, 0.0, 0, cache_prefixes=[prefix])
+    other.generate(Turn(prompt, answer_schema(), 12, 0.0, 0, cache_prefixes=(prefix,)))
     assert len(list((tmp_path / "prompts").glob("*.state"))) == 2
 
 
 def test_a_generation_reports_what_it_reused_and_when_its_first_token_came(model: LlamaModel) -> None:
     prompt = "User: Say yes, then no.\nAssistant: "
-    model.generate("Something else entirely.\n", answer_schema(), 4, 0.0, 0)
-    first = model.generate(prompt, answer_schema(), 12, 0.0, 0)
+    model.generate(Turn("Something else entirely.\n", answer_schema(), 4, 0.0, 0))
+    first = model.generate(Turn(prompt, answer_schema(), 12, 0.0, 0))
     assert first.cached_tokens < first.prompt_tokens
     assert 0 < first.first_token_seconds <= first.seconds
-    again = model.generate(prompt, answer_schema(), 12, 0.0, 0)
+    again = model.generate(Turn(prompt, answer_schema(), 12, 0.0, 0))
     # Held in the context but for the last token, evaluated again for its logits.
     assert again.cached_tokens == again.prompt_tokens - 1
 
@@ -238,21 +256,21 @@ def test_a_longer_start_not_on_disk_is_evaluated_on_top_of_a_shorter_one(
     starts = [shared + f"Examples for the {tool} tool, in order. " * 4 + "\n" for tool in ("echo", "calc")]
     prompts = [start + "User: Say yes.\nAssistant: " for start in starts]
     model = LlamaModel.load(default_model, settings, tmp_path)
-    first = model.generate(prompts[0], answer_schema(), 4, 0.0, 0, cache_prefixes=[shared, starts[0]])
+    first = model.generate(Turn(prompts[0], answer_schema(), 4, 0.0, 0, cache_prefixes=(shared, starts[0])))
     assert first.cached_tokens == 0
     assert model._states is not None and model._states.written == 2  # both starts kept
     # Another start, in the same context: the shared part is held, not evaluated again.
-    second = model.generate(prompts[1], answer_schema(), 4, 0.0, 0, cache_prefixes=[shared, starts[1]])
+    second = model.generate(Turn(prompts[1], answer_schema(), 4, 0.0, 0, cache_prefixes=(shared, starts[1])))
     assert second.cached_tokens >= model.count_tokens(shared) - 1
 
     # In another process: the echo start is read back whole; the calc one is not on disk
     # any more, so it is evaluated on top of the shared part, which is.
     (tmp_path / "prompts" / model._states._path(model._tokenize(starts[1])).name).unlink()
     later = LlamaModel.load(default_model, settings, tmp_path)
-    again = later.generate(prompts[0], answer_schema(), 4, 0.0, 0, cache_prefixes=[shared, starts[0]])
+    again = later.generate(Turn(prompts[0], answer_schema(), 4, 0.0, 0, cache_prefixes=(shared, starts[0])))
     assert again.cached_tokens == later.count_tokens(starts[0])
     other = LlamaModel.load(default_model, settings, tmp_path)
-    calc = other.generate(prompts[1], answer_schema(), 4, 0.0, 0, cache_prefixes=[shared, starts[1]])
+    calc = other.generate(Turn(prompts[1], answer_schema(), 4, 0.0, 0, cache_prefixes=(shared, starts[1])))
     assert calc.cached_tokens == other.count_tokens(shared)
     assert other._states is not None and (other._states.restored, other._states.written) == (1, 1)
 
@@ -262,7 +280,14 @@ def test_a_cache_prefix_the_prompt_does_not_start_with_is_ignored(
 ) -> None:
     model = LlamaModel.load(default_model, ModelSettings(context_size=1024), tmp_path)
     model.generate(
-        "User: Say yes.\nAssistant: ", answer_schema(), 4, 0.0, 0, cache_prefixes=["Something else " * 50]
+        Turn(
+            "User: Say yes.\nAssistant: ",
+            answer_schema(),
+            4,
+            0.0,
+            0,
+            cache_prefixes=("Something else " * 50,),
+        )
     )
     assert not (tmp_path / "prompts").exists()
 

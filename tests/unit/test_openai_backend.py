@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from llama_agent.cli import parse_command_line
-from llama_agent.runtime.models.backend import ModelError, RemoteSettings
+from llama_agent.runtime.models.backend import ModelError, RemoteSettings, Turn
 from llama_agent.runtime.models.remote import (
     MAX_LINE_BYTES,
     MAX_TOOL_CALLS,
@@ -60,8 +60,10 @@ def turn_stream(
     on_text: Callable[[str], None] = lambda _: None,
     stop_when: Callable[[str], bool] = lambda _: False,
     max_tokens: int = 256,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> _TurnStream:
-    return _TurnStream(mode, on_text, stop_when, SERVER, max_tokens)
+    turn = Turn([], TURN, max_tokens, on_text=on_text, stop_when=stop_when, cancelled=cancelled)
+    return _TurnStream(mode, turn, SERVER)
 
 
 def read(stream: _TurnStream, lines: list[str]) -> None:
@@ -128,6 +130,15 @@ def test_stop_when_ends_the_turn_as_cancelled() -> None:
     generation = stream.generation()
     assert generation.text == '{"answer": "loop'
     assert generation.stop_reason == "cancelled"
+
+
+def test_a_cancelled_turn_ends_after_the_piece_that_finds_it_cancelled() -> None:
+    heard: list[str] = []
+    stream = turn_stream("json_object", heard.append, cancelled=lambda: len(heard) >= 2)
+    read(stream, [event({"content": '{"answer": "'}), event({"content": "one"}), event({"content": "two"})])
+    generation = stream.generation()
+    assert (generation.text, generation.stop_reason) == ('{"answer": "one', "cancelled")
+    assert heard == ['{"answer": "', "one"]
 
 
 def test_usage_is_taken_when_the_server_sends_it() -> None:
@@ -411,14 +422,15 @@ def test_the_command_line_chooses_the_backend(tmp_path: Path) -> None:
             "K",
         ]
     )
-    assert config.remote == RemoteSettings("http://h:8080/v1", model="qwen", api_key_env="K")
-    assert config.model_settings().identity().backend == "openai"
+    assert config.model.remote == RemoteSettings("http://h:8080/v1", model="qwen", api_key_env="K")
+    assert config.model.identity().backend == "openai"
 
     config, _ = parse_command_line(["serve", "--model", "acme/m-GGUF:m-Q4_K_M.gguf"])
-    assert (config.model_path, config.hub_model, config.remote) == (None, "acme/m-GGUF:m-Q4_K_M.gguf", None)
+    model = config.model
+    assert (model.path, model.hub_reference, model.remote) == (None, "acme/m-GGUF:m-Q4_K_M.gguf", None)
     local = tmp_path / "m.gguf"
     config, _ = parse_command_line(["serve", "--model", str(local)])
-    assert (config.model_path, config.hub_model) == (local, None)
+    assert (config.model.path, config.model.hub_reference) == (local, None)
 
 
 @pytest.mark.parametrize(

@@ -5,20 +5,44 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import re
 import signal
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import pytest
 from llama_agent.runtime.tools.limits import Limits
+from llama_agent.runtime.tools.metadata import ParamType, ToolExample, ToolMetadata, ToolParam
 from llama_agent.runtime.tools.policy import DirGrant, Grants
-from llama_agent.runtime.wasm.executor import Executor, Sandbox
+from llama_agent.runtime.wasm.contracts import NativeContract
+from llama_agent.runtime.wasm.executor import Executor, Invocation, Sandbox
 from llama_agent.runtime.wasm.host import LoadedTool, ToolLoadError, WasmHost
+from llama_agent.runtime.wasm.messages import (
+    PREPARED_BOUND,
+    CompiledTool,
+    Described,
+    DescribeJob,
+    Done,
+    Failed,
+    InvokeJob,
+    Job,
+    MalformedMessage,
+    Prepared,
+    PrepareJob,
+    QuotaExceeded,
+    Reply,
+    Started,
+    decode_job,
+    decode_reply,
+    encode,
+)
 from llama_agent.runtime.wasm.workers import CancelToken, Worker
 from wasmtime.component import Component
 
@@ -330,3 +354,127 @@ def test_a_guest_that_opens_a_thousand_descriptors_and_traps_leaves_none(
         )
     finally:
         host.close()
+
+
+# -- the messages on the pipes ----------------------------------------------------------------------
+
+TOOL = CompiledTool("/cache/components/echo.cwasm", "a" * 64, NativeContract("llama-agent:tool/tool@0.2.0"))
+SANDBOX = Sandbox(Limits(timeout_seconds=2.5), dirs=(("/data", "/d", True),), env=(("LANG", "C.UTF-8"),))
+METADATA = ToolMetadata(
+    "echo",
+    "Echo a value",
+    "1.0.0",
+    (ToolParam("value", "What to echo", ParamType.NUMBER, False, minimum=0.0, maximum=9.0, default=3),),
+    (ToolExample("echo 4", (("value", 4),), "4", "It said 4."),),
+)
+MESSAGES: list[Job | Reply] = [
+    DescribeJob(TOOL, Limits(), loaded=True),
+    InvokeJob(TOOL, SANDBOX, {"value": "lone \udc80 surrogate", "n": 3}, prepare=False, loaded=True),
+    PrepareJob(TOOL, SANDBOX),
+    Started(),
+    Described(METADATA, retire=True),
+    Done(Invocation("x", False, "out", "err \x00", True, False, 1.5), retire=False, preparing=True),
+    Failed("cannot open the compiled component"),
+    QuotaExceeded(written=70_000_000, limit=67_108_864),
+    Prepared(frozenset({"a" * 64, "b" * 64})),
+]
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=lambda message: type(message).__name__)
+def test_every_message_crosses_a_pipe_unchanged(message: Job | Reply) -> None:
+    decode = decode_job if isinstance(message, DescribeJob | InvokeJob | PrepareJob) else decode_reply
+    assert decode(encode(message)) == message
+
+
+DONE = json.loads(encode(Done(Invocation("x", False, "", "", False, False, 1.0))))
+UNDECODABLE = {
+    "not JSON": (b'{"kind": "done", "text": "x', "not JSON"),
+    "not an object": (b'["done"]', "a JSON list, not an object"),
+    "an unknown kind": (b'{"kind": "hello"}', "a reply of unknown kind 'hello'"),
+    "a field of another type": (
+        json.dumps({**DONE, "text": None}).encode(),
+        "a reply whose 'text' is NoneType, not text",
+    ),
+    "a field left out": (
+        json.dumps({key: value for key, value in DONE.items() if key != "stderr"}).encode(),
+        "a reply without its 'stderr'",
+    ),
+    "a boolean for a count": (b'{"kind": "quota", "written": true, "limit": 1}', "'written' is bool"),
+    "metadata that does not decode": (
+        b'{"kind": "described", "metadata": {"name": "x"}, "retire": false}',
+        "the metadata of a described reply does not decode",
+    ),
+    "digests that are not text": (b'{"kind": "prepared", "ready": [1]}', "are not all text"),
+}
+
+
+@pytest.mark.parametrize(("data", "problem"), UNDECODABLE.values(), ids=UNDECODABLE)
+def test_a_reply_that_does_not_decode_says_what_is_wrong(data: bytes, problem: str) -> None:
+    with pytest.raises(MalformedMessage, match=re.escape(problem)):
+        decode_reply(data)
+
+
+def test_a_job_that_does_not_decode_says_what_is_wrong() -> None:
+    job = json.loads(encode(InvokeJob(TOOL, SANDBOX, {})))
+    unknown_contract = {"world": "llama-agent:tool/plugin", "interface": "x"}
+    changes: list[tuple[dict[str, Any], str]] = [
+        ({"limits": {**job["limits"], "cores": 4}}, "a job's limits name 'cores', which is not a limit"),
+        ({"contract": unknown_contract}, "not a supported llama-agent:tool interface: 'x'"),
+        ({"dirs": [["/data", "/d"]]}, "a granted directory that is not [host, guest, writable]"),
+        ({"op": "format"}, "a job of unknown kind 'format'"),
+    ]
+    for changed, problem in changes:
+        with pytest.raises(MalformedMessage, match=re.escape(problem)):
+            decode_job(json.dumps({**job, **changed}).encode())
+
+
+def feed_replies(worker: Worker, *replies: bytes) -> None:
+    """Have `worker`'s next replies be `replies`, as if it had written them (what it writes itself
+    goes nowhere): its reply pipe is replaced by one written here."""
+    read, write = os.pipe()
+    worker._replies.close()
+    worker._replies = Connection(read, writable=False)
+
+    def write_them() -> None:  # on a thread: a reply larger than the pipe's buffer waits for its reader
+        with Connection(write, readable=False) as writer, contextlib.suppress(OSError):
+            for reply in replies:
+                writer.send_bytes(reply)
+
+    threading.Thread(target=write_them, daemon=True).start()
+
+
+@pytest.mark.parametrize(
+    ("replies", "problem"),
+    [
+        ([b'{"kind": "started"}', b'{"kind": "done", "text": "x"}'], "sent a reply without its 'is_error'"),
+        ([b"\xff\xfe"], "sent not JSON"),
+        ([b'{"kind": "prepared", "ready": []}'], "sent Prepared where a job's end was due"),
+        ([b'{"kind": "error", "error": "' + b"x" * 200_000 + b'"}'], "sent a reply larger than 83,968 bytes"),
+    ],
+    ids=["a field missing", "not JSON", "out of turn", "too large"],
+)
+def test_a_worker_whose_reply_does_not_decode_fails_its_call_and_is_replaced(
+    host: WasmHost, replies: list[bytes], problem: str
+) -> None:
+    echo = load(host, "echo", "echo")
+    small = Grants(Limits(timeout_seconds=1, output_bytes=1024))
+    assert host.invoke(echo, {"value": "a"}, small).text == "a"
+    wait_until_ready(host, echo)
+    [worker] = host.workers.idle_workers()
+    feed_replies(worker, *replies)
+    result = host.invoke(echo, {"value": "b"}, small)
+    assert result.is_error and result.text.startswith(f"the call failed: the worker process {problem}")
+    assert worker.killed and worker.pid not in host.workers.pids()
+    assert host.invoke(echo, {"value": "c"}, small).text == "c"
+
+
+def test_a_worker_sent_a_job_it_cannot_read_says_so_and_exits() -> None:
+    worker = Worker()
+    try:
+        worker._jobs.send_bytes(b'{"op": "format", "disk": "/dev/sda"}')
+        reply = worker.receive(10, PREPARED_BOUND)
+        assert reply == Failed("the worker cannot read its job: a job of unknown kind 'format'", retire=True)
+        assert worker.process.wait(timeout=5) == 1
+    finally:
+        worker.kill()
+        worker.reap()

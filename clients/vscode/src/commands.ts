@@ -1,7 +1,7 @@
 // The palette commands: Run Agent…, List Tools, Invoke Tool….
 
 import { OutputChannel, ProgressLocation, QuickPickItem, QuickPickItemKind } from 'vscode';
-import { readSettings } from './common/settings';
+import { readAgentSettings } from './agentSettings';
 import {
     showErrorMessage,
     showInformationMessage,
@@ -26,6 +26,17 @@ import {
     ToolsListResult,
 } from './protocol';
 import type { ToolsNode } from './toolsView';
+
+/** The agent's commands (the palette's and the tools view's). */
+export const Commands = {
+    runAgent: 'llamaAgent.runAgent',
+    listTools: 'llamaAgent.listTools',
+    invokeTool: 'llamaAgent.invokeTool',
+    refreshTools: 'llamaAgent.refreshTools',
+} as const;
+
+/** Where each run's progress and answer are written. */
+export const RUNS_CHANNEL = 'Llama Agent: Runs';
 
 export interface CommandContext {
     /** The running daemon, started if needed; undefined when it cannot start (the user was told). */
@@ -69,7 +80,7 @@ export async function runAgentCommand(ctx: CommandContext, promptArg?: string): 
     if (!prompt || !prompt.trim()) {
         return undefined;
     }
-    const { maxSteps } = readSettings();
+    const { maxSteps } = readAgentSettings();
     const formatter = new RunFormatter();
     ctx.runs.show(true);
     try {

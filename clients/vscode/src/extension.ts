@@ -1,10 +1,11 @@
 import type { ExtensionContext } from 'vscode';
-import { invokeToolCommand, listToolsCommand, runAgentCommand } from './commands';
-import { Commands, LOG_CHANNEL, RUNS_CHANNEL, TOOLS_VIEW } from './common/constants';
+import { agentFeatures, RESTART_SETTINGS } from './agentSettings';
+import { Commands, invokeToolCommand, listToolsCommand, RUNS_CHANNEL, runAgentCommand } from './commands';
+import { LOG_CHANNEL, ServerCommands } from './common/constants';
 import { registerLogger, traceError, traceInfo } from './common/logging';
 import { onDidChangeInterpreter } from './common/python';
 import { DaemonManager } from './common/server';
-import { readSettings, RESTART_SETTINGS } from './common/settings';
+import { readServerSettings } from './common/settings';
 import {
     createLogOutputChannel,
     createOutputChannel,
@@ -13,7 +14,7 @@ import {
     registerCommand,
 } from './common/vscodeapi';
 import { onToolsDidChange } from './protocol';
-import { ToolsTreeProvider } from './toolsView';
+import { TOOLS_VIEW, ToolsTreeProvider } from './toolsView';
 
 let daemon: DaemonManager | undefined;
 
@@ -21,7 +22,7 @@ export async function activate(context: ExtensionContext): Promise<void> {
     const log = createLogOutputChannel(LOG_CHANNEL);
     registerLogger(log);
     const runs = createOutputChannel(RUNS_CHANNEL);
-    daemon = new DaemonManager(log);
+    daemon = new DaemonManager(log, agentFeatures);
     const manager = daemon;
 
     const tools = new ToolsTreeProvider(() => manager.current);
@@ -58,13 +59,13 @@ export async function activate(context: ExtensionContext): Promise<void> {
         registerCommand(Commands.invokeTool, (target?: unknown) =>
             invokeToolCommand(ctx, target as Parameters<typeof invokeToolCommand>[1]),
         ),
-        registerCommand(Commands.restart, async () => {
+        registerCommand(ServerCommands.restart, async () => {
             const client = await manager.restart();
             if (client) {
                 traceInfo('Daemon restarted');
             }
         }),
-        registerCommand(Commands.showLog, () => log.show()),
+        registerCommand(ServerCommands.showLog, () => log.show()),
         registerCommand(Commands.refreshTools, async () => {
             await manager.ensureClient();
             await tools.refresh();
@@ -78,7 +79,7 @@ export async function activate(context: ExtensionContext): Promise<void> {
     );
 
     onDidChangeInterpreter(() => {
-        if (!readSettings().serverCommand) {
+        if (!readServerSettings().serverCommand) {
             traceInfo('The Python environment changed: restarting the daemon');
             void manager.restart();
         }

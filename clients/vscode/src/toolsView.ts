@@ -12,6 +12,8 @@ export type ToolsNode =
     | { kind: 'failure'; failure: LoadFailure }
     | { kind: 'message'; text: string; error: boolean };
 
+/** The tools view's id (package.json's `views`). */
+export const TOOLS_VIEW = 'llamaAgent.tools';
 export const TOOL_CONTEXT = 'llamaAgent.tool';
 export const FAILURE_CONTEXT = 'llamaAgent.failure';
 

@@ -20,12 +20,28 @@ from pathlib import Path
 
 from pygls.exceptions import JsonRpcException
 
+from llama_agent.common.errors import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    REQUEST_CANCELLED,
+    SERVER_NOT_INITIALIZED,
+)
+
 # Records waiting for the writer; beyond this they are dropped (and counted).
 QUEUE_SIZE = 10_000
 # At exit, how long the writer may take to write what is queued.
 FLUSH_SECONDS = 1.0
 # Errors that are the client's, answered to it: one line at default verbosity, no traceback.
-CLIENT_ERRORS = (-32700, -32600, -32601, -32602, -32800, -32002)
+CLIENT_ERRORS = (
+    PARSE_ERROR,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    INVALID_PARAMS,
+    REQUEST_CANCELLED,
+    SERVER_NOT_INITIALIZED,
+)
 
 _listener: logging.handlers.QueueListener | None = None
 _records: queue.Queue[logging.LogRecord] | None = None

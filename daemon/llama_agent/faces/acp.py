@@ -2,15 +2,20 @@
 
 A thin adapter over the composition root (Agent Client Protocol, version 1, one JSON-RPC
 message per line on stdio, through the `agent-client-protocol` SDK over the bounded, strictly
-parsed lines of llama_agent.faces.wire.lines): `session/new` grants its `cwd` to the workspace tools,
-`session/prompt` runs the same agent loop and streams `session/update`s (the answer's text, each
-tool call and its result), `session/cancel` ends the turn with `cancelled`, and a tool that can
-write runs only after `session/request_permission`. At most MAX_SESSIONS sessions are held.
+parsed lines of llama_agent.faces.wire.lines): `session/new` opens a session on the core whose
+workspace is its `cwd`, `session/prompt` runs the agent loop in it and streams `session/update`s
+(the answer's text, each tool call and its result), `session/cancel` ends the turn with
+`cancelled`, and a call that may write runs only once the person allows it: the session asks with
+`session/request_permission`, sent after the `tool_call` update of that call, with the paths it
+names (`locations`) and what it would write (a diff, or the text). At most MAX_SESSIONS sessions
+are held.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import itertools
 import logging
 import os
@@ -18,32 +23,40 @@ import stat
 import sys
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 import acp
 from acp import schema
+from pydantic import BaseModel, ValidationError
 
 from llama_agent import __version__
-from llama_agent.common.text import quoted, visible
-from llama_agent.config import DaemonConfig
-from llama_agent.core import Core, open_core
-from llama_agent.faces.wire.jsonrpc import (
+from llama_agent.common.errors import (
     INVALID_PARAMS,
-    MODEL_UNAVAILABLE,
-    PROMPT_TOO_LONG,
-    TOO_MANY_SESSIONS,
+    METHOD_NOT_FOUND,
+    AgentError,
+    InvalidParams,
+    MethodNotFound,
+    NotInitialized,
+    TooManySessions,
+)
+from llama_agent.common.text import quoted, visible
+from llama_agent.core import Core
+from llama_agent.faces.wire.jsonrpc import (
+    Rejection,
+    agent_error,
     brief,
     encode_json,
+    explain,
+    message_id,
+    rejection,
 )
 from llama_agent.faces.wire.lines import open_stdio
-from llama_agent.runtime.models.backend import ContextOverflow, ModelError, ModelLoader
-from llama_agent.runtime.tools.grants_file import ApprovalKey
-from llama_agent.runtime.tools.policy import DirGrant
-from llama_agent.services.agent.loop import AgentRequest, AgentResult, AgentStep, InvalidRequest, StopReason
+from llama_agent.services.agent.loop import AgentRequest, AgentStep, StopReason
 from llama_agent.services.agent.turns import AnswerStream
-from llama_agent.services.tools.registry import Tool, UnknownTool
+from llama_agent.services.consent.calls import CannotAsk, Choice, ConsentRequest
+from llama_agent.services.sessions import Session
+from llama_agent.services.tools.registry import Tool
 
 log = logging.getLogger(__name__)
 
@@ -58,51 +71,49 @@ STOP_REASONS: dict[StopReason, schema.StopReason] = {
 MAX_SESSIONS = 64
 # Arguments shown to the person are made visible this deep; deeper, each value as one string.
 MAX_SHOWN_DEPTH = 32
-ALLOW_ONCE, ALLOW_ALWAYS, REJECT = "allow-once", "allow-always", "reject-once"
 PERMISSION_OPTIONS = [
-    schema.PermissionOption(option_id=ALLOW_ONCE, name="Allow once", kind="allow_once"),
-    schema.PermissionOption(option_id=ALLOW_ALWAYS, name="Always allow this tool", kind="allow_always"),
-    schema.PermissionOption(option_id=REJECT, name="Reject", kind="reject_once"),
+    schema.PermissionOption(option_id=Choice.ALLOW_ONCE.value, name="Allow once", kind="allow_once"),
+    schema.PermissionOption(
+        option_id=Choice.ALLOW_ALWAYS.value,
+        name="Always allow this tool in this session",
+        kind="allow_always",
+    ),
+    schema.PermissionOption(option_id="reject-once", name="Reject", kind="reject_once"),
 ]
+# What stays as it is in a text shown in full (a file's content): line breaks and tabs.
+LINES = "\n\t"
+CHOICES = {Choice.ALLOW_ONCE.value: Choice.ALLOW_ONCE, Choice.ALLOW_ALWAYS.value: Choice.ALLOW_ALWAYS}
 
 
 def tool_kind(tool: Tool | None) -> schema.ToolKind:
-    if tool is None or not tool.grants.dirs:
+    if tool is None or not (tool.grants.dirs or tool.workspace):
         return "other"
     return "edit" if tool.writes else "read"
 
 
-# What "Always allow" binds, as the grants file binds an approval: the tool's name, its component
-# (sha256), its policy's request (sha256); and the directories it may write, as the person saw them.
-AllowKey = tuple[ApprovalKey, tuple[str, ...]]
-
-
-def allow_key(tool: Tool) -> AllowKey:
-    approval = ApprovalKey(tool.name, tool.loaded.content_hash, tool.request_sha256)
-    return approval, tuple(f"{grant.host} at {grant.guest}" for grant in writable_dirs(tool))
-
-
-def writable_dirs(tool: Tool) -> list[DirGrant]:
-    return [grant for grant in tool.grants.dirs if grant.mode == "rw"]
-
-
-def permission_request(tool: Tool, arguments: dict[str, Any], call_id: str) -> schema.ToolCallUpdate:
-    """What the person is asked: which tool, from which file, may write where, with what. Every
-    string in it made visible, so that an escape sequence in a directory's name (or in an
-    argument) cannot redraw the question."""
-    writable = writable_dirs(tool)
-    hosts = ", ".join(quoted(str(grant.host)) for grant in writable)
-    places = ", ".join(f"{quoted(str(grant.host))} (at {quoted(grant.guest)})" for grant in writable)
-    detail = (
-        f"The tool {quoted(tool.name)} ({quoted(str(tool.loaded.path))}) asks to run with "
-        f"read-write access to {places}."
-    )
+def permission_request(request: ConsentRequest, call_id: str) -> schema.ToolCallUpdate:
+    """What the person is asked: which tool, from which file, may write where (`locations`: the
+    host paths its path arguments lead to), with what (a diff when it writes a whole file's text,
+    else the text of each string argument). Every string in it made visible, so that an escape
+    sequence in a directory's name (or in an argument) cannot redraw the question."""
+    content: list[Any] = [acp.tool_content(acp.text_block(request.detail()))]
+    whole = request.whole_file
+    if whole is not None:
+        old = None if whole.old_text is None else visible(whole.old_text, LINES)
+        content.append(acp.tool_diff_content(visible(str(whole.path)), visible(whole.new_text, LINES), old))
+    else:
+        content += [
+            acp.tool_content(acp.text_block(f"{visible(text.argument)}:\n{text.shown(keep=LINES)}"))
+            for text in request.texts
+        ]
+    hosts = [path.host for path in request.paths if path.host is not None]
     return schema.ToolCallUpdate(
         tool_call_id=call_id,
-        title=f"{visible(tool.name)} may write to {hosts}",
+        title=request.title(),
         kind="edit",
-        content=[acp.tool_content(acp.text_block(detail))],
-        raw_input=visible_json(arguments),
+        content=content,
+        locations=[schema.ToolCallLocation(path=visible(str(host))) for host in hosts] or None,
+        raw_input=visible_json(request.arguments),
     )
 
 
@@ -119,10 +130,98 @@ def visible_json(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def invalid_params(field: str, reason: str) -> acp.RequestError:
-    """-32602 with the reason in the message, which is all that ACP clients show (the SDK's own
-    helper says only "Invalid params" and puts the reason in `data`)."""
-    return acp.RequestError(INVALID_PARAMS, f"{field}: {reason}", {field: reason})
+def invalid_params(field: str, reason: str) -> InvalidParams:
+    """-32602 naming the field, with the reason in the message (`acp_error`)."""
+    return InvalidParams(f"{field}: {reason}", field)
+
+
+def acp_error(error: AgentError) -> acp.RequestError:
+    """The daemon's error as ACP answers it: its code, and its readable message as the message,
+    which is all that ACP clients show (the SDK's own errors say only "Invalid params" or
+    "Internal error" and put the reason in `data`)."""
+    return acp.RequestError(error.code, error.message, error.data)
+
+
+class AnsweringErrors:
+    """The face as the SDK calls it: whatever one of its methods raises is answered as every face
+    answers it (`acp_error`: an internal error is logged and names only its type)."""
+
+    def __init__(self, face: object) -> None:
+        self._face = face
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._face, name)  # AttributeError: the SDK answers "method not found"
+        if not inspect.iscoroutinefunction(method):
+            return method
+
+        @functools.wraps(method)  # the SDK reads the method's signature
+        async def answering(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await method(*args, **kwargs)
+            except acp.RequestError:
+                raise
+            except AgentError as error:
+                log.warning("refusing ACP's %s: %s", name, error.message)
+                raise acp_error(error) from error
+            except Exception as error:
+                raise acp_error(agent_error(error, f"ACP's {name}")) from error
+
+        return answering
+
+
+# Every ACP request and notification the face may serve: the SDK's model of its params, and the
+# face's method for it (a method the face lacks is not served).
+ACP_REQUESTS: dict[str, tuple[type[BaseModel], str]] = {
+    "initialize": (schema.InitializeRequest, "initialize"),
+    "authenticate": (schema.AuthenticateRequest, "authenticate"),
+    "session/new": (schema.NewSessionRequest, "new_session"),
+    "session/load": (schema.LoadSessionRequest, "load_session"),
+    "session/list": (schema.ListSessionsRequest, "list_sessions"),
+    "session/set_mode": (schema.SetSessionModeRequest, "set_session_mode"),
+    "session/prompt": (schema.PromptRequest, "prompt"),
+}
+ACP_NOTIFICATIONS: dict[str, tuple[type[BaseModel], str]] = {
+    "session/cancel": (schema.CancelNotification, "cancel"),
+}
+
+
+class AcpMessages:
+    """What the ACP face answers itself, before the SDK sees a message (each line, through
+    llama_agent.faces.wire.lines): as on the other faces, an unknown method is -32601 naming it, a
+    request before `initialize` -32002, params that do not fit -32602 naming the field and the
+    reason in the message (the SDK would answer "Invalid params" with pydantic's report in
+    `data`); missing, null or empty-array params are none."""
+
+    def __init__(self, face: object) -> None:
+        def served(methods: dict[str, tuple[type[BaseModel], str]]) -> dict[str, type[BaseModel]]:
+            return {method: model for method, (model, name) in methods.items() if hasattr(face, name)}
+
+        self._requests = served(ACP_REQUESTS)
+        self._notifications = served(ACP_NOTIFICATIONS)
+        self._initialized = False
+
+    def __call__(self, message: dict[str, Any]) -> Rejection | dict[str, Any]:
+        method = message.get("method")
+        if not isinstance(method, str):
+            return message  # a response to one of the face's requests
+        is_request = "id" in message
+        request_id = message_id(message.get("id"))
+        model = (self._requests if is_request else self._notifications).get(method)
+        if model is None:
+            if is_request:
+                return rejection(MethodNotFound(brief(method)), request_id)
+            return Rejection(METHOD_NOT_FOUND, f"no such notification: {brief(method)}", answer=False)
+        if is_request and not self._initialized and method != "initialize":
+            return rejection(NotInitialized(), request_id)
+        if message.get("params") in (None, []):
+            message = {**message, "params": {}}
+        try:
+            model.model_validate(message["params"])
+        except ValidationError as error:
+            reason = f"invalid params for {brief(method)}: {explain(error)}"
+            return Rejection(INVALID_PARAMS, reason, request_id, answer=is_request)
+        self._initialized = self._initialized or method == "initialize"
+        return message
 
 
 def session_folder(cwd: str) -> Path:
@@ -141,25 +240,46 @@ def session_folder(cwd: str) -> Path:
     return folder
 
 
-@dataclass
-class Session:
-    cwd: Path
-    always_allowed: set[AllowKey] = field(default_factory=set)
-    running: asyncio.Task[Any] | None = None
+class AcpSession:
+    """One ACP session: its session on the core (whose workspace is the session's `cwd`), the
+    prompt it runs, and its way of asking the person (`session/request_permission`)."""
+
+    def __init__(self, core: Core, client: acp.Client, session_id: str, cwd: Path) -> None:
+        self.client = client
+        self.session_id = session_id
+        self.session = core.open_session(workspace=cwd, asker=self)
+        self.running: asyncio.Task[Any] | None = None
+        self.updates: SessionUpdates | None = None  # the running prompt's
+
+    async def ask(self, request: ConsentRequest) -> Choice:
+        """Asked about a call of the running prompt once its `tool_call` update has been sent:
+        the question carries that call's id."""
+        updates = self.updates
+        if updates is None or request.step is None:  # ACP makes no call but a prompt's
+            raise CannotAsk("no prompt of this session made the call")
+        await updates.sent()
+        call = permission_request(request, updates.call_id(request.step))
+        try:
+            answer = await self.client.request_permission(
+                session_id=self.session_id, tool_call=call, options=PERMISSION_OPTIONS
+            )
+        except acp.RequestError as error:
+            raise CannotAsk(f"the client could not ask: {visible(str(error))}") from error
+        chosen = answer.outcome.option_id if isinstance(answer.outcome, schema.AllowedOutcome) else None
+        return CHOICES.get(chosen or "", Choice.REJECT)
 
 
 class SessionUpdates:
     """`AgentEvents` for one prompt, as ACP session updates sent in order."""
 
-    def __init__(self, client: acp.Client, session_id: str, core: Core, prompt_id: str) -> None:
+    def __init__(self, client: acp.Client, session_id: str, session: Session, prompt_id: str) -> None:
         self._client = client
         self._session_id = session_id
-        self._core = core
+        self._session = session
         self._prompt_id = prompt_id
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._sender = asyncio.ensure_future(self._send_all())
         self._answer = AnswerStream()
-        self.calls = 0  # tool calls announced so far
 
     def call_id(self, index: int) -> str:
         return f"{self._prompt_id}-call-{index}"
@@ -173,10 +293,14 @@ class SessionUpdates:
             self._queue.put_nowait(acp.update_agent_message_text(said))
 
     def on_tool_call(self, index: int, tool: str, arguments: dict[str, Any]) -> None:
-        self.calls = index + 1
-        loaded = self._core.toolbox.snapshot.tools.get(tool)
+        loaded = self._session.toolbox.snapshot.tools.get(tool)
+        loaded = self._session.tool_view(loaded) if loaded is not None else None  # as it is called
         update = acp.start_tool_call(
-            self.call_id(index), tool, kind=tool_kind(loaded), status="in_progress", raw_input=arguments
+            self.call_id(index),
+            visible(tool),
+            kind=tool_kind(loaded),
+            status="in_progress",
+            raw_input=visible_json(arguments),
         )
         self._queue.put_nowait(update)
 
@@ -199,6 +323,10 @@ class SessionUpdates:
             finally:
                 self._queue.task_done()
 
+    async def sent(self) -> None:
+        """Return once every update queued so far has been sent."""
+        await self._queue.join()
+
     async def close(self) -> None:
         """Send what is queued, then stop."""
         await self._queue.join()
@@ -212,9 +340,8 @@ class AcpFace:
     def __init__(self, core: Core) -> None:
         self.core = core
         self._client: acp.Client | None = None
-        self._sessions: OrderedDict[str, Session] = OrderedDict()  # least recently used first
+        self._sessions: OrderedDict[str, AcpSession] = OrderedDict()  # least recently used first
         self._ids = itertools.count(1)
-        self._turns = asyncio.Lock()
 
     def on_connect(self, conn: acp.Client) -> None:
         self._client = conn
@@ -246,7 +373,8 @@ class AcpFace:
         folder = session_folder(cwd)
         self._make_room()
         session_id = f"session-{next(self._ids)}"
-        self._sessions[session_id] = Session(folder)
+        assert self._client is not None
+        self._sessions[session_id] = AcpSession(self.core, self._client, session_id, folder)
         return acp.NewSessionResponse(session_id=session_id)
 
     async def prompt(self, session_id: str, prompt: Sequence[Any], **kwargs: Any) -> acp.PromptResponse:
@@ -254,9 +382,9 @@ class AcpFace:
         text = "\n".join(block.text for block in prompt if isinstance(block, schema.TextContentBlock)).strip()
         if not text:
             raise invalid_params("prompt", "no text in the prompt")
-        assert self._client is not None
-        updates = SessionUpdates(self._client, session_id, self.core, f"p{next(self._ids)}")
-        run = asyncio.ensure_future(self._run(session, session_id, text, updates))
+        updates = SessionUpdates(session.client, session_id, session.session, f"p{next(self._ids)}")
+        session.updates = updates
+        run = asyncio.ensure_future(session.session.run(AgentRequest(prompt=text), updates))
         session.running = run
         try:
             result = await run
@@ -264,36 +392,18 @@ class AcpFace:
             if not run.cancelled():
                 raise  # this request itself was cancelled, not the run
             return acp.PromptResponse(stop_reason="cancelled")
-        except (UnknownTool, InvalidRequest) as error:
-            raise invalid_params("prompt", str(error)) from error
-        except ModelError as error:
-            raise acp.RequestError(MODEL_UNAVAILABLE, f"the model is unavailable: {error}") from error
-        except ContextOverflow as error:
-            data = {"promptTokens": error.prompt_tokens, "contextSize": error.context_size}
-            message = f"{error}: shorten the prompt, or start the agent with a larger --context-size"
-            raise acp.RequestError(PROMPT_TOO_LONG, message, data) from error
         finally:
             session.running = None
+            session.updates = None
             await updates.close()
         return acp.PromptResponse(stop_reason=STOP_REASONS[result.stop_reason])
-
-    async def _run(
-        self, session: Session, session_id: str, text: str, updates: SessionUpdates
-    ) -> AgentResult:
-        """Prompts take turns (the model serves one run at a time), each with its own session's
-        folder granted as the workspace."""
-        async with self._turns:
-            if self.core.toolbox.workspace != session.cwd:
-                await asyncio.to_thread(self.core.toolbox.set_workspace, session.cwd)
-            approve = self._approval(session, session_id, updates)
-            return await self.core.agent.run(AgentRequest(prompt=text), updates, approve)
 
     async def cancel(self, session_id: str, **kwargs: Any) -> None:
         session = self._sessions.get(session_id)
         if session is not None and session.running is not None:
             session.running.cancel()
 
-    def _session(self, session_id: str) -> Session:
+    def _session(self, session_id: str) -> AcpSession:
         session = self._sessions.get(session_id)
         if session is None:
             raise invalid_params(
@@ -309,42 +419,25 @@ class AcpFace:
             return
         idle = next((key for key, session in self._sessions.items() if session.running is None), None)
         if idle is None:
-            raise acp.RequestError(
-                TOO_MANY_SESSIONS,
+            raise TooManySessions(
                 f"too many sessions: all {MAX_SESSIONS} are running a prompt; cancel one, or wait "
-                "for one to end",
+                "for one to end"
             )
         log.info("closing session %s, the least recently used, to make room for a new one", idle)
         del self._sessions[idle]
 
-    def _approval(self, session: Session, session_id: str, updates: SessionUpdates) -> Any:
-        async def approve(tool: Tool, arguments: dict[str, Any]) -> bool:
-            """Asked right after the call was announced: it has that call's id. "Always allow"
-            holds for this tool as it is now: another component, request or directory asks again."""
-            if not tool.writes or allow_key(tool) in session.always_allowed:
-                return True
-            assert self._client is not None
-            call = permission_request(tool, arguments, updates.call_id(updates.calls - 1))
-            answer = await self._client.request_permission(
-                session_id=session_id, tool_call=call, options=PERMISSION_OPTIONS
-            )
-            chosen = answer.outcome.option_id if isinstance(answer.outcome, schema.AllowedOutcome) else None
-            if chosen == ALLOW_ALWAYS:
-                session.always_allowed.add(allow_key(tool))
-            return chosen in (ALLOW_ONCE, ALLOW_ALWAYS)
 
-        return approve
-
-
-def serve_acp(config: DaemonConfig, out: BinaryIO, model_loader: ModelLoader | None = None) -> int:
-    """Serve ACP on stdin and `out` (the protocol's own copy of stdout) until stdin ends."""
-    with open_core(config, watch=True, model_loader=model_loader) as core:
-        asyncio.run(_serve(AcpFace(core), out))
+def serve_acp(core: Core, out: BinaryIO) -> int:
+    """Serve ACP over `core` on stdin and `out` (the protocol's own copy of stdout) until stdin
+    ends."""
+    asyncio.run(_serve(AcpFace(core), out))
     return 0
 
 
 async def _serve(face: AcpFace, out: BinaryIO) -> None:
     """The SDK's connection over bounded, strictly parsed lines (llama_agent.faces.wire.lines): it sees
     only well-formed messages, and writes only strict JSON."""
-    channel = await open_stdio(sys.stdin.buffer, out)
-    await acp.run_agent(cast(acp.Agent, face), channel)
+    warnings = asyncio.ensure_future(face.core.warn_of_failures())
+    channel = await open_stdio(sys.stdin.buffer, out, AcpMessages(face))
+    await acp.run_agent(cast(acp.Agent, AnsweringErrors(face)), channel)
+    warnings.cancel()

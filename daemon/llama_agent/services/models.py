@@ -10,23 +10,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from llama_agent.runtime.models.backend import (
     AnyBackend,
     ChatBackend,
-    ChatMessage,
     Generation,
     LikelihoodScorer,
     ModelError,
     ModelLoader,
     ModelSettings,
+    Turn,
 )
 from llama_agent.runtime.models.llama import load_llama
 from llama_agent.runtime.storage.private_files import private_or_temporary
@@ -143,42 +143,27 @@ class ModelService:
         async with self._turns:
             yield
 
-    async def generate(
-        self,
-        model: AnyBackend,
-        on_text: Callable[[str], None],
-        cancel: threading.Event,
-        stop_when: Callable[[str], bool] = lambda _: False,
-        *,
-        prompt: str | Sequence[ChatMessage],
-        cache_prefixes: Sequence[str] = (),
-        **options: Any,
-    ) -> Generation:
-        """Run one grammar-constrained generation: on the model thread for a local model, over
-        HTTP for a server (which is sent messages; a local model, text).
+    async def generate(self, model: AnyBackend, turn: Turn) -> Generation:
+        """Generate one grammar-constrained turn: on the model thread for a local model (sent its
+        text), over HTTP for a server (sent its messages).
 
-        `on_text` is called on the event loop. If the awaiting task is cancelled, the
+        `turn.on_text` is called on the event loop. If the awaiting task is cancelled, the
         generation stops at its next token (a server's stream is closed) and the model is free
-        for the next run. `stop_when` sees each piece on the model thread, so that a stop it asks
-        for takes effect at the very next token: it sets `cancel`.
+        for the next run. A local model gives each piece to `turn.stop_when` on the model thread,
+        so that a stop it asks for takes effect at the very next token.
         """
         if isinstance(model, ChatBackend):
-            if isinstance(prompt, str):
-                raise TypeError("a chat server is sent messages, not a prompt text")
-            return await model.chat(prompt, on_text=on_text, stop_when=stop_when, **options)
-        if not isinstance(prompt, str):
-            raise TypeError("a local model is sent its prompt text")
-        options.update(prompt=prompt, cache_prefixes=cache_prefixes)
+            return await model.chat(turn)
+        turn.text()  # a TypeError here, for chat messages, rather than on the model thread
         loop = asyncio.get_running_loop()
+        cancel = threading.Event()
 
         def relay(piece: str) -> None:
-            if stop_when(piece):
-                cancel.set()
-            loop.call_soon_threadsafe(on_text, piece)
+            loop.call_soon_threadsafe(turn.on_text, piece)
 
-        job = partial(model.generate, on_text=relay, cancelled=cancel.is_set, **options)
+        on_thread = replace(turn, on_text=relay, cancelled=lambda: cancel.is_set() or turn.cancelled())
         try:
-            return await loop.run_in_executor(self._thread, job)
+            return await loop.run_in_executor(self._thread, model.generate, on_thread)
         except asyncio.CancelledError:
             cancel.set()
             raise

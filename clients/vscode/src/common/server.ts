@@ -2,6 +2,8 @@
 //
 // Discovery order: the `llamaAgent.server.command` setting; the Python extension's active
 // environment (its `llama-agent` script, else `python -m llama_agent`); `llama-agent` on PATH.
+// What the extension's features add to the daemon's start (their flags, their settings' checks,
+// what they read of `initialize`) comes in through `DaemonFeatures`: this module knows none.
 
 import { execFile } from 'child_process';
 import * as fs from 'fs';
@@ -15,12 +17,10 @@ import {
     RevealOutputChannelOn,
     State,
 } from 'vscode-languageclient/node';
-import { describeModel } from '../format';
-import { LlamaAgentCapabilities, modelInfo } from '../protocol';
 import { CLIENT_ID, CLIENT_NAME, SERVER_SCRIPT } from './constants';
 import { daemonLogSink, traceError, traceInfo, traceWarn } from './logging';
 import { getInterpreterPath } from './python';
-import { AgentSettings, daemonArgs, readSettings, resolvePath, settingsError, settingsWarnings } from './settings';
+import { readServerSettings, resolvePath, ServerSettings } from './settings';
 import {
     executeCommand,
     getWorkspaceFolders,
@@ -62,7 +62,7 @@ function looksLikePath(command: string): boolean {
 }
 
 /** Finds the command that starts the daemon, or says what was tried and how to fix it. */
-export async function discoverServer(settings: AgentSettings, deps: DiscoveryDeps): Promise<Discovery> {
+export async function discoverServer(settings: ServerSettings, deps: DiscoveryDeps): Promise<Discovery> {
     const tried: string[] = [];
     if (settings.serverCommand) {
         const configured = settings.serverCommand;
@@ -160,11 +160,12 @@ export function describeServer(server: ServerCommand, args: string[] = server.ar
     return `${[server.command, ...args].join(' ')} (from ${from})`;
 }
 
-export function createClient(server: ServerCommand, settings: AgentSettings, logChannel: LogOutputChannel): LanguageClient {
+/** The language client of the daemon `server`, started with `args` (the server's own and the features'). */
+export function createClient(server: ServerCommand, args: string[], logChannel: LogOutputChannel): LanguageClient {
     const folder = getWorkspaceFolders()[0]?.uri.fsPath;
     const run: Executable = {
         command: server.command,
-        args: daemonArgs(server.args, settings),
+        args,
         // No `transport`: TransportKind.stdio would append `--stdio`, which the daemon does not take.
         options: { cwd: folder, env: { ...process.env, PYTHONUNBUFFERED: '1' } },
     };
@@ -184,8 +185,36 @@ export function createClient(server: ServerCommand, settings: AgentSettings, log
 
 /** What Open Settings searches for after an error about finding or starting the daemon. */
 export const SETTINGS_FOR_SERVER = 'llamaAgent.server';
-/** ...and after an error about the model backend's settings. */
-export const SETTINGS_FOR_BACKEND = 'llamaAgent.remote';
+
+/** Why the daemon cannot start, for the person, and what Open Settings searches for to fix it. */
+export interface SettingsProblem {
+    message: string;
+    settingsQuery: string;
+}
+
+/** What the features' settings make of one start of the daemon. */
+export interface DaemonLaunch {
+    /** Set when the daemon cannot start with these settings: nothing is started. */
+    problem?: SettingsProblem;
+    /** Settings the daemon can start with but that are probably wrong, one message each. */
+    warnings: string[];
+    /** The features' flags, after the server's own arguments. */
+    args: string[];
+}
+
+/** The extension's features' part in starting the daemon. */
+export interface DaemonFeatures {
+    /** Read the features' settings for a start of the daemon. */
+    prepare(): DaemonLaunch;
+    /** The daemon `program` answered initialize with `experimental` capabilities. */
+    started(program: string, experimental: unknown): void;
+}
+
+/** No features: the server's own arguments, nothing checked or read. */
+export const NO_FEATURES: DaemonFeatures = {
+    prepare: () => ({ warnings: [], args: [] }),
+    started: () => undefined,
+};
 
 type Listener = (client: LanguageClient | undefined) => void;
 
@@ -198,6 +227,7 @@ export class DaemonManager implements Disposable {
 
     constructor(
         private readonly logChannel: LogOutputChannel,
+        private readonly features: DaemonFeatures = NO_FEATURES,
         private readonly deps: DiscoveryDeps = nodeDiscoveryDeps,
         private readonly makeClient: typeof createClient = createClient,
     ) {}
@@ -267,31 +297,31 @@ export class DaemonManager implements Disposable {
     }
 
     private async start(): Promise<LanguageClient | undefined> {
-        const settings = readSettings();
-        const problem = settingsError(settings);
-        if (problem) {
-            traceError(problem);
-            void this.offerFix(problem, SETTINGS_FOR_BACKEND);
+        const launch = this.features.prepare();
+        if (launch.problem) {
+            traceError(launch.problem.message);
+            void this.offerFix(launch.problem.message, launch.problem.settingsQuery);
             return undefined;
         }
-        for (const warning of settingsWarnings(settings)) {
+        for (const warning of launch.warnings) {
             traceWarn(warning);
             void showWarningMessage(warning);
         }
-        const discovery = await discoverServer(settings, this.deps);
+        const discovery = await discoverServer(readServerSettings(), this.deps);
         if (!discovery.ok) {
             traceError(discovery.message);
             void this.offerFix(discovery.message);
             return undefined;
         }
         const server = discovery.server;
-        traceInfo(`Starting the daemon: ${describeServer(server, daemonArgs(server.args, settings))}`);
-        const client = this.makeClient(server, settings, this.logChannel);
+        const args = [...server.args, ...launch.args];
+        traceInfo(`Starting the daemon: ${describeServer(server, args)}`);
+        const client = this.makeClient(server, args, this.logChannel);
         try {
             await client.start();
         } catch (error) {
             const message =
-                `Llama Agent: the daemon did not start (${[server.command, ...daemonArgs(server.args, settings)].join(' ')}): ` +
+                `Llama Agent: the daemon did not start (${[server.command, ...args].join(' ')}): ` +
                 `${error instanceof Error ? error.message : String(error)}. See the "Llama Agent" log. ${FIX_HINT}`;
             traceError(message);
             void this.offerFix(message);
@@ -302,20 +332,7 @@ export class DaemonManager implements Disposable {
             }
             return undefined;
         }
-        const capabilities = client.initializeResult?.capabilities?.experimental as
-            | { llamaAgent?: LlamaAgentCapabilities }
-            | undefined;
-        if (!capabilities?.llamaAgent) {
-            const warning = `Llama Agent: ${server.command} answered initialize without capabilities.experimental.llamaAgent: is it llama-agent?`;
-            traceWarn(warning);
-            void showWarningMessage(warning);
-        } else {
-            traceInfo(`Daemon ready: ${JSON.stringify(capabilities.llamaAgent)}`);
-            const model = modelInfo(capabilities.llamaAgent.model);
-            if (model) {
-                traceInfo(`Daemon model: ${describeModel(model)}`);
-            }
-        }
+        this.features.started(server.command, client.initializeResult?.capabilities?.experimental);
         this.client = client;
         this.stateListener = client.onDidChangeState((event) => {
             if (event.newState === State.Stopped && this.client === client) {

@@ -1,95 +1,51 @@
+// The settings every daemon-backed extension has: which program to start and with what
+// arguments, and how a setting's path is read. The features' own settings (the model, its
+// backend, the tools...) are theirs: see ../agentSettings.ts.
+
 import * as os from 'os';
 import * as path from 'path';
 import type { WorkspaceConfiguration, WorkspaceFolder } from 'vscode';
 import { SETTINGS_SECTION } from './constants';
 import { getConfiguration, getWorkspaceFolders } from './vscodeapi';
 
-/** `llama`: the daemon's in-process llama.cpp model; `openai`: a server with an OpenAI-compatible API. */
-export type Backend = 'llama' | 'openai';
-
-export interface RemoteSettings {
-    /** `--base-url`: the server's OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1. */
-    baseUrl: string;
-    /** `--model`: the served model's name; empty: the server's only model. */
-    model: string;
-    /** `--api-key-env`: the name of the environment variable holding the key (never the key). */
-    apiKeyEnv: string;
-    /** `--max-concurrent-runs`. */
-    maxConcurrentRuns: number;
-}
-
-export interface AgentSettings {
+export interface ServerSettings {
     serverCommand: string;
     serverArgs: string[];
-    backend: Backend;
-    /** llama backend: a GGUF path or a Hugging Face reference `owner/repo[@rev]:FILE.gguf`. */
-    modelPath: string;
-    remote: RemoteSettings;
-    toolsDirs: string[];
-    maxSteps: number;
 }
 
 export const DEFAULT_SERVER_ARGS = ['serve'];
-export const DEFAULT_MAX_STEPS = 5;
-export const DEFAULT_BACKEND: Backend = 'llama';
-export const DEFAULT_MAX_CONCURRENT_RUNS = 4;
-export const DEFAULT_REMOTE: RemoteSettings = {
-    baseUrl: '',
-    model: '',
-    apiKeyEnv: '',
-    maxConcurrentRuns: DEFAULT_MAX_CONCURRENT_RUNS,
-};
 
-/** Settings whose change needs a new daemon. */
-export const RESTART_SETTINGS = [
-    'server.command',
-    'server.args',
-    'backend',
-    'modelPath',
-    'remote.baseUrl',
-    'remote.model',
-    'remote.apiKeyEnv',
-    'remote.maxConcurrentRuns',
-    'toolsDirs',
-].map((name) => `${SETTINGS_SECTION}.${name}`);
+/** The server settings whose change needs a new daemon. */
+export const SERVER_RESTART_SETTINGS = ['server.command', 'server.args'].map((name) => `${SETTINGS_SECTION}.${name}`);
 
-function stringArray(value: unknown): string[] | undefined {
-    return Array.isArray(value) && value.every((v) => typeof v === 'string') ? value : undefined;
-}
+/** Typed reads of one section's settings: a value of the wrong type reads as the fallback. */
+export class SettingsReader {
+    constructor(private readonly config: WorkspaceConfiguration = getConfiguration(SETTINGS_SECTION)) {}
 
-function positiveInteger(value: unknown, fallback: number, minimum: number): number {
-    return typeof value === 'number' && Number.isInteger(value) && value >= minimum ? value : fallback;
-}
-
-export function readSettings(config: WorkspaceConfiguration = getConfiguration(SETTINGS_SECTION)): AgentSettings {
-    const text = (key: string) => {
-        const value = config.get<unknown>(key);
+    /** A string, trimmed; '' when unset or not a string. */
+    text(key: string): string {
+        const value = this.config.get<unknown>(key);
         return typeof value === 'string' ? value.trim() : '';
-    };
-    return {
-        serverCommand: text('server.command'),
-        serverArgs: stringArray(config.get('server.args')) ?? DEFAULT_SERVER_ARGS,
-        backend: text('backend') === 'openai' ? 'openai' : DEFAULT_BACKEND,
-        modelPath: text('modelPath'),
-        remote: {
-            baseUrl: text('remote.baseUrl'),
-            model: text('remote.model'),
-            apiKeyEnv: text('remote.apiKeyEnv'),
-            maxConcurrentRuns: positiveInteger(config.get('remote.maxConcurrentRuns'), DEFAULT_MAX_CONCURRENT_RUNS, 1),
-        },
-        toolsDirs: (stringArray(config.get('toolsDirs')) ?? []).map((d) => d.trim()).filter((d) => d.length > 0),
-        maxSteps: positiveInteger(config.get('maxSteps'), DEFAULT_MAX_STEPS, 0),
-    };
+    }
+
+    /** An array of strings, or undefined when unset or anything else. */
+    strings(key: string): string[] | undefined {
+        const value = this.config.get<unknown>(key);
+        return Array.isArray(value) && value.every((v) => typeof v === 'string') ? value : undefined;
+    }
+
+    /** An integer of at least `minimum`, else `fallback`. */
+    integer(key: string, fallback: number, minimum: number): number {
+        const value = this.config.get<unknown>(key);
+        return typeof value === 'number' && Number.isInteger(value) && value >= minimum ? value : fallback;
+    }
 }
 
-/**
- * Whether `llamaAgent.modelPath` is a Hugging Face reference, `owner/repo:FILE.gguf` or
- * `owner/repo@rev:FILE.gguf`, which the daemon downloads, rather than a file. A path never
- * matches: a Windows drive (`C:\`, `C:/`) has no `owner/` before its colon, and `./`, `~`,
- * `${workspaceFolder}` or a second `/` before the colon are not a repository.
- */
-export function isHuggingFaceRef(value: string): boolean {
-    return /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*(?:@[^\s:@]+)?:[^\s:]+$/.test(value);
+export function readServerSettings(reader: SettingsReader = new SettingsReader()): ServerSettings {
+    return {
+        serverCommand: reader.text('server.command'),
+        serverArgs: reader.strings('server.args') ?? DEFAULT_SERVER_ARGS,
+    };
 }
 
 /** Expands `~`, `${workspaceFolder}` and `${userHome}`; a relative path is taken from the first workspace folder. */
@@ -106,87 +62,4 @@ export function resolvePath(value: string, folders: readonly WorkspaceFolder[] =
         expanded = path.join(root, expanded);
     }
     return expanded;
-}
-
-/**
- * The daemon's arguments: `llamaAgent.server.args`, then `--tools-dir` per directory, then the
- * flags of the chosen backend only:
- *
- * - llama (the daemon's default, so no `--backend`, which older daemons do not take):
- *   `--model` when `llamaAgent.modelPath` is set, a Hugging Face reference verbatim, a path resolved;
- * - openai: `--backend openai --base-url URL [--model NAME] [--api-key-env VAR] --max-concurrent-runs N`.
- *
- * Check the settings with {@link settingsError} first: this does not refuse an empty base URL.
- */
-export function daemonArgs(baseArgs: string[], settings: AgentSettings, folders?: readonly WorkspaceFolder[]): string[] {
-    const args = [...baseArgs];
-    for (const dir of settings.toolsDirs) {
-        args.push('--tools-dir', resolvePath(dir, folders));
-    }
-    if (settings.backend === 'openai') {
-        const remote = settings.remote;
-        args.push('--backend', 'openai', '--base-url', remote.baseUrl);
-        if (remote.model) {
-            args.push('--model', remote.model);
-        }
-        if (remote.apiKeyEnv) {
-            args.push('--api-key-env', remote.apiKeyEnv);
-        }
-        args.push('--max-concurrent-runs', String(remote.maxConcurrentRuns));
-    } else if (settings.modelPath) {
-        const model = settings.modelPath;
-        args.push('--model', isHuggingFaceRef(model) ? model : resolvePath(model, folders));
-    }
-    return args;
-}
-
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
-/** Why the daemon cannot start with these settings, as a message for the user; undefined when it can. */
-export function settingsError(settings: AgentSettings): string | undefined {
-    if (settings.backend !== 'openai') {
-        return undefined;
-    }
-    const { baseUrl, apiKeyEnv } = settings.remote;
-    if (!baseUrl) {
-        return (
-            'Llama Agent: "llamaAgent.backend" is "openai", but "llamaAgent.remote.baseUrl" is empty. Set it to the ' +
-            "server's OpenAI-compatible base URL (e.g. http://127.0.0.1:8080/v1), or set the backend back to \"llama\"."
-        );
-    }
-    let url: URL | undefined;
-    try {
-        url = new URL(baseUrl);
-    } catch {
-        url = undefined;
-    }
-    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
-        return (
-            `Llama Agent: "llamaAgent.remote.baseUrl" is "${baseUrl}", which is not an http:// or https:// URL ` +
-            '(e.g. http://127.0.0.1:8080/v1).'
-        );
-    }
-    if (apiKeyEnv && !ENV_NAME.test(apiKeyEnv)) {
-        // Most likely the key itself: it must not end up on a command line.
-        return (
-            'Llama Agent: "llamaAgent.remote.apiKeyEnv" must be the name of an environment variable that holds ' +
-            'the API key (e.g. OPENAI_API_KEY), not the key itself; the daemon was not started.'
-        );
-    }
-    return undefined;
-}
-
-/** Settings the daemon can start with but that are probably wrong: one message each, for the log. */
-export function settingsWarnings(settings: AgentSettings, env: NodeJS.ProcessEnv = process.env): string[] {
-    const warnings: string[] = [];
-    if (settings.backend === 'openai') {
-        const { apiKeyEnv } = settings.remote;
-        if (apiKeyEnv && ENV_NAME.test(apiKeyEnv) && env[apiKeyEnv] === undefined) {
-            warnings.push(
-                `Llama Agent: "llamaAgent.remote.apiKeyEnv" is "${apiKeyEnv}", but ${apiKeyEnv} is not set in ` +
-                    "VS Code's environment, which the daemon inherits: start VS Code from a shell where it is set.",
-            );
-        }
-    }
-    return warnings;
 }

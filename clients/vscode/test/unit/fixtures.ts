@@ -1,10 +1,12 @@
 import type { ToolInfo, ToolsListResult } from '../../src/protocol';
-import { AgentSettings, DEFAULT_REMOTE } from '../../src/common/settings';
+import { AgentSettings, DEFAULT_REMOTE } from '../../src/agentSettings';
+import type { ServerSettings } from '../../src/common/settings';
 
-/** The settings of a fresh install: the embedded model, the bundled tools. */
+/** The server settings of a fresh install: the daemon found by discovery, started with `serve`. */
+export const SERVER: ServerSettings = { serverCommand: '', serverArgs: ['serve'] };
+
+/** The agent's settings of a fresh install: the embedded model, the bundled tools. */
 export const SETTINGS: AgentSettings = {
-    serverCommand: '',
-    serverArgs: ['serve'],
     backend: 'llama',
     modelPath: '',
     remote: DEFAULT_REMOTE,

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { RESTART_SETTINGS } from '../../src/common/settings';
+import { RESTART_SETTINGS } from '../../src/agentSettings';
 
 // Compiled to out/test/unit: the manifest is three levels up.
 const manifest = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8'));

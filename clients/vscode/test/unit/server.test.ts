@@ -9,9 +9,10 @@ jest.mock('vscode-languageclient/node', () => ({
 }));
 import { registerLogger } from '../../src/common/logging';
 import { getInterpreterPath } from '../../src/common/python';
-import { DaemonManager, discoverServer, DiscoveryDeps, FIX_HINT } from '../../src/common/server';
-import { daemonArgs, readSettings } from '../../src/common/settings';
-import { SETTINGS } from './fixtures';
+import { agentArgs, agentFeatures, readAgentSettings } from '../../src/agentSettings';
+import { DaemonFeatures, DaemonManager, discoverServer, DiscoveryDeps, FIX_HINT, NO_FEATURES } from '../../src/common/server';
+import { readServerSettings } from '../../src/common/settings';
+import { SERVER, SETTINGS } from './fixtures';
 
 /** Fake file system and PATH: `executables` are the files that exist and may be run. */
 function deps(options: { executables?: string[]; python?: string; moduleRuns?: boolean; onPath?: Record<string, string> }) {
@@ -39,7 +40,7 @@ function deps(options: { executables?: string[]; python?: string; moduleRuns?: b
 describe('server discovery order', () => {
     test('1. the llamaAgent.server.command setting wins, with llamaAgent.server.args', async () => {
         const { d, calls } = deps({ executables: ['/opt/la/bin/llama-agent'], python: '/venv/bin/python', onPath: { 'llama-agent': '/usr/bin/llama-agent' } });
-        const found = await discoverServer({ ...SETTINGS, serverCommand: '/opt/la/bin/llama-agent', serverArgs: ['serve', '--lazy-model'] }, d);
+        const found = await discoverServer({ ...SERVER, serverCommand: '/opt/la/bin/llama-agent', serverArgs: ['serve', '--lazy-model'] }, d);
         expect(found).toEqual({
             ok: true,
             tried: [],
@@ -50,13 +51,13 @@ describe('server discovery order', () => {
 
     test('a bare command name in the setting is looked up on PATH', async () => {
         const { d } = deps({ executables: ['/usr/local/bin/la'], onPath: { la: '/usr/local/bin/la' } });
-        const found = await discoverServer({ ...SETTINGS, serverCommand: 'la' }, d);
+        const found = await discoverServer({ ...SERVER, serverCommand: 'la' }, d);
         expect(found.ok && found.server.command).toBe('/usr/local/bin/la');
     });
 
     test('a setting that points nowhere is an error naming the setting; nothing else is tried', async () => {
         const { d, calls } = deps({ python: '/venv/bin/python', executables: ['/venv/bin/llama-agent'] });
-        const found = await discoverServer({ ...SETTINGS, serverCommand: '/nowhere/llama-agent' }, d);
+        const found = await discoverServer({ ...SERVER, serverCommand: '/nowhere/llama-agent' }, d);
         expect(found.ok).toBe(false);
         expect(!found.ok && found.message).toContain('"llamaAgent.server.command" is "/nowhere/llama-agent", which is not an executable file');
         expect(calls).toEqual([]);
@@ -68,14 +69,14 @@ describe('server discovery order', () => {
             executables: ['/venv/bin/llama-agent'],
             onPath: { 'llama-agent': '/usr/bin/llama-agent' },
         });
-        const found = await discoverServer(SETTINGS, d);
+        const found = await discoverServer(SERVER, d);
         expect(found).toMatchObject({ ok: true, server: { command: '/venv/bin/llama-agent', args: ['serve'], source: 'python' } });
         expect(calls).toEqual(['python']);
     });
 
     test('2b. the Python environment: python -m llama_agent when there is no script', async () => {
         const { d, calls } = deps({ python: '/venv/bin/python', moduleRuns: true, onPath: { 'llama-agent': '/usr/bin/llama-agent' } });
-        const found = await discoverServer({ ...SETTINGS, serverArgs: ['serve', '-v'] }, d);
+        const found = await discoverServer({ ...SERVER, serverArgs: ['serve', '-v'] }, d);
         expect(found).toMatchObject({
             ok: true,
             server: { command: '/venv/bin/python', args: ['-m', 'llama_agent', 'serve', '-v'], source: 'python' },
@@ -85,7 +86,7 @@ describe('server discovery order', () => {
 
     test('3. llama-agent on PATH when the environment has no daemon', async () => {
         const { d, calls } = deps({ python: '/usr/bin/python3', onPath: { 'llama-agent': '/home/u/.local/bin/llama-agent' } });
-        const found = await discoverServer(SETTINGS, d);
+        const found = await discoverServer(SERVER, d);
         expect(found).toMatchObject({ ok: true, server: { command: '/home/u/.local/bin/llama-agent', source: 'path' } });
         expect(found.tried).toEqual(['the Python environment /usr/bin/python3']);
         expect(calls).toEqual(['python', 'module:/usr/bin/python3', 'path:llama-agent']);
@@ -93,7 +94,7 @@ describe('server discovery order', () => {
 
     test('nothing found: an error that says which setting to set', async () => {
         const { d } = deps({});
-        const found = await discoverServer(SETTINGS, d);
+        const found = await discoverServer(SERVER, d);
         expect(found.ok).toBe(false);
         expect(!found.ok && found.message).toBe(
             `Llama Agent cannot find the llama-agent daemon (tried llama-agent on PATH). ${FIX_HINT}`,
@@ -104,7 +105,7 @@ describe('server discovery order', () => {
     test('on Windows the script is llama-agent.exe', async () => {
         const { d } = deps({ python: 'C:\\venv\\Scripts\\python.exe', executables: ['C:\\venv\\Scripts\\llama-agent.exe'] });
         d.platform = 'win32';
-        const found = await discoverServer(SETTINGS, d);
+        const found = await discoverServer(SERVER, d);
         expect(found.ok && found.server.command).toBe('C:\\venv\\Scripts\\llama-agent.exe');
     });
 });
@@ -116,9 +117,8 @@ describe('settings', () => {
 
     test('read with defaults and cleaned up', () => {
         config({ 'server.command': '  /x/llama-agent ', toolsDirs: ['a', ' ', 'b'], maxSteps: -1 });
-        expect(readSettings()).toEqual({
-            serverCommand: '/x/llama-agent',
-            serverArgs: ['serve'],
+        expect(readServerSettings()).toEqual({ serverCommand: '/x/llama-agent', serverArgs: ['serve'] });
+        expect(readAgentSettings()).toEqual({
             backend: 'llama',
             modelPath: '',
             remote: { baseUrl: '', model: '', apiKeyEnv: '', maxConcurrentRuns: 4 },
@@ -130,14 +130,11 @@ describe('settings', () => {
 
     test('the daemon gets --tools-dir per directory and --model, paths resolved', () => {
         const folders = [{ uri: Uri.file('/work/project'), name: 'project', index: 0 }];
-        const args = daemonArgs(
-            ['serve', '--lazy-model'],
+        const args = agentArgs(
             { ...SETTINGS, toolsDirs: ['${workspaceFolder}/tools', '/abs/tools', 'rel'], modelPath: '/models/m.gguf' },
             folders,
         );
         expect(args).toEqual([
-            'serve',
-            '--lazy-model',
             '--tools-dir',
             '/work/project/tools',
             '--tools-dir',
@@ -206,7 +203,7 @@ describe('DaemonManager', () => {
         (window.showErrorMessage as jest.Mock).mockResolvedValue('Open Settings');
         const { d } = deps({});
         const makeClient = jest.fn();
-        const manager = new DaemonManager(log as never, d, makeClient);
+        const manager = new DaemonManager(log as never, agentFeatures, d, makeClient);
         await expect(manager.ensureClient()).resolves.toBeUndefined();
         expect(makeClient).not.toHaveBeenCalled();
         expect(window.showErrorMessage).toHaveBeenCalledWith(expect.stringContaining(FIX_HINT), 'Open Settings', 'Show Log');
@@ -219,7 +216,7 @@ describe('DaemonManager', () => {
         const client = fakeClient(async () => {
             throw new Error('spawn EACCES');
         });
-        const manager = new DaemonManager(log as never, d, jest.fn(() => client) as never);
+        const manager = new DaemonManager(log as never, agentFeatures, d, jest.fn(() => client) as never);
         await expect(manager.ensureClient()).resolves.toBeUndefined();
         const [message] = (window.showErrorMessage as jest.Mock).mock.calls[0];
         expect(message).toContain('the daemon did not start (/venv/bin/llama-agent serve): spawn EACCES');
@@ -234,7 +231,7 @@ describe('DaemonManager', () => {
             clients.push(client);
             return client;
         });
-        const manager = new DaemonManager(log as never, d, makeClient as never);
+        const manager = new DaemonManager(log as never, agentFeatures, d, makeClient as never);
         const seen: unknown[] = [];
         manager.onDidChangeClient((client) => seen.push(client));
         const [a, b] = await Promise.all([manager.ensureClient(), manager.ensureClient()]);
@@ -242,7 +239,7 @@ describe('DaemonManager', () => {
         expect(makeClient).toHaveBeenCalledTimes(1);
         expect(makeClient.mock.calls[0]).toEqual([
             { command: '/usr/bin/llama-agent', args: ['serve'], source: 'path' },
-            expect.anything(),
+            ['serve'],
             log,
         ]);
         const restarted = await manager.restart();
@@ -258,7 +255,7 @@ describe('DaemonManager', () => {
         (window.showErrorMessage as jest.Mock).mockResolvedValue('Open Settings');
         const { d, calls } = deps({ onPath: { 'llama-agent': '/usr/bin/llama-agent' } });
         const makeClient = jest.fn();
-        const manager = new DaemonManager(log as never, d, makeClient);
+        const manager = new DaemonManager(log as never, agentFeatures, d, makeClient);
         await expect(manager.ensureClient()).resolves.toBeUndefined();
         expect(makeClient).not.toHaveBeenCalled();
         expect(calls).toEqual([]);
@@ -280,7 +277,7 @@ describe('DaemonManager', () => {
         const { d } = deps({ onPath: { 'llama-agent': '/usr/bin/llama-agent' } });
         const model = { backend: 'openai', name: null, baseUrl: 'http://127.0.0.1:8080/v1' };
         const makeClient = jest.fn(() => fakeClient(async () => undefined, { llamaAgent: { methods: [], model } }));
-        const manager = new DaemonManager(log as never, d, makeClient as never);
+        const manager = new DaemonManager(log as never, agentFeatures, d, makeClient as never);
         await manager.ensureClient();
         expect(log.info).toHaveBeenCalledWith(
             'Starting the daemon: /usr/bin/llama-agent serve --backend openai --base-url http://127.0.0.1:8080/v1 ' +
@@ -292,10 +289,65 @@ describe('DaemonManager', () => {
 
     test('a server without the llamaAgent capability gets a warning', async () => {
         const { d } = deps({ onPath: { 'llama-agent': '/usr/bin/llama-agent' } });
-        const manager = new DaemonManager(log as never, d, jest.fn(() => fakeClient(async () => undefined, {})) as never);
+        const manager = new DaemonManager(log as never, agentFeatures, d, jest.fn(() => fakeClient(async () => undefined, {})) as never);
         await manager.ensureClient();
         expect(window.showWarningMessage).toHaveBeenCalledWith(
             expect.stringContaining('without capabilities.experimental.llamaAgent'),
         );
+    });
+});
+
+describe('DaemonManager knows no feature: what the features add comes through DaemonFeatures', () => {
+    const log = { show: jest.fn() }; // (the logger registered above keeps what is logged)
+    const started = { isRunning: () => true, initializeResult: { capabilities: { experimental: { x: 1 } } } };
+
+    function client() {
+        return {
+            ...started,
+            start: jest.fn(async () => undefined),
+            onDidChangeState: jest.fn(() => ({ dispose: jest.fn() })),
+            stop: jest.fn(async () => undefined),
+            dispose: jest.fn(async () => undefined),
+        };
+    }
+
+    beforeEach(() => {
+        (workspace.getConfiguration as jest.Mock).mockReturnValue({ get: () => undefined });
+    });
+
+    test("the features' flags follow the server's own arguments, and they are told what initialize said", async () => {
+        const features: DaemonFeatures = {
+            prepare: jest.fn(() => ({ warnings: ['careful'], args: ['--feature-flag', 'x'] })),
+            started: jest.fn(),
+        };
+        const { d } = deps({ onPath: { 'llama-agent': '/usr/bin/llama-agent' } });
+        const makeClient = jest.fn((..._args: unknown[]) => client());
+        await new DaemonManager(log as never, features, d, makeClient as never).ensureClient();
+        expect(makeClient.mock.calls[0][1]).toEqual(['serve', '--feature-flag', 'x']);
+        expect(features.started).toHaveBeenCalledWith('/usr/bin/llama-agent', { x: 1 });
+        expect(window.showWarningMessage).toHaveBeenCalledWith('careful');
+    });
+
+    test("a feature's problem stops the start before discovery, and Open Settings opens its settings", async () => {
+        (window.showErrorMessage as jest.Mock).mockResolvedValue('Open Settings');
+        const features: DaemonFeatures = {
+            prepare: () => ({ problem: { message: 'no way', settingsQuery: 'llamaAgent.somewhere' }, warnings: [], args: [] }),
+            started: jest.fn(),
+        };
+        const { d, calls } = deps({ onPath: { 'llama-agent': '/usr/bin/llama-agent' } });
+        const makeClient = jest.fn();
+        await expect(new DaemonManager(log as never, features, d, makeClient).ensureClient()).resolves.toBeUndefined();
+        expect(makeClient).not.toHaveBeenCalled();
+        expect(calls).toEqual([]);
+        expect(window.showErrorMessage).toHaveBeenCalledWith('no way', 'Open Settings', 'Show Log');
+        await new Promise((r) => setImmediate(r));
+        expect(commands.executeCommand).toHaveBeenCalledWith('workbench.action.openSettings', 'llamaAgent.somewhere');
+    });
+
+    test('without features the daemon gets only the server arguments', async () => {
+        const { d } = deps({ onPath: { 'llama-agent': '/usr/bin/llama-agent' } });
+        const makeClient = jest.fn((..._args: unknown[]) => client());
+        await new DaemonManager(log as never, NO_FEATURES, d, makeClient as never).ensureClient();
+        expect(makeClient.mock.calls[0][1]).toEqual(['serve']);
     });
 });

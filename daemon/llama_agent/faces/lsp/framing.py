@@ -23,8 +23,8 @@ from typing import Any, BinaryIO, Protocol
 from pygls.io_ import StdinAsyncReader
 from pygls.protocol.json_rpc import MsgId
 
-from llama_agent.faces.wire.jsonrpc import INVALID_REQUEST
-from llama_agent.faces.wire.strict_json import PARSE_ERROR, parse_json, refusal
+from llama_agent.common.errors import INVALID_REQUEST, PARSE_ERROR
+from llama_agent.faces.wire.strict_json import parse_json, refusal
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,6 @@
-"""pygls plumbing: plain-dict params for custom methods, our capabilities in `initialize`, and
-JSON-RPC's rules for what a client may send, with an answer for every request that breaks them."""
+"""pygls plumbing: plain-dict params for custom methods, our capabilities in `initialize`,
+JSON-RPC's rules for what a client may send, with an answer for every request that breaks them,
+and the daemon's errors as LSP's (`lsp_error`)."""
 
 from __future__ import annotations
 
@@ -7,31 +8,40 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable, Generator
+from concurrent.futures import Future
 from typing import Any
 
 import attrs
 import cattrs
 from lsprotocol import types
+from pydantic import ValidationError
 from pygls.exceptions import JsonRpcException
 from pygls.protocol import LanguageServerProtocol, default_converter, lsp_method
 from pygls.protocol.json_rpc import (
     JsonRPCNotification,
     JsonRPCRequestMessage,
     JsonRPCResponseMessage,
+    MsgId,
 )
 
 from llama_agent import __version__
-from llama_agent.faces.wire.jsonrpc import (
+from llama_agent.common.errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
+    AgentError,
+    MethodNotFound,
+)
+from llama_agent.faces.wire.jsonrpc import (
     Rejection,
+    agent_error,
     brief,
     check_message,
     client_safe_error,
     encode_json,
     json_only,
     message_id,
+    rejection,
 )
 from llama_agent.faces.wire.params import CUSTOM_METHODS, CUSTOM_NOTIFICATIONS
 
@@ -116,6 +126,11 @@ def _register_json_only(converter: cattrs.Converter) -> None:
         )
 
 
+def lsp_error(error: AgentError) -> JsonRpcException:
+    """The daemon's error as pygls answers it: its code, its message and its data."""
+    return JsonRpcException(error.message, error.code, error.data)
+
+
 def _explain(cause: BaseException | None) -> str:
     if isinstance(cause, cattrs.ClassValidationError):
         return "; ".join(cattrs.transform_error(cause))
@@ -192,7 +207,8 @@ class AgentProtocol(LanguageServerProtocol):
 
     def handle_message(self, message: Any) -> None:
         """pygls' dispatch, except that refused messages stop here, requests after `shutdown` are
-        answered (LSP's InvalidRequest) and unknown notifications are dropped quietly."""
+        answered (LSP's InvalidRequest), an unknown method is answered as on every face and unknown
+        notifications are dropped quietly."""
         if isinstance(message, RejectedMessage):
             return
         method = getattr(message, "method", None)
@@ -205,10 +221,25 @@ class AgentProtocol(LanguageServerProtocol):
                 error = {"code": INVALID_REQUEST, "message": "the server is shutting down"}
                 self.send_message({"jsonrpc": "2.0", "id": message.id, "error": error})
             return
-        if method is not None and not is_request and not self._has_handler(method):
-            log.debug("ignoring the notification %r: no handler", brief(method))
+        if method is not None and not self._has_handler(method):
+            if is_request:
+                self._reject(message, rejection(MethodNotFound(brief(method)), message.id))
+            else:
+                log.debug("ignoring the notification %r: no handler", brief(method))
             return
         super().handle_message(message)
+
+    def _send_handler_result(self, future: Future[Any], *, msg_id: MsgId) -> None:
+        """pygls' answer to a handled request, with the daemon's errors (and an SDK's validation
+        errors) answered as every face answers them: their own code and message (`lsp_error`).
+        Other exceptions stay pygls' internal errors, logged with their traceback."""
+        failure = None if future.cancelled() else future.exception()
+        if isinstance(failure, AgentError | ValidationError):
+            mapped = lsp_error(agent_error(failure))
+            mapped.__cause__ = failure
+            future = Future()
+            future.set_exception(mapped)
+        super()._send_handler_result(future, msg_id=msg_id)
 
     def _has_handler(self, method: str) -> bool:
         return (

@@ -1,4 +1,10 @@
-"""The daemon's JSON-RPC face: thin handlers that delegate to the services layer."""
+"""The daemon's JSON-RPC face: thin handlers that delegate to a session on the core.
+
+One client, one session: opened at `initialize` with the client's workspace folder (or
+`--workspace`). The session asks the person with `window/showMessageRequest`: about a call that
+may write (after the call's `$/progress` report, in an agent run), and about what a tool's policy
+asks beyond the defaults.
+"""
 
 from __future__ import annotations
 
@@ -10,24 +16,18 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from lsprotocol import types
-from pygls.exceptions import (
-    FeatureRequestError,
-    JsonRpcException,
-    JsonRpcInvalidParams,
-    JsonRpcServerNotInitialized,
-)
+from pygls.exceptions import FeatureRequestError
 from pygls.io_ import StdinAsyncReader, StdoutWriter
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
 from llama_agent import __version__
+from llama_agent.common.errors import AgentError, InternalError, InvalidParams, NotInitialized
 from llama_agent.common.text import quoted, visible
-from llama_agent.config import DaemonConfig
-from llama_agent.core import Core, open_core
+from llama_agent.core import Core
 from llama_agent.faces.lsp.framing import open_reader, serve_frames
 from llama_agent.faces.lsp.progress import RunProgress
 from llama_agent.faces.lsp.protocol import AgentProtocol, agent_converter
-from llama_agent.faces.wire.jsonrpc import MODEL_UNAVAILABLE, PROMPT_TOO_LONG
 from llama_agent.faces.wire.params import (
     TOOLS_DID_CHANGE,
     parse_agent_run,
@@ -42,21 +42,21 @@ from llama_agent.faces.wire.results import (
     model_to_wire,
     tool_to_wire,
 )
-from llama_agent.runtime.models.backend import ContextOverflow, ModelError, ModelLoader
-from llama_agent.runtime.tools.schema import ArgumentError
-from llama_agent.services.agent.loop import Agent, InvalidRequest
-from llama_agent.services.consent.approvals import ACTIONS, PendingRequest, Prompts, prompt_message
+from llama_agent.runtime.models.backend import ModelError
+from llama_agent.services.consent.approvals import ACTIONS, PendingRequest, prompt_message
+from llama_agent.services.consent.calls import CannotAsk, Choice, ConsentRequest
 from llama_agent.services.models import ModelService
-from llama_agent.services.tools.registry import (
-    ReconcileResult,
-    Toolbox,
-    ToolSet,
-    ToolSetChange,
-    UnknownTool,
-)
+from llama_agent.services.sessions import Session
+from llama_agent.services.tools.registry import Toolbox, ToolSetChange, UnknownTool
 
 # On SIGTERM, how long the tool calls already running may take to finish.
 STOP_GRACE_SECONDS = 5.0
+# The answers to a question about a call that may write (the grants' questions offer ACTIONS).
+CALL_ANSWERS = {
+    "Allow once": Choice.ALLOW_ONCE,
+    "Always allow in this session": Choice.ALLOW_ALWAYS,
+    "Reject": Choice.REJECT,
+}
 
 log = logging.getLogger(__name__)
 
@@ -72,17 +72,22 @@ class AgentServer(LanguageServer):
             converter_factory=agent_converter,
         )
         self._core: Core | None = None
+        self._session: Session | None = None  # the client's, from `initialize` on
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Future[Any]] = set()
-        self._prompts: Prompts | None = None
         self._client_ready = False  # after `initialized`: the client may be asked things
-        self._workspace_job: asyncio.Future[ReconcileResult] | None = None
 
     @property
     def core(self) -> Core:
         if self._core is None:
             raise RuntimeError("server not configured")
         return self._core
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            raise NotInitialized()
+        return self._session
 
     @property
     def toolbox(self) -> Toolbox:
@@ -92,19 +97,13 @@ class AgentServer(LanguageServer):
     def models(self) -> ModelService:
         return self.core.models
 
-    @property
-    def agent(self) -> Agent:
-        return self.core.agent
-
-    def configure(self, config: DaemonConfig, model_loader: ModelLoader | None = None) -> None:
-        """Build the services; `model_loader` replaces the llama.cpp backend (tests script one).
-        The watcher does the first load while the client is still starting up; requests wait
-        for it."""
-        self.config = config
-        self._core = open_core(config, watch=True, model_loader=model_loader)
-        self._core.subscribe(self._announce_threadsafe)
-        self._prompts = Prompts(self._core.approvals)
-        self.protocol.announced["model"] = model_to_wire(config.model_settings().identity())
+    def configure(self, core: Core) -> None:
+        """Serve `core` (whose watcher does the first load while the client is still starting up;
+        requests wait for it). Serving closes it."""
+        self.config = core.config
+        self._core = core
+        core.subscribe(self._announce_threadsafe)
+        self.protocol.announced["model"] = model_to_wire(core.config.model.identity())
 
     async def preload_model(self) -> None:
         """Load the model in the background, as server-initiated progress if the client can show it."""
@@ -154,22 +153,25 @@ class AgentServer(LanguageServer):
         """Called on `initialize`: from now on tool changes are announced to the client."""
         self._loop = asyncio.get_running_loop()
 
-    def use_workspace(self, folder: Path) -> None:
-        """Grant `folder` to the tools whose policy asks for the workspace. Given at `initialize`,
-        it is part of the first load: requests wait for it, and its change is not announced."""
-        log.info("workspace folder: %s", folder)
-        loop = asyncio.get_running_loop()
-        self._workspace_job = loop.run_in_executor(None, self.toolbox.set_workspace, folder)
+    def open_session(self, folder: Path | None) -> None:
+        """The client's session, `folder` its workspace (granted, per call, to the tools whose
+        policy asks for the workspace)."""
+        self._session = self.core.open_session(workspace=folder, asker=self)
 
-    async def tools_ready(self) -> ToolSet:
-        """The tools once the first load, and the workspace given at `initialize`, are applied."""
-        if self._workspace_job is not None:
-            try:
-                await asyncio.shield(self._workspace_job)
-            except Exception as error:  # the tools still load; only the workspace grant is missing
-                log.error("cannot apply the workspace folder: %s", error)
-                self._workspace_job = None
-        return await self.toolbox.ready()
+    async def ask(self, request: ConsentRequest) -> Choice:
+        """The person's answer about a call that may write (window/showMessageRequest), asked
+        once the client knows of the call: it asked for it (tools/invoke), or the call's
+        `$/progress` report went out before (agent/run)."""
+        params = types.ShowMessageRequestParams(
+            type=types.MessageType.Warning,
+            message=request.message(),  # its paths, names and text quoted and made visible
+            actions=[types.MessageActionItem(title=title) for title in CALL_ANSWERS],
+        )
+        try:
+            answer = await self.window_show_message_request_async(params)
+        except Exception as error:  # an error answer, or a client that is gone
+            raise CannotAsk(f"the editor could not ask: {visible(str(error))}") from error
+        return CALL_ANSWERS.get(_action_title(answer) or "", Choice.REJECT)
 
     def client_ready(self) -> None:
         """Called on `initialized`: once the tools are loaded, ask about their pending requests."""
@@ -183,12 +185,12 @@ class AgentServer(LanguageServer):
     def ask_about_pending_grants(self) -> None:
         """Put each request for grants that waits for the person to them, once, without waiting
         for the answers (window/showMessageRequest)."""
-        if not self._client_ready or self._prompts is None:
+        if not self._client_ready or self._session is None:
             return
-        for request in self._prompts.to_ask(self.toolbox.snapshot.pending):
-            self._in_background(self._ask(self._prompts, request))
+        for request in self._session.grant_requests_to_ask():
+            self._in_background(self._ask_grants(self._session, request))
 
-    async def _ask(self, prompts: Prompts, request: PendingRequest) -> None:
+    async def _ask_grants(self, session: Session, request: PendingRequest) -> None:
         params = types.ShowMessageRequestParams(
             type=types.MessageType.Warning,
             message=prompt_message(request),  # its paths and names quoted and made visible
@@ -197,13 +199,11 @@ class AgentServer(LanguageServer):
         try:
             answer = await self.window_show_message_request_async(params)
         except Exception as error:  # an error answer, or a client that is gone: nothing to do
-            prompts.failed(request, error)
+            session.grant_request_unanswerable(request, error)
             return
-        # The grants file is written (and fsynced) off the event loop.
-        if await asyncio.to_thread(prompts.answered, request, _action_title(answer)):
-            result = await asyncio.to_thread(self.toolbox.reconcile, [request.path])
-            if result.change:
-                self._announce(result.change)
+        change = await session.answer_grant_request(request, _action_title(answer))
+        if change:
+            self._announce(change)
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
@@ -224,7 +224,7 @@ class AgentServer(LanguageServer):
 
     def require_initialized(self) -> None:
         if self._loop is None:
-            raise JsonRpcServerNotInitialized("the server is not initialized: send `initialize` first")
+            raise NotInitialized()
 
     def _announce_threadsafe(self, change: ToolSetChange) -> None:
         if self._loop is not None and not self._loop.is_closed():
@@ -297,9 +297,7 @@ def _action_title(answer: Any) -> str | None:
 @server.feature(types.INITIALIZE)
 def initialize(ls: AgentServer, params: types.InitializeParams) -> None:
     ls.attach_loop()
-    folder = ls.config.workspace or client_workspace(params)
-    if folder is not None:
-        ls.use_workspace(folder)
+    ls.open_session(ls.config.session.workspace or client_workspace(params))
 
 
 def client_workspace(params: types.InitializeParams) -> Path | None:
@@ -315,7 +313,7 @@ def client_workspace(params: types.InitializeParams) -> Path | None:
 @server.feature(types.INITIALIZED)
 async def initialized(ls: AgentServer, params: types.InitializedParams) -> None:
     ls.client_ready()
-    if ls.config.eager_model_load:
+    if ls.config.session.eager_model_load:
         await ls.preload_model()
 
 
@@ -323,11 +321,10 @@ async def initialized(ls: AgentServer, params: types.InitializedParams) -> None:
 async def tools_list(ls: AgentServer, params: Any) -> dict[str, Any]:
     ls.require_initialized()
     parse_tools_list(params)
-    snapshot = await ls.tools_ready()
-    tools = sorted(snapshot.tools.values(), key=lambda tool: tool.name)
+    tools = await ls.session.ready()
     return {
-        "tools": [tool_to_wire(tool) for tool in tools],
-        "failed": [failure_to_wire(failure) for failure in snapshot.failures],
+        "tools": [tool_to_wire(tools[name]) for name in sorted(tools)],
+        "failed": [failure_to_wire(failure) for failure in ls.toolbox.snapshot.failures],
     }
 
 
@@ -335,15 +332,7 @@ async def tools_list(ls: AgentServer, params: Any) -> dict[str, Any]:
 async def tools_invoke(ls: AgentServer, params: Any) -> dict[str, Any]:
     ls.require_initialized()
     name, arguments = parse_tools_invoke(params)
-    await ls.tools_ready()
-    try:
-        result = await ls.toolbox.invoke(name, arguments)
-    except UnknownTool as error:
-        raise JsonRpcInvalidParams(str(error), data={"tool": name}) from error
-    except ArgumentError as error:
-        raise JsonRpcInvalidParams(
-            f"invalid arguments for tool {name!r}: {error}", data={"tool": name, "field": error.field}
-        ) from error
+    result = await ls.session.invoke(name, arguments)
     return call_result_to_wire(result)
 
 
@@ -351,29 +340,22 @@ async def tools_invoke(ls: AgentServer, params: Any) -> dict[str, Any]:
 async def agent_run(ls: AgentServer, params: Any) -> dict[str, Any]:
     ls.require_initialized()
     request, token = parse_agent_run(params)
-    await ls.tools_ready()
+    await ls.toolbox.ready()
     progress = RunProgress(ls.protocol, token)
     progress.begin(request.prompt)
     outcome = "cancelled"
     try:
-        result = await ls.agent.run(request, progress)
+        result = await ls.session.run(request, progress)
         outcome = f"done ({result.stop_reason})"
-    except UnknownTool as error:
-        outcome = str(error)
-        raise JsonRpcInvalidParams(f"agent/run: {error}", data={"field": "tools"}) from error
-    except InvalidRequest as error:
-        outcome = str(error)
-        raise JsonRpcInvalidParams(f"agent/run: {error}", data={"field": error.field}) from error
-    except ModelError as error:
-        outcome = f"the model is unavailable: {error}"
-        raise JsonRpcException(outcome, code=MODEL_UNAVAILABLE) from error
-    except ContextOverflow as error:
-        outcome = (
-            f"{error}: offer fewer tools (`tools`), shorten the prompt, or start the daemon "
-            "with a larger --context-size"
-        )
-        data = {"promptTokens": error.prompt_tokens, "contextSize": error.context_size}
-        raise JsonRpcException(outcome, code=PROMPT_TOO_LONG, data=data) from error
+    except UnknownTool as error:  # a name in `tools`
+        outcome = error.message
+        raise InvalidParams(error.message, "tools", error.data) from error
+    except AgentError as error:  # answered as every face answers it (protocol.lsp_error)
+        outcome = error.message
+        raise
+    except Exception as error:  # a bug: pygls answers it, and logs its traceback
+        outcome = InternalError(type(error).__name__).message
+        raise
     finally:
         progress.end(outcome)
     return agent_result_to_wire(result)

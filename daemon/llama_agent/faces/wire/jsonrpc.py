@@ -1,29 +1,33 @@
-"""JSON-RPC 2.0 as every face speaks it: the error codes, what a client may send (and the answer
-for each message that breaks the rules), and JSON out that any parser reads."""
+"""JSON-RPC 2.0 as every face speaks it: what a client may send (and the answer for each message
+that breaks the rules), the daemon's errors as an answer's error, and JSON out that any parser
+reads. The codes are llama_agent.common.errors'."""
 
 from __future__ import annotations
 
 import json
+import logging
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
+from pydantic import ValidationError
 from pygls.protocol.json_rpc import (
     MsgId,
 )
 
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
-# Server-defined errors, the same on every face: a run cannot run because the model cannot be
-# loaded (or its server failed), or because its prompt is longer than the model's context; ACP
-# holds no more sessions.
-MODEL_UNAVAILABLE = -32010
-PROMPT_TOO_LONG = -32011
-TOO_MANY_SESSIONS = -32012
+from llama_agent.common.errors import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    AgentError,
+    InternalError,
+    InvalidParams,
+)
+
+log = logging.getLogger(__name__)
+
 # Deeper messages are refused before any handler (or log line) recurses into them.
 MAX_NESTING = 128
 
@@ -71,6 +75,35 @@ class Rejection:
     message: str
     id: MsgId | None = None
     answer: bool = True
+
+
+def rejection(error: AgentError, request_id: MsgId | None) -> Rejection:
+    """The answer to a request refused before any handler saw it, as a handler's `error` is answered."""
+    return Rejection(error.code, error.message, request_id)
+
+
+def agent_error(error: BaseException, what: str = "a request") -> AgentError:
+    """`error`, raised while handling `what`, as the daemon's error that every face answers alike:
+    itself if it is one; an SDK's validation error as invalid params, naming the field; anything
+    else is a bug, logged here with its traceback and answered as an internal error that names only
+    its type."""
+    if isinstance(error, AgentError):
+        return error
+    if isinstance(error, ValidationError):
+        return InvalidParams(f"invalid params: {explain(error)}")
+    log.error("%s failed: %s", what, error, exc_info=error)
+    return InternalError(type(error).__name__)
+
+
+def explain(error: ValidationError) -> str:
+    """The first few problems of a pydantic validation, each with where it is (`params.name: Field
+    required`)."""
+    problems = [
+        f"{'.'.join(map(str, problem['loc'])) or 'the message'}: {problem['msg']}"
+        for problem in error.errors()[:3]
+    ]
+    more = f" (and {error.error_count() - 3} more)" if error.error_count() > 3 else ""
+    return brief("; ".join(problems), 400) + more
 
 
 def check_message(value: Any) -> Rejection | None:
@@ -163,11 +196,9 @@ def client_safe_error(error: types.ResponseError) -> types.ResponseError:
     An internal error (-32603) is a bug, so the client learns only the exception's type.
     """
     if error.code == INTERNAL_ERROR:
-        kind = error.message.split(":", 1)[0].strip()
-        detail = f" ({kind})" if kind.isidentifier() else ""
-        return types.ResponseError(
-            INTERNAL_ERROR, f"Internal error{detail}: the daemon's log has the details"
-        )
+        # pygls' internal errors say "Type: text"; ours (InternalError) are already safe.
+        kind = error.message.split(":", 1)[0].strip().removeprefix("Internal error (").removesuffix(")")
+        return types.ResponseError(INTERNAL_ERROR, InternalError(kind).message)
     data = error.data
     if isinstance(data, dict) and "traceback" in data:
         data = {key: item for key, item in data.items() if key != "traceback"} or None

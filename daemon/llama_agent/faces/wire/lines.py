@@ -17,14 +17,14 @@ import contextlib
 import enum
 import logging
 import os
+import stat
 from collections.abc import Callable
 from typing import Any, BinaryIO, Protocol
 
 from lsprotocol import types as lsp
 
+from llama_agent.common.errors import INTERNAL_ERROR, INVALID_REQUEST
 from llama_agent.faces.wire.jsonrpc import (
-    INTERNAL_ERROR,
-    INVALID_REQUEST,
     Rejection,
     brief,
     check_message,
@@ -152,24 +152,40 @@ class _Writer(Protocol):
 
 
 class _FileWriter:
-    """A stdout the event loop cannot watch (a regular file): written at once."""
+    """A stdout the event loop cannot watch (a regular file): written at once, all of it."""
 
     def __init__(self, out: BinaryIO) -> None:
-        self._out = out
+        self._fd = out.fileno()
 
     def write(self, data: bytes) -> None:
-        self._out.write(data)
-        self._out.flush()
+        view = memoryview(data)
+        while view:  # a write may take less than it is given
+            view = view[os.write(self._fd, view) :]
 
     async def drain(self) -> None:
         return None
 
 
+def _pipe_like(out: BinaryIO) -> bool:
+    """Whether the event loop's pipe transport takes `out`: a pipe, a socket or a character device
+    (a terminal). It refuses anything else, a regular file among them (`llama-agent acp > file`),
+    with "Pipe transport is only for pipes, sockets and character devices"."""
+    try:
+        mode = os.fstat(out.fileno()).st_mode
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+
+
 async def open_writer(out: BinaryIO) -> _Writer:
+    """A writer of `out`: through the event loop when it can watch it (flow control: a client that
+    reads slowly holds the daemon's writes back), else directly."""
+    if not _pipe_like(out):
+        return _FileWriter(out)
     loop = asyncio.get_running_loop()
     try:
         transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, out)
-    except (ValueError, OSError):  # a regular file, for instance
+    except (ValueError, OSError):  # not what fstat said: a file swapped in meanwhile, say
         return _FileWriter(out)
     return asyncio.StreamWriter(transport, protocol, None, loop)
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pygls.exceptions import JsonRpcInvalidParams
-
+from llama_agent.common.errors import InvalidParams
 from llama_agent.runtime.tools.schema import ArgumentError, validate_arguments
 from llama_agent.services.agent.loop import AgentRequest
 
@@ -61,7 +60,7 @@ def parse_tools_invoke(params: Any) -> tuple[str, dict[str, Any]]:
 
 
 def parse_agent_run(params: Any) -> tuple[AgentRequest, str | int | None]:
-    """The request and its progress token; raises JsonRpcInvalidParams naming the bad field."""
+    """The request and its progress token; raises InvalidParams naming the bad field."""
     params = _validated("agent/run", AGENT_RUN_PARAMS, params)
     defaults = AgentRequest(prompt="")
     request = AgentRequest(
@@ -86,7 +85,7 @@ def _validated(method: str, schema: dict[str, Any], params: Any, nested: str | N
     try:
         validate_arguments(schema, params)
     except ArgumentError as error:
-        raise JsonRpcInvalidParams(f"{method}: {error}", data={"field": error.field}) from error
+        raise InvalidParams(f"invalid params for {method}: {error}", error.field) from error
     return dict(params)
 
 

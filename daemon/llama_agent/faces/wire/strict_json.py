@@ -7,11 +7,11 @@ import math
 import re
 from typing import Any
 
-from llama_agent.faces.wire.jsonrpc import INVALID_PARAMS, INVALID_REQUEST, Rejection, message_id
+from llama_agent.common.errors import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
+from llama_agent.faces.wire.jsonrpc import Rejection, message_id
 
 # The escape of a UTF-16 surrogate: only then can a parsed string hold an unpaired one.
 SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-PARSE_ERROR = -32700
 
 
 class NotStandardJson(ValueError):

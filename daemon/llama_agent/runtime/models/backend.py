@@ -3,6 +3,7 @@
 Two kinds: a model in the daemon's process (`ModelBackend`: the llama.cpp backend in
 `llama_agent.runtime.models.llama`, or a scripted one in tests), prompted with text the daemon formats; and
 a model behind a chat server (`ChatBackend`: `llama_agent.runtime.models.remote`), sent messages.
+Both are asked for a `Turn` and answer with a `Generation`.
 """
 
 from __future__ import annotations
@@ -12,24 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from llama_agent.common.errors import ModelUnavailable, PromptTooLong
+
 StopReason = Literal["stop", "length", "cancelled"]
 BackendKind = Literal["llama", "openai"]
 ChatMessage = dict[str, str]
 
 
-class ModelError(Exception):
+class ModelError(ModelUnavailable):
     """The model cannot be loaded or used; the message says why, for the user."""
 
 
-class ContextOverflow(Exception):
+class ContextOverflow(PromptTooLong):
     """A prompt longer than the model's context: the model is fine, the request is too big."""
-
-    def __init__(self, prompt_tokens: int, context_size: int) -> None:
-        super().__init__(
-            f"the prompt ({prompt_tokens} tokens) does not fit the model's context ({context_size} tokens)"
-        )
-        self.prompt_tokens = prompt_tokens
-        self.context_size = context_size
 
 
 @dataclass(frozen=True)
@@ -84,6 +80,59 @@ class Generation:
     first_token_seconds: float = 0.0
 
 
+def _ignore(_: str) -> None:
+    return None
+
+
+def _never_stop(_: str) -> bool:
+    return False
+
+
+def _never_cancelled() -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One turn for a model to generate, whatever runs it: what the model is prompted with, the
+    JSON schema its text must follow, how it is sampled, and what ends it early.
+
+    A turn ends at the end of generation ("stop"), after `max_tokens` ("length"), or at the first
+    piece after which `stop_when(piece)` or `cancelled()` is true ("cancelled"). Every piece goes
+    to `on_text` as it comes, before it is given to `stop_when`.
+    """
+
+    # Text (its template applied) for a model in the process; messages for a chat server.
+    prompt: str | Sequence[ChatMessage]
+    schema: dict[str, Any]  # a grammar to a local model, a structured-output constraint to a server
+    max_tokens: int
+    temperature: float = 0.0  # 0: greedy
+    seed: int = 0
+    # Starts of a text prompt, shortest first, that later prompts share: a local backend may keep
+    # them evaluated (on disk too) for those.
+    cache_prefixes: tuple[str, ...] = ()
+    on_text: Callable[[str], None] = _ignore
+    stop_when: Callable[[str], bool] = _never_stop
+    cancelled: Callable[[], bool] = _never_cancelled
+
+    def text(self) -> str:
+        """The prompt as text, for a model in the process."""
+        if not isinstance(self.prompt, str):
+            raise TypeError("a local model is sent its prompt text, not chat messages")
+        return self.prompt
+
+    def messages(self) -> list[ChatMessage]:
+        """The prompt as chat messages, for a chat server."""
+        if isinstance(self.prompt, str):
+            raise TypeError("a chat server is sent messages, not a prompt text")
+        return list(self.prompt)
+
+    def ends_after(self, piece: str) -> bool:
+        """Whether the turn ends after `piece` (already given to `on_text`): told to stop, or
+        cancelled."""
+        return self.stop_when(piece) or self.cancelled()
+
+
 class ModelBackend(Protocol):
     """One model loaded in the process. Blocking and single-threaded: callers serialise its use."""
 
@@ -99,24 +148,9 @@ class ModelBackend(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
-    def generate(
-        self,
-        prompt: str,
-        schema: dict[str, Any],
-        max_tokens: int,
-        temperature: float,
-        seed: int,
-        on_text: Callable[[str], None] = ...,
-        cancelled: Callable[[], bool] = ...,
-        cache_prefixes: Sequence[str] = ...,
-    ) -> Generation:
-        """Text that follows the JSON `schema`, streamed piece by piece to `on_text`; a backend
-        may keep the evaluated `cache_prefixes` (starts of `prompt`, shortest first, that later
-        prompts share).
-
-        Stops at the end of generation ("stop"), after `max_tokens` ("length"), or at the first
-        token after `cancelled()` turns true ("cancelled").
-        """
+    def generate(self, turn: Turn) -> Generation:
+        """`turn`, prompted with its text (a TypeError for messages): text that follows its
+        schema, streamed piece by piece to `turn.on_text`, ended as `Turn` says."""
         ...
 
 
@@ -131,19 +165,10 @@ class ChatBackend(Protocol):
     @property
     def max_concurrent_runs(self) -> int: ...
 
-    async def chat(
-        self,
-        messages: Sequence[ChatMessage],
-        schema: dict[str, Any],
-        max_tokens: int,
-        temperature: float,
-        seed: int,
-        on_text: Callable[[str], None],
-        stop_when: Callable[[str], bool],
-    ) -> Generation:
-        """Like `ModelBackend.generate`, on the event loop: each piece goes to `on_text`, and the
-        turn stops ("cancelled") once `stop_when` says so; cancelling the task closes the stream.
-        Raises ModelError when the server cannot give a turn that follows `schema`."""
+    async def chat(self, turn: Turn) -> Generation:
+        """Like `ModelBackend.generate`, sent the turn's messages (a TypeError for text), on the
+        event loop; cancelling the task closes the stream. Raises ModelError when the server
+        cannot give a turn that follows the schema."""
         ...
 
 

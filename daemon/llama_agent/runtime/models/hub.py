@@ -25,13 +25,12 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_for_futures
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -54,6 +53,7 @@ from huggingface_hub.utils.tqdm import tqdm as hub_tqdm
 
 from llama_agent.common.text import quoted, visible
 from llama_agent.runtime.models.backend import ModelError
+from llama_agent.runtime.storage.atomic import replacing, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -276,12 +276,7 @@ def _remember_revision(storage: Path, revision: str | None, commit: str) -> None
     if revision == commit or _read_ref(ref) == commit:
         return
     ref.parent.mkdir(parents=True, exist_ok=True)
-    written = ref.with_name(f".{uuid.uuid4().hex}.ref")
-    try:
-        written.write_text(commit)
-        os.replace(written, ref)
-    finally:
-        written.unlink(missing_ok=True)
+    write_atomically(ref, commit.encode("ascii"))
 
 
 def _blob_complete(blob: Path, size: int) -> bool:
@@ -408,17 +403,10 @@ class _Download:
     def _receive(self, blob: _Blob, blob_path: Path, stop: threading.Event) -> None:
         blob_path.parent.mkdir(parents=True, exist_ok=True)
         _make_room(blob_path.parent, blob.size)
-        # Named here, created exclusively: nothing the server sent names a file.
-        descriptor, partial = tempfile.mkstemp(
-            prefix=".download-", suffix=".incomplete", dir=blob_path.parent
-        )
-        try:
-            with os.fdopen(descriptor, "wb") as file, self._bar(blob.size) as bar:
-                _Transfer(blob, file, self._progress(blob.size, bar), stop).run()
-            os.replace(partial, blob_path)
-        finally:
-            with suppress(FileNotFoundError):
-                os.unlink(partial)
+        # Staged beside the blob, created exclusively under a name made here (nothing the server
+        # sent names a file), and removed unless the transfer ends with the bytes the ETag names.
+        with replacing(blob_path) as file, self._bar(blob.size) as bar:
+            _Transfer(blob, file, self._progress(blob.size, bar), stop).run()
 
     @contextmanager
     def _bar(self, size: int) -> Iterator[hub_tqdm]:

@@ -10,9 +10,8 @@ import codecs
 import json
 import logging
 import os
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +23,10 @@ from llama_agent.runtime.models.backend import (
     ModelIdentity,
     ModelSettings,
     StopReason,
+    Turn,
 )
+from llama_agent.runtime.storage.atomic import replacing
+from llama_agent.runtime.storage.signing import signing_key
 
 if TYPE_CHECKING:
     from llama_agent.runtime.models.prompt_states import PromptStates
@@ -56,15 +58,10 @@ def default_model_path(cache_dir: Path) -> Path:
         except (FileExistsError, ValueError):
             log.warning("%s is corrupt: writing it again", target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Assemble beside the target and rename, so concurrent daemons never see half a file.
-    fd, partial = tempfile.mkstemp(dir=target.parent, suffix=".partial")
-    os.close(fd)
-    try:
-        assemble(partial, overwrite=True)
-        os.replace(partial, target)
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
+    # Assembled beside the target and renamed, so concurrent daemons never see half a file. The
+    # package writes (and checks) a file it names: the staged file, through its descriptor's name.
+    with replacing(target) as staged:
+        assemble(f"/proc/self/fd/{staged.fileno()}", overwrite=True)
     return Path(target)
 
 
@@ -155,7 +152,6 @@ class LlamaModel:
         if self._cache_dir is None:
             return None
         from llama_agent.runtime.models.prompt_states import PromptStates
-        from llama_agent.runtime.wasm.compile_cache import signing_key
 
         return PromptStates(
             self._cache_dir / "prompts", signing_key(self._cache_dir), self.path, context_size
@@ -194,22 +190,12 @@ class LlamaModel:
     def count_tokens(self, text: str) -> int:
         return len(self._tokenize(text))
 
-    def generate(
-        self,
-        prompt: str,
-        schema: dict[str, Any],
-        max_tokens: int,
-        temperature: float,
-        seed: int,
-        on_text: Callable[[str], None] = lambda _: None,
-        cancelled: Callable[[], bool] = lambda: False,
-        cache_prefixes: Sequence[str] = (),
-    ) -> Generation:
-        """Generate text that matches the JSON `schema`, stopping at end of generation.
-        `cache_prefixes`, starts of `prompt` (shortest first) that other prompts share, are kept
-        evaluated on disk for later runs and other processes."""
+    def generate(self, turn: Turn) -> Generation:
+        """Generate text that matches the turn's JSON schema, stopping at end of generation. The
+        turn's `cache_prefixes`, starts of its prompt (shortest first) that other prompts share,
+        are kept evaluated on disk for later runs and other processes."""
         started = time.perf_counter()
-        tokens = self._tokenize(prompt)
+        tokens = self._tokenize(turn.text())
         room = self.context_size - len(tokens)
         if room <= 0:
             raise ContextOverflow(len(tokens), self.context_size)
@@ -223,10 +209,10 @@ class LlamaModel:
         stop_reason: StopReason = "length"
         first_token_at = 0.0
         vocab = self._llm._model.vocab
-        grammar = _grammar(json.dumps(schema))
-        evaluated = self._restore_prefixes(tokens, cache_prefixes)
+        grammar = _grammar(json.dumps(turn.schema))
+        evaluated = self._restore_prefixes(tokens, turn.cache_prefixes)
         evaluated += evaluate_prompt(self._llm, tokens)
-        for token in generate_constrained(self._llm, grammar, temperature, seed):
+        for token in generate_constrained(self._llm, grammar, turn.temperature, turn.seed):
             first_token_at = first_token_at or time.perf_counter()
             if llama_cpp.llama_vocab_is_eog(vocab, token):
                 stop_reason = "stop"
@@ -235,11 +221,11 @@ class LlamaModel:
             piece = decoder.decode(self._llm.detokenize([token]))
             if piece:
                 pieces.append(piece)
-                on_text(piece)
-            if cancelled():
+                turn.on_text(piece)
+            if (piece and turn.stop_when(piece)) or turn.cancelled():
                 stop_reason = "cancelled"
                 break
-            if generated >= min(max_tokens, room):
+            if generated >= min(turn.max_tokens, room):
                 break
         pieces.append(decoder.decode(b"", final=True))
         return Generation(

@@ -8,10 +8,10 @@ Here the llama.cpp state of such a prefix (its KV cells, about 13 KiB a token fo
 13 MiB for a 1,000-token start) is written once to `<cache>/prompts/` and read back by the next
 run that starts the same way, in this process or another.
 
-Each file holds the tokens and the state, signed with the cache's key (as compiled tools are):
-a file that does not verify, or that llama.cpp refuses, is evaluated afresh and never used.
-The identity signed in covers the model file, the context size and llama-cpp-python's version,
-so a changed model never gets another's state.
+Each file holds the tokens and the state, signed with the cache's key as compiled tools are
+(runtime/storage/signing.py): a file that does not verify, or that llama.cpp refuses, is
+evaluated afresh and never used. The identity signed in covers the model file, the context size
+and llama-cpp-python's version, so a changed model never gets another's state.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
-import hmac
 import logging
 import os
 import struct
@@ -29,7 +28,8 @@ from typing import Any
 import llama_cpp
 
 from llama_agent.runtime.models.sampling import evaluate_prompt
-from llama_agent.runtime.wasm.compile_cache import write_atomically
+from llama_agent.runtime.storage.atomic import write_atomically
+from llama_agent.runtime.storage.signing import sign, signed
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,9 @@ class PromptStates:
         digest = hashlib.sha256(self._identity + b"\0" + struct.pack(f"<{len(tokens)}i", *tokens))
         return self.directory / f"{digest.hexdigest()[:40]}.state"
 
-    def _mac(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, self._identity + b"\0" + payload, hashlib.sha256).digest()
+    def _signed(self, payload: bytes) -> bytes:
+        """What a file's signature covers: the model and context it was made with, and the file."""
+        return self._identity + b"\0" + payload
 
     def _restore(self, llm: Any, tokens: list[int]) -> bool:
         path = self._path(tokens)
@@ -86,7 +87,7 @@ class PromptStates:
             return False
         payload, mac = data[:-MAC_BYTES], data[-MAC_BYTES:]
         expected_tokens = MAGIC + struct.pack(f"<I{len(tokens)}i", len(tokens), *tokens)
-        if not hmac.compare_digest(mac, self._mac(payload)) or not payload.startswith(expected_tokens):
+        if not signed(self._key, self._signed(payload), mac) or not payload.startswith(expected_tokens):
             log.warning("prompt state %s does not verify: evaluating the prompt afresh", path.name)
             return False
         state = payload[len(expected_tokens) :]
@@ -111,7 +112,7 @@ class PromptStates:
         payload = MAGIC + struct.pack(f"<I{len(tokens)}i", len(tokens), *tokens) + bytes(buffer)[:written]
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            write_atomically(self._path(tokens), payload + self._mac(payload))
+            write_atomically(self._path(tokens), payload + sign(self._key, self._signed(payload)))
             self.written += 1
             self._prune()
         except OSError as error:

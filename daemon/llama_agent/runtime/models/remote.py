@@ -24,7 +24,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -36,13 +36,13 @@ from jsonschema.validators import validator_for
 
 from llama_agent.common.text import visible
 from llama_agent.runtime.models.backend import (
-    ChatMessage,
     Generation,
     ModelError,
     ModelIdentity,
     ModelSettings,
     RemoteSettings,
     StopReason,
+    Turn,
 )
 
 log = logging.getLogger(__name__)
@@ -220,30 +220,21 @@ class OpenAIBackend:
                 f"{url} did not answer with an OpenAI model list ({error}): is --base-url right?"
             ) from error
 
-    async def chat(
-        self,
-        messages: Sequence[ChatMessage],
-        schema: dict[str, Any],
-        max_tokens: int,
-        temperature: float,
-        seed: int,
-        on_text: Callable[[str], None],
-        stop_when: Callable[[str], bool],
-    ) -> Generation:
+    async def chat(self, turn: Turn) -> Generation:
         body = {
             "model": self.model,
-            "messages": list(messages),
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-            "seed": seed,
+            "messages": turn.messages(),
+            "max_tokens": turn.max_tokens,
+            "temperature": turn.temperature,
+            "seed": turn.seed,
             "stream": True,
             "stream_options": {"include_usage": True},
         }
         first_refusal: _Refused | None = None
         for mode in self._modes():
-            new_turn = partial(_TurnStream, mode, on_text, stop_when, self.url, max_tokens)
+            new_turn = partial(_TurnStream, mode, turn, self.url)
             try:
-                generation = await self._with_retries({**body, **constraint(mode, schema)}, new_turn)
+                generation = await self._with_retries({**body, **constraint(mode, turn.schema)}, new_turn)
             except _Refused as refusal:
                 log.info("%s refused the %s form of the schema: %s", self.url, mode, refusal)
                 self.refused.add(mode)
@@ -251,7 +242,7 @@ class OpenAIBackend:
                 continue
             self.mode = mode
             if generation.stop_reason == "stop":
-                self._validate(generation.text, schema, mode)
+                self._validate(generation.text, turn.schema, mode)
             return generation
         raise ServerError(
             f"the model server at {self.url} takes none of the ways to hold a turn to its schema "
@@ -454,20 +445,12 @@ class _TurnStream:
     stands for, so every listener sees turns in one format; a tool call is passed on whole once
     its arguments are complete."""
 
-    def __init__(
-        self,
-        mode: Mode,
-        on_text: Callable[[str], None],
-        stop_when: Callable[[str], bool],
-        server: str,
-        max_tokens: int,
-    ) -> None:
+    def __init__(self, mode: Mode, turn: Turn, server: str) -> None:
         self.mode = mode
-        self._on_text = on_text
-        self._stop_when = stop_when
+        self._turn = turn
         self._server = server
-        self._max_tokens = max_tokens
-        self._byte_limit = turn_byte_limit(max_tokens)
+        self._max_tokens = turn.max_tokens
+        self._byte_limit = turn_byte_limit(turn.max_tokens)
         self._bytes = 0
         self._partial_line: list[bytes] = []  # the start of a line still arriving
         self._partial_bytes = 0
@@ -477,7 +460,7 @@ class _TurnStream:
         self._calls: dict[int, _Call] = {}
         self._deltas = 0
         self._finish: str | None = None
-        self._stopped = False  # stop_when said so
+        self._stopped = False  # the turn's stop_when or cancelled said so
         self._cut = False  # max_tokens pieces arrived
         self._prompt_tokens = 0
         self._completion_tokens: int | None = None
@@ -617,8 +600,8 @@ class _TurnStream:
 
     def _say(self, text: str) -> None:
         self.emitted = True
-        self._on_text(text)
-        if not self._stopped and self._stop_when(text):
+        self._turn.on_text(text)
+        if not self._stopped and self._turn.ends_after(text):
             self._stopped = True
 
     def text(self) -> str:

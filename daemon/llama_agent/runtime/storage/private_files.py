@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from llama_agent.common.text import visible
+from llama_agent.runtime.storage.atomic import write_atomically
 from llama_agent.runtime.storage.files import RefusedFile
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,19 @@ def open_private_file(directory_fd: int, path: Path) -> int | None:
         os.close(fd)
         raise
     return fd
+
+
+def replace_private_file(path: Path, data: bytes, *, named_by: str = "") -> None:
+    """Replace `path` with a file holding `data`, atomically (atomic.py), mode 0600, once its
+    directory (made 0700 if missing) and any file already there are checked to be the person's
+    own: a link is never written through, nor replaced. `named_by`: the setting that names the
+    directory, for the message if it is a link. Raises NotPrivate, or another OSError."""
+    with private_directory(path.parent, create=True, named_by=named_by) as directory_fd:
+        existing = open_private_file(directory_fd, path)
+        if existing is not None:
+            os.close(existing)
+        # Created and renamed within the directory checked, wherever its path leads meanwhile.
+        write_atomically(path, data, directory_fd=directory_fd)
 
 
 def read_open_file(fd: int, path: Path, max_bytes: int) -> bytes:

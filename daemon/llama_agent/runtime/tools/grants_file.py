@@ -3,10 +3,11 @@
 A policy file beside a tool only asks. An approval binds the tool's name, the sha256 of its
 component and a digest of what its policy asks (`request_digest`), so a replaced component or a
 changed request is no longer approved. The file is the person's: it is written atomically (a
-temporary file, fsync, rename) with mode 0600 in a directory created 0700. One that is a link
-(symbolic or hard), is not the person's own, is writable by others, lies in a directory that is
-not the person's own, or does not parse, is not trusted (GrantsFileError): it approves nothing
-and is not written (daemon/llama_agent/runtime/storage/private_files.py says why each).
+temporary file, fsync, rename: runtime/storage/atomic.py) with mode 0600 in a directory created
+0700. One that is a link (symbolic or hard), is not the person's own, is writable by others, lies
+in a directory that is not the person's own, or does not parse, is not trusted (GrantsFileError):
+it approves nothing and is not written (daemon/llama_agent/runtime/storage/private_files.py says
+why each).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -31,6 +31,7 @@ from llama_agent.runtime.storage.private_files import (
     open_private_file,
     private_directory,
     read_open_file,
+    replace_private_file,
     shown,
 )
 
@@ -186,31 +187,9 @@ def write_approvals(path: Path, approvals: tuple[Approval, ...]) -> None:
     Raises GrantsFileError, writing nothing, if the directory, or a file already there, cannot
     be trusted: a link is never written through, nor replaced."""
     try:
-        with private_directory(path.parent, create=True, named_by=CONFIG_DIR_SETTING) as directory_fd:
-            existing = open_private_file(directory_fd, path)
-            if existing is not None:
-                os.close(existing)
-            _replace(directory_fd, path, render(approvals))
+        replace_private_file(path, render(approvals).encode("utf-8"), named_by=CONFIG_DIR_SETTING)
     except NotPrivate as error:
         raise GrantsFileError(f"not written: {error}") from error
-
-
-def _replace(directory_fd: int, path: Path, text: str) -> None:
-    fd, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    staged = os.path.basename(staging)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        # Renamed within the directory checked, whatever its path leads to meanwhile.
-        os.replace(staged, path.name, src_dir_fd=directory_fd, dst_dir_fd=directory_fd)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(staged, dir_fd=directory_fd)
-        raise
-    os.fsync(directory_fd)  # makes the rename itself durable
 
 
 def render(approvals: tuple[Approval, ...]) -> str:

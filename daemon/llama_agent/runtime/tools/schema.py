@@ -9,6 +9,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
+from llama_agent.common.errors import InvalidParams
 from llama_agent.runtime.tools.metadata import ParamType, ToolMetadata, ToolParam
 
 # WIT `s64` bounds: a larger integer cannot reach the tool intact.
@@ -18,12 +19,8 @@ S64_MAX = 2**63 - 1
 JsonObject = dict[str, Any]
 
 
-class ArgumentError(ValueError):
+class ArgumentError(InvalidParams, ValueError):
     """Arguments that do not match a tool's input schema. `field` names the offender."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 def input_schema(metadata: ToolMetadata) -> JsonObject:

@@ -1,10 +1,11 @@
 """On-disk cache of compiled components, keyed by content hash and engine identity.
 
-Compiled code is loaded without further checks by wasmtime, so every entry is signed: an HMAC,
-under a key kept with the cache (so every daemon using the cache verifies its entries), over which
-tool the entry is for and the entry's digest. An entry that does not verify (rewritten, swapped
-for another tool's entry, truncated) is compiled again and never run. No tool can be granted the
-cache directory or anything in it (runtime/tools/policy.py).
+Compiled code is loaded without further checks by wasmtime, so every entry is signed
+(runtime/storage/signing.py): an HMAC, under a key kept with the cache (so every daemon using the
+cache verifies its entries), over which tool the entry is for and the entry's digest. An entry
+that does not verify (rewritten, swapped for another tool's entry, truncated) is compiled again
+and never run. No tool can be granted the cache directory or anything in it
+(runtime/tools/policy.py).
 
 A signature is worth what the key is: the cache directory, its `components` directory and the key
 must be the person's own (runtime/storage/private_files.py), or whoever else could write them could
@@ -15,9 +16,7 @@ compiles into a private directory instead (`CompileCache.open`).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
-import hmac
 import logging
 import os
 import shutil
@@ -33,14 +32,16 @@ from pathlib import Path
 import wasmtime
 from wasmtime.component import Component
 
+from llama_agent.runtime.storage.atomic import write_atomically
+from llama_agent.runtime.storage.digests import file_sha256, sha256_hex
 from llama_agent.runtime.storage.files import RefusedFile
 from llama_agent.runtime.storage.private_files import (
     NotPrivate,
-    open_private_file,
     private_directory,
     read_open_file,
     shown,
 )
+from llama_agent.runtime.storage.signing import new_key, sign, signed, stored_key
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,6 @@ log = logging.getLogger(__name__)
 # lowest priority, so the calls being served keep their latency (measured in
 # bench/hot_reload.py), while file watching and policy reloads stay at normal priority.
 COMPILER_NICENESS = 19
-KEY_BYTES = 32
-KEY_NAME = "signing.key"
-# A key file of another size up to this is replaced (a torn write); a bigger one is refused.
-MAX_KEY_FILE_BYTES = 4096
 COMPONENTS_DIR = "components"
 MAC_SUFFIX = ".mac"
 MAX_MAC_BYTES = 128  # 64 hex digits, and room for a newline
@@ -72,73 +69,6 @@ def _lower_priority_of_this_thread() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), COMPILER_NICENESS)
     except (AttributeError, OSError) as error:  # not Linux, or not permitted
         log.debug("cannot lower the compiler thread's priority: %s", error)
-
-
-def signing_key(directory: Path) -> bytes:
-    """The key in `directory/signing.key`, made on first use (mode 0600). A cache that cannot be
-    trusted or written gets a key of this process's own, kept nowhere: what it signs verifies
-    within this process only."""
-    try:
-        return _stored_key(directory)
-    except OSError as error:
-        log.warning(
-            "cannot keep a signing key in %s (%s): what is cached there now holds for this process only",
-            shown(directory),
-            error,
-        )
-    return os.urandom(KEY_BYTES)
-
-
-def _stored_key(directory: Path) -> bytes:
-    """The cache's key, made if missing, once the directory and the key are checked to be the
-    person's own (runtime/storage/private_files.py). Raises NotPrivate or OSError."""
-    path = directory / KEY_NAME
-    with private_directory(
-        directory, create=True, named_by="--cache-dir (or LLAMA_AGENT_CACHE_DIR)"
-    ) as directory_fd:
-        # Under a lock, so that a daemon starting meanwhile neither reads a key half made nor
-        # makes another.
-        fcntl.flock(directory_fd, fcntl.LOCK_EX)
-        key = _read_key(directory_fd, path)
-        if key is not None and len(key) == KEY_BYTES:
-            return key
-        if key is not None:  # torn by a crash, say: entries signed under it are compiled again
-            log.warning("%s holds %d bytes, not %d: making a new key", shown(path), len(key), KEY_BYTES)
-        _write_key(directory_fd, os.urandom(KEY_BYTES))
-        key = _read_key(directory_fd, path)
-    if key is None or len(key) != KEY_BYTES:
-        raise OSError(f"{shown(path)} did not keep the key written to it")
-    return key
-
-
-def _read_key(directory_fd: int, path: Path) -> bytes | None:
-    fd = open_private_file(directory_fd, path)
-    if fd is None:
-        return None
-    try:
-        return read_open_file(fd, path, MAX_KEY_FILE_BYTES)
-    finally:
-        os.close(fd)
-
-
-def _write_key(directory_fd: int, key: bytes) -> None:
-    staged = f".{KEY_NAME}.{os.urandom(8).hex()}"
-    fd = os.open(
-        staged,
-        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-        0o600,
-        dir_fd=directory_fd,
-    )
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(key)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(staged, KEY_NAME, src_dir_fd=directory_fd, dst_dir_fd=directory_fd)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(staged, dir_fd=directory_fd)
-        raise
 
 
 class CompileCache:
@@ -164,7 +94,7 @@ class CompileCache:
         compiles into a private directory of its own (removed when it ends) under a key kept
         nowhere, so it serves all the same, compiling each tool again."""
         try:
-            key = _stored_key(cache_dir)
+            key = stored_key(cache_dir)
             directory = cache_dir / COMPONENTS_DIR
             with private_directory(directory, create=True):
                 pass
@@ -189,7 +119,7 @@ class CompileCache:
         """A cache for this process alone: a new directory (mkdtemp: 0700, a name nobody could
         have taken first) and a key that is never written down, removed by `close` or at exit."""
         directory = Path(tempfile.mkdtemp(prefix="llama-agent-cache-", dir=_executable_temporary_dir()))
-        cache = cls(directory, engine, engine_tag, os.urandom(KEY_BYTES))
+        cache = cls(directory, engine, engine_tag, new_key())
         cache._remove = weakref.finalize(cache, shutil.rmtree, directory, ignore_errors=True)
         log.info("compiling tools into %s, for this process only", shown(directory))
         return cache
@@ -210,9 +140,9 @@ class CompileCache:
         key = hashlib.sha256(f"{self._engine_tag}:{content_hash}".encode()).hexdigest()
         return self._dir / f"{key[:40]}.cwasm"
 
-    def _mac(self, content_hash: str, entry_sha256: str) -> str:
-        message = f"{self._engine_tag}:{content_hash}:{entry_sha256}".encode()
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+    def _signed(self, content_hash: str, entry_sha256: str) -> bytes:
+        """What an entry's signature covers: which tool, for which engine, and the entry's digest."""
+        return f"{self._engine_tag}:{content_hash}:{entry_sha256}".encode()
 
     def load(self, wasm: bytes, content_hash: str) -> tuple[Component, Artifact, bool]:
         """The compiled component, its cache entry, and whether it came from the cache."""
@@ -246,7 +176,7 @@ class CompileCache:
             return None
         try:
             digest = file_sha256(fd)
-            if not hmac.compare_digest(expected, self._mac(content_hash, digest)):
+            if not signed(self._key, self._signed(content_hash, digest), expected):
                 log.warning("cache entry %s does not match its signature: compiling again", entry)
                 return None
             component = Component.deserialize_file(self._engine, f"/proc/self/fd/{fd}")
@@ -260,24 +190,14 @@ class CompileCache:
         return component, Artifact(entry, digest)
 
     def _store(self, entry: Path, content_hash: str, component: Component) -> Artifact:
-        """Write-then-rename, so a concurrent reader never sees half an entry."""
+        """Written whole, then renamed into place: a concurrent reader never sees half an entry.
+        The signature goes last: an entry without one is compiled again."""
         data = component.serialize()
-        digest = hashlib.sha256(data).hexdigest()
+        digest = sha256_hex(data)
         write_atomically(entry, data)
-        write_atomically(entry.parent / (entry.name + MAC_SUFFIX), self._mac(content_hash, digest).encode())
+        signature = sign(self._key, self._signed(content_hash, digest)).hex()
+        write_atomically(entry.parent / (entry.name + MAC_SUFFIX), signature.encode())
         return Artifact(entry, digest)
-
-
-def write_atomically(path: Path, data: bytes | bytearray) -> None:
-    fd, staged = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(staged, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(staged)
-        raise
 
 
 def _executable_temporary_dir() -> str | None:
@@ -310,13 +230,3 @@ def _read_regular(path: Path, max_bytes: int) -> bytes:
         return read_open_file(fd, path, max_bytes)
     finally:
         os.close(fd)
-
-
-def file_sha256(fd: int) -> str:
-    """The sha256 of everything in the open file `fd`, read from its start."""
-    digest = hashlib.sha256()
-    with os.fdopen(os.dup(fd), "rb") as file:
-        file.seek(0)
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

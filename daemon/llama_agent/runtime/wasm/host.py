@@ -10,13 +10,12 @@ Thread-safe: `load` and `invoke` are blocking calls meant for worker threads; `i
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -25,12 +24,32 @@ import wasmtime
 
 from llama_agent.runtime.storage.files import RefusedFile, read_component
 from llama_agent.runtime.tools.limits import Limits
-from llama_agent.runtime.tools.metadata import ToolMetadata, metadata_from_dict
+from llama_agent.runtime.tools.metadata import ToolMetadata
 from llama_agent.runtime.tools.policy import Grants
 from llama_agent.runtime.wasm.compile_cache import Artifact, CompileCache
 from llama_agent.runtime.wasm.contracts import Contract, IncompatibleComponent, detect_contract
-from llama_agent.runtime.wasm.executor import ENGINE_TAG_SUFFIX, Invocation, first_line, new_engine, refused
-from llama_agent.runtime.wasm.workers import CancelToken, Reply, WorkerPool
+from llama_agent.runtime.wasm.executor import (
+    ENGINE_TAG_SUFFIX,
+    Invocation,
+    Sandbox,
+    first_line,
+    new_engine,
+    refused,
+)
+from llama_agent.runtime.wasm.messages import (
+    Cancelled,
+    CompiledTool,
+    Crashed,
+    Described,
+    DescribeJob,
+    Done,
+    Failed,
+    InvokeJob,
+    Outcome,
+    QuotaExceeded,
+    TimedOut,
+)
+from llama_agent.runtime.wasm.workers import CancelToken, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -131,18 +150,19 @@ class WasmHost:
 
     def _describe(self, artifact: Artifact, contract: Contract, limits: Limits) -> ToolMetadata:
         timeout = min(limits.timeout_seconds, DESCRIBE_TIMEOUT_SECONDS)
-        job = _job("describe", artifact, contract, Grants(limits=limits))
-        reply = self.workers.run(job, timeout, loading=True)
-        if reply.kind == "described":
+        job = DescribeJob(_compiled(artifact, contract), limits)
+        outcome = self.workers.run(job, timeout, loading=True)
+        if isinstance(outcome, Described):
             try:
-                metadata = metadata_from_dict(reply.body["metadata"])
-                metadata.check()
-            except (KeyError, TypeError, ValueError) as error:
+                outcome.metadata.check()  # checked in the worker too: this is what the daemon serves
+            except ValueError as error:
                 raise ToolLoadError(str(error)) from error
-            return metadata
-        if reply.kind == "timeout":
+            return outcome.metadata
+        if isinstance(outcome, TimedOut):
             raise ToolLoadError(f"reading metadata failed: describe() did not return within {timeout:g} s")
-        raise ToolLoadError(reply.error or f"reading metadata failed ({reply.kind})")
+        if isinstance(outcome, Failed | Crashed) and outcome.error:
+            raise ToolLoadError(outcome.error)
+        raise ToolLoadError(f"reading metadata failed ({_ending(outcome)})")
 
     # -- invoking -----------------------------------------------------------------------
 
@@ -162,8 +182,8 @@ class WasmHost:
         job = _invoke_job(tool, arguments, grants)
         if isinstance(job, str):
             return refused(job, started)
-        reply = self.workers.run(job, grants.limits.timeout_seconds, cancel=cancel)
-        return _invocation(reply, grants.limits, started)
+        outcome = self.workers.run(job, grants.limits.timeout_seconds, cancel=cancel)
+        return _invocation(outcome, grants.limits, started)
 
     async def invoke_async(
         self,
@@ -179,15 +199,15 @@ class WasmHost:
         if isinstance(job, str):
             return refused(job, started)
         timeout = grants.limits.timeout_seconds
-        reply = await self.workers.run_async(job, timeout, cancel=cancel, executor=executor)
-        return _invocation(reply, grants.limits, started)
+        outcome = await self.workers.run_async(job, timeout, cancel=cancel, executor=executor)
+        return _invocation(outcome, grants.limits, started)
 
     @property
     def default_grants(self) -> Grants:
         return Grants(limits=self.limits)
 
 
-def _invoke_job(tool: LoadedTool, arguments: dict[str, Any], grants: Grants) -> dict[str, Any] | str:
+def _invoke_job(tool: LoadedTool, arguments: dict[str, Any], grants: Grants) -> InvokeJob | str:
     """The job that runs one call, or why it cannot run."""
     moved = [grant.host for grant in grants.dirs if not grant.still_granted()]
     if moved:
@@ -195,49 +215,41 @@ def _invoke_job(tool: LoadedTool, arguments: dict[str, Any], grants: Grants) -> 
             f"cannot run: the granted directory {moved[0]} is no longer the directory that was "
             "granted (it was removed or replaced, or a symlink now stands in its path)"
         )
-    return {**_job("invoke", tool.artifact, tool.contract, grants), "arguments": arguments}
+    sandbox = Sandbox(
+        grants.limits,
+        dirs=tuple((str(d.host), d.guest, d.mode == "rw") for d in grants.dirs),
+        env=tuple((name, os.environ[name]) for name in grants.env if name in os.environ),
+    )
+    return InvokeJob(_compiled(tool.artifact, tool.contract), sandbox, arguments)
 
 
-def _job(op: str, artifact: Artifact, contract: Contract, grants: Grants) -> dict[str, Any]:
-    return {
-        "op": op,
-        "artifact": str(artifact.path),
-        "digest": artifact.sha256,
-        "contract": contract.to_wire(),
-        "limits": _limits_wire(grants.limits),
-        "dirs": [[str(d.host), d.guest, d.mode == "rw"] for d in grants.dirs],
-        "env": [[name, os.environ[name]] for name in grants.env if name in os.environ],
-    }
+def _compiled(artifact: Artifact, contract: Contract) -> CompiledTool:
+    return CompiledTool(str(artifact.path), artifact.sha256, contract)
 
 
-@functools.lru_cache(maxsize=256)
-def _limits_wire(limits: Limits) -> dict[str, Any]:
-    """`limits` as a job carries them (made once per value: `asdict` costs a call ~10 µs)."""
-    return asdict(limits)
-
-
-def _invocation(reply: Reply, limits: Limits, started: float) -> Invocation:
+def _invocation(outcome: Outcome, limits: Limits, started: float) -> Invocation:
     elapsed_ms = (time.perf_counter() - started) * 1000
-    if reply.kind == "done":
-        body = reply.body
-        return Invocation(
-            text=str(body["text"]),
-            is_error=bool(body["is_error"]),
-            stdout=str(body["stdout"]),
-            stderr=str(body["stderr"]),
-            truncated=bool(body["truncated"]),
-            timed_out=bool(body["timed_out"]),
-            duration_ms=elapsed_ms,
-        )
-    if reply.kind == "timeout":
+    if isinstance(outcome, Done):
+        return replace(outcome.outcome, duration_ms=elapsed_ms)
+    if isinstance(outcome, TimedOut):
         text = f"timed out after {limits.timeout_seconds:g} s: the call was stopped (its process ended)"
         return Invocation(text, True, "", "", False, True, elapsed_ms)
-    if reply.kind == "quota":
+    if isinstance(outcome, QuotaExceeded):
         text = (
-            f"stopped: the call wrote {reply.body.get('written', 0):,} bytes, more than its "
+            f"stopped: the call wrote {outcome.written:,} bytes, more than its "
             f"{limits.write_bytes:,}-byte write quota (write_mib in its policy)"
         )
         return Invocation(text, True, "", "", False, False, elapsed_ms)
-    if reply.kind == "cancelled":
+    if isinstance(outcome, Cancelled):
         return Invocation("cancelled", True, "", "", False, False, elapsed_ms)
-    return Invocation(f"the call failed: {reply.error or reply.kind}", True, "", "", False, False, elapsed_ms)
+    reason = outcome.error if isinstance(outcome, Failed | Crashed) and outcome.error else _ending(outcome)
+    return Invocation(f"the call failed: {reason}", True, "", "", False, False, elapsed_ms)
+
+
+def _ending(outcome: Outcome) -> str:
+    """How a job ended that its caller did not expect, for a message."""
+    if isinstance(outcome, Described):
+        return "the worker answered with metadata"
+    if isinstance(outcome, Done):
+        return "the worker answered with a call's result"
+    return type(outcome).__name__

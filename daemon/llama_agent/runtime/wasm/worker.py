@@ -1,21 +1,23 @@
 """A worker process: runs tool calls for the daemon, one at a time, and can be killed at any moment.
 
 Started by workers.py as `python -m llama_agent.runtime.wasm.worker IN_FD OUT_FD`. Jobs and
-replies are JSON messages on two pipes. Nothing is written to stdout: fd 1 is pointed at stderr
-before anything runs, so a stray print can never reach the daemon's protocol stream.
+replies are typed messages (messages.py), one JSON object each on two pipes. Nothing is written
+to stdout: fd 1 is pointed at stderr before anything runs, so a stray print can never reach the
+daemon's protocol stream.
 
-Per job the worker replies `started` once the component is loaded (the call's deadline starts
-there, in the daemon), then one of `described`, `done` or `error`; a job marked `loaded` (the
-daemon knows this worker has an instance of that tool ready) starts at once, without `started`.
-A call that writes more than its quota gets a `quota` reply and the worker exits at once: the
-write cannot be taken back, only stopped.
+Per job the worker replies `Started` once the component is loaded (the call's deadline starts
+there, in the daemon), then one of `Described`, `Done` or `Failed`; a job marked `loaded` (the
+daemon knows this worker has an instance of that tool ready) starts at once, without `Started`.
+A call that writes more than its quota gets a `QuotaExceeded` reply and the worker exits at once:
+the write cannot be taken back, only stopped. A job the worker cannot read gets a `Failed` that
+says it retires, and the worker exits: it is out of step with the daemon.
 
 Every call still gets a fresh store and instance, but after answering a call the worker makes the
 next one for that tool while it waits: most of a call to an 18 MB componentize-py component is
-instantiating it, and that is then off the caller's time. A `done` reply says whether it will
-(`preparing`); a `prepared` message follows, listing the tools it has an instance ready for. A
-`prepare` job asks for such an instance of a tool without a call (the daemon keeps one more ready on
-another worker while a call runs).
+instantiating it, and that is then off the caller's time. A `Done` reply says whether it will
+(`preparing`); a `Prepared` message follows, listing the tools it has an instance ready for. A
+`PrepareJob` asks for such an instance of a tool without a call (the daemon keeps one more ready
+on another worker while a call runs).
 
 A call leaves its worker as it found it: however it ends (an answer, a trap, its deadline, an
 argument that cannot be passed), the store it ran in is closed once it is answered, and with it
@@ -26,8 +28,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import functools
-import json
 import os
 import resource
 import signal
@@ -37,17 +39,28 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict
 from multiprocessing.connection import Connection
-from typing import Any
 
 import wasmtime
 from wasmtime.component import Component
 
-from llama_agent.runtime.tools.limits import Limits
-from llama_agent.runtime.wasm.compile_cache import file_sha256
-from llama_agent.runtime.wasm.contracts import Contract, IncompatibleComponent, contract_from_wire
-from llama_agent.runtime.wasm.executor import DescribeFailed, Executor, ReadyInstance, Sandbox
+from llama_agent.runtime.storage.digests import file_sha256
+from llama_agent.runtime.wasm.executor import DescribeFailed, Executor, ReadyInstance
+from llama_agent.runtime.wasm.messages import (
+    Described,
+    DescribeJob,
+    Done,
+    Failed,
+    InvokeJob,
+    MalformedMessage,
+    Prepared,
+    PrepareJob,
+    QuotaExceeded,
+    Reply,
+    Started,
+    decode_job,
+    encode,
+)
 
 # Components kept deserialized; each maps its compiled code from the cache file, so the pages are
 # shared with every other worker.
@@ -82,49 +95,44 @@ class JobRunner:
         self._ready: OrderedDict[str, ReadyInstance] = OrderedDict()
         self._spent: ReadyInstance | None = None
 
-    def send(self, message: dict[str, Any]) -> None:
-        data = json.dumps(message, ensure_ascii=False).encode("utf-8", errors="surrogatepass")
+    def send(self, message: Reply) -> None:
+        data = encode(message)
         with self._sending:
             self._outbox.send_bytes(data)
 
-    def handle(self, job: dict[str, Any]) -> dict[str, Any]:
-        """Run one job; return the final reply (`started` and `quota` are sent as they happen)."""
+    def handle(self, job: DescribeJob | InvokeJob) -> Described | Done | Failed:
+        """Run one job; return the final reply (`Started` and `QuotaExceeded` are sent as they happen)."""
         try:
-            component = self._component(job["artifact"], job["digest"])
-            contract = contract_from_wire(job["contract"])
-            limits = Limits(**job["limits"])
-        except (JobError, IncompatibleComponent, KeyError, TypeError) as error:
-            return {"kind": "error", "error": str(error)}
-        if not job.get("loaded"):
-            self.send({"kind": "started"})
-        if job["op"] == "describe":
-            return self._describe(component, contract, limits)
-        return self._invoke(component, contract, limits, job)
+            component = self._component(job.tool.artifact, job.tool.digest)
+        except JobError as error:
+            return Failed(str(error))
+        if not job.loaded:
+            self.send(Started())
+        if isinstance(job, DescribeJob):
+            return self._describe(component, job)
+        return self._invoke(component, job)
 
-    def _describe(self, component: Component, contract: Contract, limits: Limits) -> dict[str, Any]:
+    def _describe(self, component: Component, job: DescribeJob) -> Described | Failed:
         try:
-            metadata = self._executor.describe(component, contract, limits)
+            return Described(self._executor.describe(component, job.tool.contract, job.limits))
         except DescribeFailed as error:
-            return {"kind": "error", "error": str(error)}
-        return {"kind": "described", "metadata": asdict(metadata)}
+            return Failed(str(error))
 
-    def _invoke(
-        self, component: Component, contract: Contract, limits: Limits, job: dict[str, Any]
-    ) -> dict[str, Any]:
-        sandbox = _sandbox(job, limits)
-        ready = self._ready.pop(job["digest"], None)
+    def _invoke(self, component: Component, job: InvokeJob) -> Done:
+        sandbox, contract, arguments = job.sandbox, job.tool.contract, dict(job.arguments)
+        ready = self._ready.pop(job.tool.digest, None)
         if ready is not None and not ready.suits(component, sandbox):
             ready.close()  # made for a call with other grants
             ready = None
         if not sandbox.writable:
             self._spent = ready if ready is not None else self._executor.prepare(component, sandbox)
-            outcome = self._executor.invoke(component, contract, job["arguments"], sandbox, self._spent)
-            return {"kind": "done", **vars(outcome)}
-        with file_size_limit(limits.write_bytes), WriteQuota(limits.write_bytes, self):
+            return Done(self._executor.invoke(component, contract, arguments, sandbox, self._spent))
+        write_bytes = sandbox.limits.write_bytes
+        with file_size_limit(write_bytes), WriteQuota(write_bytes, self):
             # Made inside the quota: a guest may write while it starts.
             self._spent = self._executor.prepare(component, sandbox)
-            outcome = self._executor.invoke(component, contract, job["arguments"], sandbox, self._spent)
-        return {"kind": "done", **vars(outcome)}
+            outcome = self._executor.invoke(component, contract, arguments, sandbox, self._spent)
+        return Done(outcome)
 
     def release_spent(self) -> None:
         """Free the instance the last call ran in, its memory and the files it held open, whatever
@@ -134,28 +142,27 @@ class JobRunner:
             self._spent.close()
             self._spent = None
 
-    def prepare(self, job: dict[str, Any]) -> list[str]:
-        """Load the tool `job` names and make an instance of it for a later call; return the tools
-        (digests) with an instance ready."""
+    def prepare(self, job: PrepareJob) -> Prepared:
+        """Load the tool `job` names and make an instance of it for a later call; say which tools
+        (digests) have an instance ready."""
         try:
-            self._component(job["artifact"], job["digest"])
+            self._component(job.tool.artifact, job.tool.digest)
         except JobError:
-            return list(self._ready)  # the call that follows reports why
+            return Prepared(frozenset(self._ready))  # the call that follows reports why
         return self.prepare_next(job)
 
-    def prepare_next(self, job: dict[str, Any]) -> list[str]:
-        """Make the next call's instance for the tool `job` called, between jobs; return the tools
-        (digests) with an instance ready."""
+    def prepare_next(self, job: InvokeJob | PrepareJob) -> Prepared:
+        """Make the next call's instance for the tool `job` called, between jobs; say which tools
+        (digests) have an instance ready."""
         self.release_spent()
-        component = self._components.get(job["digest"])
-        sandbox = _sandbox(job, Limits(**job["limits"]))
+        component = self._components.get(job.tool.digest)
         # Not with a writable grant: what a guest writes while it starts would escape the call's
         # write quota, which is counted while the call runs.
-        if component is not None and READY_TOOLS and not sandbox.writable:
-            ready = self._executor.prepare(component, sandbox)
+        if component is not None and READY_TOOLS and not job.sandbox.writable:
+            ready = self._executor.prepare(component, job.sandbox)
             if ready is not None:
-                self._keep_ready(job["digest"], ready)
-        return list(self._ready)
+                self._keep_ready(job.tool.digest, ready)
+        return Prepared(frozenset(self._ready))
 
     def _keep_ready(self, digest: str, ready: ReadyInstance) -> None:
         """Keep `ready` for the next call of the tool `digest`; close those it replaces."""
@@ -192,14 +199,6 @@ class JobRunner:
         return component
 
 
-def _sandbox(job: dict[str, Any], limits: Limits) -> Sandbox:
-    return Sandbox(
-        limits,
-        dirs=tuple((host, guest, bool(writable)) for host, guest, writable in job["dirs"]),
-        env=tuple((name, value) for name, value in job["env"]),
-    )
-
-
 class WriteQuota:
     """Ends the worker when a call has written more than its quota, as counted by the kernel.
 
@@ -226,7 +225,7 @@ class WriteQuota:
         while not self._done.wait(QUOTA_POLL_SECONDS):
             written = bytes_written() - self._start
             if written > self._limit:
-                self._runner.send({"kind": "quota", "written": written, "limit": self._limit})
+                self._runner.send(QuotaExceeded(written, self._limit))
                 os._exit(QUOTA_EXIT_CODE)
 
 
@@ -300,24 +299,32 @@ def main(argv: list[str]) -> int:
     background = ThreadPoolExecutor(max_workers=1, initializer=_lower_priority)
     while True:
         try:
-            job = json.loads(inbox.recv_bytes())
+            job = decode_job(inbox.recv_bytes())
         except EOFError:
             return 0
-        if job["op"] == "prepare":
-            ready = background.submit(runner.prepare, job).result()
-            runner.send({"kind": "prepared", "ready": ready})
+        except MalformedMessage as error:  # out of step with the daemon: it replaces this worker
+            runner.send(Failed(f"the worker cannot read its job: {error}", retire=True))
+            return 1
+        if isinstance(job, PrepareJob):
+            runner.send(background.submit(runner.prepare, job).result())
             continue
         reply = runner.handle(job)
         retire = resident_bytes() > RECYCLE_RSS_BYTES
-        preparing = reply.get("kind") == "done" and not retire and job.get("prepare", True)
-        runner.send({**reply, "retire": retire, "preparing": preparing})
+        preparing = isinstance(job, InvokeJob) and isinstance(reply, Done) and not retire and job.prepare
+        runner.send(_final(reply, retire, preparing))
         if retire:
             return 0
-        if preparing:
-            ready = background.submit(runner.prepare_next, job).result()
-            runner.send({"kind": "prepared", "ready": ready})
+        if isinstance(job, InvokeJob) and preparing:
+            runner.send(background.submit(runner.prepare_next, job).result())
         else:
             runner.release_spent()
+
+
+def _final(reply: Described | Done | Failed, retire: bool, preparing: bool) -> Described | Done | Failed:
+    """`reply` saying whether the worker retires after it, and (a call's) whether it prepares."""
+    if isinstance(reply, Done):
+        return dataclasses.replace(reply, retire=retire, preparing=preparing)
+    return dataclasses.replace(reply, retire=retire)
 
 
 if __name__ == "__main__":

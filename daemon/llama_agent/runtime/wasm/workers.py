@@ -11,18 +11,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
-import json
 import logging
 import os
 import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+
+from llama_agent.runtime.wasm.messages import (
+    PREPARED_BOUND,
+    Cancelled,
+    Crashed,
+    Described,
+    DescribeJob,
+    Done,
+    Failed,
+    InvokeJob,
+    Job,
+    MalformedMessage,
+    Outcome,
+    Prepared,
+    PrepareJob,
+    Reply,
+    Started,
+    TimedOut,
+    decode_reply,
+    encode,
+    reply_bound,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,30 +97,35 @@ class Worker:
     def pid(self) -> int:
         return self.process.pid
 
-    def send(self, job: dict[str, Any]) -> None:
+    def send(self, job: Job) -> None:
         try:
-            self._jobs.send_bytes(json.dumps(job, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+            self._jobs.send_bytes(encode(job))
         except OSError as error:
             raise WorkerGone(self.exit_description()) from error
 
-    def receive(self, timeout: float) -> dict[str, Any] | None:
-        """The next reply, or None if none came within `timeout` seconds."""
+    def receive(self, timeout: float, bound: int) -> Reply | None:
+        """The next reply, or None if none came within `timeout` seconds. Raises WorkerGone, or
+        MalformedMessage for a reply that does not decode or is larger than `bound` bytes."""
         try:
             if not self._replies.poll(max(timeout, 0.0)):
                 return None
         except (EOFError, OSError) as error:
             raise WorkerGone(self.exit_description()) from error
-        return self._read()
+        return self._read(bound)
 
-    def _read(self) -> dict[str, Any]:
+    def _read(self, bound: int) -> Reply:
         """The reply waiting on the pipe (a reply is written whole: this does not wait for it)."""
         try:
-            message: dict[str, Any] = json.loads(self._replies.recv_bytes())
-        except (EOFError, OSError, ValueError) as error:
+            data = self._replies.recv_bytes(bound)
+        except OSError as error:
+            if error.args == ("bad message length",):  # what `recv_bytes` says of one over `bound`
+                raise MalformedMessage(f"a reply larger than {bound:,} bytes") from None
             raise WorkerGone(self.exit_description()) from error
-        return message
+        except EOFError as error:
+            raise WorkerGone(self.exit_description()) from error
+        return decode_reply(data)
 
-    async def receive_async(self, timeout: float) -> dict[str, Any] | None:
+    async def receive_async(self, timeout: float, bound: int) -> Reply | None:
         """`receive`, awaited on the running event loop."""
         loop = asyncio.get_running_loop()
         readable: asyncio.Future[bool] = loop.create_future()
@@ -118,7 +143,7 @@ class Worker:
         finally:
             timer.cancel()
             loop.remove_reader(fd)
-        return self._read()
+        return self._read(bound)
 
     def kill(self) -> None:
         self.killed = True
@@ -170,18 +195,6 @@ class CancelToken:
                 self._worker.kill()
 
 
-@dataclass(frozen=True)
-class Reply:
-    """How a job ended: `kind` is a worker's reply kind, or timeout, cancelled, crashed."""
-
-    kind: str
-    body: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def error(self) -> str:
-        return str(self.body.get("error", ""))
-
-
 class WorkerPool:
     """Runs jobs on up to `size` worker processes, plus one kept for describing tools being loaded,
     so a hot reload never waits behind busy calls and calls never wait behind a reload."""
@@ -208,39 +221,39 @@ class WorkerPool:
 
     def run(
         self,
-        job: dict[str, Any],
+        job: DescribeJob | InvokeJob,
         deadline_seconds: float,
         *,
         loading: bool = False,
         cancel: CancelToken | None = None,
-    ) -> Reply:
+    ) -> Outcome:
         """Run `job` on a worker; end it `deadline_seconds` after it starts, or when cancelled."""
         with self._lock:
             self._waiting += 1
         with self._loads if loading else self._calls:
             with self._lock:
                 self._waiting -= 1
-            worker = self._take(job.get("digest") if job.get("op") == "invoke" else None)
+            worker = self._take(job.tool.digest if isinstance(job, InvokeJob) else None)
             job = self._handed(worker, job, cancel)
-            reply = Reply("crashed")
+            outcome: Outcome = Crashed("the call was interrupted")
             try:
-                reply = self._exchange(worker, job, deadline_seconds)
+                outcome = self._exchange(worker, job, deadline_seconds)
             finally:
-                reply = self._answered(worker, job, reply, cancel, on_loop=False)
-            return reply
+                outcome = self._answered(worker, job, outcome, cancel, on_loop=False)
+            return outcome
 
     async def run_async(
         self,
-        job: dict[str, Any],
+        job: InvokeJob,
         deadline_seconds: float,
         *,
         cancel: CancelToken,
         executor: ThreadPoolExecutor | None = None,
-    ) -> Reply:
+    ) -> Outcome:
         """`run` for a caller on an event loop. When a call slot and an idle worker are free at once
         (the usual case), the exchange is awaited on the loop, with no thread between the caller and
         the worker (a thread hop costs a call about 0.3 ms); otherwise `run` waits on `executor`."""
-        worker = self._take_at_once(job.get("digest"))
+        worker = self._take_at_once(job.tool.digest)
         if worker is None:
             loop = asyncio.get_running_loop()
             blocking = functools.partial(self.run, job, deadline_seconds, cancel=cancel)
@@ -251,16 +264,17 @@ class WorkerPool:
                 cancel.cancel()  # the thread's call ends at once (its worker is killed)
                 raise
         try:
-            job = self._handed(worker, job, cancel)
-            reply = Reply("crashed")
+            job = self._handed_call(worker, job)
+            cancel.attach(worker)
+            outcome: Outcome = Crashed("the call was interrupted")
             try:
-                reply = await self._exchange_async(worker, job, deadline_seconds)
+                outcome = await self._exchange_async(worker, job, deadline_seconds)
             except asyncio.CancelledError:
                 cancel.cancel()
                 raise
             finally:
-                reply = self._answered(worker, job, reply, cancel, on_loop=True)
-            return reply
+                outcome = self._answered(worker, job, outcome, cancel, on_loop=True)
+            return outcome
         finally:
             self._calls.release()
 
@@ -287,37 +301,53 @@ class WorkerPool:
             worker = self._idle.pop()
         return worker
 
-    def _handed(self, worker: Worker, job: dict[str, Any], cancel: CancelToken | None) -> dict[str, Any]:
+    def _handed(
+        self, worker: Worker, job: DescribeJob | InvokeJob, cancel: CancelToken | None
+    ) -> DescribeJob | InvokeJob:
         """`job` as sent to `worker`, which it now runs."""
+        if isinstance(job, InvokeJob):
+            handed: DescribeJob | InvokeJob = self._handed_call(worker, job)
+        else:
+            handed = dataclasses.replace(job, loaded=job.tool.digest in worker.ready)
+        if cancel is not None:
+            cancel.attach(worker)
+        return handed
+
+    def _handed_call(self, worker: Worker, job: InvokeJob) -> InvokeJob:
+        """The call `job` as sent to `worker`: whether the worker has it loaded, and whether it
+        makes the next instance after it."""
         with self._lock:
             # With callers queued behind it, a worker's next instance is made on their time anyway:
             # it skips the handover, which only adds work on busy cores.
             prepare = self._waiting == 0
         # A worker with an instance ready has the component loaded: it starts the call at once,
         # without saying so first.
-        job = {**job, "prepare": prepare, "loaded": job.get("digest") in worker.ready}
+        job = dataclasses.replace(job, prepare=prepare, loaded=job.tool.digest in worker.ready)
         # A tool called again is likely to be called once more, maybe before this worker has made
         # its next instance: another worker makes one meanwhile.
-        if job.get("op") == "invoke" and prepare and job["loaded"]:
+        if prepare and job.loaded:
             self._keep_one_ready(job)
-        if cancel is not None:
-            cancel.attach(worker)
         return job
 
     def _answered(
-        self, worker: Worker, job: dict[str, Any], reply: Reply, cancel: CancelToken | None, on_loop: bool
-    ) -> Reply:
-        """Take `worker` back after `job` ended with `reply`; return how the job ended."""
+        self,
+        worker: Worker,
+        job: DescribeJob | InvokeJob,
+        outcome: Outcome,
+        cancel: CancelToken | None,
+        on_loop: bool,
+    ) -> Outcome:
+        """Take `worker` back after `job` ended with `outcome`; return how the job ended."""
         if cancel is not None:
             cancel.attach(None)
             if cancel.cancelled:
-                reply = Reply("cancelled")
+                outcome = Cancelled()
         # A worker that says it retires exits after this reply: it is not handed out again.
-        healthy = reply.kind in ("done", "described", "error") and not reply.body.get("retire")
-        if healthy and reply.body.get("preparing"):
+        healthy = isinstance(outcome, Described | Done | Failed) and not outcome.retire
+        if healthy and isinstance(outcome, Done) and outcome.preparing:
             with self._lock:
                 self._settling += 1
-                worker.preparing = job.get("digest")
+                worker.preparing = job.tool.digest
             if on_loop:  # awaited there, as the call was: a settling thread would cost the loop a wake-up
                 task = asyncio.get_running_loop().create_task(self._settle_async(worker))
                 self._settling_tasks.add(task)  # the loop keeps only a weak reference
@@ -326,12 +356,12 @@ class WorkerPool:
                 self._settler.submit(self._settle, worker, PREPARE_SECONDS)
         else:
             self._give_back(worker, healthy)
-        return reply
+        return outcome
 
-    def _keep_one_ready(self, job: dict[str, Any]) -> None:
+    def _keep_one_ready(self, job: InvokeJob) -> None:
         """While one worker runs a call, have another make an instance of the same tool, so that the
         next call finds one ready even before the first worker has made its own next instance."""
-        digest = job["digest"]
+        digest = job.tool.digest
         with self._lock:
             if self._closed or digest in self._helping or any(digest in idle.ready for idle in self._idle):
                 return
@@ -346,76 +376,86 @@ class WorkerPool:
                 self._busy.add(helper)
             self._helping.add(digest)
             self._settling += 1
-        self._settler.submit(self._prepare_on, helper, job)
+        self._settler.submit(self._prepare_on, helper, PrepareJob(job.tool, job.sandbox))
 
-    def _prepare_on(self, helper: Worker | None, job: dict[str, Any]) -> None:
-        prepare = {key: value for key, value in job.items() if key != "arguments"}
+    def _prepare_on(self, helper: Worker | None, job: PrepareJob) -> None:
+        message: Reply | None
         try:
             if helper is None:  # a worker more, started now, well before the next call comes
                 helper = self._spawn()
                 with self._lock:
                     self._busy.add(helper)
-            helper.preparing = job["digest"]
-            helper.send({**prepare, "op": "prepare"})
-            message = helper.receive(LOAD_SECONDS)
-        except (WorkerGone, RuntimeError):  # RuntimeError: the pool closed while a worker started
+            helper.preparing = job.tool.digest
+            helper.send(job)
+            message = helper.receive(LOAD_SECONDS, reply_bound(job))
+        # RuntimeError: the pool closed while a worker started.
+        except (WorkerGone, MalformedMessage, RuntimeError):
             message = None
         finally:
             with self._lock:
-                self._helping.discard(job["digest"])
+                self._helping.discard(job.tool.digest)
         self._finish_settling(helper, message)
 
     def _settle(self, worker: Worker, timeout: float) -> None:
         """Give `worker` back once it has made its next instance; replace it if it takes too long."""
+        message: Reply | None
         try:
-            message = worker.receive(timeout)
-        except WorkerGone:
+            message = worker.receive(timeout, PREPARED_BOUND)
+        except (WorkerGone, MalformedMessage):
             message = None
         self._finish_settling(worker, message)
 
     async def _settle_async(self, worker: Worker) -> None:
+        message: Reply | None
         try:
-            message = await worker.receive_async(PREPARE_SECONDS)
-        except WorkerGone:
+            message = await worker.receive_async(PREPARE_SECONDS, PREPARED_BOUND)
+        except (WorkerGone, MalformedMessage):
             message = None
         self._finish_settling(worker, message)
 
-    def _finish_settling(self, worker: Worker | None, message: dict[str, Any] | None) -> None:
+    def _finish_settling(self, worker: Worker | None, message: Reply | None) -> None:
         try:
             if worker is None:
                 return
             worker.preparing = None
-            if message is None or message.get("kind") != "prepared":
+            if not isinstance(message, Prepared):
                 if not self._closed:  # else it was stopped on purpose
                     log.warning("a worker failed to make an instance in time: replaced")
                 self._give_back(worker, healthy=False)
                 return
-            worker.ready = frozenset(message.get("ready", ()))
+            worker.ready = message.ready
             self._give_back(worker, healthy=True)
         finally:
             with self._lock:
                 self._settling -= 1
                 self._returned.notify_all()
 
-    def _exchange(self, worker: Worker, job: dict[str, Any], deadline_seconds: float) -> Reply:
+    def _exchange(self, worker: Worker, job: DescribeJob | InvokeJob, deadline_seconds: float) -> Outcome:
+        bound = reply_bound(job)
         try:
             worker.send(job)
-            first = worker.receive(_first_wait(job, deadline_seconds))
-            if first is None or first.get("kind") != "started":
-                return _ended(first, loading=not job["loaded"])
-            return _ended(worker.receive(deadline_seconds + KILL_GRACE_SECONDS), loading=False)
+            first = worker.receive(_first_wait(job, deadline_seconds), bound)
+            if not isinstance(first, Started):
+                return _ended(first, loading=not job.loaded)
+            return _ended(worker.receive(deadline_seconds + KILL_GRACE_SECONDS, bound), loading=False)
         except WorkerGone as gone:
-            return Reply("crashed", {"error": str(gone)})
+            return Crashed(str(gone))
+        except MalformedMessage as error:
+            return Crashed(f"the worker process sent {error}")
 
-    async def _exchange_async(self, worker: Worker, job: dict[str, Any], deadline_seconds: float) -> Reply:
+    async def _exchange_async(self, worker: Worker, job: InvokeJob, deadline_seconds: float) -> Outcome:
+        bound = reply_bound(job)
         try:
             worker.send(job)  # a pipe takes a job at once (a very large one blocks, as in `run`)
-            first = await worker.receive_async(_first_wait(job, deadline_seconds))
-            if first is None or first.get("kind") != "started":
-                return _ended(first, loading=not job["loaded"])
-            return _ended(await worker.receive_async(deadline_seconds + KILL_GRACE_SECONDS), loading=False)
+            first = await worker.receive_async(_first_wait(job, deadline_seconds), bound)
+            if not isinstance(first, Started):
+                return _ended(first, loading=not job.loaded)
+            final = await worker.receive_async(deadline_seconds + KILL_GRACE_SECONDS, bound)
+            return _ended(final, loading=False)
         except WorkerGone as gone:
-            return Reply("crashed", {"error": str(gone)})
+            return Crashed(str(gone))
+        except MalformedMessage as error:
+            return Crashed(f"the worker process sent {error}")
 
     def _take(self, digest: str | None = None) -> Worker:
         """An idle worker, preferably one with an instance of the tool `digest` ready; or a new one."""
@@ -486,14 +526,16 @@ class WorkerPool:
         self._settler.shutdown(wait=False)
 
 
-def _first_wait(job: dict[str, Any], deadline_seconds: float) -> float:
+def _first_wait(job: DescribeJob | InvokeJob, deadline_seconds: float) -> float:
     """How long the first message of `job` may take: the call's own time if the component is
     loaded (the call starts at once), else the time to load it (`started` follows)."""
-    return deadline_seconds + KILL_GRACE_SECONDS if job["loaded"] else LOAD_SECONDS
+    return deadline_seconds + KILL_GRACE_SECONDS if job.loaded else LOAD_SECONDS
 
 
-def _ended(message: dict[str, Any] | None, loading: bool) -> Reply:
+def _ended(message: Reply | None, loading: bool) -> Outcome:
     """How a job ended, from its last message (None: none came in time)."""
     if message is None:
-        return Reply("timeout", {"error": "loading the component took too long"} if loading else {})
-    return Reply(str(message.get("kind")), message)
+        return TimedOut(loading)
+    if isinstance(message, Started | Prepared):
+        return Crashed(f"the worker process sent {type(message).__name__} where a job's end was due")
+    return message

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import itertools
 import logging
-import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal, Protocol
 
+from llama_agent.common.errors import InvalidParams
 from llama_agent.runtime.models.backend import (
     AnyBackend,
     ChatBackend,
@@ -18,6 +18,7 @@ from llama_agent.runtime.models.backend import (
     Generation,
     LikelihoodScorer,
     ModelIdentity,
+    Turn,
 )
 from llama_agent.runtime.tools.schema import ArgumentError
 from llama_agent.services.agent import routing
@@ -39,7 +40,7 @@ from llama_agent.services.agent.snapping import snap_arguments
 from llama_agent.services.agent.tool_selection import relevant_tools
 from llama_agent.services.agent.turns import RunawayGuard, partial_answer
 from llama_agent.services.models import ModelService
-from llama_agent.services.tools.registry import Tool, Toolbox, UnknownTool
+from llama_agent.services.tools.registry import CallResult, Tool, Toolbox, UnknownTool
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,8 @@ PromptFormat = Literal["completion", "chatTemplate", "chat"]
 TOOL_CHOICES = ("auto", "required", "none")
 
 
-class InvalidRequest(ValueError):
+class InvalidRequest(InvalidParams, ValueError):
     """A request that cannot run as asked; `field` names the part at fault."""
-
-    def __init__(self, message: str, field: str) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 @dataclass(frozen=True)
@@ -126,10 +123,11 @@ class AgentResult:
     model: ModelIdentity | None = None  # which backend and model answered
 
 
-# Asked before a call runs, with the tool and the arguments; False: the call is not run. (The ACP
-# face asks the person about tools that can write.)
-CallApproval = Callable[[Tool, dict[str, Any]], Awaitable[bool]]
-DECLINED = "not run: the person declined this call. Answer without it, or call another tool."
+class ToolCalls(Protocol):
+    """Makes a run's tool calls: the toolbox itself, or a session (services/sessions.py), which
+    grants its workspace and asks the person about calls that may write."""
+
+    async def invoke(self, name: str, arguments: dict[str, Any]) -> CallResult: ...
 
 
 class AgentEvents(Protocol):
@@ -159,10 +157,10 @@ class Agent:
         return [available[name] for name in dict.fromkeys(names)]
 
     async def run(
-        self, request: AgentRequest, events: AgentEvents, approve: CallApproval | None = None
+        self, request: AgentRequest, events: AgentEvents, calls: ToolCalls | None = None
     ) -> AgentResult:
         """Raises ModelError (no model), UnknownTool (bad `tools`), InvalidRequest; cancellable.
-        With `approve`, each call runs only if it says so."""
+        `calls` makes the tool calls (default: the toolbox, with each tool's own grants)."""
         started = time.perf_counter()
         await self.toolbox.ready()
         tools = self.select_tools(request.tools)
@@ -202,7 +200,7 @@ class Agent:
                     return _cut_short(result, turn_text, "invalidTurn")
                 if isinstance(turn, FinalAnswer):
                     return _answered(result, request, turn.text)
-                step, repeat = await self._step(request, turn, result.steps, events, approve)
+                step, repeat = await self._step(request, turn, result.steps, events, calls or self.toolbox)
                 if repeat:
                     repeated.add(turn.tool)
                 result.steps.append(step)
@@ -225,11 +223,7 @@ class Agent:
         that ran away is cut at the end of its first copy."""
         guard = RunawayGuard()
         turn_started = time.perf_counter()
-        generation = await self.models.generate(
-            model,
-            events.on_text,
-            threading.Event(),
-            stop_when=guard.feed,
+        turn = Turn(
             prompt=self._prompt(model, result.prompt_format, options, request.prompt, transcript),
             schema=turn_schema(options.callable, allow_answer=options.may_answer),
             max_tokens=request.max_tokens,
@@ -241,7 +235,10 @@ class Agent:
             )
             if result.prompt_format == "completion"
             else (),
+            on_text=events.on_text,
+            stop_when=guard.feed,
         )
+        generation = await self.models.generate(model, turn)
         result.prompt_tokens += generation.prompt_tokens
         result.completion_tokens += generation.completion_tokens
         result.cached_prompt_tokens += generation.cached_tokens
@@ -256,10 +253,10 @@ class Agent:
         turn: ToolCall,
         steps: list[AgentStep],
         events: AgentEvents,
-        approve: CallApproval | None,
+        calls: ToolCalls,
     ) -> tuple[AgentStep, bool]:
-        """Make the turn's call (its near-copied file names snapped first), or refuse it as a
-        repeat of an earlier one (True), or as one `approve` declined."""
+        """Make the turn's call (its near-copied file names snapped first), once `events` were told
+        of it, or refuse it as a repeat of an earlier one (True)."""
         arguments = snap_arguments(turn.arguments, [request.prompt, *(step.result for step in steps)])
         if arguments != turn.arguments:
             log.debug("near-copies snapped: %s -> %s", turn.arguments, arguments)
@@ -267,10 +264,7 @@ class Agent:
         earlier = _same_call(steps, turn.tool, arguments)
         if earlier:
             return _repeat_refused(earlier), True
-        tool = self.toolbox.snapshot.tools.get(turn.tool)
-        if approve is not None and tool is not None and not await approve(tool, arguments):
-            return AgentStep(turn.tool, arguments, DECLINED, True), False
-        return await self._call(turn.tool, arguments), False
+        return await self._call(turn.tool, arguments, calls), False
 
     async def _route(self, model: AnyBackend, request: AgentRequest, tools: list[Tool]) -> Route | None:
         """The router's plan, when the backend can score and the request leaves the choice to
@@ -304,10 +298,11 @@ class Agent:
             return messages
         return model.format_chat(messages)
 
-    async def _call(self, tool: str, arguments: dict[str, Any]) -> AgentStep:
-        """Run a tool call; every failure becomes an observation for the model."""
+    async def _call(self, tool: str, arguments: dict[str, Any], calls: ToolCalls) -> AgentStep:
+        """Run a tool call; every failure (a call the person declined too) becomes an observation
+        for the model."""
         try:
-            called = await self.toolbox.invoke(tool, arguments)
+            called = await calls.invoke(tool, arguments)
         except (UnknownTool, ArgumentError) as error:
             # The grammar should make this impossible; validate anyway.
             return AgentStep(tool, arguments, str(error), True)

@@ -19,7 +19,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from llama_agent.common.text import quoted, visible
-from llama_agent.config import DaemonConfig
 from llama_agent.runtime.tools.grants_file import (
     GRANTS_FILE_NAME,
     Approval,
@@ -195,9 +194,10 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-def approvals_for(config: DaemonConfig) -> Approvals:
-    """The daemon's approvals: its config directory's grants file, if that may be used."""
-    return Approvals(grants_file_for(config.config_dir, config.watched_dirs()))
+def approvals_for(config_dir: Path, tools_dirs: Sequence[Path]) -> Approvals:
+    """The daemon's approvals: the grants file in `config_dir`, if that may be used (it lies in
+    none of the watched `tools_dirs`)."""
+    return Approvals(grants_file_for(config_dir, tools_dirs))
 
 
 def grants_file_for(config_dir: Path, watched_dirs: Sequence[Path]) -> Path | None:

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from llama_agent.common.errors import InvalidParams
+from llama_agent.common.paths import default_config_dir
 from llama_agent.common.text import visible
-from llama_agent.config import BUNDLED_TOOLS_DIR, DaemonConfig, default_config_dir
 from llama_agent.runtime.storage.files import read_component
 from llama_agent.runtime.tools.grants_file import request_digest
 from llama_agent.runtime.tools.limits import Limits
@@ -45,6 +46,8 @@ from llama_agent.services.consent.approvals import (
     PendingRequest,
     asks_beyond_defaults,
 )
+from llama_agent.services.tools.settings import BUNDLED_TOOLS_DIR, ToolSettings
+from llama_agent.services.tools.workspace import Workspace, WorkspaceMode, workspace_grant
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +56,10 @@ TOOL_SUFFIX = ".wasm"
 SETTLE_SECONDS = 0.03
 
 
-class UnknownTool(LookupError):
+class UnknownTool(InvalidParams, LookupError):
     def __init__(self, name: str, available: Iterable[str]) -> None:
         known = ", ".join(sorted(available)) or "none are loaded"
-        super().__init__(f"unknown tool {name!r} (available: {known})")
+        super().__init__(f"unknown tool {name!r} (available: {known})", data={"tool": name})
         self.name = name
 
 
@@ -80,6 +83,9 @@ class Tool:
     granted_by: str | None = None
     # The digest of what its policy asks (grants_file.request_digest); "" without a policy.
     request_sha256: str = ""
+    # The mode its calls get the calling session's workspace in (its policy's `workspace = ...`,
+    # once approved); the workspace is not among `grants`: each session grants its own.
+    workspace: WorkspaceMode | None = None
 
     @property
     def name(self) -> str:
@@ -87,8 +93,8 @@ class Tool:
 
     @property
     def writes(self) -> bool:
-        """Whether it was granted a directory it may write to."""
-        return any(grant.mode == "rw" for grant in self.grants.dirs)
+        """Whether it was granted a directory it may write to (a session's workspace included)."""
+        return self.workspace == "rw" or any(grant.mode == "rw" for grant in self.grants.dirs)
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,7 @@ class _FileState:
     # How the request is approved for loading (under any name), and for serving (under its name).
     load_granted_by: str | None = None
     granted_by: str | None = None
+    workspace: WorkspaceMode | None = None  # in effect: the request's, if approved
 
 
 @dataclass(frozen=True)
@@ -154,7 +161,7 @@ class _Request:
     grants: Grants | None = None
     digest: str = ""
     error: str | None = None
-    workspace: str | None = None
+    workspace: WorkspaceMode | None = None
     asks: bool = False  # for more than the defaults: needs an approval
 
 
@@ -164,8 +171,9 @@ class ReconcileResult:
     unsettled: list[Path] = field(default_factory=list)
 
 
-def new_host(config: DaemonConfig) -> WasmHost:
-    return WasmHost(config.cache_dir, Limits(timeout_seconds=config.tool_timeout_seconds))
+def new_host(tools: ToolSettings, cache_dir: Path) -> WasmHost:
+    """The Wasm host of the tools section, compiling into `cache_dir`."""
+    return WasmHost(cache_dir, Limits(timeout_seconds=tools.timeout_seconds))
 
 
 def discover(directories: Iterable[Path]) -> list[Path]:
@@ -270,7 +278,6 @@ class Toolbox:
         self._call_pool = ThreadPoolExecutor(max_workers=max_parallel_calls, thread_name_prefix="tool-call")
         self._running_calls: set[Future[None]] = set()
         self._calls_lock = threading.Lock()
-        self.workspace: Path | None = None
         self._trusted = frozenset(_real(directory) for directory in trusted_dirs)
         self._approvals = approvals or Approvals()
         # What no policy may grant (the root, $HOME, the compile cache, and for writing the tools
@@ -279,10 +286,19 @@ class Toolbox:
             directories, host.cache_dir, self._approvals.config_dir or default_config_dir()
         )
 
-    def set_workspace(self, folder: Path | None) -> ReconcileResult:
-        """Blocking: the folder that `workspace = ...` policies grant; re-reads every policy."""
-        self.workspace = folder
-        return self.reconcile(list(self._files))
+    @property
+    def protected(self) -> Protected:
+        """What no grant may give, a session's workspace included."""
+        return self._protected
+
+    def grants_in(self, tool: Tool, workspace: Workspace | None) -> Grants:
+        """What a call of `tool` runs with in a session whose folder is `workspace`: its own grants,
+        and the workspace at /workspace when its (approved) policy asks for it. Raises
+        WorkspaceRefused when that folder cannot be granted."""
+        if tool.workspace is None or workspace is None:
+            return tool.grants
+        grant = workspace_grant(workspace, tool.workspace, self._protected, tool.name)
+        return replace(tool.grants, dirs=(grant, *tool.grants.dirs))
 
     @property
     def snapshot(self) -> ToolSet:
@@ -421,13 +437,12 @@ class Toolbox:
                 policy.parent,
                 self.host.limits,
                 source=str(policy),
-                workspace=self.workspace,
                 protected=self._protected,
             )
         except PolicyError as error:
             log.error("ignoring %s, the tool gets the defaults: %s", policy, error)
             return _Request(error=str(error))
-        workspace = document.get("workspace")
+        workspace: WorkspaceMode | None = document.get("workspace")  # checked by parse_policy
         return _Request(
             grants,
             request_digest(document, policy.parent),
@@ -464,11 +479,13 @@ class Toolbox:
     def _approve(self, path: Path, state: _FileState) -> _FileState:
         granted_by = self._serving_approval(path, state)
         request = state.request
+        grants = self._effective(request, granted_by)
         return replace(
             state,
-            grants=self._effective(request, granted_by),
+            grants=grants,
             policy_error=request.error if request else None,
             granted_by=granted_by,
+            workspace=request.workspace if request and grants is request.grants else None,
         )
 
     def _approval_changed(self, path: Path, state: _FileState) -> bool:
@@ -549,6 +566,7 @@ class Toolbox:
                 request,
                 state.granted_by,
                 state.request.digest if state.request else "",
+                state.workspace,
             )
             kept = previous.get(name)
             tools[name] = kept if kept == tool else tool
@@ -577,8 +595,13 @@ class Toolbox:
         return CallResult(tool, self.host.invoke(tool.loaded, coerced, tool.grants))
 
     async def invoke(self, name: str, arguments: object) -> CallResult:
+        """A call with the tool's own grants (no session's workspace: see `Session.invoke`)."""
         await self.ready()
         tool, coerced = self.prepare_call(name, arguments)
+        return await self.call(tool, coerced, tool.grants)
+
+    async def call(self, tool: Tool, coerced: dict[str, Any], grants: Grants) -> CallResult:
+        """Run a prepared call (`prepare_call`) with `grants`; cancellable."""
         if self._closing:
             raise RuntimeError("the toolbox is closed")
         running: Future[None] = Future()  # for close(), which waits for running calls
@@ -588,7 +611,7 @@ class Toolbox:
         try:
             # Cancelling this task ends the call wherever it is: its worker process is killed.
             invocation = await self.host.invoke_async(
-                tool.loaded, coerced, tool.grants, CancelToken(), executor=self._call_pool
+                tool.loaded, coerced, grants, CancelToken(), executor=self._call_pool
             )
         finally:
             running.set_result(None)
@@ -623,9 +646,9 @@ def _tool_file(path: Path) -> Path:
 
 
 def _diff(old: ToolSet, new: ToolSet) -> ToolSetChange:
-    def identity(tool: Tool) -> tuple[str, Path, Grants, PendingRequest | None]:
+    def identity(tool: Tool) -> tuple[str, Path, Grants, WorkspaceMode | None, PendingRequest | None]:
         # A new request waiting for approval is a change too: the client may be asked about it.
-        return tool.loaded.content_hash, tool.loaded.path, tool.grants, tool.pending
+        return tool.loaded.content_hash, tool.loaded.path, tool.grants, tool.workspace, tool.pending
 
     old_failures = set(old.failures)
     return ToolSetChange(

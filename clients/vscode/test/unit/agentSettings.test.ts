@@ -1,14 +1,14 @@
 import { Uri, workspace } from 'vscode';
 import {
     AgentSettings,
-    daemonArgs,
+    agentArgs,
     DEFAULT_REMOTE,
     isHuggingFaceRef,
-    readSettings,
+    readAgentSettings,
     RESTART_SETTINGS,
     settingsError,
     settingsWarnings,
-} from '../../src/common/settings';
+} from '../../src/agentSettings';
 import { SETTINGS } from './fixtures';
 
 const FOLDERS = [{ uri: Uri.file('/work/project'), name: 'project', index: 0 }];
@@ -25,7 +25,7 @@ function config(values: Record<string, unknown>) {
 describe('reading the backend settings', () => {
     test('the llama backend by default, the remote settings empty, 4 runs at once', () => {
         config({});
-        const settings = readSettings();
+        const settings = readAgentSettings();
         expect(settings.backend).toBe('llama');
         expect(settings.remote).toEqual({ baseUrl: '', model: '', apiKeyEnv: '', maxConcurrentRuns: 4 });
     });
@@ -38,27 +38,26 @@ describe('reading the backend settings', () => {
             'remote.apiKeyEnv': ' KEY ',
             'remote.maxConcurrentRuns': 2,
         });
-        expect(readSettings()).toMatchObject({
+        expect(readAgentSettings()).toMatchObject({
             backend: 'openai',
             remote: { baseUrl: 'http://h:8080/v1', model: 'm', apiKeyEnv: 'KEY', maxConcurrentRuns: 2 },
         });
         config({ backend: 'gpt', 'remote.maxConcurrentRuns': 0 });
-        expect(readSettings()).toMatchObject({ backend: 'llama', remote: { maxConcurrentRuns: 4 } });
+        expect(readAgentSettings()).toMatchObject({ backend: 'llama', remote: { maxConcurrentRuns: 4 } });
         config({ 'remote.maxConcurrentRuns': 1.5, 'remote.baseUrl': 42 });
-        expect(readSettings().remote).toMatchObject({ baseUrl: '', maxConcurrentRuns: 4 });
+        expect(readAgentSettings().remote).toMatchObject({ baseUrl: '', maxConcurrentRuns: 4 });
     });
 });
 
 describe('the daemon arguments of each backend', () => {
     test('llama without a model: no backend flag at all (older daemons do not take --backend)', () => {
-        expect(daemonArgs(['serve'], SETTINGS, FOLDERS)).toEqual(['serve']);
+        expect(agentArgs(SETTINGS, FOLDERS)).toEqual([]);
     });
 
     test('llama with a GGUF path: --model, resolved like any path; the remote settings are left out', () => {
         const settings = { ...SETTINGS, modelPath: 'models/m.gguf', remote: REMOTE.remote };
-        expect(daemonArgs(['serve'], settings, FOLDERS)).toEqual(['serve', '--model', '/work/project/models/m.gguf']);
-        expect(daemonArgs(['serve'], { ...settings, modelPath: '${workspaceFolder}/m.gguf' }, FOLDERS)).toEqual([
-            'serve',
+        expect(agentArgs(settings, FOLDERS)).toEqual(['--model', '/work/project/models/m.gguf']);
+        expect(agentArgs({ ...settings, modelPath: '${workspaceFolder}/m.gguf' }, FOLDERS)).toEqual([
             '--model',
             '/work/project/m.gguf',
         ]);
@@ -70,15 +69,13 @@ describe('the daemon arguments of each backend', () => {
             'unsloth/Qwen3-4B-GGUF@main:Qwen3-4B-Q4_K_M.gguf',
             'owner/repo@0123abcd:sub/dir/model.gguf',
         ]) {
-            expect(daemonArgs(['serve'], { ...SETTINGS, modelPath: ref }, FOLDERS)).toEqual(['serve', '--model', ref]);
+            expect(agentArgs({ ...SETTINGS, modelPath: ref }, FOLDERS)).toEqual(['--model', ref]);
         }
     });
 
     test('openai: --backend, --base-url, --model, --api-key-env, --max-concurrent-runs after the tool directories; modelPath left out', () => {
-        const args = daemonArgs(['serve', '--lazy-model'], { ...REMOTE, modelPath: '/models/m.gguf', toolsDirs: ['tools'] }, FOLDERS);
+        const args = agentArgs({ ...REMOTE, modelPath: '/models/m.gguf', toolsDirs: ['tools'] }, FOLDERS);
         expect(args).toEqual([
-            'serve',
-            '--lazy-model',
             '--tools-dir',
             '/work/project/tools',
             '--backend',
@@ -96,8 +93,7 @@ describe('the daemon arguments of each backend', () => {
 
     test('openai without a model name or key: only the flags that are set (the server picks its only model)', () => {
         const settings: AgentSettings = { ...REMOTE, remote: { ...DEFAULT_REMOTE, baseUrl: 'https://api.example.com/v1' } };
-        expect(daemonArgs(['serve'], settings, FOLDERS)).toEqual([
-            'serve',
+        expect(agentArgs(settings, FOLDERS)).toEqual([
             '--backend',
             'openai',
             '--base-url',

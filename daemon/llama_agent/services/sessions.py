@@ -1,0 +1,205 @@
+"""A session: one client's state over the shared core.
+
+The core (core.py) holds what every client shares: the tools and their watcher, the grants file,
+the model, the agent. A session holds what is one client's: its workspace (the folder granted to
+the tools whose policy says `workspace = "ro"|"rw"`, per call), the answers the person gave in it
+("always allow this tool in this session"), the face's way of asking the person (an `Asker`), and
+the questions about tools' requested grants it has put. Calls and agent runs go through it:
+`await session.invoke(name, arguments)`, `await session.run(request, events)`.
+
+A call that may write is asked about the same way on every face (services/consent/calls.py): the
+face's `Asker` puts the question once the client knows of the call, and a call that is rejected,
+or that nobody can be asked about, is a result with `isError` saying so; it is never run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from llama_agent.runtime.wasm.host import Invocation
+from llama_agent.services.agent.loop import Agent, AgentEvents, AgentRequest, AgentResult, AgentStep
+from llama_agent.services.consent.approvals import Approvals, PendingRequest, Prompts
+from llama_agent.services.consent.calls import (
+    CallConsent,
+    CannotAsk,
+    Choice,
+    ConsentRequest,
+    declined,
+    describe_call,
+    not_asked,
+)
+from llama_agent.services.tools.registry import CallResult, Tool, Toolbox, ToolSetChange
+from llama_agent.services.tools.workspace import (
+    Workspace,
+    WorkspaceMode,
+    WorkspaceRefused,
+    workspace_grant,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Asker(Protocol):
+    """A face's way of asking the person about a call that may write."""
+
+    async def ask(self, request: ConsentRequest) -> Choice:
+        """The person's answer (REJECT when they dismiss the question). Raises CannotAsk when
+        nobody can be asked here, saying how to approve instead."""
+        ...
+
+
+class NobodyToAsk:
+    """An `Asker` where nobody can answer: every call that may write is refused with `reason`
+    (why, and how to approve instead)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    async def ask(self, request: ConsentRequest) -> Choice:
+        raise CannotAsk(self.reason)
+
+
+class Session:
+    """One client's: `workspace` (pinned now) granted per call to the tools whose approved policy
+    asks for it, `asker` to put questions to its person, its consent answers (`allow_writes`:
+    every call that may write approved up front) and the grant questions it has put."""
+
+    def __init__(
+        self,
+        toolbox: Toolbox,
+        agent: Agent,
+        approvals: Approvals,
+        asker: Asker,
+        workspace: Path | None = None,
+        allow_writes: bool = False,
+    ) -> None:
+        self.toolbox = toolbox
+        self.agent = agent
+        self.asker = asker
+        self.workspace = Workspace.at(workspace) if workspace is not None else None
+        self.consent = CallConsent(allow_writes)
+        self._grant_prompts = Prompts(approvals)
+        if self.workspace is not None:
+            log.info("session workspace: %s", self.workspace.folder)
+
+    # -- the tools as this session sees them ---------------------------------------------
+
+    def tools(self) -> dict[str, Tool]:
+        """The loaded tools, each with the grants its calls get here (this session's workspace
+        among them); a tool whose workspace cannot be granted shows why as its `policy_error`."""
+        return {name: self.tool_view(tool) for name, tool in self.toolbox.snapshot.tools.items()}
+
+    async def ready(self) -> dict[str, Tool]:
+        """`tools()` once the first load is done."""
+        await self.toolbox.ready()
+        return self.tools()
+
+    def tool_view(self, tool: Tool) -> Tool:
+        try:
+            grants = self.toolbox.grants_in(tool, self.workspace)
+        except WorkspaceRefused as error:
+            return replace(tool, policy_error=str(error))
+        pending = self._pending_view(tool.pending) if tool.pending is not None else None
+        if grants is tool.grants and pending is tool.pending:
+            return tool
+        return replace(tool, grants=grants, pending=pending)
+
+    def _pending_view(self, request: PendingRequest) -> PendingRequest:
+        """A request as the person reads it here: the workspace it asks for, named."""
+        if request.workspace not in ("ro", "rw") or self.workspace is None:
+            return request
+        mode: WorkspaceMode = "rw" if request.workspace == "rw" else "ro"
+        try:
+            grant = workspace_grant(self.workspace, mode, self.toolbox.protected, request.name)
+        except WorkspaceRefused:
+            return request
+        return replace(request, grants=replace(request.grants, dirs=(grant, *request.grants.dirs)))
+
+    # -- calls and runs ---------------------------------------------------------------------
+
+    async def invoke(self, name: str, arguments: object) -> CallResult:
+        """A call the client asked for. Raises UnknownTool, ArgumentError; a call refused here (its
+        workspace cannot be granted, the person rejected it) is a result with `is_error`."""
+        return await self._call(name, arguments, step=None)
+
+    async def run(self, request: AgentRequest, events: AgentEvents) -> AgentResult:
+        """An agent run whose calls are made here; `events` (the face's progress sink) hears of
+        each call before the person is asked about it. Raises as `Agent.run` does."""
+        calls = _RunCalls(self, events)
+        return await self.agent.run(request, calls, calls)
+
+    async def _call(self, name: str, arguments: object, step: int | None) -> CallResult:
+        await self.toolbox.ready()
+        tool, coerced = self.toolbox.prepare_call(name, arguments)
+        in_run = step is not None
+        try:
+            grants = self.toolbox.grants_in(tool, self.workspace)
+        except WorkspaceRefused as error:
+            return _refused(tool, f"not run: {error}")
+        if self.consent.needed(tool, grants):
+            # The call as it was made (validated: an object), as the client was told of it.
+            assert isinstance(arguments, dict)
+            question = await asyncio.to_thread(describe_call, tool, grants, arguments, step)
+            try:
+                choice = await self.asker.ask(question)
+            except CannotAsk as error:
+                log.info("%s not run: nobody can be asked (%s)", tool.name, error)
+                return _refused(tool, not_asked(question, str(error), in_run))
+            log.info("%s: the person answered %s", tool.name, choice.value)
+            if not self.consent.answered(tool, grants, choice):
+                return _refused(tool, declined(in_run))
+        return await self.toolbox.call(replace(tool, grants=grants), coerced, grants)
+
+    # -- the tools' requested grants (what a policy asks beyond the defaults) ----------------
+
+    def grant_requests_to_ask(self) -> list[PendingRequest]:
+        """The requests waiting for the person that were not put to them yet in this session (nor
+        answered, nor approved meanwhile): each counts as asked from now."""
+        return [self._pending_view(r) for r in self._grant_prompts.to_ask(self.toolbox.snapshot.pending)]
+
+    async def answer_grant_request(self, request: PendingRequest, action: str | None) -> ToolSetChange:
+        """Apply the person's answer (an action of approvals.ACTIONS; None: dismissed); the change
+        it makes to the tools (approved: the tool gets its grants now)."""
+        # The grants file is written (and fsynced) off the event loop, and the tool reloaded.
+        if not await asyncio.to_thread(self._grant_prompts.answered, request, action):
+            return ToolSetChange()
+        result = await asyncio.to_thread(self.toolbox.reconcile, [request.path])
+        return result.change
+
+    def grant_request_unanswerable(self, request: PendingRequest, error: BaseException) -> None:
+        """The question could not be put (an error answer, a client gone): not asked again."""
+        self._grant_prompts.failed(request, error)
+
+
+def _refused(tool: Tool, text: str) -> CallResult:
+    return CallResult(tool, Invocation(text, True, "", "", False, False, 0.0))
+
+
+class _RunCalls:
+    """One run's calls, made by its session: the face's events pass through, and the call being
+    made is known by the step the events announced (the question names it)."""
+
+    def __init__(self, session: Session, events: AgentEvents) -> None:
+        self._session = session
+        self._events = events
+        self._step = 0
+
+    def on_turn_start(self, index: int) -> None:
+        self._events.on_turn_start(index)
+
+    def on_text(self, text: str) -> None:
+        self._events.on_text(text)
+
+    def on_tool_call(self, index: int, tool: str, arguments: dict[str, Any]) -> None:
+        self._step = index
+        self._events.on_tool_call(index, tool, arguments)
+
+    def on_tool_result(self, index: int, step: AgentStep) -> None:
+        self._events.on_tool_result(index, step)
+
+    async def invoke(self, name: str, arguments: dict[str, Any]) -> CallResult:
+        return await self._session._call(name, arguments, step=self._step)
