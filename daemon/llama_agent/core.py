@@ -19,7 +19,8 @@ from types import TracebackType
 
 from llama_agent.common.text import quoted, visible
 from llama_agent.config import DaemonConfig
-from llama_agent.runtime.models.backend import ModelLoader
+from llama_agent.runtime.models.backend import ModelLoader, ModelSettings
+from llama_agent.runtime.models.llama import load_llama
 from llama_agent.services.agent.loop import Agent
 from llama_agent.services.consent.approvals import Approvals, approvals_for
 from llama_agent.services.models import ModelService
@@ -116,7 +117,7 @@ def open_core(config: DaemonConfig, *, watch: bool, model_loader: ModelLoader | 
         trusted_dirs=config.trusted_dirs(),
         approvals=approvals,
     )
-    models = ModelService(config.model, cache_dir, model_loader)
+    models = ModelService(config.model, cache_dir, model_loader or backend_loader(config.model))
     core = Core(config, approvals, toolbox, models, Agent(toolbox, models))
     try:
         if watch:
@@ -128,6 +129,17 @@ def open_core(config: DaemonConfig, *, watch: bool, model_loader: ModelLoader | 
         core.close()
         raise
     return core
+
+
+def backend_loader(settings: ModelSettings) -> ModelLoader:
+    """How to load the model `settings` name: through an OpenAI-compatible server when they give
+    one (`--backend openai`), else llama.cpp in-process."""
+    if settings.remote is not None:
+        # Imported only for the openai backend: its HTTP client adds about 60 ms to every start.
+        from llama_agent.runtime.models.remote import connect_openai
+
+        return connect_openai
+    return load_llama
 
 
 def _warn_of(failures: Iterable[LoadFailure]) -> None:

@@ -1,8 +1,8 @@
 """One model, loaded once off the event loop, used by its runs in arrival order.
 
-The backend is the llama.cpp one (one run at a time), or with remote settings the openai one
-(up to its `max_concurrent_runs` at once), unless the composition root passes another
-`ModelLoader`. A model named by a Hugging Face reference is downloaded first.
+The composition root chooses the backend and hands its `ModelLoader` in: the llama.cpp one (one
+run at a time), or with remote settings the openai one (up to its `max_concurrent_runs` at once).
+A model named by a Hugging Face reference is downloaded first.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from llama_agent.runtime.models.backend import (
     ModelSettings,
     Turn,
 )
-from llama_agent.runtime.models.llama import load_llama
 from llama_agent.runtime.storage.private_files import private_or_temporary
 
 if TYPE_CHECKING:
@@ -38,10 +37,10 @@ log = logging.getLogger(__name__)
 
 
 class ModelService:
-    def __init__(self, settings: ModelSettings, cache_dir: Path, loader: ModelLoader | None = None) -> None:
+    def __init__(self, settings: ModelSettings, cache_dir: Path, loader: ModelLoader) -> None:
         self.settings = settings
         self._cache_dir = cache_dir
-        self._loader = loader or (_connect_openai if settings.remote else load_llama)
+        self._loader = loader
         # One thread: llama.cpp contexts are not to be used from two threads at once.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._loading: Future[AnyBackend] | None = None
@@ -184,13 +183,6 @@ class ModelService:
 
 def _failed(loading: Future[AnyBackend]) -> bool:
     return loading.done() and (loading.cancelled() or loading.exception() is not None)
-
-
-def _connect_openai(settings: ModelSettings, cache_dir: Path) -> AnyBackend:
-    # Imported only for the openai backend: its HTTP client adds about 60 ms to every start.
-    from llama_agent.runtime.models.remote import connect_openai
-
-    return connect_openai(settings, cache_dir)
 
 
 __all__ = ["ModelError", "ModelService", "ModelSettings"]
