@@ -20,6 +20,7 @@ import contextlib
 import itertools
 import json
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -59,6 +60,7 @@ __all__ = [
     "open_client",
     "open_lsp_client",
     "open_mcp_client",
+    "run_cli",
     "start_lsp_daemon",
 ]
 
@@ -67,6 +69,21 @@ FACES: tuple[Face, ...] = ("lsp", "acp", "mcp")
 LLAMA_AGENT = str(Path(sys.executable).with_name("llama-agent"))
 # Longest line read from a line face: well past any answer the daemon may send.
 MAX_LINE_BYTES = 64 * 1024 * 1024
+
+
+def run_cli(*args: str | Path, config_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`llama-agent ARGS` as a person runs it, stdin not a terminal; with `config_dir`, that
+    directory holds its grants file."""
+    env = {**os.environ, "LLAMA_AGENT_CONFIG_DIR": str(config_dir)} if config_dir else None
+    return subprocess.run(
+        [LLAMA_AGENT, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
 
 
 class _Omitted:

@@ -34,6 +34,12 @@ def tools_dir(make_tools_dir: ToolsDirFactory) -> Path:
 
 
 @pytest.fixture
+def writer(make_tools_dir: ToolsDirFactory) -> Path:
+    """A tools directory (to be named trusted) holding write_file, granted the workspace read-write."""
+    return make_tools_dir("write_file", policies={"write_file": 'workspace = "rw"'}, name="writer")
+
+
+@pytest.fixture
 def daemon_launch(cache_dir: Path, config_dir: Path, tmp_path: Path) -> DaemonLaunch:
     """How this test starts daemons: the shared compile cache, its own config directory."""
     return DaemonLaunch(cache_dir, config_dir, tmp_path)

@@ -21,10 +21,9 @@ from llama_agent.common.errors import INVALID_PARAMS
 from llama_agent.config import REPO_ROOT
 from llama_agent.faces.acp import MAX_SESSIONS
 
+from tests.clients import LLAMA_AGENT
 from tests.scripted_model import answer, call
 from tests.wat_tools import tool_wasm
-
-LLAMA_AGENT = str(Path(sys.executable).with_name("llama-agent"))
 
 
 class Client:

@@ -4,32 +4,18 @@ a rejected call is an error result that says so, and never runs."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.clients import run_cli
 from tests.consent import ALLOW_ONCE, ALWAYS, QUESTION, REJECT, answer_writes
 from tests.rpc import DaemonSession, RpcError, StartDaemon
 from tests.scripted_model import answer, call
 
-LLAMA_AGENT = str(Path(sys.executable).with_name("llama-agent"))
 WARNING = 2  # LSP MessageType.Warning
 DECLINED = "not run: the person declined this call, so nothing was written"
-
-
-@pytest.fixture
-def writer(tmp_path: Path, bundled_tools: Path) -> Path:
-    """A trusted tools directory: write_file, granted the workspace read-write."""
-    directory = tmp_path / "writer"
-    directory.mkdir()
-    shutil.copy2(bundled_tools / "write_file.wasm", directory / "write_file.wasm")
-    (directory / "write_file.policy.toml").write_text('workspace = "rw"\n')
-    return directory
 
 
 @pytest.fixture
@@ -125,18 +111,6 @@ async def test_in_an_agent_run_the_question_follows_the_calls_progress_report(
         if message.get("method") == QUESTION or reported_call(message) is not None
     ]
     assert order == [("call", 0), ("question", None), ("call", 1), ("question", None)]
-
-
-def run_cli(*args: str | Path, config_dir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [LLAMA_AGENT, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        stdin=subprocess.DEVNULL,  # not a terminal
-        env={**os.environ, "LLAMA_AGENT_CONFIG_DIR": str(config_dir)},
-    )
 
 
 def test_tools_invoke_on_the_command_line_runs_the_call_the_person_typed(

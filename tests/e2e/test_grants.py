@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tomllib
 import unicodedata
 from collections.abc import Awaitable, Callable
@@ -21,11 +20,11 @@ import pytest
 from llama_agent.common.errors import INTERNAL_ERROR
 from llama_agent.runtime.tools.grants_file import Approval, ApprovalKey, render, request_digest
 
+from tests.clients import run_cli
 from tests.consent import ALLOW_ONCE, answer_writes, is_call_question
 from tests.rpc import DaemonSession, RpcError, StartDaemon
 from tests.wat_tools import tool_wasm
 
-LLAMA_AGENT = str(Path(sys.executable).with_name("llama-agent"))
 QUESTION = "window/showMessageRequest"
 CHANGE_TIMEOUT = 30.0
 WARNING = 2  # LSP MessageType.Warning
@@ -99,18 +98,6 @@ async def question(daemon: DaemonSession, count: int = 1) -> dict[str, Any]:
 async def changed(daemon: DaemonSession, seen: int, name: str = "hostile") -> None:
     await daemon.wait_for_notification(
         "tools/didChange", CHANGE_TIMEOUT, after=seen, where=lambda params: name in params["changed"]
-    )
-
-
-def run_cli(*args: str | Path, config_dir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [LLAMA_AGENT, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        stdin=subprocess.DEVNULL,  # not a terminal
-        env={**os.environ, "LLAMA_AGENT_CONFIG_DIR": str(config_dir)},
     )
 
 

@@ -16,7 +16,6 @@ import itertools
 import json
 import math
 import os
-import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +32,13 @@ from llama_agent.common.errors import (
     PARSE_ERROR,
 )
 
+from tests.clients import LLAMA_AGENT
+
 MIB = 1024 * 1024
 # What the faces may grow by over a whole test, 200 MB lines included.
 RSS_CEILING = 64 * MIB
 # The faces' longest line (llama_agent.faces.wire.lines.MAX_LINE_BYTES).
 MAX_LINE_BYTES = 16 * MIB
-LLAMA_AGENT = str(Path(sys.executable).with_name("llama-agent"))
 FACES = ["acp", "mcp"]
 MCP_INITIALIZE = {
     "protocolVersion": "2025-06-18",

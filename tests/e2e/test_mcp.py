@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,9 +21,8 @@ from mcp.client.session import ElicitationFnT
 from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import McpError
 
+from tests.clients import LLAMA_AGENT
 from tests.wat_tools import tool_wasm
-
-LLAMA_AGENT = str(Path(sys.executable).with_name("llama-agent"))
 
 
 @asynccontextmanager
@@ -134,16 +132,6 @@ def test_the_mcp_inspector_cli_lists_and_calls(
 
 
 # -- calls that may write ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def writer(tmp_path: Path, bundled_tools: Path) -> Path:
-    """A trusted tools directory: write_file, granted the workspace read-write."""
-    directory = tmp_path / "writer"
-    directory.mkdir()
-    shutil.copy2(bundled_tools / "write_file.wasm", directory / "write_file.wasm")
-    (directory / "write_file.policy.toml").write_text('workspace = "rw"\n')
-    return directory
 
 
 @pytest.fixture

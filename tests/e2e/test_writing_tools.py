@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.clients import LLAMA_AGENT
 from tests.rpc import StartDaemon
-
-LLAMA_AGENT = str(Path(sys.executable).with_name("llama-agent"))
 
 
 def llama_agent(*args: str | Path) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -24,15 +23,8 @@ from llama_agent.runtime.tools.schema import ArgumentError
 from llama_agent.services.agent.loop import InvalidRequest
 from llama_agent.services.tools.registry import UnknownTool
 
+from tests.clients import LLAMA_AGENT, run_cli
 from tests.wat_tools import tool_wasm
-
-LLAMA_AGENT = str(Path(sys.executable).with_name("llama-agent"))
-
-
-def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [LLAMA_AGENT, *map(str, args)], capture_output=True, text=True, timeout=300, check=False
-    )
 
 
 def test_invoke_echo_prints_the_whole_string(bundled_tools: Path, cache_dir: Path) -> None:
