@@ -176,7 +176,7 @@ class Session:
 
 
 def _refused(tool: Tool, text: str) -> CallResult:
-    return CallResult(tool, Invocation(text, True, "", "", False, False, 0.0))
+    return CallResult(tool, Invocation.failure(text))
 
 
 class _RunCalls:

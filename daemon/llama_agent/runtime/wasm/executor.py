@@ -65,6 +65,11 @@ class Invocation:
     timed_out: bool
     duration_ms: float
 
+    @classmethod
+    def failure(cls, text: str, duration_ms: float = 0.0, timed_out: bool = False) -> Invocation:
+        """A call that returned nothing of the tool's: `text` says why (refused, stopped, failed)."""
+        return cls(text, True, "", "", False, timed_out, duration_ms)
+
 
 @dataclass
 class ReadyInstance:
@@ -251,7 +256,7 @@ def cap_utf8(text: str, max_bytes: int) -> tuple[str, bool]:
 
 
 def refused(reason: str, started: float) -> Invocation:
-    return Invocation(reason, True, "", "", False, False, (time.perf_counter() - started) * 1000)
+    return Invocation.failure(reason, (time.perf_counter() - started) * 1000)
 
 
 def release_frames(error: BaseException) -> None:

@@ -233,17 +233,17 @@ def _invocation(outcome: Outcome, limits: Limits, started: float) -> Invocation:
         return replace(outcome.outcome, duration_ms=elapsed_ms)
     if isinstance(outcome, TimedOut):
         text = f"timed out after {limits.timeout_seconds:g} s: the call was stopped (its process ended)"
-        return Invocation(text, True, "", "", False, True, elapsed_ms)
+        return Invocation.failure(text, elapsed_ms, timed_out=True)
     if isinstance(outcome, QuotaExceeded):
         text = (
             f"stopped: the call wrote {outcome.written:,} bytes, more than its "
             f"{limits.write_bytes:,}-byte write quota (write_mib in its policy)"
         )
-        return Invocation(text, True, "", "", False, False, elapsed_ms)
+        return Invocation.failure(text, elapsed_ms)
     if isinstance(outcome, Cancelled):
-        return Invocation("cancelled", True, "", "", False, False, elapsed_ms)
+        return Invocation.failure("cancelled", elapsed_ms)
     reason = outcome.error if isinstance(outcome, Failed | Crashed) and outcome.error else _ending(outcome)
-    return Invocation(f"the call failed: {reason}", True, "", "", False, False, elapsed_ms)
+    return Invocation.failure(f"the call failed: {reason}", elapsed_ms)
 
 
 def _ending(outcome: Outcome) -> str:
