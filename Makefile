@@ -20,8 +20,8 @@ test: components lint $(INSPECTOR) emacs
 bench: components
 	$(BIN)/python -m bench.run
 
-# Measures the agent's quality on evals/tasks.toml; writes evals/RESULTS.md and evals/results.json
-# (about 10 minutes on 2 cores). Not part of `make test`. Other model: make eval EVAL_ARGS="--model /path/to.gguf"
+# Measures the agent's quality on evals/tasks.toml (tuning and held-out tasks) and the multi-turn
+# evals/conversations.toml; writes evals/RESULTS.md and evals/results.json (about 25 minutes on 2 cores). Not part of `make test`. Other model: make eval EVAL_ARGS="--model /path/to.gguf"
 # Both backends: in-process, then llama_cpp.server on loopback with the same model (its report:
 # evals/RESULTS-openai.md; about 20 minutes more). One backend: make eval EVAL_BACKENDS=llama
 EVAL_BACKENDS ?= llama openai

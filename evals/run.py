@@ -1,13 +1,15 @@
 """Runs the evaluation suite against the real daemon; writes evals/RESULTS.md and evals/results.json.
 
-    .venv/bin/python -m evals.run [--model PATH] [--only ID]... [--kind KIND]...   (or: make eval)
+    .venv/bin/python -m evals.run [--model PATH] [--only ID]... [--kind KIND]... [--split SPLIT]...
+    (or: make eval)
 
 Each task gets its own daemon (`llama-agent serve` over stdio) on a fresh copy of
 evals/workspace/ and a private copy of the bundled tools in which write_file is granted the
 workspace read-write. Measured on 2 cores: a daemon start costs 2-3 s (components from the
 compile cache, model load), next to 7-15 s for an agent/run, and a shared daemon gave the same
 answers and about the same run times. So one daemon per task: writes cannot leak, and
-`--only ID` reproduces what the whole run got for ID.
+`--only ID` reproduces what the whole run got for ID. Then each conversation of
+evals/conversations.toml gets a daemon of its own in the same way (evals/dialogues.py).
 Not part of `make test`: it measures the agent's quality, it does not assert it.
 """
 
@@ -24,7 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,226 +35,161 @@ from llama_agent import __version__
 from llama_agent.config import BUNDLED_TOOLS_DIR
 from llama_agent.services.agent.loop import AgentRequest
 
-from evals.report import format_calls, rate_json, render_markdown
-from evals.scoring import RunRecord, Score, Step, score_task, summarize
+from evals.conversations import (
+    DEFAULT_CONVERSATIONS_FILE,
+    Conversation,
+    check_conversations,
+    load_conversations,
+    select_conversations,
+)
+from evals.daemon import (
+    RUN_TIMEOUT,
+    DaemonExited,
+    EvalError,
+    Settings,
+    prepare_tools,
+    ready_daemon,
+    record_from_result,
+    run_failure,
+    unless_exited,
+)
+from evals.dialogues import run_conversations
+from evals.report import (
+    ConversationResults,
+    conversation_summary_to_json,
+    format_calls,
+    render_markdown,
+    summary_to_json,
+    tuning_baseline,
+)
+from evals.scoring import (
+    ConversationRecord,
+    ConversationScore,
+    RunRecord,
+    Score,
+    TurnRecord,
+    score_conversation,
+    score_task,
+    summarize,
+    summarize_conversations,
+    summarize_splits,
+)
 from evals.tasks import (
-    BUNDLED_TOOLS,
     DEFAULT_TASKS_FILE,
     KINDS,
+    SPLITS,
     Task,
     TaskError,
     check_suite,
     load_tasks,
     select_tasks,
 )
-from tests.rpc import DaemonSession, RpcError
+from tests.rpc import RpcError
 
-DESCRIPTION = "Run the evaluation suite against the real daemon; write evals/RESULTS.md and results.json."
+DESCRIPTION = (
+    "Run the evaluation suite (tasks, then conversations) against the real daemon; "
+    "write evals/RESULTS.md and results.json."
+)
 HERE = Path(__file__).resolve().parent
 WORKSPACE_FIXTURE = HERE / "workspace"
 DEFAULT_OUT = HERE / "RESULTS.md"
 DEFAULT_JSON = HERE / "results.json"
 # The run before the agent's quality work (issue 13): RESULTS.md compares every run with it.
 DEFAULT_BASELINE = HERE / "baseline.json"
-# The first start may compile every component (a cold compile cache: minutes), later ones hit it.
-READY_TIMEOUT = 900.0
-RUN_TIMEOUT = 600.0
-SHUTDOWN_TIMEOUT = 30.0
-RESULT_CHARS = 2000  # tool output kept in results.json, per call
-MODEL_MESSAGE = "llama-agent: model "
-# Tools that must see the workspace, and how.
-WORKSPACE_GRANTS = {"read_file": "ro", "list_dir": "ro", "search_text": "ro", "write_file": "rw"}
-
-
-class EvalError(RuntimeError):
-    """The suite cannot run at all (no built tools, a model that does not load, ...)."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    model: Path | None = None
-    cache_dir: Path | None = None
-    max_steps: int | None = None
-    base_url: str | None = None  # the openai backend, served from here
-
-
-# -- set-up -------------------------------------------------------------------------------------
-
-
-def prepare_tools(source: Path, target: Path) -> Path:
-    """A copy of the bundled tools and their policies, with write_file granted the workspace rw."""
-    missing = [name for name in BUNDLED_TOOLS if not (source / f"{name}.wasm").is_file()]
-    if missing:
-        raise EvalError(f"{source} lacks {', '.join(missing)}: build the tools first (make components)")
-    target.mkdir(parents=True)
-    for file in sorted(source.iterdir()):
-        if file.name.endswith((".wasm", ".policy.toml")):
-            shutil.copy2(file, target / file.name)
-    (target / "write_file.policy.toml").write_text(
-        '# Granted by the evaluation, so that write_file can work.\nworkspace = "rw"\n', encoding="utf-8"
-    )
-    return target
-
-
-def daemon_args(settings: Settings, tools: Path, workspace: Path) -> list[str]:
-    # Trusted: the evaluation is the person approving the policies it wrote in `prepare_tools`;
-    # and the writes of its tasks, to a scratch copy of the workspace, up front.
-    args = ["--trusted-tools-dir", str(tools), "--workspace", str(workspace), "--allow-writes"]
-    if settings.base_url is not None:
-        args += ["--backend", "openai", "--base-url", settings.base_url]
-    elif settings.model is not None:
-        args += ["--model", str(settings.model)]
-    if settings.cache_dir is not None:
-        args += ["--cache-dir", str(settings.cache_dir)]
-    return args
-
-
-def _is_model_message(params: Any) -> bool:
-    return isinstance(params, dict) and str(params.get("message", "")).startswith(MODEL_MESSAGE)
-
-
-async def wait_ready(session: DaemonSession) -> str:
-    """Wait until the model is loaded and every bundled tool is loaded with its workspace grant;
-    returns the model's path as the daemon reports it."""
-    message = await session.wait_for_notification(
-        "window/logMessage", timeout=READY_TIMEOUT, where=_is_model_message
-    )
-    text = str(message["params"]["message"]).removeprefix(MODEL_MESSAGE)
-    if text.startswith("not loaded"):
-        raise EvalError(f"the daemon could not load the model: {text}")
-    # "PATH (llama) loaded", or "NAME (openai at URL) loaded"
-    model = text.removesuffix(" loaded").rsplit(" (", 1)[0]
-    deadline = time.monotonic() + READY_TIMEOUT
-    while True:
-        listing = await session.request("tools/list", timeout=READY_TIMEOUT)
-        if listing["failed"]:
-            raise EvalError(f"tools failed to load: {listing['failed']}")
-        tools = {tool["name"]: tool for tool in listing["tools"]}
-        missing = sorted(set(BUNDLED_TOOLS) - set(tools))
-        ungranted = [
-            name
-            for name, mode in WORKSPACE_GRANTS.items()
-            if name in tools and not any(d["mode"] == mode for d in tools[name]["grants"]["dirs"])
-        ]
-        if not missing and not ungranted:
-            return model
-        if time.monotonic() > deadline:
-            raise EvalError(
-                f"tools never ready: missing {missing}, without their workspace grant {ungranted}"
-            )
-        await asyncio.sleep(0.05)
 
 
 # -- one task -----------------------------------------------------------------------------------
 
 
-def record_from_result(
-    task: Task, result: dict[str, Any], seconds: float, startup: float, max_steps: int
-) -> RunRecord:
-    steps = tuple(
-        Step(step["tool"], dict(step["arguments"]), bool(step["isError"]), str(step["result"])[:RESULT_CHARS])
-        for step in result["steps"]
-    )
-    return RunRecord(
-        id=task.id,
-        steps=steps,
-        answer=str(result["answer"]),
-        stop_reason=str(result["stopReason"]),
-        prompt_tokens=int(result["usage"]["promptTokens"]),
-        completion_tokens=int(result["usage"]["completionTokens"]),
-        seconds=seconds,
-        startup_seconds=startup,
-        prompt_format=str(result.get("promptFormat", "")),
-        max_steps=max_steps,
-    )
-
-
-class DaemonExited(RuntimeError):
-    pass
-
-
-async def unless_exited(session: DaemonSession, work: Awaitable[Any], timeout: float) -> Any:
-    """`work`'s result, or DaemonExited if the daemon dies first, or TimeoutError."""
-    job = asyncio.ensure_future(work)
-    exited = asyncio.ensure_future(session.process.wait())
-    try:
-        done, _ = await asyncio.wait({job, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        exited.cancel()
-    if job in done:
-        return job.result()
-    job.cancel()
-    if exited in done:
-        await asyncio.sleep(0.2)  # the rest of its stderr
-        tail = session.stderr.decode("utf-8", errors="replace").strip().splitlines()[-5:]
-        raise DaemonExited(f"the daemon exited with code {session.process.returncode}: {' / '.join(tail)}")
-    raise TimeoutError
-
-
 async def run_task(task: Task, settings: Settings, tools: Path, workspace: Path) -> tuple[RunRecord, str]:
     """One task on its own daemon; returns the record and the model path the daemon loaded."""
-    started = time.perf_counter()
-    session = await DaemonSession.open(daemon_args(settings, tools, workspace))
-    try:
-        try:
-            model: str = await unless_exited(session, wait_ready(session), READY_TIMEOUT)
-        except (DaemonExited, TimeoutError) as error:
-            raise EvalError(f"the daemon never got ready: {error or 'timed out'}") from error
-        startup = time.perf_counter() - started
+    async with ready_daemon(settings, tools, workspace) as daemon:
         params: dict[str, Any] = {"prompt": task.prompt, "workDoneToken": f"eval-{task.id}"}
         if settings.max_steps is not None:
             params["maxSteps"] = settings.max_steps
-        begun = time.perf_counter()
+        session, begun = daemon.session, time.perf_counter()
         try:
             result = await unless_exited(
                 session, session.request("agent/run", params, RUN_TIMEOUT), RUN_TIMEOUT
             )
         except (RpcError, DaemonExited, TimeoutError) as error:
-            failed = RunRecord(task.id, seconds=time.perf_counter() - begun, startup_seconds=startup)
-            reason = (
-                f"agent/run timed out after {RUN_TIMEOUT:.0f} s"
-                if isinstance(error, TimeoutError)
-                else str(error)
-            )
-            return dataclasses.replace(failed, error=reason), model
+            daemon.healthy = False
+            seconds = time.perf_counter() - begun
+            failed = RunRecord(task.id, seconds=seconds, startup_seconds=daemon.startup_seconds)
+            return dataclasses.replace(failed, error=run_failure(error)), daemon.model
         budget = AgentRequest.max_steps if settings.max_steps is None else settings.max_steps
-        record = record_from_result(task, result, time.perf_counter() - begun, startup, budget)
-        if session.violations:
-            print(
-                f"evals: {task.id}: protocol violations: {session.violations[:3]}",
-                file=sys.stderr,
-                flush=True,
-            )
-        with contextlib.suppress(TimeoutError, RpcError):
-            await session.shutdown_and_exit(SHUTDOWN_TIMEOUT)
-        return record, model
-    finally:
-        await session.kill()
+        seconds = time.perf_counter() - begun
+        return record_from_result(task.id, result, seconds, daemon.startup_seconds, budget), daemon.model
 
 
 async def run_tasks(
-    tasks: Sequence[Task], settings: Settings, tools_source: Path
+    tasks: Sequence[Task], settings: Settings, tools: Path, scratch: Path
 ) -> tuple[list[RunRecord], str | None]:
     records: list[RunRecord] = []
     model: str | None = None
+    for index, task in enumerate(tasks, start=1):
+        workspace = scratch / f"workspace-{index:02d}"
+        shutil.copytree(WORKSPACE_FIXTURE, workspace)
+        try:
+            record, model = await run_task(task, settings, tools, workspace)
+        finally:
+            shutil.rmtree(workspace, ignore_errors=True)
+        records.append(record)
+        score = score_task(task, record)
+        verdict = "pass" if score.success else ("ERROR" if record.error else "fail")
+        print(
+            f"[{index:>{len(str(len(tasks)))}}/{len(tasks)}] {task.id:<24} {verdict:<5} "
+            f"{format_calls(record.steps, 50)}  {record.seconds:.1f} s",
+            flush=True,
+        )
+    return records, model
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a run (or a rescore) has to report."""
+
+    meta: dict[str, Any]
+    tasks: list[Task]
+    records: list[RunRecord]
+    conversations: list[Conversation]
+    conversation_records: list[ConversationRecord]
+
+
+async def run_suite(
+    tasks: Sequence[Task], conversations: Sequence[Conversation], settings: Settings, tools_source: Path
+) -> tuple[list[RunRecord], list[ConversationRecord], str | None]:
+    """The tasks, then the conversations, each on its own daemon; and the model they loaded."""
     with tempfile.TemporaryDirectory(prefix="llama-agent-eval-") as scratch:
         tools = prepare_tools(tools_source, Path(scratch) / "tools")
-        for index, task in enumerate(tasks, start=1):
-            workspace = Path(scratch) / f"workspace-{index:02d}"
-            shutil.copytree(WORKSPACE_FIXTURE, workspace)
-            try:
-                record, model = await run_task(task, settings, tools, workspace)
-            finally:
-                shutil.rmtree(workspace, ignore_errors=True)
-            records.append(record)
-            score = score_task(task, record)
-            verdict = "pass" if score.success else ("ERROR" if record.error else "fail")
+        records, model = await run_tasks(tasks, settings, tools, Path(scratch))
+
+        def done(index: int, record: ConversationRecord) -> None:
+            conversation = conversations[index - 1]
+            score = score_conversation(conversation, record)
+            verdict = "pass" if score.success else "fail"
+            seconds = sum(turn.run.seconds for turn in record.turns)
+            marks = " ".join(
+                _mark(turn, s.success) for turn, s in zip(record.turns, score.turns, strict=True)
+            )
             print(
-                f"[{index:>{len(str(len(tasks)))}}/{len(tasks)}] {task.id:<24} {verdict:<5} "
-                f"{format_calls(record.steps, 50)}  {record.seconds:.1f} s",
+                f"[conversation {index}/{len(conversations)}] {conversation.id:<24} {verdict:<5} "
+                f"{marks}  {seconds:.1f} s",
                 flush=True,
             )
-    return records, model
+
+        dialogue_records, dialogue_model = await run_conversations(
+            conversations, settings, tools, Path(scratch), WORKSPACE_FIXTURE, done
+        )
+    return records, dialogue_records, model or dialogue_model
+
+
+def _mark(turn: TurnRecord, success: bool) -> str:
+    if turn.run.error is not None:
+        return "ERROR"
+    if turn.cancelled:
+        return "cancelled" if success else "not-cancelled"
+    return "pass" if success else "fail"
 
 
 # -- output -------------------------------------------------------------------------------------
@@ -265,40 +202,37 @@ def model_file(reported: str | None, settings: Settings) -> Path | None:
 
 
 def write_outputs(
-    meta: dict[str, Any],
-    tasks: Sequence[Task],
-    records: Sequence[RunRecord],
-    out: Path,
-    json_out: Path,
-    baseline: Path | None = None,
-) -> list[Score]:
-    """Write the report and the raw records; `baseline`, an earlier results.json, adds a
-    before-and-after table."""
+    run: Run, out: Path, json_out: Path, baseline: dict[str, Any] | None = None
+) -> tuple[list[Score], list[ConversationScore]]:
+    """Write the report and the raw records; `baseline`, an earlier run's tuning figures
+    (report.tuning_baseline), adds a before-and-after table."""
+    tasks, records = run.tasks, run.records
     scores = [score_task(task, record) for task, record in zip(tasks, records, strict=True)]
     summary = summarize(tasks, records, scores)
-    meta = {**meta, "json_name": os.path.relpath(json_out, out.parent)}
+    conversation_scores = [
+        score_conversation(conversation, record)
+        for conversation, record in zip(run.conversations, run.conversation_records, strict=True)
+    ]
+    dialogues = (
+        ConversationResults(
+            run.conversations,
+            run.conversation_records,
+            conversation_scores,
+            summarize_conversations(run.conversations, conversation_scores),
+        )
+        if run.conversations
+        else None
+    )
+    meta = {**run.meta, "json_name": os.path.relpath(json_out, out.parent)}
     document = {
         "meta": meta,
-        "summary": {
-            "success": rate_json(summary.success),
-            "perTool": {name: rate_json(value) for name, value in summary.per_tool.items()},
-            "perKind": {name: rate_json(value) for name, value in summary.per_kind.items()},
-            "toolChoice": {name: rate_json(value) for name, value in summary.tool_choice.items()},
-            "arguments": rate_json(summary.arguments),
-            "answers": rate_json(summary.answers),
-            "unneededCalls": summary.unneeded_calls,
-            "repeatedCalls": summary.repeated_calls,
-            "toolErrors": summary.tool_errors,
-            "maxSteps": summary.max_steps,
-            "maxTokens": summary.max_tokens,
-            "cutShort": summary.cut_short,
-            "runErrors": summary.run_errors,
-            "medianSeconds": summary.median_seconds,
-            "medianCompletionTokens": summary.median_completion_tokens,
-            "medianPromptTokens": summary.median_prompt_tokens,
+        "summary": summary_to_json(summary),
+        "splits": {
+            name: summary_to_json(value) for name, value in summarize_splits(tasks, records, scores).items()
         },
         "tasks": [
             {
+                "split": task.split,
                 "kind": task.kind,
                 "prompt": task.prompt,
                 "expectedTools": list(task.tools),
@@ -307,15 +241,53 @@ def write_outputs(
             }
             for task, record, score in zip(tasks, records, scores, strict=True)
         ],
+        "conversationSummary": conversation_summary_to_json(dialogues.summary) if dialogues else None,
+        "conversations": [
+            conversation_to_json(conversation, record, score)
+            for conversation, record, score in zip(
+                run.conversations, run.conversation_records, conversation_scores, strict=True
+            )
+        ],
     }
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     out.parent.mkdir(parents=True, exist_ok=True)
-    baseline_document = json.loads(baseline.read_text(encoding="utf-8")) if baseline else None
     out.write_text(
-        render_markdown(meta, tasks, records, scores, summary, baseline_document), encoding="utf-8"
+        render_markdown(meta, tasks, records, scores, summary, baseline, dialogues), encoding="utf-8"
     )
-    return scores
+    return scores, conversation_scores
+
+
+def conversation_to_json(
+    conversation: Conversation, record: ConversationRecord, score: ConversationScore
+) -> dict[str, Any]:
+    turns = []
+    for turn, turn_record, turn_score in zip(conversation.turns, record.turns, score.turns, strict=True):
+        expected = turn.expected
+        turns.append(
+            {
+                "prompt": turn.prompt,
+                "cancel": turn.cancel,
+                "kind": expected.kind if expected else None,
+                "expectedTools": list(expected.tools) if expected else [],
+                **turn_record.to_json(),
+                "success": turn_score.success,
+                "score": dataclasses.asdict(turn_score.score) if turn_score.score else None,
+            }
+        )
+    return {
+        "id": conversation.id,
+        "split": conversation.split,
+        "success": score.success,
+        "sessionId": record.session_id,
+        "startupSeconds": record.startup_seconds,
+        "followUpReuse": {
+            "cachedPromptTokens": score.follow_up_cached_tokens,
+            "promptTokens": score.follow_up_prompt_tokens,
+            "ratio": score.reuse,
+        },
+        "turns": turns,
+    }
 
 
 def describe_model(path: Path | None) -> dict[str, Any]:
@@ -328,18 +300,69 @@ def describe_model(path: Path | None) -> dict[str, Any]:
     return {"model": str(path), "model_name": path.name, "model_bytes": size}
 
 
-def rescore(path: Path, tasks: Sequence[Task]) -> tuple[dict[str, Any], list[Task], list[RunRecord]]:
-    """The tasks and records of an earlier results.json, scored again with the current task file."""
+def rescore(path: Path, tasks: Sequence[Task], conversations: Sequence[Conversation]) -> Run:
+    """The tasks, conversations and records of an earlier results.json, to be scored again with
+    the current task and conversation files."""
     document = json.loads(path.read_text(encoding="utf-8"))
     by_id = {task.id: task for task in tasks}
     unknown = [entry["id"] for entry in document["tasks"] if entry["id"] not in by_id]
     if unknown:
         raise TaskError(f"{path}: task {unknown[0]!r} is not in the task file any more")
     records = [RunRecord.from_json(entry) for entry in document["tasks"]]
-    return dict(document["meta"]), [by_id[record.id] for record in records], records
+    conversations_by_id = {conversation.id: conversation for conversation in conversations}
+    chosen, conversation_records = [], []
+    for entry in document.get("conversations", []):
+        conversation = conversations_by_id.get(entry["id"])
+        if conversation is None or len(conversation.turns) != len(entry["turns"]):
+            raise TaskError(
+                f"{path}: conversation {entry['id']!r} is not in the conversation file as it was run"
+            )
+        chosen.append(conversation)
+        conversation_records.append(
+            ConversationRecord(
+                entry["id"],
+                tuple(TurnRecord.from_json(turn) for turn in entry["turns"]),
+                entry.get("sessionId"),
+                float(entry.get("startupSeconds", 0.0)),
+            )
+        )
+    return Run(
+        dict(document["meta"]),
+        [by_id[record.id] for record in records],
+        records,
+        chosen,
+        conversation_records,
+    )
 
 
 # -- command line -------------------------------------------------------------------------------
+
+
+def select_suite(
+    tasks: Sequence[Task],
+    conversations: Sequence[Conversation],
+    only: Sequence[str] = (),
+    kinds: Sequence[str] = (),
+    splits: Sequence[str] = (),
+    with_conversations: bool = True,
+    with_tasks: bool = True,
+) -> tuple[list[Task], list[Conversation]]:
+    """What to run. `only` names tasks or conversations: naming only tasks runs no conversation,
+    and the other way round. `kinds` selects tasks, so it runs no conversation; `splits` selects
+    both."""
+    task_ids = {task.id for task in tasks}
+    conversation_ids = {conversation.id for conversation in conversations}
+    unknown = [name for name in only if name not in task_ids | conversation_ids]
+    if unknown:
+        raise TaskError(f"no task or conversation with id {unknown[0]!r}")
+    only_tasks = [name for name in only if name in task_ids]
+    only_conversations = [name for name in only if name in conversation_ids]
+    run_tasks = with_tasks and not (only and not only_tasks)
+    run_conversations = with_conversations and not kinds and not (only and not only_conversations)
+    return (
+        select_tasks(tasks, only_tasks, kinds, splits) if run_tasks else [],
+        select_conversations(conversations, only_conversations, splits) if run_conversations else [],
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -354,10 +377,37 @@ def parser() -> argparse.ArgumentParser:
     )
     cli.add_argument("--base-url", metavar="URL", help="the server of --backend openai")
     cli.add_argument("--tasks", type=Path, default=DEFAULT_TASKS_FILE, metavar="FILE", help="task file")
-    cli.add_argument("--only", action="append", default=[], metavar="ID", help="run this task (repeatable)")
     cli.add_argument(
-        "--kind", action="append", default=[], choices=list(KINDS), help="run tasks of this kind"
+        "--conversations",
+        type=Path,
+        default=DEFAULT_CONVERSATIONS_FILE,
+        metavar="FILE",
+        help="conversation file",
     )
+    cli.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="run this task or conversation (repeatable)",
+    )
+    cli.add_argument(
+        "--kind",
+        action="append",
+        default=[],
+        choices=list(KINDS),
+        help="run tasks of this kind (and no conversation)",
+    )
+    cli.add_argument(
+        "--split",
+        action="append",
+        default=[],
+        choices=list(SPLITS),
+        help="run the tasks and conversations of this split (repeatable; default both)",
+    )
+    which = cli.add_mutually_exclusive_group()
+    which.add_argument("--no-conversations", action="store_true", help="run the tasks only")
+    which.add_argument("--conversations-only", action="store_true", help="run the conversations only")
     cli.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="FILE", help="Markdown report")
     cli.add_argument("--json", type=Path, default=DEFAULT_JSON, metavar="FILE", help="raw per-task records")
     cli.add_argument("--cache-dir", type=Path, metavar="DIR", help="the daemon's cache (default: its own)")
@@ -399,6 +449,27 @@ def model_server(args: argparse.Namespace, settings: Settings) -> Iterator[Setti
         raise EvalError(str(error)) from error
 
 
+def load_suite(args: argparse.Namespace) -> tuple[list[Task], list[Conversation]]:
+    """Every task and conversation, checked: their files, their coverage, ids used by both."""
+    tasks = load_tasks(args.tasks)
+    check_suite(tasks)
+    conversations = load_conversations(args.conversations)
+    check_conversations(conversations)
+    shared = sorted({task.id for task in tasks} & {conversation.id for conversation in conversations})
+    if shared:
+        raise TaskError(f"{shared[0]!r} is the id of a task and of a conversation")
+    return tasks, conversations
+
+
+def _selection(args: argparse.Namespace) -> str:
+    chosen = [f"--only {name}" for name in args.only] + [f"--kind {kind}" for kind in args.kind]
+    chosen += [f"--split {split}" for split in args.split]
+    chosen += ["--no-conversations"] * args.no_conversations + [
+        "--conversations-only"
+    ] * args.conversations_only
+    return " ".join(chosen)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.backend == "openai":
@@ -407,14 +478,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Side by side with the in-process backend's last run, rather than with the old baseline.
         args.baseline = DEFAULT_JSON if args.baseline == DEFAULT_BASELINE else args.baseline
     try:
-        all_tasks = load_tasks(args.tasks)
-        check_suite(all_tasks)
+        all_tasks, all_conversations = load_suite(args)
         if args.rescore is not None:
-            meta, tasks, records = rescore(args.rescore, all_tasks)
+            run = rescore(args.rescore, all_tasks, all_conversations)
         else:
-            tasks = select_tasks(all_tasks, args.only, args.kind)
-            if not tasks:
-                raise TaskError("no task is selected")
+            tasks, conversations = select_suite(
+                all_tasks,
+                all_conversations,
+                args.only,
+                args.kind,
+                args.split,
+                with_conversations=not args.no_conversations,
+                with_tasks=not args.conversations_only,
+            )
+            if not tasks and not conversations:
+                raise TaskError("no task or conversation is selected")
     except (TaskError, OSError, ValueError) as error:
         print(f"evals: {error}", file=sys.stderr)
         return 2
@@ -423,12 +501,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.rescore is None:
         settings = Settings(model=args.model, cache_dir=args.cache_dir, max_steps=args.max_steps)
-        selection = [f"--only {name}" for name in args.only] + [f"--kind {kind}" for kind in args.kind]
-        print(f"evals: {len(tasks)} tasks, one daemon each ({args.backend} backend)", flush=True)
+        print(
+            f"evals: {len(tasks)} tasks and {len(conversations)} conversations, one daemon each "
+            f"({args.backend} backend)",
+            flush=True,
+        )
         started = time.perf_counter()
         try:
             with model_server(args, settings) as served:
-                records, reported = asyncio.run(run_tasks(tasks, served, args.tools_dir))
+                records, conversation_records, reported = asyncio.run(
+                    run_suite(tasks, conversations, served, args.tools_dir)
+                )
         except EvalError as error:
             print(f"evals: {error}", file=sys.stderr)
             return 1
@@ -439,19 +522,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             "python": platform.python_version(),
             "daemon_version": __version__,
             "tasks_file": _shown(args.tasks),
-            "selection": " ".join(selection),
+            "conversations_file": _shown(args.conversations),
+            "selection": _selection(args),
             "max_steps": args.max_steps
             if args.max_steps is not None
             else f"default ({AgentRequest.max_steps})",
             "wall_seconds": time.perf_counter() - started,
             "backend": args.backend,
         }
-    baseline = None if str(args.baseline) == "none" or not args.baseline.exists() else args.baseline
-    scores = write_outputs(meta, tasks, records, args.out, args.json, baseline)
+        run = Run(meta, tasks, records, conversations, conversation_records)
+    baseline_file = None if str(args.baseline) == "none" or not args.baseline.exists() else args.baseline
+    baseline = (
+        tuning_baseline(json.loads(baseline_file.read_text(encoding="utf-8")), all_tasks)
+        if baseline_file
+        else None
+    )
+    scores, conversation_scores = write_outputs(run, args.out, args.json, baseline)
     report = args.out.read_text(encoding="utf-8")
-    print("\n" + report[report.index("## Summary") : report.index("## Tasks")].rstrip() + "\n")
+    if "## Summary" in report and "## Tasks" in report:
+        print("\n" + report[report.index("## Summary") : report.index("## Tasks")].rstrip() + "\n")
     passed = sum(score.success for score in scores)
-    print(f"evals: {passed}/{len(scores)} tasks passed; wrote {_shown(args.out)} and {_shown(args.json)}")
+    conversations_passed = sum(score.success for score in conversation_scores)
+    print(
+        f"evals: {passed}/{len(scores)} tasks and {conversations_passed}/{len(conversation_scores)} "
+        f"conversations passed; wrote {_shown(args.out)} and {_shown(args.json)}"
+    )
     return 0
 
 

@@ -10,7 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from evals.tasks import BUNDLED_TOOLS, KINDS, Rule, Task
+from evals.conversations import Conversation
+from evals.tasks import BUNDLED_TOOLS, KINDS, SPLITS, Rule, Task
 
 # A turn cut off while it was calling a tool: the call never happened, but it was chosen.
 CUT_CALL = re.compile(r'\s*\{\s*"tool"\s*:\s*"([^"]+)"')
@@ -54,6 +55,7 @@ class RunRecord:
     prompt_format: str = ""
     max_steps: int | None = None  # the run's maxSteps (its tool budget), when known
     error: str | None = None
+    cached_prompt_tokens: int = 0  # of prompt_tokens, those reused rather than evaluated
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,7 +63,11 @@ class RunRecord:
             "steps": [step.to_json() for step in self.steps],
             "answer": self.answer,
             "stopReason": self.stop_reason,
-            "usage": {"promptTokens": self.prompt_tokens, "completionTokens": self.completion_tokens},
+            "usage": {
+                "promptTokens": self.prompt_tokens,
+                "completionTokens": self.completion_tokens,
+                "cachedPromptTokens": self.cached_prompt_tokens,
+            },
             "seconds": self.seconds,
             "startupSeconds": self.startup_seconds,
             "promptFormat": self.prompt_format,
@@ -84,6 +90,7 @@ class RunRecord:
             prompt_format=data.get("promptFormat", ""),
             max_steps=data.get("maxSteps"),
             error=data.get("error"),
+            cached_prompt_tokens=int(usage.get("cachedPromptTokens", 0)),
         )
 
 
@@ -107,6 +114,8 @@ class Score:
     hit_max_tokens: bool  # stopReason maxTokens: a turn was cut off
     cut_short: bool = False  # stopReason repetition or invalidTurn: a turn ran away or did not parse
     reasons: tuple[str, ...] = ()  # why it failed, for the report
+    forbidden_calls: int = 0  # calls of the task's forbid_tools
+    split: str = "tuning"
 
 
 def check_rule(rule: Rule, arguments: Mapping[str, Any]) -> bool:
@@ -214,13 +223,16 @@ def score_task(task: Task, record: RunRecord) -> Score:
         answer = bool(record.answer.strip())
         if not answer and record.error is None:
             reasons.append("empty answer")
+    forbidden = [tool for tool in called if tool in task.forbid_tools]
+    if forbidden:
+        reasons.append(f"called {', '.join(dict.fromkeys(forbidden))}, which this request must not call")
     if record.error is not None:
         tool_choice = sequence = arguments = answer = False
     unneeded, repeated = count_unneeded(task, record.steps)
     return Score(
         task_id=task.id,
         kind=task.kind,
-        success=sequence and arguments and answer,
+        success=sequence and arguments and answer and not forbidden,
         tool_choice=tool_choice,
         sequence=sequence,
         arguments=arguments,
@@ -234,6 +246,8 @@ def score_task(task: Task, record: RunRecord) -> Score:
         hit_max_tokens=record.stop_reason == "maxTokens",
         cut_short=record.stop_reason in ("repetition", "invalidTurn"),
         reasons=tuple(reasons),
+        forbidden_calls=len(forbidden),
+        split=task.split,
     )
 
 
@@ -331,4 +345,161 @@ def summarize(tasks: Sequence[Task], records: Sequence[RunRecord], scores: Seque
         median_completion_tokens=_median([record.completion_tokens for record in ran]),
         median_prompt_tokens=_median([record.prompt_tokens for record in ran]),
         total_seconds=sum(record.seconds + record.startup_seconds for record in records),
+    )
+
+
+def summarize_splits(
+    tasks: Sequence[Task], records: Sequence[RunRecord], scores: Sequence[Score]
+) -> dict[str, Summary]:
+    """`summarize` for each split that has a task: "tuning", then "heldout"."""
+    summaries: dict[str, Summary] = {}
+    for split in SPLITS:
+        chosen = [index for index, task in enumerate(tasks) if task.split == split]
+        if chosen:
+            summaries[split] = summarize(
+                [tasks[i] for i in chosen], [records[i] for i in chosen], [scores[i] for i in chosen]
+            )
+    return summaries
+
+
+# -- conversations ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    """One turn of a conversation: its agent/run, and for a turn the runner cancelled, whether
+    the cancellation took (the run ended cancelled, and the session's history, when read, says
+    so too)."""
+
+    run: RunRecord
+    cancelled: bool = False
+    cancel_took: bool = False
+    outcome: str | None = None  # what agent/history recorded for the turn, when it was read
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.run.to_json(),
+            "cancelled": self.cancelled,
+            "cancelTook": self.cancel_took,
+            "outcome": self.outcome,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TurnRecord:
+        return cls(
+            RunRecord.from_json(data),
+            bool(data.get("cancelled", False)),
+            bool(data.get("cancelTook", False)),
+            data.get("outcome"),
+        )
+
+
+@dataclass(frozen=True)
+class ConversationRecord:
+    """A conversation's turns, one record per turn of the conversation (a turn that never ran,
+    after the daemon failed, has a record with its `error`)."""
+
+    id: str
+    turns: tuple[TurnRecord, ...]
+    session_id: str | None = None
+    startup_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class TurnScore:
+    index: int  # from 0
+    score: Score | None  # None for a cancelled turn: it is not scored as a task
+    cancel_took: bool | None = None  # for a cancelled turn
+
+    @property
+    def success(self) -> bool:
+        return self.score.success if self.score is not None else bool(self.cancel_took)
+
+
+@dataclass(frozen=True)
+class ConversationScore:
+    conversation_id: str
+    split: str
+    turns: tuple[TurnScore, ...]
+    # Follow-up turns (after the first, not cancelled, run without an error): prompt tokens
+    # reused from the session's earlier turns, and all their prompt tokens.
+    follow_up_cached_tokens: int
+    follow_up_prompt_tokens: int
+
+    @property
+    def success(self) -> bool:
+        """Every scored turn succeeded and every cancellation took."""
+        return all(turn.success for turn in self.turns)
+
+    @property
+    def reuse(self) -> float | None:
+        return reuse_ratio(self.follow_up_cached_tokens, self.follow_up_prompt_tokens)
+
+
+def reuse_ratio(cached: int, prompt: int) -> float | None:
+    return cached / prompt if prompt else None
+
+
+def score_conversation(conversation: Conversation, record: ConversationRecord) -> ConversationScore:
+    if len(record.turns) != len(conversation.turns):
+        raise ValueError(
+            f"{conversation.id}: {len(record.turns)} turn records for {len(conversation.turns)} turns"
+        )
+    turns = []
+    cached = prompt = 0
+    for index, (turn, turn_record) in enumerate(zip(conversation.turns, record.turns, strict=True)):
+        if turn.expected is None:
+            turns.append(TurnScore(index, None, turn_record.cancel_took))
+            continue
+        turns.append(TurnScore(index, score_task(turn.expected, turn_record.run)))
+        if index >= 1 and turn_record.run.error is None:
+            cached += turn_record.run.cached_prompt_tokens
+            prompt += turn_record.run.prompt_tokens
+    return ConversationScore(conversation.id, conversation.split, tuple(turns), cached, prompt)
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    conversations: int
+    success: Rate  # whole conversations
+    per_split: dict[str, Rate]  # whole conversations, per split
+    turns: Rate  # scored turns
+    turns_per_split: dict[str, Rate]
+    cancellations: Rate  # cancelled turns whose cancellation took
+    resends: Rate  # scored turns that resend a cancelled message with a new one
+    follow_up_cached_tokens: int
+    follow_up_prompt_tokens: int
+
+    @property
+    def reuse(self) -> float | None:
+        """The prompt reuse of follow-up turns: their cached prompt tokens over all their prompt tokens."""
+        return reuse_ratio(self.follow_up_cached_tokens, self.follow_up_prompt_tokens)
+
+
+def summarize_conversations(
+    conversations: Sequence[Conversation], scores: Sequence[ConversationScore]
+) -> ConversationSummary:
+    """The figures of the conversations run; parallel lists."""
+    if len(conversations) != len(scores):
+        raise ValueError("conversations and scores must be parallel lists")
+    splits = [split for split in SPLITS if any(score.split == split for score in scores)]
+    scored = [(score.split, turn) for score in scores for turn in score.turns if turn.score is not None]
+    resending = [
+        turn_score.success
+        for conversation, score in zip(conversations, scores, strict=True)
+        for turn, turn_score in zip(conversation.turns, score.turns, strict=True)
+        if turn.resends_cancelled
+    ]
+    return ConversationSummary(
+        conversations=len(scores),
+        success=rate([score.success for score in scores]),
+        per_split={split: rate([s.success for s in scores if s.split == split]) for split in splits},
+        turns=rate([turn.success for _, turn in scored]),
+        turns_per_split={split: rate([t.success for s, t in scored if s == split]) for split in splits},
+        cancellations=rate(
+            [bool(turn.cancel_took) for s in scores for turn in s.turns if turn.score is None]
+        ),
+        resends=rate(resending),
+        follow_up_cached_tokens=sum(score.follow_up_cached_tokens for score in scores),
+        follow_up_prompt_tokens=sum(score.follow_up_prompt_tokens for score in scores),
     )

@@ -2,7 +2,9 @@
 
 Everything wrong with a task file is reported as a TaskError naming the task, before any model
 runs: unknown keys, rule names, tools or parameters, a tool sequence that does not fit the
-task's kind, a regex that does not compile.
+task's kind, a regex that does not compile. The expectation of a task (kind, prompt, tools,
+args, answer_contains, forbid_tools) is also what a conversation's turn expects
+(evals/conversations.py parses turns with `parse_expectation`).
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 Kind = Literal["single", "two_step", "no_tool"]
+# "tuning": looked at while tuning the agent; "heldout": written apart, never tuned on.
+Split = Literal["tuning", "heldout"]
 Check = Literal["equals", "contains", "regex", "one_of", "number_equals"]
 
 # How many tool calls each kind of task expects.
 KINDS: dict[str, int] = {"single": 1, "two_step": 2, "no_tool": 0}
+SPLITS: tuple[Split, ...] = ("tuning", "heldout")
 CHECKS: tuple[Check, ...] = ("equals", "contains", "regex", "one_of", "number_equals")
 # The bundled tools (components/*) and their parameters' JSON types.
 BUNDLED_TOOLS: dict[str, dict[str, str]] = {
@@ -32,16 +37,22 @@ BUNDLED_TOOLS: dict[str, dict[str, str]] = {
     "write_file": {"path": "string", "content": "string", "append": "boolean"},
     "datetime": {"timezone": "string"},
 }
-TASK_KEYS = {"id", "kind", "prompt", "tools", "args", "answer_contains"}
+# What a task or a turn expects; a task adds its id and split.
+EXPECTATION_KEYS = {"kind", "prompt", "tools", "args", "answer_contains", "forbid_tools"}
+TASK_KEYS = {"id", "split", *EXPECTATION_KEYS}
 RULE_KEYS = {"call", "field", "default", "tolerance", *CHECKS}
 DEFAULT_TOLERANCE = 1e-6
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
-# The coverage the suite must keep (check_suite).
+# The coverage the suite must keep (check_suite): the tuning split ...
 MIN_TASKS = 40
 MIN_SINGLE_PER_TOOL = 3
 MIN_TWO_STEP = 6
 MIN_NO_TOOL = 6
+# ... and the held-out split.
+MIN_HELDOUT_SINGLE_PER_TOOL = 2
+MIN_HELDOUT_TWO_STEP = 3
+MIN_HELDOUT_NO_TOOL = 4
 
 DEFAULT_TASKS_FILE = Path(__file__).with_name("tasks.toml")
 
@@ -75,16 +86,22 @@ class Task:
     tools: tuple[str, ...]
     rules: tuple[Rule, ...] = ()
     answer_contains: tuple[str, ...] = ()
+    split: Split = "tuning"
+    forbid_tools: tuple[str, ...] = ()  # tools that must not be called at all
 
 
-def load_tasks(path: Path = DEFAULT_TASKS_FILE) -> list[Task]:
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML document at `path`; TaskError saying why it cannot be read."""
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise TaskError(f"cannot read {path}: {error}") from error
     except tomllib.TOMLDecodeError as error:
         raise TaskError(f"{path} is not valid TOML: {error}") from error
-    return parse_tasks(document, str(path))
+
+
+def load_tasks(path: Path = DEFAULT_TASKS_FILE) -> list[Task]:
+    return parse_tasks(read_toml(path), str(path))
 
 
 def parse_tasks(document: Mapping[str, Any], source: str = "tasks") -> list[Task]:
@@ -110,26 +127,41 @@ def _parse_task(entry: Any, index: int, source: str) -> Task:
     def fail(message: str) -> TaskError:
         return TaskError(f"{name}: {message}")
 
-    unknown = sorted(set(entry) - TASK_KEYS)
-    if unknown:
-        raise fail(f"unknown key {unknown[0]!r} (known: {', '.join(sorted(TASK_KEYS))})")
-    for key in ("id", "kind", "prompt", "tools"):
-        if key not in entry:
-            raise fail(f"missing {key!r}")
+    check_keys(entry, TASK_KEYS, fail)
+    if "id" not in entry:
+        raise fail("missing 'id'")
     if not isinstance(raw_id, str) or not ID_PATTERN.match(raw_id):
         raise fail("'id' must be a lower-case string of letters, digits, '-' and '_'")
+    return parse_expectation(entry, raw_id, fail, parse_split(entry.get("split", "tuning"), fail))
+
+
+def check_keys(entry: Mapping[str, Any], known: set[str], fail: Callable[[str], TaskError]) -> None:
+    unknown = sorted(set(entry) - known)
+    if unknown:
+        raise fail(f"unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+
+
+def parse_split(split: Any, fail: Callable[[str], TaskError]) -> Split:
+    if split not in SPLITS:
+        raise fail(f"unknown split {split!r} (known: {', '.join(SPLITS)})")
+    return cast(Split, split)
+
+
+def parse_expectation(
+    entry: Mapping[str, Any], task_id: str, fail: Callable[[str], TaskError], split: Split = "tuning"
+) -> Task:
+    """What a task (or a conversation's turn) expects: its EXPECTATION_KEYS, checked; the caller
+    has checked that `entry` holds no other keys."""
+    for key in ("kind", "prompt", "tools"):
+        if key not in entry:
+            raise fail(f"missing {key!r}")
     kind = entry["kind"]
     if kind not in KINDS:
         raise fail(f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
     prompt = entry["prompt"]
     if not isinstance(prompt, str) or not prompt.strip():
         raise fail("'prompt' must be a non-empty string")
-    tools = entry["tools"]
-    if not isinstance(tools, list) or not all(isinstance(tool, str) for tool in tools):
-        raise fail("'tools' must be a list of tool names")
-    for tool in tools:
-        if tool not in BUNDLED_TOOLS:
-            raise fail(f"unknown tool {tool!r} (known: {', '.join(BUNDLED_TOOLS)})")
+    tools = _tool_names(entry["tools"], "tools", fail)
     if len(tools) != KINDS[kind]:
         raise fail(f"a {kind} task expects {KINDS[kind]} tool(s) in 'tools', not {len(tools)}")
     raw_rules = entry.get("args", [])
@@ -142,7 +174,22 @@ def _parse_task(entry: Any, index: int, source: str) -> Task:
     answers = entry.get("answer_contains", [])
     if not isinstance(answers, list) or not all(isinstance(text, str) and text for text in answers):
         raise fail("'answer_contains' must be a list of non-empty strings")
-    return Task(raw_id, cast(Kind, kind), prompt, tuple(tools), rules, tuple(answers))
+    forbidden = _tool_names(entry.get("forbid_tools", []), "forbid_tools", fail)
+    expected_and_forbidden = sorted(set(forbidden) & set(tools))
+    if expected_and_forbidden:
+        raise fail(f"{expected_and_forbidden[0]!r} is both expected in 'tools' and in 'forbid_tools'")
+    return Task(
+        task_id, cast(Kind, kind), prompt, tuple(tools), rules, tuple(answers), split, tuple(forbidden)
+    )
+
+
+def _tool_names(tools: Any, key: str, fail: Callable[[str], TaskError]) -> list[str]:
+    if not isinstance(tools, list) or not all(isinstance(tool, str) for tool in tools):
+        raise fail(f"{key!r} must be a list of tool names")
+    for tool in tools:
+        if tool not in BUNDLED_TOOLS:
+            raise fail(f"unknown tool {tool!r} in {key!r} (known: {', '.join(BUNDLED_TOOLS)})")
+    return list(tools)
 
 
 def _parse_rule(raw: Any, tools: Sequence[str], fail: Callable[[str], TaskError]) -> Rule:
@@ -201,36 +248,74 @@ def _is_number(value: Any) -> bool:
 
 
 def check_suite(tasks: Sequence[Task]) -> None:
-    """Raise TaskError unless the suite keeps its coverage: enough tasks, every bundled tool
-    in at least three single-tool tasks, enough two-step and no-tool tasks."""
-    problems = []
-    if len(tasks) < MIN_TASKS:
-        problems.append(f"{len(tasks)} tasks, fewer than {MIN_TASKS}")
-    singles = Counter(task.tools[0] for task in tasks if task.kind == "single")
-    for tool in BUNDLED_TOOLS:
-        if singles[tool] < MIN_SINGLE_PER_TOOL:
-            problems.append(f"{tool} has {singles[tool]} single-tool tasks, fewer than {MIN_SINGLE_PER_TOOL}")
-    kinds = Counter(task.kind for task in tasks)
-    if kinds["two_step"] < MIN_TWO_STEP:
-        problems.append(f"{kinds['two_step']} two_step tasks, fewer than {MIN_TWO_STEP}")
-    if kinds["no_tool"] < MIN_NO_TOOL:
-        problems.append(f"{kinds['no_tool']} no_tool tasks, fewer than {MIN_NO_TOOL}")
+    """Raise TaskError unless the suite keeps its coverage. The tuning split: enough tasks,
+    every bundled tool in at least three single-tool tasks, enough two-step and no-tool tasks.
+    The held-out split: every bundled tool in at least two single-tool tasks, enough two-step
+    and no-tool tasks."""
+    problems = _coverage_problems(
+        [task for task in tasks if task.split == "tuning"],
+        "tuning",
+        MIN_SINGLE_PER_TOOL,
+        MIN_TWO_STEP,
+        MIN_NO_TOOL,
+    )
+    tuning = sum(task.split == "tuning" for task in tasks)
+    if tuning < MIN_TASKS:
+        problems.insert(0, f"{tuning} tuning tasks, fewer than {MIN_TASKS}")
+    problems += _coverage_problems(
+        [task for task in tasks if task.split == "heldout"],
+        "heldout",
+        MIN_HELDOUT_SINGLE_PER_TOOL,
+        MIN_HELDOUT_TWO_STEP,
+        MIN_HELDOUT_NO_TOOL,
+    )
     if problems:
         raise TaskError("the task suite lacks coverage: " + "; ".join(problems))
 
 
-def select_tasks(tasks: Sequence[Task], only: Iterable[str] = (), kinds: Iterable[str] = ()) -> list[Task]:
-    """The tasks named in `only` (all if empty) whose kind is in `kinds` (any if empty)."""
-    wanted, wanted_kinds = list(only), set(kinds)
+def _coverage_problems(
+    tasks: Sequence[Task], split: str, min_single_per_tool: int, min_two_step: int, min_no_tool: int
+) -> list[str]:
+    problems = []
+    singles = Counter(task.tools[0] for task in tasks if task.kind == "single")
+    for tool in BUNDLED_TOOLS:
+        if singles[tool] < min_single_per_tool:
+            problems.append(
+                f"{tool} has {singles[tool]} {split} single-tool tasks, fewer than {min_single_per_tool}"
+            )
+    kinds = Counter(task.kind for task in tasks)
+    if kinds["two_step"] < min_two_step:
+        problems.append(f"{kinds['two_step']} {split} two_step tasks, fewer than {min_two_step}")
+    if kinds["no_tool"] < min_no_tool:
+        problems.append(f"{kinds['no_tool']} {split} no_tool tasks, fewer than {min_no_tool}")
+    return problems
+
+
+def check_selection(kinds: Iterable[str] = (), splits: Iterable[str] = ()) -> None:
+    """Refuse unknown kinds and splits."""
+    unknown_kinds = sorted(set(kinds) - set(KINDS))
+    if unknown_kinds:
+        raise TaskError(f"unknown kind {unknown_kinds[0]!r} (known: {', '.join(KINDS)})")
+    unknown_splits = sorted(set(splits) - set(SPLITS))
+    if unknown_splits:
+        raise TaskError(f"unknown split {unknown_splits[0]!r} (known: {', '.join(SPLITS)})")
+
+
+def select_tasks(
+    tasks: Sequence[Task], only: Iterable[str] = (), kinds: Iterable[str] = (), splits: Iterable[str] = ()
+) -> list[Task]:
+    """The tasks named in `only` (all if empty) whose kind is in `kinds` (any if empty) and
+    whose split is in `splits` (any if empty)."""
+    wanted, wanted_kinds, wanted_splits = list(only), set(kinds), set(splits)
+    check_selection(wanted_kinds, wanted_splits)
     known = {task.id for task in tasks}
     missing = [name for name in wanted if name not in known]
     if missing:
         raise TaskError(f"no task with id {missing[0]!r}")
-    unknown_kinds = sorted(wanted_kinds - set(KINDS))
-    if unknown_kinds:
-        raise TaskError(f"unknown kind {unknown_kinds[0]!r} (known: {', '.join(KINDS)})")
     return [
         task
         for task in tasks
-        if (not wanted or task.id in wanted) and (not wanted_kinds or task.kind in wanted_kinds)
+        if (not wanted or task.id in wanted)
+        and (not wanted_kinds or task.kind in wanted_kinds)
+        and (not wanted_splits or task.split in wanted_splits)
     ]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from llama_agent.runtime.models.backend import (
+    ContextOverflow,
     Generation,
     ModelBackend,
     ModelError,
@@ -61,6 +62,7 @@ class ScriptedModel:
     chat_template: str | None = None
     path: Path = Path("scripted.gguf")
     record_to: Path | None = None  # also append each Request here, as a JSON line
+    context_size: int = 4096  # in its "tokens" (piece_size characters)
     requests: list[Request] = field(default_factory=list)
     chats: list[list[dict[str, str]]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -68,7 +70,7 @@ class ScriptedModel:
     @classmethod
     def from_file(cls, script: Path) -> ScriptedModel:
         """A JSON script: {"turns": [...], "pieceSize": 4, "pieceDelay": 0.02, "chatTemplate": null,
-        "log": PATH}; only "turns" is required."""
+        "log": PATH, "contextSize": 4096}; only "turns" is required."""
         spec = json.loads(script.read_text(encoding="utf-8"))
         return cls(
             turns=list(spec["turns"]),
@@ -76,6 +78,7 @@ class ScriptedModel:
             piece_delay=spec.get("pieceDelay", 0.0),
             chat_template=spec.get("chatTemplate"),
             record_to=Path(spec["log"]) if spec.get("log") else None,
+            context_size=spec.get("contextSize", 4096),
         )
 
     def loader(self) -> Callable[[ModelSettings, Path], ModelBackend]:
@@ -103,6 +106,8 @@ class ScriptedModel:
     def generate(self, turn: Turn) -> Generation:
         started = time.perf_counter()
         prompt = turn.text()
+        if self.count_tokens(prompt) >= self.context_size:  # as the llama.cpp backend refuses it
+            raise ContextOverflow(self.count_tokens(prompt), self.context_size)
         with self._lock:
             text = self.turns.pop(0) if self.turns else SCRIPT_ENDED
         pieces = [text[i : i + self.piece_size] for i in range(0, len(text), self.piece_size)]

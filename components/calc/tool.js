@@ -183,8 +183,8 @@ export const tool = {
         example("How much is 46 times 19?", "46 * 19", "874", "46 times 19 is 874."),
         example("What is the square root of 81?", "sqrt(81)", "9", "The square root of 81 is 9."),
         example("Compute (7 - 2) * 3 + 1.", "(7 - 2) * 3 + 1", "16", "(7 - 2) * 3 + 1 is 16."),
-        example("Divide 150 by 6.", "150 / 6", "25", "150 divided by 6 is 25."),
         example("What is 8% of 350?", "350 * 8 / 100", "28", "8% of 350 is 28."),
+        example("(120 + 80) / 4", "(120 + 80) / 4", "50", "(120 + 80) / 4 = 50"),
       ],
     };
   },

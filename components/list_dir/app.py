@@ -85,8 +85,14 @@ class Tool(exports.Tool):
                 example(
                     "Which files does the music/ folder hold?",
                     {"path": "music"},
-                    "live/\nintro.mp3 (512000 bytes)",
+                    "intro.mp3 (512000 bytes)\nlive/",
                     "music holds a folder, live/, and one file: intro.mp3 (512000 bytes).",
+                ),
+                example(
+                    "ls docs",
+                    {"path": "docs"},
+                    "api.md (2048 bytes)\nimages/\nintro.md (913 bytes)",
+                    "docs holds api.md (2048 bytes), a folder, images/, and intro.md (913 bytes).",
                 ),
             ],
         )

@@ -24,14 +24,15 @@ class Tool(exports.Tool):
                     default_value=None,
                 )
             ],
+            # The result is what the call printed, its newline included: what the agent sees.
             examples=[
                 example(
                     "Print 'job 7 finished' to the console.",
                     {"message": "job 7 finished"},
-                    "job 7 finished",
+                    "job 7 finished\n",
                     "Printed: job 7 finished",
                 ),
-                example("Write 'done' to standard output.", {"message": "done"}, "done", "Printed: done"),
+                example("Write 'done' to standard output.", {"message": "done"}, "done\n", "Printed: done"),
             ],
         )
 

@@ -157,6 +157,12 @@ class Tool(exports.Tool):
                     'Lines 40-41 of docs/guide.md: "Step 7: turn the dial." and '
                     '"Step 8: wait for the green light."',
                 ),
+                example(
+                    "head -n 2 recipes/soup.md",
+                    {"path": "recipes/soup.md", "end_line": 2},
+                    "# Onion soup\n1. Slice four onions.\n",
+                    "The first 2 lines of recipes/soup.md:\n# Onion soup\n1. Slice four onions.",
+                ),
             ],
         )
 

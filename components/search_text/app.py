@@ -176,6 +176,12 @@ class Tool(exports.Tool):
                     "notes/plan.md:2: keep the budget under 300",
                     "notes/plan.md, line 2: keep the budget under 300",
                 ),
+                example(
+                    "Where is parse_args defined?",
+                    {"pattern": "def parse_args"},
+                    "src/cli.py:57: def parse_args(argv):",
+                    "It is defined at src/cli.py:57: def parse_args(argv):",
+                ),
             ],
         )
 

@@ -196,6 +196,12 @@ class Tool(exports.Tool):
                     "wrote 8 bytes to log.txt (appended)",
                     "Added it: wrote 8 bytes to log.txt (appended).",
                 ),
+                example(
+                    "echo 'ready' > status.txt",
+                    {"path": "status.txt", "content": "ready"},
+                    "wrote 5 bytes to status.txt",
+                    "Saved: wrote 5 bytes to status.txt.",
+                ),
             ],
         )
 

@@ -22,7 +22,7 @@ from llama_agent.config import REPO_ROOT
 from llama_agent.faces.acp import MAX_SESSIONS
 
 from tests.clients import LLAMA_AGENT
-from tests.scripted_model import answer, call
+from tests.scripted_model import answer, call, recorded
 from tests.wat_tools import tool_wasm
 
 
@@ -390,3 +390,35 @@ async def test_a_tool_that_loses_its_name_to_another_is_logged(
     logged = log_file.read_text()
     assert f"WARNING llama_agent.core: cannot load tool '{tools_dir / 'shadow.wasm'}'" in logged
     assert f"tool name 'echo' is already provided by {tools_dir / 'echo.wasm'}" in logged
+
+
+async def test_a_sessions_prompts_are_one_conversation_and_a_resent_stopped_prompt_is_not_answered(
+    tmp_path: Path, tools_dir: Path, cache_dir: Path, config_dir: Path
+) -> None:
+    """Editors send only the new message, and after a stop CodeCompanion sends the stopped one
+    again with the next: each session remembers its own prompts, never the stopped one's."""
+    client = Client()
+    log = tmp_path / "model.jsonl"
+    turns = [answer("It is Tuesday."), answer("Hello there."), answer("word " * 200), answer("Wednesday.")]
+    async with acp_agent(
+        tmp_path, tools_dir, cache_dir, config_dir, client, turns, pieceDelay=0.02, log=str(log)
+    ) as conn:
+        first = (await conn.new_session(cwd=str(tmp_path), mcp_servers=[])).session_id
+        other = (await conn.new_session(cwd=str(tmp_path), mcp_servers=[])).session_id
+        await conn.prompt(session_id=first, prompt=[acp.text_block("What day is it?")])
+        await conn.prompt(session_id=other, prompt=[acp.text_block("Hi!")])
+        running = asyncio.ensure_future(
+            conn.prompt(session_id=first, prompt=[acp.text_block("Tell a story")])
+        )
+        while not client.said().endswith("word "):
+            await asyncio.sleep(0.02)
+        await conn.cancel(session_id=first)
+        assert (await asyncio.wait_for(running, 10)).stop_reason == "cancelled"
+        resent = [acp.text_block("Tell a story"), acp.text_block("And tomorrow?")]
+        assert (await conn.prompt(session_id=first, prompt=resent)).stop_reason == "end_turn"
+    prompts = [request["prompt"] for request in recorded(log)]
+    assert "What day is it?" not in prompts[1]  # the other session's
+    assert prompts[3].endswith(
+        'User: What day is it?\nAssistant: {"answer": "It is Tuesday."}\n\nUser: And tomorrow?\nAssistant: '
+    )
+    assert "Tell a story" not in prompts[3]

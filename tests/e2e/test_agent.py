@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from llama_agent.common.errors import INVALID_PARAMS, MODEL_UNAVAILABLE, PROMPT_TOO_LONG, REQUEST_CANCELLED
 
+from tests.factories import ToolsDirFactory
 from tests.rpc import DaemonSession, RpcError, StartDaemon
 from tests.wat_tools import tool_wasm
 
@@ -341,3 +342,33 @@ async def test_a_model_with_a_chat_template_is_prompted_through_it(
     assert (await plain.request("agent/run", {"prompt": ECHO_PROMPT, "maxSteps": 0}))[
         "promptFormat"
     ] == "completion"
+
+
+async def test_a_conversation_that_outgrows_the_context_goes_on_and_reuses_its_start(
+    start_daemon: StartDaemon, make_tools_dir: ToolsDirFactory, tmp_path: Path
+) -> None:
+    """Each turn reads a file of 8,000 characters into a context of 1,536 tokens: its result is
+    cut to fit, the oldest turns give way, and no turn fails with -32011. Each follow-up reuses
+    the start it shares with the prompt before it."""
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    for i in range(5):
+        lines = [f"line {n} of part {i}: the quick brown fox jumps over the lazy dog" for n in range(140)]
+        (workspace / f"part{i}.txt").write_text("\n".join(lines), encoding="utf-8")
+    tools = make_tools_dir("read_file", policies={"read_file": 'workspace = "ro"'})
+    daemon = await start_daemon(
+        "--trusted-tools-dir", tools, "--workspace", workspace, "--context-size", "1536"
+    )
+    session_id = (await daemon.request("agent/newSession"))["sessionId"]
+    for i in range(5):
+        params = {"prompt": f"Read part{i}.txt", "sessionId": session_id, "toolChoice": "read_file"}
+        result = await daemon.request("agent/run", {**params, "maxSteps": 1, "maxTokens": 96})
+        assert_structure(result, {"read_file"})
+        assert result["sessionId"] == session_id
+        assert len(result["steps"][0]["result"]) > 8000, result  # the client gets the result whole
+        if i:
+            assert result["usage"]["cachedPromptTokens"] > 0
+    history = await daemon.request("agent/history", {"sessionId": session_id})
+    assert [turn["request"] for turn in history["turns"]] == [f"Read part{i}.txt" for i in range(5)]
+    assert {turn["outcome"] for turn in history["turns"]} <= {"answered", "stopped"}
+    assert history["windowStart"] > 0

@@ -31,10 +31,22 @@ def texts(daemon: DaemonSession, token: str) -> list[str]:
 
 
 async def scripted(
-    start_daemon: StartDaemon, tools_dir: Path, tmp_path: Path, *turns: str, delay: float = 0.0
+    start_daemon: StartDaemon,
+    tools_dir: Path,
+    tmp_path: Path,
+    *turns: str,
+    delay: float = 0.0,
+    context_size: int = 4096,
 ) -> tuple[DaemonSession, Path]:
+    """A daemon on `tools_dir` whose model plays `turns`; the log of what it was asked."""
     log = tmp_path / "model-requests.jsonl"
-    script = {"turns": list(turns), "pieceSize": 4, "pieceDelay": delay, "log": str(log)}
+    script = {
+        "turns": list(turns),
+        "pieceSize": 4,
+        "pieceDelay": delay,
+        "log": str(log),
+        "contextSize": context_size,
+    }
     return await start_daemon("--tools-dir", tools_dir, script=script), log
 
 
@@ -71,6 +83,7 @@ async def test_results_and_progress_follow_the_models_turns_exactly(
         "stopReason": "answer",
         "promptFormat": "completion",
         "model": {"backend": "llama", "name": "scripted.gguf", "baseUrl": None},
+        "sessionId": None,
     }
     requests = recorded(log)
     assert result["usage"]["completionTokens"] == sum(r["pieces"] for r in requests)

@@ -114,9 +114,33 @@ JSON = st.recursive(
     ),
     max_leaves=12,
 )
-KEYS = st.sampled_from(["name", "arguments", "prompt", "tools", "maxSteps", "seed", "value", "$schema", ""])
+KEYS = st.sampled_from(
+    [
+        "name",
+        "arguments",
+        "prompt",
+        "tools",
+        "maxSteps",
+        "seed",
+        "value",
+        "$schema",
+        "",
+        "sessionId",
+        "session",
+    ]
+)
 PARAMS = JSON | st.dictionaries(KEYS, JSON, max_size=5)
-METHODS = st.sampled_from(["initialize", "tools/list", "tools/invoke", "agent/run"])
+METHODS = st.sampled_from(
+    [
+        "initialize",
+        "tools/list",
+        "tools/invoke",
+        "agent/run",
+        "agent/newSession",
+        "agent/forget",
+        "agent/history",
+    ]
+)
 
 
 def starts_a_model_run(method: str, params: Any) -> bool:

@@ -462,12 +462,30 @@ async def test_datetime_tells_the_time_in_a_time_zone(
     assert paris.utcoffset() in (timedelta(hours=1), timedelta(hours=2))
 
 
+async def test_datetime_takes_a_city_or_a_country_and_names_its_zone(
+    start_daemon: StartDaemon, tools: Path, workspace: Path
+) -> None:
+    daemon = await serve(start_daemon, tools, workspace)
+    lima = parse_now(await ok(daemon, "datetime", timezone="Lima"), "America/Lima")
+    assert lima.utcoffset() == timedelta(hours=-5)
+    sao_paulo = parse_now(await ok(daemon, "datetime", timezone="são paulo"), "America/Sao_Paulo")
+    assert sao_paulo.utcoffset() == timedelta(hours=-3)
+    japan = parse_now(await ok(daemon, "datetime", timezone="Japan"), "Asia/Tokyo")
+    assert japan.utcoffset() == timedelta(hours=9)
+    peru = parse_now(await ok(daemon, "datetime", timezone="Peru"), "America/Lima")
+    assert peru.utcoffset() == timedelta(hours=-5)
+    uk = parse_now(await ok(daemon, "datetime", timezone="United Kingdom"), "Europe/London")
+    assert uk.utcoffset() in (timedelta(0), timedelta(hours=1))
+    korea = await failed(daemon, "datetime", timezone="Korea")
+    assert korea.endswith("'Korea': it could mean Korea (North) or Korea (South): name one of them")
+
+
 async def test_datetime_rejects_unknown_time_zones(
     start_daemon: StartDaemon, tools: Path, workspace: Path
 ) -> None:
     daemon = await serve(start_daemon, tools, workspace)
     text = await failed(daemon, "datetime", timezone="Mars/Olympus_Mons")
-    assert text.startswith("unknown time zone 'Mars/Olympus_Mons': use an IANA time zone name")
+    assert text.startswith("unknown time zone 'Mars/Olympus_Mons': use an IANA time zone name, a city or a")
     misspelt = await failed(daemon, "datetime", timezone="Asia/Tokio")
     assert "did you mean" in misspelt
     assert "Asia/Tokyo" in misspelt

@@ -17,11 +17,11 @@ import pytest
 from jsonschema import Draft202012Validator
 from llama_agent.runtime.models.backend import ModelSettings
 from llama_agent.runtime.wasm.host import Invocation, WasmHost
+from llama_agent.services.agent.history import AgentStep
 from llama_agent.services.agent.loop import (
     Agent,
     AgentRequest,
     AgentResult,
-    AgentStep,
     InvalidRequest,
 )
 from llama_agent.services.models import ModelService
@@ -405,7 +405,9 @@ class ScoringModel(ScriptedModel):
         self.likelihoods = likelihoods
         self.scored: list[tuple[str, list[str], str]] = []
 
-    def log_likelihoods(self, prefix: str, options: Sequence[str], continuation: str) -> list[float]:
+    def log_likelihoods(
+        self, prefix: str, options: Sequence[str], continuation: str, context: str = ""
+    ) -> list[float]:
         self.scored.append((prefix, list(options), continuation))
         if isinstance(self.likelihoods, Exception):
             raise self.likelihoods

@@ -7,7 +7,8 @@ import unicodedata
 
 from llama_agent.cli.console import ConsoleEvents
 from llama_agent.runtime.models.backend import ModelIdentity
-from llama_agent.services.agent.loop import AgentResult, AgentStep
+from llama_agent.services.agent.history import AgentStep
+from llama_agent.services.agent.loop import AgentResult
 
 HIDDEN_CATEGORIES = ("Cc", "Cf", "Zl", "Zp", "Cs", "Cn")
 

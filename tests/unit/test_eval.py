@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +11,8 @@ import pytest
 from llama_agent.runtime.wasm.host import WasmHost
 from llama_agent.services.tools.registry import Toolbox
 
-from evals.scoring import RunRecord, Step, check_rule, score_task, summarize
+from evals.report import render_markdown, summary_from_stored, tuning_baseline
+from evals.scoring import RunRecord, Step, check_rule, score_task, summarize, summarize_splits
 from evals.tasks import BUNDLED_TOOLS, TaskError, check_suite, load_tasks, parse_tasks, select_tasks
 
 EVAL_WORKSPACE = Path(__file__).resolve().parents[2] / "evals" / "workspace"
@@ -73,7 +76,7 @@ def test_bad_tasks_are_refused_naming_the_task(fields: dict[str, Any], fragment:
 
 
 def test_a_thin_suite_is_refused() -> None:
-    with pytest.raises(TaskError, match="fewer than 40"):
+    with pytest.raises(TaskError, match="1 tuning tasks, fewer than 40"):
         check_suite([one()])
 
 
@@ -189,3 +192,187 @@ def test_the_summary_adds_up() -> None:
     assert summary.max_steps == ["two"]
     assert summary.calls == 3
     assert summary.median_completion_tokens == 10
+
+
+# -- the held-out split -------------------------------------------------------------------------
+
+
+def test_tasks_are_tuning_unless_held_out() -> None:
+    assert one().split == "tuning"
+    assert one(split="heldout").split == "heldout"
+    with pytest.raises(TaskError, match=r"tasks\.toml: task 't': unknown split 'test'"):
+        parse_tasks({"task": [task(split="test")]}, "tasks.toml")
+
+
+def test_every_task_in_the_file_names_its_split() -> None:
+    text = (Path(__file__).resolve().parents[2] / "evals" / "tasks.toml").read_text()
+    assert text.count("\n[[task]]\n") == text.count('\nsplit = "') == len(load_tasks())
+
+
+def test_held_out_tasks_cover_every_tool_kind_and_a_fresh_file() -> None:
+    heldout = [t for t in load_tasks() if t.split == "heldout"]
+    assert len(heldout) >= 20
+    singles = {t.tools[0] for t in heldout if t.kind == "single"}
+    assert singles == set(BUNDLED_TOOLS)
+    assert {t.kind for t in heldout} == {"single", "two_step", "no_tool"}
+    for name in (
+        "recipes/pancakes.txt",
+        "docs/phone-list.txt",
+        "docs/release-history.md",
+        "scripts/tidy_tmp.py",
+    ):
+        assert (EVAL_WORKSPACE / name).is_file(), name
+
+
+def without(tasks: list[Any], **where: Any) -> list[Any]:
+    return [t for t in tasks if not all(getattr(t, key) == value for key, value in where.items())]
+
+
+def test_check_suite_keeps_the_held_out_coverage() -> None:
+    tasks = load_tasks()
+    thin_heldout = [t for t in tasks if not (t.split == "heldout" and t.tools[:1] == ("echo",))]
+    with pytest.raises(TaskError, match="echo has 0 heldout single-tool tasks, fewer than 2"):
+        check_suite(thin_heldout)
+    with pytest.raises(TaskError, match="heldout no_tool tasks, fewer than 4"):
+        check_suite(without(tasks, split="heldout", kind="no_tool"))
+    with pytest.raises(TaskError, match="0 heldout two_step tasks, fewer than 3"):
+        check_suite(without(tasks, split="heldout", kind="two_step"))
+
+
+def test_held_out_tasks_do_not_count_for_the_tuning_coverage() -> None:
+    tasks = load_tasks()
+    # Every tuning task now held out: the held-out split is plenty, the tuning split is empty.
+    moved = [dataclasses.replace(t, split="heldout") for t in tasks]
+    with pytest.raises(TaskError) as raised:
+        check_suite(moved)
+    assert "0 tuning tasks, fewer than 40" in str(raised.value)
+    assert "echo has 0 tuning single-tool tasks, fewer than 3" in str(raised.value)
+    assert "heldout" not in str(raised.value).replace("tuning", "")
+
+
+def test_tasks_are_selected_by_split() -> None:
+    tasks = load_tasks()
+    heldout = select_tasks(tasks, splits=["heldout"])
+    assert heldout and {t.split for t in heldout} == {"heldout"}
+    assert len(heldout) + len(select_tasks(tasks, splits=["tuning"])) == len(tasks)
+    assert select_tasks(tasks, splits=["tuning", "heldout"]) == tasks
+    with pytest.raises(TaskError, match="unknown split 'test'"):
+        select_tasks(tasks, splits=["test"])
+
+
+def test_the_summary_is_also_given_per_split_and_side_by_side() -> None:
+    two = parse_tasks({"task": [TWO_STEP]})[0]
+    held = dataclasses.replace(two, id="held", split="heldout")
+    tasks = [two, two, held]
+    records = [record(READ, ECHO), record(), record(READ, ECHO)]
+    scores = [score_task(t, r) for t, r in zip(tasks, records, strict=True)]
+    splits = summarize_splits(tasks, records, scores)
+    assert list(splits) == ["tuning", "heldout"]
+    assert (splits["tuning"].success.passed, splits["tuning"].success.total) == (1, 2)
+    assert (splits["heldout"].success.passed, splits["heldout"].success.total) == (1, 1)
+    assert (splits["tuning"].tool_choice["all"].passed, splits["heldout"].arguments.total) == (1, 1)
+    markdown = render_markdown({}, tasks, records, scores, summarize(tasks, records, scores))
+    table = markdown[markdown.index("## Held-out vs tuning") : markdown.index("## Tasks")]
+    assert "| measure | tuning | held-out | all |" in table
+    assert "| success | 1/2 (50%) | 1/1 (100%) | 2/3 (67%) |" in table
+    assert "| tool choice right | 1/2 (50%) | 1/1 (100%) | 2/3 (67%) |" in table
+    assert "| arguments right | 1/1 (100%) | 1/1 (100%) | 2/2 (100%) |" in table
+    assert "| held | heldout | two_step | yes |" in markdown
+
+
+# -- the baseline: a run from before the split ----------------------------------------------------
+
+
+BASELINE_FILE = Path(__file__).resolve().parents[2] / "evals" / "baseline.json"
+
+
+def test_a_baseline_from_before_the_split_is_the_tuning_split() -> None:
+    baseline = json.loads(BASELINE_FILE.read_text())
+    assert "splits" not in baseline
+    before = tuning_baseline(baseline, load_tasks())
+    assert before == {"meta": baseline["meta"], "summary": baseline["summary"]}
+
+
+def test_a_baselines_summary_is_made_again_from_its_stored_scores() -> None:
+    """So a baseline whose tasks are partly held out now gives the figures that run got for the rest."""
+    baseline = json.loads(BASELINE_FILE.read_text())
+    rebuilt = summary_from_stored(baseline["tasks"])
+    compared = ["success", "perKind", "perTool", "toolChoice", "arguments", "maxSteps", "maxTokens"]
+    compared += ["repeatedCalls", "medianSeconds", "medianPromptTokens", "medianCompletionTokens"]
+    assert {key: rebuilt[key] for key in compared} == {key: baseline["summary"][key] for key in compared}
+
+
+def test_tasks_held_out_now_leave_the_baselines_tuning_figures() -> None:
+    baseline = json.loads(BASELINE_FILE.read_text())
+    tasks = load_tasks()
+    passed = next(e for e in baseline["tasks"] if e["score"]["success"])
+    held = [dataclasses.replace(t, split="heldout") if t.id == passed["id"] else t for t in tasks]
+    before = tuning_baseline(baseline, held)["summary"]
+    assert before["success"]["total"] == baseline["summary"]["success"]["total"] - 1
+    assert before["success"]["passed"] == baseline["summary"]["success"]["passed"] - 1
+    assert before["perKind"]["single"]["total"] == baseline["summary"]["perKind"]["single"]["total"] - (
+        passed["kind"] == "single"
+    )
+
+
+def test_a_baseline_with_splits_gives_its_tuning_split() -> None:
+    tuning = {"success": {"passed": 3, "total": 4, "percent": 75.0}}
+    before = tuning_baseline({"meta": {"date": "d"}, "splits": {"tuning": tuning}, "tasks": []}, [])
+    assert before == {"meta": {"date": "d"}, "summary": tuning, "heldout": None}
+
+
+def test_a_baseline_with_a_held_out_split_gets_its_own_before_and_after_table() -> None:
+    two = parse_tasks({"task": [TWO_STEP]})[0]
+    held = dataclasses.replace(two, id="held", split="heldout")
+    tasks, records = [two, held], [record(READ, ECHO), record()]
+    scores = [score_task(t, r) for t, r in zip(tasks, records, strict=True)]
+    summary = summarize(tasks, records, scores)
+    rate = {"passed": 1, "total": 4, "percent": 25.0}
+    held_out = {"success": rate, "toolChoice": {"all": rate}, "arguments": rate, "answers": rate}
+    tuning = json.loads(BASELINE_FILE.read_text())["summary"]
+    stored = {"meta": {"date": "d"}, "splits": {"tuning": tuning, "heldout": held_out}, "tasks": []}
+    markdown = render_markdown({}, tasks, records, scores, summary, tuning_baseline(stored, tasks))
+    table = markdown[markdown.index("## Held-out tasks, before and after") : markdown.index("## Tasks")]
+    assert "| success | 1/4 (25%) | 0/1 (0%) |" in table
+
+
+def test_the_before_and_after_table_sets_the_baseline_beside_the_tuning_split() -> None:
+    baseline = json.loads(BASELINE_FILE.read_text())
+    two = parse_tasks({"task": [TWO_STEP]})[0]
+    held = dataclasses.replace(two, id="held", split="heldout")
+    tasks, records = [two, held], [record(READ, ECHO), record()]
+    scores = [score_task(t, r) for t, r in zip(tasks, records, strict=True)]
+    summary = summarize(tasks, records, scores)
+    markdown = render_markdown({}, tasks, records, scores, summary, tuning_baseline(baseline, load_tasks()))
+    table = markdown[markdown.index("## Before and after") : markdown.index("## Tasks")]
+    before = baseline["summary"]["success"]
+    assert f"| success, overall | {before['passed']}/{before['total']} (16%) | 1/1 (100%) |" in table
+    only_heldout = render_markdown({}, tasks[1:], records[1:], scores[1:], summary, baseline)
+    assert "## Before and after" not in only_heldout
+
+
+def test_records_keep_the_cached_prompt_tokens() -> None:
+    kept = RunRecord("t", prompt_tokens=100, cached_prompt_tokens=60)
+    assert RunRecord.from_json(kept.to_json()) == kept
+    assert RunRecord.from_json({"id": "old", "usage": {"promptTokens": 5}}).cached_prompt_tokens == 0
+
+
+# -- forbidden tools ------------------------------------------------------------------------------
+
+
+def test_forbidden_tools_are_checked_when_loading() -> None:
+    assert one(forbid_tools=["list_dir"]).forbid_tools == ("list_dir",)
+    with pytest.raises(TaskError, match="task 't': unknown tool 'ls' in 'forbid_tools'"):
+        parse_tasks({"task": [task(forbid_tools=["ls"])]}, "tasks.toml")
+    with pytest.raises(TaskError, match="'echo' is both expected in 'tools' and in 'forbid_tools'"):
+        parse_tasks({"task": [task(forbid_tools=["echo"])]})
+
+
+def test_calling_a_forbidden_tool_fails_the_task_even_after_the_expected_calls() -> None:
+    echo = one(forbid_tools=["list_dir"])
+    right = Step("echo", {"value": "x"}, False)
+    clean = score_task(echo, RunRecord("t", (right,), "x", "answer"))
+    assert (clean.success, clean.forbidden_calls) == (True, 0)
+    after = score_task(echo, RunRecord("t", (right, Step("list_dir", {"path": "."}, False)), "x", "answer"))
+    assert (after.sequence, after.success, after.forbidden_calls) == (True, False, 1)
+    assert "called list_dir, which this request must not call" in after.reasons

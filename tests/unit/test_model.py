@@ -178,6 +178,22 @@ def test_log_likelihoods_match_a_plain_evaluation_and_survive_other_prefixes(
     assert model.log_likelihoods(prefix, options, continuation) == pytest.approx(scores, abs=1e-3)
 
 
+def test_a_context_after_the_prefix_scores_as_if_it_were_part_of_it(model: LlamaModel) -> None:
+    """A conversation's last requests go after the kept prefix, evaluated for this call only:
+    the scores are those of the prefix and the context as one text, and a later call without
+    it gets the prefix's own scores back."""
+    prefix = "Tool: calc\nRequest: What is 2 + 2?\n\n"
+    context = "Tool: echo\nRequest: Say hello\n\n"
+    options, continuation = ["Tool: calc\nRequest:", "Tool: echo\nRequest:"], " Say goodbye\n"
+    alone = model.log_likelihoods(prefix, options, continuation)
+    with_context = model.log_likelihoods(prefix, options, continuation, context)
+    assert with_context == pytest.approx(
+        model.log_likelihoods(prefix + context, options, continuation), abs=1e-3
+    )
+    assert with_context != pytest.approx(alone, abs=1e-3)
+    assert model.log_likelihoods(prefix, options, continuation) == pytest.approx(alone, abs=1e-3)
+
+
 def test_scoring_leaves_the_generation_context_as_it_was(model: LlamaModel) -> None:
     """The generation context's cached tokens and KV cells are untouched by scoring (checked
     directly: comparing generated text would also compare batch splits, which may round apart)."""

@@ -174,22 +174,26 @@ WHISPER = make_tool(
 def test_a_focus_tool_shows_all_its_examples_the_most_similar_nearest_the_request() -> None:
     examples = examples_for([SAY, SHOUT, WHISPER], focus=SAY, request="What is the weather in Oslo?")
     users = [example.user for example in examples]
-    # No other tool's example (its values get copied), the direct answer last, and right before it
-    # the focus tool's example that shares most words with the request.
+    # No other tool's example (its values get copied), the direct answer first, and last (nearest
+    # the request) the focus tool's example that shares most words with the request.
     assert users == [
+        DIRECT_ANSWER.user,
         "Say goodbye.",
         "Say hello to the cat.",
         "Say the weather report for Oslo.",
-        DIRECT_ANSWER.user,
     ]
     assert all(step.tool == "say" for example in examples for step in example.steps)
 
 
 def test_without_a_focus_each_tool_shows_its_first_example() -> None:
     examples = examples_for([SAY, SHOUT, WHISPER])
-    assert [example.user for example in examples[:3]] == ["Say hello to the cat.", "Shout it.", "Whisper it."]
-    assert [step.tool for step in examples[3].steps] == ["shout", "whisper"]
-    assert examples[-1] == DIRECT_ANSWER
+    assert examples[0] == DIRECT_ANSWER
+    assert [example.user for example in examples[1:4]] == [
+        "Say hello to the cat.",
+        "Shout it.",
+        "Whisper it.",
+    ]
+    assert [step.tool for step in examples[4].steps] == ["shout", "whisper"]
 
 
 def test_tools_without_a_worked_example_get_a_generic_one() -> None:
@@ -202,7 +206,7 @@ def test_errors_and_long_observations_are_marked() -> None:
     transcript = [Exchange("{}", "boom", True), Exchange("{}", "y" * (OBSERVATION_LIMIT + 10), False)]
     prompt = completion_prompt([ECHO], "go", transcript)
     assert '\nError: "boom"\n' in prompt
-    assert "y" * OBSERVATION_LIMIT + ' [cut]"' in prompt
+    assert "y" * OBSERVATION_LIMIT + ' [cut: 10 more characters]"' in prompt
     assert "y" * (OBSERVATION_LIMIT + 1) not in prompt
 
 
@@ -262,14 +266,14 @@ REPEAT = make_tool(
 
 def test_a_call_after_another_is_shown_an_example_that_takes_the_first_result() -> None:
     examples = examples_for([WEATHER, REPEAT], focus=REPEAT, request="x", after=WEATHER)
-    fed = examples[-2]
+    fed = examples[-1]
     assert fed.user == "How warm is it in Atlantis, then print the result twice."
     assert [(step.tool, step.arguments, step.result) for step in fed.steps] == [
         ("weather", {"city": "Atlantis"}, "31 C"),
         ("repeat", {"value": "31 C"}, "31 C 31 C"),
     ]
     assert fed.answer == "Done: 31 C"
-    assert examples[-1] == DIRECT_ANSWER
+    assert examples[0] == DIRECT_ANSWER
     # In the prompt, right before the request.
     prompt = completion_prompt([WEATHER, REPEAT], "x", [], REPEAT, WEATHER)
     assert prompt.index('"value": "31 C"') > prompt.index('"value": "blue whale"')

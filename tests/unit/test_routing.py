@@ -82,7 +82,7 @@ def scorer(by_clause: dict[str, dict[str, float]]) -> tuple[routing.Scorer, list
     """An async scorer answering per clause (option name -> log-likelihood; absent: -100)."""
     asked: list[tuple[list[str], str]] = []
 
-    async def score(prefix: str, options: Sequence[str], continuation: str) -> list[float]:
+    async def score(prefix: str, options: Sequence[str], continuation: str, context: str = "") -> list[float]:
         names = [option.removeprefix("Tool: ").removesuffix("\nRequest:") for option in options]
         asked.append((names, continuation))
         table = by_clause[continuation.strip()]
@@ -139,7 +139,7 @@ async def test_the_first_clause_calls_a_tool_only_when_it_beats_none_by_the_firs
 async def test_a_clause_whose_none_was_pruned_compares_the_winner_with_none_in_full() -> None:
     asked: list[list[str]] = []
 
-    async def score(prefix: str, options: Sequence[str], continuation: str) -> list[float]:
+    async def score(prefix: str, options: Sequence[str], continuation: str, context: str = "") -> list[float]:
         names = [option.removeprefix("Tool: ").removesuffix("\nRequest:") for option in options]
         asked.append(names)
         if len(names) > 2:  # as the scorer does beyond its finalists

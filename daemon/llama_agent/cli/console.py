@@ -11,7 +11,8 @@ import json
 from typing import Any, TextIO
 
 from llama_agent.common.text import visible
-from llama_agent.services.agent.loop import AgentResult, AgentStep
+from llama_agent.services.agent.history import AgentStep
+from llama_agent.services.agent.loop import AgentResult
 
 LINES = "\n\t"  # kept as they are in multi-line text
 

@@ -3,8 +3,9 @@
 A thin adapter over the composition root (Agent Client Protocol, version 1, one JSON-RPC
 message per line on stdio, through the `agent-client-protocol` SDK over the bounded, strictly
 parsed lines of llama_agent.faces.wire.lines): `session/new` opens a session on the core whose
-workspace is its `cwd`, `session/prompt` runs the agent loop in it and streams `session/update`s
-(the answer's text, each tool call and its result), `session/cancel` ends the turn with
+workspace is its `cwd`, `session/prompt` runs the agent loop in it, as one conversation (each
+prompt sees the ones before), and streams `session/update`s (the answer's text, each tool call
+and its result), `session/cancel` ends the turn with
 `cancelled`, and a call that may write runs only once the person allows it: the session asks with
 `session/request_permission`, sent after the `tool_call` update of that call, with the paths it
 names (`locations`) and what it would write (a diff, or the text). At most MAX_SESSIONS sessions
@@ -52,7 +53,8 @@ from llama_agent.faces.wire.jsonrpc import (
     rejection,
 )
 from llama_agent.faces.wire.lines import open_stdio
-from llama_agent.services.agent.loop import AgentRequest, AgentStep, StopReason
+from llama_agent.services.agent.history import AgentStep
+from llama_agent.services.agent.loop import AgentRequest, StopReason
 from llama_agent.services.agent.turns import AnswerStream
 from llama_agent.services.consent.calls import CannotAsk, Choice, ConsentRequest
 from llama_agent.services.sessions import Session
@@ -248,6 +250,9 @@ class AcpSession:
         self.client = client
         self.session_id = session_id
         self.session = core.open_session(workspace=cwd, asker=self)
+        # ACP's session is one chat: its prompts are one conversation (a client sends only the
+        # new message), and a cancelled prompt is recorded as such.
+        self.conversation = self.session.conversations.new(session_id)
         self.running: asyncio.Task[Any] | None = None
         self.updates: SessionUpdates | None = None  # the running prompt's
 
@@ -384,7 +389,9 @@ class AcpFace:
             raise invalid_params("prompt", "no text in the prompt")
         updates = SessionUpdates(session.client, session_id, session.session, f"p{next(self._ids)}")
         session.updates = updates
-        run = asyncio.ensure_future(session.session.run(AgentRequest(prompt=text), updates))
+        run = asyncio.ensure_future(
+            session.session.run(AgentRequest(prompt=text), updates, session.conversation)
+        )
         session.running = run
         try:
             result = await run

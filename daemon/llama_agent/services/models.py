@@ -168,11 +168,16 @@ class ModelService:
             raise
 
     async def log_likelihoods(
-        self, model: LikelihoodScorer, prefix: str, options: Sequence[str], continuation: str
+        self,
+        model: LikelihoodScorer,
+        prefix: str,
+        options: Sequence[str],
+        continuation: str,
+        context: str = "",
     ) -> list[float]:
         """`model.log_likelihoods` on the model thread (callers hold `exclusive()`)."""
         loop = asyncio.get_running_loop()
-        job = partial(model.log_likelihoods, prefix, options, continuation)
+        job = partial(model.log_likelihoods, prefix, options, continuation, context)
         return await loop.run_in_executor(self._thread, job)
 
     def close(self) -> None:

@@ -5,7 +5,9 @@ the model, the agent. A session holds what is one client's: its workspace (the f
 the tools whose policy says `workspace = "ro"|"rw"`, per call), the answers the person gave in it
 ("always allow this tool in this session"), the face's way of asking the person (an `Asker`), and
 the questions about tools' requested grants it has put. Calls and agent runs go through it:
-`await session.invoke(name, arguments)`, `await session.run(request, events)`.
+`await session.invoke(name, arguments)`, `await session.run(request, events)`. A session also holds
+its client's conversations (services/agent/history.py): a run in one sees the turns before it,
+and is recorded in it, cancelled or not.
 
 A call that may write is asked about the same way on every face (services/consent/calls.py): the
 face's `Asker` puts the question once the client knows of the call, and a call that is rejected,
@@ -21,7 +23,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from llama_agent.runtime.wasm.host import Invocation
-from llama_agent.services.agent.loop import Agent, AgentEvents, AgentRequest, AgentResult, AgentStep
+from llama_agent.services.agent.history import AgentStep, Conversation, Conversations, Outcome, PastTurn
+from llama_agent.services.agent.loop import Agent, AgentEvents, AgentRequest, AgentResult
 from llama_agent.services.consent.approvals import Approvals, PendingRequest, Prompts
 from llama_agent.services.consent.calls import (
     CallConsent,
@@ -82,6 +85,7 @@ class Session:
         self.asker = asker
         self.workspace = Workspace.at(workspace) if workspace is not None else None
         self.consent = CallConsent(allow_writes)
+        self.conversations = Conversations()
         self._grant_prompts = Prompts(approvals)
         if self.workspace is not None:
             log.info("session workspace: %s", self.workspace.folder)
@@ -126,11 +130,27 @@ class Session:
         workspace cannot be granted, the person rejected it) is a result with `is_error`."""
         return await self._call(name, arguments, step=None)
 
-    async def run(self, request: AgentRequest, events: AgentEvents) -> AgentResult:
+    async def run(
+        self, request: AgentRequest, events: AgentEvents, conversation: Conversation | None = None
+    ) -> AgentResult:
         """An agent run whose calls are made here; `events` (the face's progress sink) hears of
-        each call before the person is asked about it. Raises as `Agent.run` does."""
+        each call before the person is asked about it. Raises as `Agent.run` does. In a
+        `conversation`, runs take turns; each sees the turns before it and is recorded, whether it
+        answers, is cut short, cancelled or fails."""
         calls = _RunCalls(self, events)
-        return await self.agent.run(request, calls, calls)
+        if conversation is None:
+            return await self.agent.run(request, calls, calls)
+        async with conversation.lock:
+            request = replace(request, prompt=conversation.unanswered(request.prompt))
+            try:
+                result = await self.agent.run(request, calls, calls, conversation)
+            except BaseException as error:
+                outcome: Outcome = "cancelled" if isinstance(error, asyncio.CancelledError) else "failed"
+                conversation.record(PastTurn(request.prompt, tuple(calls.steps), "", outcome))
+                raise
+            outcome = "answered" if result.stop_reason in ("answer", "maxSteps") else "stopped"
+            conversation.record(PastTurn(request.prompt, tuple(result.steps), result.answer, outcome))
+            return result
 
     async def _call(self, name: str, arguments: object, step: int | None) -> CallResult:
         await self.toolbox.ready()
@@ -187,6 +207,7 @@ class _RunCalls:
         self._session = session
         self._events = events
         self._step = 0
+        self.steps: list[AgentStep] = []  # made so far: what a cancelled run did
 
     def on_turn_start(self, index: int) -> None:
         self._events.on_turn_start(index)
@@ -199,6 +220,7 @@ class _RunCalls:
         self._events.on_tool_call(index, tool, arguments)
 
     def on_tool_result(self, index: int, step: AgentStep) -> None:
+        self.steps.append(step)
         self._events.on_tool_result(index, step)
 
     async def invoke(self, name: str, arguments: dict[str, Any]) -> CallResult:

@@ -16,7 +16,7 @@ from typing import Any
 from pygls.protocol import JsonRPCProtocol
 
 from llama_agent.common.text import visible
-from llama_agent.services.agent.loop import AgentStep
+from llama_agent.services.agent.history import AgentStep
 from llama_agent.services.agent.turns import AnswerStream
 
 PROGRESS = "$/progress"

@@ -31,6 +31,8 @@ from llama_agent.faces.lsp.protocol import AgentProtocol, agent_converter
 from llama_agent.faces.wire.params import (
     TOOLS_DID_CHANGE,
     parse_agent_run,
+    parse_new_session,
+    parse_session_id,
     parse_tools_invoke,
     parse_tools_list,
 )
@@ -38,6 +40,7 @@ from llama_agent.faces.wire.results import (
     agent_result_to_wire,
     call_result_to_wire,
     change_to_wire,
+    conversation_to_wire,
     failure_to_wire,
     model_to_wire,
     tool_to_wire,
@@ -336,16 +339,41 @@ async def tools_invoke(ls: AgentServer, params: Any) -> dict[str, Any]:
     return call_result_to_wire(result)
 
 
+@server.feature("agent/newSession")
+async def agent_new_session(ls: AgentServer, params: Any) -> dict[str, Any]:
+    ls.require_initialized()
+    parse_new_session(params)
+    return {"sessionId": ls.session.conversations.new().id}
+
+
+@server.feature("agent/forget")
+async def agent_forget(ls: AgentServer, params: Any) -> dict[str, Any]:
+    ls.require_initialized()
+    return {"forgotten": ls.session.conversations.forget(parse_session_id("agent/forget", params))}
+
+
+@server.feature("agent/history")
+async def agent_history(ls: AgentServer, params: Any) -> dict[str, Any]:
+    ls.require_initialized()
+    conversation = ls.session.conversations.get(parse_session_id("agent/history", params))
+    return conversation_to_wire(conversation)
+
+
 @server.feature("agent/run")
 async def agent_run(ls: AgentServer, params: Any) -> dict[str, Any]:
     ls.require_initialized()
-    request, token = parse_agent_run(params)
+    run = parse_agent_run(params)
+    request = run.request
+    conversations = ls.session.conversations
+    conversation = conversations.new() if run.new_session else None
+    if run.session_id is not None:
+        conversation = conversations.get(run.session_id)
     await ls.toolbox.ready()
-    progress = RunProgress(ls.protocol, token)
+    progress = RunProgress(ls.protocol, run.token)
     progress.begin(request.prompt)
     outcome = "cancelled"
     try:
-        result = await ls.session.run(request, progress)
+        result = await ls.session.run(request, progress, conversation)
         outcome = f"done ({result.stop_reason})"
     except UnknownTool as error:  # a name in `tools`
         outcome = error.message
@@ -358,4 +386,4 @@ async def agent_run(ls: AgentServer, params: Any) -> dict[str, Any]:
         raise
     finally:
         progress.end(outcome)
-    return agent_result_to_wire(result)
+    return {**agent_result_to_wire(result), "sessionId": conversation.id if conversation else None}

@@ -6,6 +6,7 @@ the same goes for `tools/invoke`'s `arguments`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from llama_agent.common.errors import InvalidParams
@@ -32,8 +33,18 @@ AGENT_RUN_PARAMS: dict[str, Any] = {
         "seed": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
         "toolChoice": {"type": "string", "minLength": 1},
         "workDoneToken": {"type": ["string", "integer"]},
+        # A conversation to continue (agent/newSession made it), or "new" for the daemon to make one.
+        "sessionId": {"type": "string", "minLength": 1, "maxLength": 200},
+        "session": {"enum": ["new"]},
     },
     "required": ["prompt"],
+    "additionalProperties": False,
+}
+AGENT_NEW_SESSION_PARAMS: dict[str, Any] = {"type": "object", "additionalProperties": False}
+SESSION_ID_PARAMS: dict[str, Any] = {
+    "type": "object",
+    "properties": {"sessionId": {"type": "string", "minLength": 1, "maxLength": 200}},
+    "required": ["sessionId"],
     "additionalProperties": False,
 }
 
@@ -43,6 +54,9 @@ CUSTOM_METHODS: dict[str, dict[str, Any]] = {
     "tools/list": TOOLS_LIST_PARAMS,
     "tools/invoke": TOOLS_INVOKE_PARAMS,
     "agent/run": AGENT_RUN_PARAMS,
+    "agent/newSession": AGENT_NEW_SESSION_PARAMS,
+    "agent/forget": SESSION_ID_PARAMS,
+    "agent/history": SESSION_ID_PARAMS,
 }
 # Every custom notification the daemon sends.
 TOOLS_DID_CHANGE = "tools/didChange"
@@ -59,9 +73,23 @@ def parse_tools_invoke(params: Any) -> tuple[str, dict[str, Any]]:
     return body["name"], body.get("arguments", {})
 
 
-def parse_agent_run(params: Any) -> tuple[AgentRequest, str | int | None]:
-    """The request and its progress token; raises InvalidParams naming the bad field."""
+@dataclass(frozen=True)
+class AgentRun:
+    """An agent/run: the request, its progress token, and the conversation it belongs to."""
+
+    request: AgentRequest
+    token: str | int | None = None
+    session_id: str | None = None  # continue this conversation
+    new_session: bool = False  # start one
+
+
+def parse_agent_run(params: Any) -> AgentRun:
+    """The run asked for; raises InvalidParams naming the bad field."""
     params = _validated("agent/run", AGENT_RUN_PARAMS, params)
+    if "sessionId" in params and "session" in params:
+        raise InvalidParams(
+            'invalid params for agent/run: give sessionId or session: "new", not both', "session"
+        )
     defaults = AgentRequest(prompt="")
     request = AgentRequest(
         prompt=params["prompt"],
@@ -72,7 +100,17 @@ def parse_agent_run(params: Any) -> tuple[AgentRequest, str | int | None]:
         seed=params.get("seed"),
         tool_choice=params.get("toolChoice", defaults.tool_choice),
     )
-    return request, params.get("workDoneToken")
+    return AgentRun(request, params.get("workDoneToken"), params.get("sessionId"), "session" in params)
+
+
+def parse_new_session(params: Any) -> None:
+    _validated("agent/newSession", AGENT_NEW_SESSION_PARAMS, params)
+
+
+def parse_session_id(method: str, params: Any) -> str:
+    """The `sessionId` of agent/forget or agent/history."""
+    session_id: str = _validated(method, SESSION_ID_PARAMS, params)["sessionId"]
+    return session_id
 
 
 def _validated(method: str, schema: dict[str, Any], params: Any, nested: str | None = None) -> dict[str, Any]:

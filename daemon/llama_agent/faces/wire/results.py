@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from llama_agent.runtime.models.backend import ModelIdentity
+from llama_agent.services.agent.history import AgentStep, Conversation
 from llama_agent.services.agent.loop import AgentResult, RunTimings
 from llama_agent.services.consent.approvals import PendingRequest, pending_message
 from llama_agent.services.tools.registry import CallResult, LoadFailure, Tool, ToolSetChange
@@ -70,22 +71,42 @@ def change_to_wire(change: ToolSetChange) -> JsonObject:
     }
 
 
+def step_to_wire(step: AgentStep) -> JsonObject:
+    return {"tool": step.tool, "arguments": step.arguments, "result": step.result, "isError": step.is_error}
+
+
 def agent_result_to_wire(result: AgentResult) -> JsonObject:
     return {
         "answer": result.answer,
-        "steps": [
-            {"tool": step.tool, "arguments": step.arguments, "result": step.result, "isError": step.is_error}
-            for step in result.steps
-        ],
+        "steps": [step_to_wire(step) for step in result.steps],
         "usage": {
             "promptTokens": result.prompt_tokens,
             "completionTokens": result.completion_tokens,
             "cachedPromptTokens": result.cached_prompt_tokens,
+            "historyTurns": result.history_turns,
         },
         "timings": timings_to_wire(result.timings),
         "stopReason": result.stop_reason,
         "promptFormat": result.prompt_format,
         "model": model_to_wire(result.model) if result.model else None,
+    }
+
+
+def conversation_to_wire(conversation: Conversation) -> JsonObject:
+    """agent/history's result: every turn on record, oldest first, and which of them later
+    prompts may still show (from `windowStart` on: the older ones were dropped to fit)."""
+    return {
+        "sessionId": conversation.id,
+        "windowStart": conversation.window_start,
+        "turns": [
+            {
+                "request": turn.request,
+                "outcome": turn.outcome,
+                "answer": turn.answer,
+                "steps": [step_to_wire(step) for step in turn.steps],
+            }
+            for turn in conversation.turns
+        ],
     }
 
 

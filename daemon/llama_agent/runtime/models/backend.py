@@ -53,6 +53,7 @@ class ModelIdentity:
 @dataclass(frozen=True)
 class ModelSettings:
     path: Path | None = None  # None: the embedded default model (or `hub_reference`)
+    # A local model's context; for a chat server, the budget the agent keeps its prompts within.
     context_size: int = 4096
     threads: int | None = None  # None: the usable cores, at most 4 (default_threads)
     seed: int = 0
@@ -148,6 +149,11 @@ class ModelBackend(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
+    @property
+    def context_size(self) -> int:
+        """How many tokens a prompt and its turn may take together."""
+        ...
+
     def generate(self, turn: Turn) -> Generation:
         """`turn`, prompted with its text (a TypeError for messages): text that follows its
         schema, streamed piece by piece to `turn.on_text`, ended as `Turn` says."""
@@ -180,8 +186,11 @@ class LikelihoodScorer(Protocol):
     """A backend that can say how likely a text is: the agent then routes requests to tools by
     likelihood (llama_agent.services.agent.routing). Backends without it let the model choose in its turn."""
 
-    def log_likelihoods(self, prefix: str, options: Sequence[str], continuation: str) -> list[float]:
-        """For each option, log P(continuation | prefix + option), summed over its tokens."""
+    def log_likelihoods(
+        self, prefix: str, options: Sequence[str], continuation: str, context: str = ""
+    ) -> list[float]:
+        """For each option, log P(continuation | prefix + context + option), summed over its
+        tokens. The prefix is shared by many calls (worth keeping evaluated), the context not."""
         ...
 
 

@@ -259,15 +259,22 @@ class LlamaModel:
         """Whether the context's tokens begin with `start`."""
         return list(self._llm.input_ids[: min(self._llm.n_tokens, len(start))]) == start
 
-    def log_likelihoods(self, prefix: str, options: Sequence[str], continuation: str) -> list[float]:
-        """log P(continuation | prefix + option) for each option, on a second context over the
-        same (memory-mapped) weights, so that the generation context keeps its cached prompt."""
+    def log_likelihoods(
+        self, prefix: str, options: Sequence[str], continuation: str, context: str = ""
+    ) -> list[float]:
+        """log P(continuation | prefix + context + option) for each option, on a second context over
+        the same (memory-mapped) weights, so that the generation context keeps its cached prompt."""
         scorer = self._prefix_scorer()
         return scorer.log_likelihoods(  # type: ignore[no-any-return]
             self._tokenize(prefix),
-            [self._llm.tokenize(option.encode("utf-8"), add_bos=False, special=False) for option in options],
-            self._llm.tokenize(continuation.encode("utf-8"), add_bos=False, special=False),
+            [self._plain_tokens(option) for option in options],
+            self._plain_tokens(continuation),
+            self._plain_tokens(context) if context else [],
         )
+
+    def _plain_tokens(self, text: str) -> list[int]:
+        tokens: list[int] = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        return tokens
 
     def _prefix_scorer(self) -> Any:
         if self._scorer is None:

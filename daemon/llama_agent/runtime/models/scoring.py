@@ -33,6 +33,7 @@ class PrefixScorer:
         self._llm = llm
         self._states = states  # None: the prefix is evaluated in every new process
         self._prefix: list[int] = []
+        self._context: list[int] = []  # evaluated after the prefix
         self._batch_size = int(llm.n_batch)
 
     @property
@@ -40,16 +41,22 @@ class PrefixScorer:
         return int(self._llm.n_ctx())
 
     def log_likelihoods(
-        self, prefix: list[int], options: Sequence[list[int]], continuation: list[int]
+        self,
+        prefix: list[int],
+        options: Sequence[list[int]],
+        continuation: list[int],
+        context: Sequence[int] = (),
     ) -> list[float]:
-        """For each option, log P(continuation | prefix + option), summed over its tokens; -inf
-        for an option pruned after the continuation's first tokens (see FINALISTS)."""
+        """For each option, log P(continuation | prefix + context + option), summed over its tokens;
+        -inf for an option pruned after the continuation's first tokens (see FINALISTS). The
+        prefix is kept evaluated (on disk too); the context, one request's own, only in memory."""
         if any(not option for option in options):
             raise ValueError("every option needs at least one token")
         longest = max((len(option) for option in options), default=0)
-        if len(prefix) + longest + len(continuation) > self.context_size:
+        if len(prefix) + len(context) + longest + len(continuation) > self.context_size:
             raise ValueError("the scoring prompt does not fit the scoring context")
         self._keep_prefix(prefix)
+        self._keep_context(list(context))
         if len(options) <= FINALISTS or len(continuation) <= PRUNE_AFTER:
             return [self._score(option, continuation) for option in options]
         # Most of the cost is the output layer, once per scored token (262k rows for Gemma 3):
@@ -65,6 +72,7 @@ class PrefixScorer:
         if prefix == self._prefix:
             return
         self._prefix = []
+        self._context = []
         if self._states is not None:
             self._states.evaluate(self._llm, prefix)
         else:
@@ -72,8 +80,18 @@ class PrefixScorer:
             self._llm.eval(prefix)
         self._prefix = list(prefix)
 
-    def _score(self, option: list[int], continuation: list[int]) -> float:
+    def _keep_context(self, context: list[int]) -> None:
+        if context == self._context:
+            return
         start = len(self._prefix)
+        self._llm._ctx.kv_cache_seq_rm(0, start, -1)
+        self._context = []
+        if context:
+            self._decode(context, start, {len(context) - 1})  # one row: llama.cpp wants some
+        self._context = context
+
+    def _score(self, option: list[int], continuation: list[int]) -> float:
+        start = len(self._prefix) + len(self._context)
         self._llm._ctx.kv_cache_seq_rm(0, start, -1)
         tokens = option + continuation
         # Row i of the logits predicts tokens[i + 1]: the continuation is predicted by the rows

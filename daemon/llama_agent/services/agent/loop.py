@@ -22,9 +22,12 @@ from llama_agent.runtime.models.backend import (
 )
 from llama_agent.runtime.tools.schema import ArgumentError
 from llama_agent.services.agent import routing
+from llama_agent.services.agent.budget import Budget, estimated_tokens, fitted
+from llama_agent.services.agent.history import AgentStep, Conversation, PastTurn
 from llama_agent.services.agent.prompting import (
     Exchange,
     FinalAnswer,
+    PromptContext,
     ToolCall,
     TurnError,
     call_text,
@@ -84,14 +87,6 @@ class TurnOptions:
     planned: bool = False  # the router's plan, not the request, chose the one callable tool
 
 
-@dataclass(frozen=True)
-class AgentStep:
-    tool: str
-    arguments: dict[str, Any]
-    result: str
-    is_error: bool
-
-
 @dataclass
 class RunTimings:
     """Where a run's time went, in seconds; tool calls are the rest."""
@@ -121,6 +116,7 @@ class AgentResult:
     prompt_format: PromptFormat = "completion"
     timings: RunTimings = field(default_factory=RunTimings)
     model: ModelIdentity | None = None  # which backend and model answered
+    history_turns: int = 0  # the conversation's earlier turns the last turn's prompt showed
 
 
 class ToolCalls(Protocol):
@@ -157,16 +153,23 @@ class Agent:
         return [available[name] for name in dict.fromkeys(names)]
 
     async def run(
-        self, request: AgentRequest, events: AgentEvents, calls: ToolCalls | None = None
+        self,
+        request: AgentRequest,
+        events: AgentEvents,
+        calls: ToolCalls | None = None,
+        conversation: Conversation | None = None,
     ) -> AgentResult:
         """Raises ModelError (no model), UnknownTool (bad `tools`), InvalidRequest; cancellable.
-        `calls` makes the tool calls (default: the toolbox, with each tool's own grants)."""
+        `calls` makes the tool calls (default: the toolbox, with each tool's own grants). In a
+        `conversation`, the run sees its earlier turns (the caller records this one)."""
         started = time.perf_counter()
         await self.toolbox.ready()
         tools = self.select_tools(request.tools)
         check_tool_choice(request.tool_choice, tools)
         forced = [] if request.tool_choice in TOOL_CHOICES else [request.tool_choice]
-        tools = relevant_tools(tools, request.prompt, keep=forced)
+        earlier = conversation.shown() if conversation is not None else []
+        about = " ".join([*(turn.request for turn in earlier[-1:]), request.prompt])
+        tools = relevant_tools(tools, about, keep=forced)
         model = await self.models.model()
         result = AgentResult(
             answer="",
@@ -174,17 +177,17 @@ class Agent:
             timings=RunTimings(started=started),
             model=model.identity,
         )
-        transcript: list[Exchange] = []
+        run = _Run(request, conversation, self._budget(model, request))
         repeated: set[str] = set()  # tools called again with the same arguments: not offered again
         async with self.models.exclusive(model):
             routing_started = time.perf_counter()
-            route = await self._route(model, request, tools)
+            route = await self._route(model, request, tools, earlier)
             result.timings.routing = time.perf_counter() - routing_started
             for turn_index in itertools.count():
                 failed = bool(result.steps) and result.steps[-1].is_error
                 options = turn_options(request, tools, len(result.steps), frozenset(repeated), route, failed)
                 events.on_turn_start(turn_index)
-                turn_text, cut = await self._turn(model, request, options, result, transcript, events)
+                turn_text, cut = await self._turn(model, run, options, result, events)
                 if cut == "repetition" and options.planned:
                     # A planned call that runs away is often the plan's mistake: the model decides
                     # the turn again, with every tool and the answer open to it. (One cut at
@@ -200,31 +203,42 @@ class Agent:
                     return _cut_short(result, turn_text, "invalidTurn")
                 if isinstance(turn, FinalAnswer):
                     return _answered(result, request, turn.text)
-                step, repeat = await self._step(request, turn, result.steps, events, calls or self.toolbox)
+                step, repeat = await self._step(run, turn, result.steps, events, calls or self.toolbox)
                 if repeat:
                     repeated.add(turn.tool)
                 result.steps.append(step)
                 events.on_tool_result(len(result.steps) - 1, step)
                 # The transcript shows the call as made, so that the model's next turns build on it.
                 made = turn_text if step.arguments == turn.arguments else call_text(turn.tool, step.arguments)
-                transcript.append(Exchange(made, step.result, step.is_error))
+                run.transcript.append(Exchange(made, step.result, step.is_error))
         raise AssertionError("unreachable")
+
+    def _budget(self, model: AnyBackend, request: AgentRequest) -> Budget:
+        if isinstance(model, ChatBackend):  # its tokenizer is on the server: estimated
+            return Budget(self.models.settings.context_size, estimated_tokens, request.max_tokens)
+        return Budget(model.context_size, model.count_tokens, request.max_tokens)
 
     async def _turn(
         self,
         model: AnyBackend,
-        request: AgentRequest,
+        run: _Run,
         options: TurnOptions,
         result: AgentResult,
-        transcript: list[Exchange],
         events: AgentEvents,
     ) -> tuple[str, StopReason | None]:
         """One model turn: its text, and why it was cut short (None: it ended by itself). A turn
         that ran away is cut at the end of its first copy."""
+        request = run.request
         guard = RunawayGuard()
         turn_started = time.perf_counter()
+        prompt, shown = fitted(
+            partial(self._prompt, model, result.prompt_format, options, request.prompt, run.transcript),
+            run.budget,
+            run.conversation,
+        )
+        result.history_turns = len(shown.history)
         turn = Turn(
-            prompt=self._prompt(model, result.prompt_format, options, request.prompt, transcript),
+            prompt=prompt,
             schema=turn_schema(options.callable, allow_answer=options.may_answer),
             max_tokens=request.max_tokens,
             temperature=request.temperature,
@@ -249,15 +263,17 @@ class Agent:
 
     async def _step(
         self,
-        request: AgentRequest,
+        run: _Run,
         turn: ToolCall,
         steps: list[AgentStep],
         events: AgentEvents,
         calls: ToolCalls,
     ) -> tuple[AgentStep, bool]:
-        """Make the turn's call (its near-copied file names snapped first), once `events` were told
-        of it, or refuse it as a repeat of an earlier one (True)."""
-        arguments = snap_arguments(turn.arguments, [request.prompt, *(step.result for step in steps)])
+        """Make the turn's call (its near-copied file names snapped first: from the request, this
+        run's results, or the conversation's), once `events` were told of it, or refuse it as a
+        repeat of an earlier one (True)."""
+        sources = [run.request.prompt, *(step.result for step in steps), *run.earlier_texts()]
+        arguments = snap_arguments(turn.arguments, sources)
         if arguments != turn.arguments:
             log.debug("near-copies snapped: %s -> %s", turn.arguments, arguments)
         events.on_tool_call(len(steps), turn.tool, arguments)
@@ -266,9 +282,13 @@ class Agent:
             return _repeat_refused(earlier), True
         return await self._call(turn.tool, arguments, calls), False
 
-    async def _route(self, model: AnyBackend, request: AgentRequest, tools: list[Tool]) -> Route | None:
+    async def _route(
+        self, model: AnyBackend, request: AgentRequest, tools: list[Tool], earlier: Sequence[PastTurn]
+    ) -> Route | None:
         """The router's plan, when the backend can score and the request leaves the choice to
-        the model; None: the model chooses in its turns."""
+        the model; None: the model chooses in its turns. The conversation's last requests, with
+        the tools they took, are its most recent examples: "same for Paris" after a time zone
+        question reads as one."""
         if not isinstance(model, LikelihoodScorer) or request.tool_choice not in ("auto", "required"):
             return None
         allow_none = request.tool_choice == "auto"
@@ -276,7 +296,8 @@ class Agent:
             return None
         score = partial(self.models.log_likelihoods, model)
         try:
-            route = await routing.route(score, tools, request.prompt, allow_none)
+            seen = [(turn.first_tool, turn.request) for turn in earlier]
+            route = await routing.route(score, tools, request.prompt, allow_none, seen)
         except (ValueError, RuntimeError) as error:
             log.warning("routing skipped, the model chooses in its turn: %s", error)
             return None
@@ -290,10 +311,12 @@ class Agent:
         options: TurnOptions,
         user_prompt: str,
         transcript: list[Exchange],
+        context: PromptContext,
     ) -> str | list[ChatMessage]:
+        described, focus, after = options.described, options.focus, options.after
         if prompt_format == "completion":
-            return completion_prompt(options.described, user_prompt, transcript, options.focus, options.after)
-        messages = chat_messages(options.described, user_prompt, transcript, options.focus, options.after)
+            return completion_prompt(described, user_prompt, transcript, focus, after, context)
+        messages = chat_messages(described, user_prompt, transcript, focus, after, context)
         if isinstance(model, ChatBackend):
             return messages
         return model.format_chat(messages)
@@ -307,6 +330,23 @@ class Agent:
             # The grammar should make this impossible; validate anyway.
             return AgentStep(tool, arguments, str(error), True)
         return AgentStep(tool, arguments, "\n".join(called.texts()), called.invocation.is_error)
+
+
+@dataclass
+class _Run:
+    """One run's own state: the request, the conversation it continues, its calls so far."""
+
+    request: AgentRequest
+    conversation: Conversation | None
+    budget: Budget
+    transcript: list[Exchange] = field(default_factory=list)
+
+    def earlier_texts(self) -> list[str]:
+        """The conversation's requests and results that prompts show: what a call may copy."""
+        if self.conversation is None:
+            return []
+        turns = self.conversation.shown()
+        return [text for turn in turns for text in (turn.request, *(step.result for step in turn.steps))]
 
 
 def prompt_format(model: AnyBackend) -> PromptFormat:

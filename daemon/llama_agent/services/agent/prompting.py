@@ -17,6 +17,7 @@ from typing import Any
 
 from llama_agent.runtime.tools.metadata import ToolExample
 from llama_agent.runtime.tools.schema import S64_MAX, S64_MIN
+from llama_agent.services.agent.history import PastTurn
 from llama_agent.services.tools.registry import Tool
 
 INSTRUCTIONS = (
@@ -31,8 +32,12 @@ INSTRUCTIONS = (
 )
 # When no tool is on offer (toolChoice "none", or the step budget is spent).
 ANSWER_ONLY_INSTRUCTIONS = 'You are a helpful assistant. Reply with one JSON object: {"answer": TEXT}.'
-# Tool output beyond this many characters is cut before it reaches the prompt.
+# A result of this run's calls beyond this many characters is cut before it reaches the prompt
+# (and cut further when the prompt would not fit the context: budget.py).
 OBSERVATION_LIMIT = 4000
+# A result of an earlier request in the conversation, shown in its history: what most answers
+# quote fits; the rest is marked as cut.
+HISTORY_RESULT_LIMIT = 600
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class ExampleStep:
     tool: str
     arguments: dict[str, Any]
     result: str
+    is_error: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,7 +112,8 @@ def turn_schema(tools: Sequence[Tool], allow_answer: bool = True) -> dict[str, A
         alternatives.append(
             {
                 "type": "object",
-                "properties": {"answer": {"type": "string"}},
+                # Never empty: an answer says something, if only that nothing was found.
+                "properties": {"answer": {"type": "string", "minLength": 1}},
                 "required": ["answer"],
                 "additionalProperties": False,
             }
@@ -184,7 +191,9 @@ def _number(value: float) -> str:
 def examples_for(
     tools: Sequence[Tool], focus: Tool | None = None, request: str = "", after: Tool | None = None
 ) -> list[Example]:
-    """Worked examples, and a direct answer last.
+    """Worked examples, a direct answer first: a small model copies the example nearest to the
+    request, and a tool's answer quoting its result is the one to copy ("The largest planet in the
+    solar system is 125" was what copying the direct answer gave).
 
     With a `focus` tool (the one the router chose, or the one the request forces): every example
     it ships, the one most like `request` nearest to it (a small model copies the nearest
@@ -207,8 +216,8 @@ def _example_blocks(
         own = [_example(focus, shipped) for shipped in focus.loaded.metadata.examples]
         own.sort(key=lambda example: _overlap(example.user, request))
         fed = _fed_example(after, focus) if after is not None else None
-        return [], [*(own or [_generic_example(focus)]), *([fed] if fed else []), DIRECT_ANSWER]
-    return [*(_tool_example(tool) for tool in tools), *_two_step_example(shipping[-2:]), DIRECT_ANSWER], []
+        return [DIRECT_ANSWER], [*(own or [_generic_example(focus)]), *([fed] if fed else [])]
+    return [DIRECT_ANSWER, *(_tool_example(tool) for tool in tools), *_two_step_example(shipping[-2:])], []
 
 
 def _fed_example(first_tool: Tool, then: Tool) -> Example | None:
@@ -291,12 +300,47 @@ def answer_text(answer: str) -> str:
     return json.dumps({"answer": answer}, ensure_ascii=False)
 
 
-def observation_text(observation: str, is_error: bool) -> str:
+def observation_text(observation: str, is_error: bool, limit: int = OBSERVATION_LIMIT) -> str:
     """What the model sees of a tool's output: a JSON string, so that quotes, backslashes and
-    newlines in it are already written the way the model's own JSON answer must write them."""
-    if len(observation) > OBSERVATION_LIMIT:
-        observation = observation[:OBSERVATION_LIMIT] + " [cut]"
-    return f"{'Error' if is_error else 'Result'}: {json.dumps(observation, ensure_ascii=False)}"
+    newlines in it are already written the way the model's own JSON answer must write them.
+    Past `limit` characters it is cut, and says how much is left out."""
+    return f"{'Error' if is_error else 'Result'}: {json.dumps(cut(observation, limit), ensure_ascii=False)}"
+
+
+def cut(text: str, limit: int) -> str:
+    """`text`, or its first `limit` characters and a marker saying how many more there were."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]} [cut: {len(text) - limit} more characters]"
+
+
+def history_examples(turns: Sequence[PastTurn]) -> list[Example]:
+    """The conversation's earlier turns in the form of worked examples: each request, its calls
+    and their results, its answer."""
+    return [
+        Example(
+            turn.request,
+            tuple(ExampleStep(s.tool, s.arguments, s.result, s.is_error) for s in turn.steps),
+            turn.answer,
+        )
+        for turn in turns
+    ]
+
+
+def history_text(turns: Sequence[PastTurn], result_limit: int = HISTORY_RESULT_LIMIT) -> str:
+    """The conversation so far, as a completion prompt shows it between the examples and the
+    request."""
+    return "".join(f"{_example_text(example, result_limit)}\n" for example in history_examples(turns))
+
+
+@dataclass(frozen=True)
+class PromptContext:
+    """What a turn's prompt shows besides the tools, the request and this run's calls: the
+    conversation's earlier turns, and how much of each result (this run's, and earlier ones')."""
+
+    history: Sequence[PastTurn] = ()
+    result_limit: int = OBSERVATION_LIMIT
+    history_result_limit: int = HISTORY_RESULT_LIMIT
 
 
 def completion_prompt(
@@ -305,12 +349,21 @@ def completion_prompt(
     transcript: Sequence[Exchange],
     focus: Tool | None = None,
     after: Tool | None = None,
+    context: PromptContext | None = None,
 ) -> str:
-    """A few-shot completion prompt for base models; it ends where the model's turn begins."""
-    parts = [f"User: {user_prompt}"]
+    """A few-shot completion prompt for base models; it ends where the model's turn begins. The
+    conversation's earlier turns (`context.history`) come between the examples and the request, so
+    that a follow-up's prompt begins with the one before it."""
+    context = context or PromptContext()
+    lines = [f"User: {user_prompt}"]
     for exchange in transcript:
-        parts += [f"Assistant: {exchange.turn}", observation_text(exchange.observation, exchange.is_error)]
-    return completion_start(tools, user_prompt, focus, after) + "\n".join(parts) + "\nAssistant: "
+        lines += [
+            f"Assistant: {exchange.turn}",
+            observation_text(exchange.observation, exchange.is_error, context.result_limit),
+        ]
+    start = completion_start(tools, user_prompt, focus, after)
+    history = history_text(context.history, context.history_result_limit)
+    return start + history + "\n".join(lines) + "\nAssistant: "
 
 
 def completion_start(
@@ -337,10 +390,13 @@ def completion_prefix(tools: Sequence[Tool], focus: Tool | None = None) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _example_text(example: Example) -> str:
+def _example_text(example: Example, result_limit: int = OBSERVATION_LIMIT) -> str:
     lines = [f"User: {example.user}"]
     for step in example.steps:
-        lines += [f"Assistant: {call_text(step.tool, step.arguments)}", observation_text(step.result, False)]
+        lines += [
+            f"Assistant: {call_text(step.tool, step.arguments)}",
+            observation_text(step.result, step.is_error, result_limit),
+        ]
     lines += [f"Assistant: {answer_text(example.answer)}", ""]
     return "\n".join(lines)
 
@@ -351,24 +407,30 @@ def chat_messages(
     transcript: Sequence[Exchange],
     focus: Tool | None = None,
     after: Tool | None = None,
+    context: PromptContext | None = None,
 ) -> list[dict[str, str]]:
-    """The same conversation as chat messages; instructions go in the first user message,
-    since not every template accepts a system role."""
+    """The same conversation as chat messages: the examples, the conversation's earlier turns,
+    the request and this run's calls; instructions go in the first user message, since not every
+    template accepts a system role."""
+    context = context or PromptContext()
     messages: list[dict[str, str]] = []
     preamble = f"{instructions(tools)}\n\n{describe_tools(tools)}\n\n"
-    for example in examples_for(tools, focus, user_prompt, after):
+    shown = [(example, OBSERVATION_LIMIT) for example in examples_for(tools, focus, user_prompt, after)]
+    shown += [(example, context.history_result_limit) for example in history_examples(context.history)]
+    for example, limit in shown:
         messages.append({"role": "user", "content": preamble + example.user})
         for step in example.steps:
             messages += [
                 {"role": "assistant", "content": call_text(step.tool, step.arguments)},
-                {"role": "user", "content": observation_text(step.result, False)},
+                {"role": "user", "content": observation_text(step.result, step.is_error, limit)},
             ]
         messages.append({"role": "assistant", "content": answer_text(example.answer)})
         preamble = ""
     messages.append({"role": "user", "content": preamble + user_prompt})
     for exchange in transcript:
+        observation = observation_text(exchange.observation, exchange.is_error, context.result_limit)
         messages += [
             {"role": "assistant", "content": exchange.turn},
-            {"role": "user", "content": observation_text(exchange.observation, exchange.is_error)},
+            {"role": "user", "content": observation},
         ]
     return messages

@@ -55,9 +55,20 @@ LATER_MARGIN = 2.0
 CLAUSE_BREAK = re.compile(r"(?:[,;.]\s*|\s+)(?:and\s+)?then\s+|,\s+and\s+|\s+and\s+|;\s+", re.IGNORECASE)
 CONTENT = re.compile(r"(?<!\w)'[^']*'(?!\w)|\"[^\"]*\"|“[^”]*”|`[^`]*`|:\s.*$", re.DOTALL)
 MIN_CLAUSE_WORDS = 2
+# A conversation's last requests, with the tools they took, follow the shots: a follow-up ("same
+# for Paris", "and in Lima?") is likelier after a request of its kind.
+CONVERSATION_SHOTS = 2
+# A follow-up that says only what changes ("same for Paris", "and divided by 4?", "what about
+# Lima?") reads as little on its own ("Paris" looks like something to echo): it takes the tool of
+# the request before it, unless another option is likelier by more than ELLIPTIC_MARGIN nats
+# ("and thanks!" needs none).
+ELLIPTIC = re.compile(r"^\W*(?:and|same|what about|how about|also|again)\b", re.IGNORECASE)
+ELLIPTIC_MARGIN = 3.0
 
-# (prefix, options, continuation) -> each option's log-likelihood of the continuation.
-Scorer = Callable[[str, Sequence[str], str], Awaitable[list[float]]]
+# (prefix, options, continuation, context) -> each option's log-likelihood of the continuation
+# after the prefix, the context and the option. The prefix is the same for many requests (worth
+# keeping evaluated); the context is this request's own (a conversation's last requests).
+Scorer = Callable[[str, Sequence[str], str, str], Awaitable[list[float]]]
 
 
 @dataclass(frozen=True)
@@ -107,6 +118,13 @@ def prefix(tools: Sequence[Tool]) -> str:
     )
 
 
+def conversation_shots(earlier: Sequence[tuple[str | None, str]]) -> str:
+    """The conversation's last requests as shots: (the tool its first call took, or None, the
+    request)."""
+    recent = earlier[-CONVERSATION_SHOTS:]
+    return "".join(f"{option(tool or NO_TOOL)}{continuation(request)}\n" for tool, request in recent)
+
+
 def option(name: str) -> str:
     return f"Tool: {name}\nRequest:"
 
@@ -123,34 +141,66 @@ def choose(names: Sequence[str], scores: Sequence[float]) -> Route:
     return Route(None if best == NO_TOOL else best, table)
 
 
-async def route(score: Scorer, tools: Sequence[Tool], request: str, allow_none: bool = True) -> Route:
+async def route(
+    score: Scorer,
+    tools: Sequence[Tool],
+    request: str,
+    allow_none: bool = True,
+    earlier: Sequence[tuple[str | None, str]] = (),
+) -> Route:
     """Route the request's first clause among the tools (and "none" if allowed), and plan a step
-    for every later clause that clearly calls for a tool."""
+    for every later clause that clearly calls for a tool. `earlier`: the conversation's requests
+    so far, each with the tool its first call took (None: none)."""
     names = [tool.name for tool in tools]
     first, *later = clauses(request)
-    shots_text = prefix(tools)
-    head = await _route_clause(score, shots_text, names, first, FIRST_MARGIN if allow_none else None)
+    offered = set(names)
+    shots = Shots(prefix(tools), conversation_shots([(t if t in offered else None, r) for t, r in earlier]))
+    head = await _route_clause(score, shots, names, first, FIRST_MARGIN if allow_none else None)
+    before = earlier[-1][0] if earlier else None
+    if before in offered and before != head.tool and ELLIPTIC.match(first):
+        head = await _follow_up(score, shots, head, before, first)
     plan: list[str] = []
     for clause in later:
-        step = await _route_clause(score, shots_text, names, clause, LATER_MARGIN)
+        step = await _route_clause(score, shots, names, clause, LATER_MARGIN)
         if step.tool is not None:
             plan.append(step.tool)
     return Route(head.tool, head.scores, tuple(plan))
 
 
+async def _follow_up(score: Scorer, shots: Shots, head: Route, before: str, clause: str) -> Route:
+    """An elliptic follow-up's route: the tool of the request before it, unless the router's own
+    choice is clearly likelier (both scored in full)."""
+    chosen = head.tool or NO_TOOL
+    pair = [option(before), option(chosen)]
+    before_score, chosen_score = await score(shots.tools, pair, continuation(clause), shots.conversation)
+    if chosen_score - before_score > ELLIPTIC_MARGIN:
+        return head
+    return Route(before, {**head.scores, before: before_score, chosen: chosen_score})
+
+
+@dataclass(frozen=True)
+class Shots:
+    """The router's examples: the tools' (the same for every request) and the conversation's."""
+
+    tools: str
+    conversation: str = ""
+
+
 async def _route_clause(
-    score: Scorer, shots_text: str, names: list[str], clause: str, margin: float | None
+    score: Scorer, shots: Shots, names: list[str], clause: str, margin: float | None
 ) -> Route:
     """The clause's likeliest tool if it beats "none" by `margin`; else no tool. With no margin,
     "none" is no option."""
     options = names if margin is None else [*names, NO_TOOL]
     text = continuation(clause)
-    best = choose(options, await score(shots_text, [option(name) for name in options], text))
+    scored = await score(shots.tools, [option(name) for name in options], text, shots.conversation)
+    best = choose(options, scored)
     if best.tool is None or margin is None:
         return best
     tool_score, none_score = best.scores[best.tool], best.scores[NO_TOOL]
     if none_score == -math.inf:  # pruned after the first tokens: compare the two in full
-        tool_score, none_score = await score(shots_text, [option(best.tool), option(NO_TOOL)], text)
+        pair = [option(best.tool), option(NO_TOOL)]
+        tool_score, none_score = await score(shots.tools, pair, text, shots.conversation)
     scores = {**best.scores, best.tool: tool_score, NO_TOOL: none_score}
     return Route(best.tool if tool_score - none_score >= margin else None, scores)
 
