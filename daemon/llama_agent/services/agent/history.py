@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -112,9 +112,6 @@ class Conversations:
     def __iter__(self) -> Iterator[Conversation]:
         return iter(list(self._held.values()))
 
-    def __len__(self) -> int:
-        return len(self._held)
-
     def new(self, conversation_id: str | None = None) -> Conversation:
         """A new conversation (its id made here unless given), making room for it."""
         self._make_room()
@@ -146,8 +143,3 @@ class Conversations:
                 f"too many sessions: all {self._limit} are running; wait for one to end, or forget one"
             )
         del self._held[idle]
-
-
-def steps_text(steps: Sequence[AgentStep]) -> str:
-    """The steps' results, one per line: what argument snapping may copy from."""
-    return "\n".join(step.result for step in steps)
