@@ -91,6 +91,10 @@ export interface AgentRunParams {
     /** 'auto' (default), 'required' (the first turn calls a tool), 'none', or a tool name. */
     toolChoice?: string;
     workDoneToken?: ProgressToken;
+    /** A conversation to continue (from agent/newSession); not with `session`. */
+    sessionId?: string;
+    /** 'new': the daemon starts a conversation and returns its id. */
+    session?: 'new';
 }
 
 export interface AgentStep {
@@ -103,12 +107,14 @@ export interface AgentStep {
 export interface AgentRunResult {
     answer: string;
     steps: AgentStep[];
-    usage: { promptTokens: number; completionTokens: number; cachedPromptTokens?: number };
+    usage: { promptTokens: number; completionTokens: number; cachedPromptTokens?: number; historyTurns?: number };
     timings?: AgentRunTimings;
     stopReason: 'answer' | 'maxSteps' | 'maxTokens' | string;
     promptFormat?: string;
     /** Which backend and model answered (older daemons leave it out). */
     model?: RunModel;
+    /** The conversation the run belongs to; null without one (older daemons leave it out). */
+    sessionId?: string | null;
 }
 
 /** `llama`: the daemon's in-process llama.cpp model; `openai`: an OpenAI-compatible server. */

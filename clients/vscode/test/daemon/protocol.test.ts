@@ -96,7 +96,14 @@ describe('llama-agent serve over stdio', () => {
         );
         assert.equal(result.serverInfo?.name, 'llama-agent');
         const custom = result.capabilities.experimental?.llamaAgent;
-        assert.deepEqual([...custom.methods].sort(), ['agent/run', 'tools/invoke', 'tools/list']);
+        assert.deepEqual([...custom.methods].sort(), [
+            'agent/forget',
+            'agent/history',
+            'agent/newSession',
+            'agent/run',
+            'tools/invoke',
+            'tools/list',
+        ]);
         assert.deepEqual(custom.notifications, ['tools/didChange']);
         // The embedded model, in the daemon's process (no --model given).
         assert.deepEqual(custom.model, { backend: 'llama', name: null, baseUrl: null });
