@@ -16,7 +16,14 @@ from llama_agent.services.agent.budget import (
     Budget,
     fitted,
 )
-from llama_agent.services.agent.history import AgentStep, Conversation, Conversations, PastTurn
+from llama_agent.services.agent.history import (
+    MAX_TURNS,
+    RECORDED_RESULT_CHARS,
+    AgentStep,
+    Conversation,
+    Conversations,
+    PastTurn,
+)
 from llama_agent.services.agent.prompting import OBSERVATION_LIMIT, PromptContext, history_text
 from llama_agent.services.tools.registry import Tool
 
@@ -63,6 +70,15 @@ def test_a_resent_stopped_message_is_not_answered_again(last: PastTurn, prompt: 
     conversation = Conversation("c")
     conversation.record(last)
     assert conversation.unanswered(prompt) == asked
+
+
+def test_the_record_is_bounded_in_turns_and_in_each_result() -> None:
+    conversation = Conversation("c")
+    for i in range(MAX_TURNS + 5):
+        conversation.record(answered(f"r{i}", result="y" * (RECORDED_RESULT_CHARS + 10)))
+    assert len(conversation.turns) == MAX_TURNS
+    assert conversation.turns[0].request == "r5"
+    assert conversation.turns[-1].steps[0].result.endswith("y [cut: 10 more characters]")
 
 
 def test_the_window_moves_past_the_oldest_shown_turns() -> None:

@@ -17,7 +17,7 @@ import asyncio
 import secrets
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from llama_agent.common.errors import InvalidParams, TooManySessions
@@ -34,6 +34,9 @@ SHOWN: frozenset[Outcome] = frozenset({"answered", "stopped"})
 MAX_CONVERSATIONS = 32
 # Turns one conversation keeps on record; the oldest go first (prompts show far fewer).
 MAX_TURNS = 200
+# Of each result, this much is kept on record (prompts show at most 600 characters of an earlier
+# one): a session's memory stays bounded whatever its tools return.
+RECORDED_RESULT_CHARS = 8000
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,8 @@ class Conversation:
         return prompt
 
     def record(self, turn: PastTurn) -> None:
-        self.turns.append(turn)
+        steps = tuple(replace(step, result=_kept(step.result)) for step in turn.steps)
+        self.turns.append(replace(turn, steps=steps))
         if len(self.turns) > MAX_TURNS:
             dropped = len(self.turns) - MAX_TURNS
             del self.turns[:dropped]
@@ -143,3 +147,9 @@ class Conversations:
                 f"too many sessions: all {self._limit} are running; wait for one to end, or forget one"
             )
         del self._held[idle]
+
+
+def _kept(result: str) -> str:
+    if len(result) <= RECORDED_RESULT_CHARS:
+        return result
+    return f"{result[:RECORDED_RESULT_CHARS]} [cut: {len(result) - RECORDED_RESULT_CHARS} more characters]"
