@@ -9,7 +9,7 @@ import contextlib
 import shutil
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,17 @@ def prepare_tools(source: Path, target: Path) -> Path:
         '# Granted by the evaluation, so that write_file can work.\nworkspace = "rw"\n', encoding="utf-8"
     )
     return target
+
+
+@contextlib.contextmanager
+def fresh_workspace(fixture: Path, workspace: Path) -> Iterator[Path]:
+    """A copy of `fixture` at `workspace` for one task or conversation, removed afterwards: writes
+    never leak from one into the next."""
+    shutil.copytree(fixture, workspace)
+    try:
+        yield workspace
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
 
 
 def daemon_args(settings: Settings, tools: Path, workspace: Path) -> list[str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ from evals.daemon import (
     DaemonExited,
     ReadyDaemon,
     Settings,
+    fresh_workspace,
     ready_daemon,
     record_from_result,
     run_failure,
@@ -74,12 +74,8 @@ async def run_conversations(
     records: list[ConversationRecord] = []
     model: str | None = None
     for index, conversation in enumerate(conversations, start=1):
-        workspace = scratch / f"conversation-{index:02d}"
-        shutil.copytree(fixture, workspace)
-        try:
+        with fresh_workspace(fixture, scratch / f"conversation-{index:02d}") as workspace:
             record, model = await run_conversation(conversation, settings, tools, workspace)
-        finally:
-            shutil.rmtree(workspace, ignore_errors=True)
         records.append(record)
         on_done(index, record)
     return records, model

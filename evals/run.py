@@ -22,7 +22,6 @@ import dataclasses
 import json
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -47,6 +46,7 @@ from evals.daemon import (
     DaemonExited,
     EvalError,
     Settings,
+    fresh_workspace,
     prepare_tools,
     ready_daemon,
     record_from_result,
@@ -128,12 +128,8 @@ async def run_tasks(
     records: list[RunRecord] = []
     model: str | None = None
     for index, task in enumerate(tasks, start=1):
-        workspace = scratch / f"workspace-{index:02d}"
-        shutil.copytree(WORKSPACE_FIXTURE, workspace)
-        try:
+        with fresh_workspace(WORKSPACE_FIXTURE, scratch / f"workspace-{index:02d}") as workspace:
             record, model = await run_task(task, settings, tools, workspace)
-        finally:
-            shutil.rmtree(workspace, ignore_errors=True)
         records.append(record)
         score = score_task(task, record)
         verdict = "pass" if score.success else ("ERROR" if record.error else "fail")
