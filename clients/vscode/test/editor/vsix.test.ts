@@ -195,7 +195,7 @@ describe('the .vsix in code-server', () => {
         assert.ok(fs.existsSync(DAEMON), `${DAEMON} is missing`);
         fs.rmSync(DATA, { recursive: true, force: true });
         fs.rmSync(SHOTS, { recursive: true, force: true });
-        for (const dir of [WORKSPACE, EXTENSIONS, EXTRA_TOOLS, path.join(USER_DATA, 'User'), SHOTS]) {
+        for (const dir of [WORKSPACE, EXTENSIONS, EXTRA_TOOLS, path.join(USER_DATA, 'User'), path.join(USER_DATA, 'Machine'), SHOTS]) {
             fs.mkdirSync(dir, { recursive: true });
         }
         fs.writeFileSync(path.join(WORKSPACE, 'README.md'), '# A workspace for the Llama Agent end-to-end test\n');
@@ -218,13 +218,19 @@ describe('the .vsix in code-server', () => {
             'workbench.tips.enabled': false,
             'workbench.enableExperiments': false,
             'security.workspace.trust.enabled': false,
-        'git.openRepositoryInParentFolders': 'never',
-            'llamaAgent.server.command': DAEMON,
-            'llamaAgent.server.args': ['serve', '--cache-dir', CACHE_DIR],
-            'llamaAgent.toolsDirs': [TOOLS_DIR, EXTRA_TOOLS],
+            'git.openRepositoryInParentFolders': 'never',
             'llamaAgent.maxSteps': 3,
         };
         fs.writeFileSync(path.join(USER_DATA, 'User', 'settings.json'), JSON.stringify(settings, null, 2));
+        // code-server's window is a remote one: VS Code drops machine-scoped settings from the user
+        // settings there once the extension's schema is known (a race at start-up), and takes
+        // them from the remote's Machine settings, where a code-server user puts them too.
+        const machineSettings = {
+            'llamaAgent.server.command': DAEMON,
+            'llamaAgent.server.args': ['serve', '--cache-dir', CACHE_DIR],
+            'llamaAgent.toolsDirs': [TOOLS_DIR, EXTRA_TOOLS],
+        };
+        fs.writeFileSync(path.join(USER_DATA, 'Machine', 'settings.json'), JSON.stringify(machineSettings, null, 2));
 
         const port = await freePort();
         const url = `http://127.0.0.1:${port}`;
