@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from llama_agent.common.paths import REPO_ROOT as REPO_ROOT
 from llama_agent.common.paths import default_cache_dir as default_cache_dir
@@ -54,6 +55,8 @@ class LoggingSettings:
     file: Path | None = None  # None: stderr
     # -1: warnings only (one-shot commands), 0: info, 1: debug, 2: debug with protocol bodies.
     verbosity: int = 0
+    format: Literal["text", "json"] = "text"  # json: one object per line (runtime/telemetry/logs.py)
+    audit_log: Path | None = None  # approvals and writable calls, appended (runtime/telemetry/audit.py)
 
 
 @dataclass(frozen=True)

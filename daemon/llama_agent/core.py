@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 
@@ -22,9 +22,11 @@ from llama_agent.config import DaemonConfig
 from llama_agent.runtime.models.backend import ModelLoader, ModelSettings
 from llama_agent.runtime.models.llama import load_llama
 from llama_agent.services.agent.loop import Agent
-from llama_agent.services.consent.approvals import Approvals, approvals_for
+from llama_agent.services.consent.approvals import Approvals, approvals_for, grants_file_for
 from llama_agent.services.models import ModelService
 from llama_agent.services.sessions import Asker, Session
+from llama_agent.services.tenants.config import Tenant, Tenants
+from llama_agent.services.tenants.quotas import TenantQuota
 from llama_agent.services.tools.registry import LoadFailure, Toolbox, ToolSetChange, new_host
 from llama_agent.services.tools.watcher import ToolWatcher
 
@@ -41,6 +43,8 @@ class Core:
     models: ModelService
     agent: Agent
     watcher: ToolWatcher | None = None
+    # False when the model service is shared (a service's tenants): its owner closes it.
+    owns_models: bool = True
     _listeners: list[ChangeListener] = field(default_factory=list)
     _listeners_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -67,14 +71,19 @@ class Core:
                 log.exception("a tool-set listener failed")
 
     def open_session(
-        self, *, workspace: Path | None, asker: Asker, allow_writes: bool | None = None
+        self,
+        *,
+        workspace: Path | None,
+        asker: Asker,
+        allow_writes: bool | None = None,
+        quota: TenantQuota | None = None,
     ) -> Session:
         """A client's session: `workspace` granted to the tools that ask for it, `asker` the face's
         way of asking the person about calls that may write (`allow_writes`: approved up front;
-        default: the config's `--allow-writes`)."""
+        default: the config's `--allow-writes`), `quota` its tenant's (None: no limits)."""
         if allow_writes is None:
             allow_writes = self.config.session.allow_writes
-        return Session(self.toolbox, self.agent, self.approvals, asker, workspace, allow_writes)
+        return Session(self.toolbox, self.agent, self.approvals, asker, workspace, allow_writes, quota)
 
     async def warn_of_failures(self) -> None:
         """Log, as warnings, every tool file that does not load (a tool that claims a name already
@@ -87,7 +96,8 @@ class Core:
         if self.watcher is not None:
             self.watcher.stop()
         self.toolbox.close()
-        self.models.close()
+        if self.owns_models:
+            self.models.close()
 
     def __enter__(self) -> Core:
         return self
@@ -101,24 +111,47 @@ class Core:
         self.close()
 
 
-def open_core(config: DaemonConfig, *, watch: bool, model_loader: ModelLoader | None = None) -> Core:
+@dataclass(frozen=True)
+class TenantScope:
+    """What makes a core a service's tenant's (`open_tenant_core`)."""
+
+    models: ModelService  # the shared model, left open by the core's `close`
+    party: str  # the tenant's name: its runs take their turns at the model as this party
+    grants_file: Path  # its own approvals
+    boundary: Path  # its workspace root: no tool of its is granted anything outside, nor env
+
+
+def open_core(
+    config: DaemonConfig,
+    *,
+    watch: bool,
+    model_loader: ModelLoader | None = None,
+    tenant: TenantScope | None = None,
+) -> Core:
     """The services for `config`.
 
     `watch=True` (a long-running face): a watcher loads the tools in the background, keeps them
     equal to their directories and tells `Core.subscribe`rs of every change; requests wait for the
     first load (`toolbox.ready()`). `watch=False` (a one-shot command): the tools are loaded now.
     `model_loader` replaces the llama.cpp backend (tests script one).
+
+    A service's tenant (`open_tenant_core`) passes its `TenantScope`.
     """
     tools, cache_dir = config.tools, config.locations.cache_dir
-    approvals = approvals_for(config.locations.config_dir, tools.watched_dirs())
+    approvals = _approvals(config, tenant.grants_file if tenant else None)
     toolbox = Toolbox(
         new_host(tools, cache_dir),
         list(tools.watched_dirs()),
         trusted_dirs=config.trusted_dirs(),
         approvals=approvals,
+        boundary=tenant.boundary if tenant else None,
     )
-    models = ModelService(config.model, cache_dir, model_loader or backend_loader(config.model))
-    core = Core(config, approvals, toolbox, models, Agent(toolbox, models))
+    if tenant is None:
+        models = ModelService(config.model, cache_dir, model_loader or backend_loader(config.model))
+        agent = Agent(toolbox, models)
+    else:
+        models, agent = tenant.models, Agent(toolbox, tenant.models, tenant.party)
+    core = Core(config, approvals, toolbox, models, agent, owns_models=tenant is None)
     try:
         if watch:
             core.watcher = ToolWatcher(toolbox, core._changed, approvals.grants_file)
@@ -129,6 +162,56 @@ def open_core(config: DaemonConfig, *, watch: bool, model_loader: ModelLoader | 
         core.close()
         raise
     return core
+
+
+def _approvals(config: DaemonConfig, grants_file: Path | None) -> Approvals:
+    watched = config.tools.watched_dirs()
+    if grants_file is None:
+        return approvals_for(config.locations.config_dir, watched)
+    # The default file's rule: never inside a tools directory, whose tools would approve themselves.
+    usable = grants_file_for(grants_file.parent, watched) is not None
+    return Approvals(grants_file if usable else None)
+
+
+@dataclass
+class Service:
+    """A shared deployment's services: one model, and a core per tenant (its own tools, worker
+    processes, grants file and watcher; its runs take turns at the model as its own party)."""
+
+    models: ModelService
+    cores: dict[str, Core]
+    quotas: dict[str, TenantQuota]  # each tenant's, which its sessions are held to
+
+    def close(self) -> None:
+        for core in self.cores.values():
+            core.close()
+        self.models.close()
+
+
+def open_service(config: DaemonConfig, tenants: Tenants, model_loader: ModelLoader | None = None) -> Service:
+    """The services of `tenants`, over the shared tools directories of `config` (each tenant adds
+    its own) and one model."""
+    loader = model_loader or backend_loader(config.model)
+    models = ModelService(config.model, config.locations.cache_dir, loader)
+    service = Service(models, {}, {})
+    try:
+        for tenant in tenants:
+            service.cores[tenant.name] = open_tenant_core(config, tenant, models)
+            service.quotas[tenant.name] = TenantQuota(tenant.limits)
+    except BaseException:
+        service.close()
+        raise
+    return service
+
+
+def open_tenant_core(config: DaemonConfig, tenant: Tenant, models: ModelService) -> Core:
+    """`tenant`'s core: the shared tools directories and its own, its grants file, `models` shared."""
+    tools = replace(config.tools, directories=(*config.tools.directories, *tenant.tools_dirs))
+    session = replace(config.session, workspace=tenant.workspace_root)
+    scope = TenantScope(
+        models, tenant.name, tenant.grants_path(config.locations.config_dir), tenant.workspace_root
+    )
+    return open_core(replace(config, tools=tools, session=session), watch=True, tenant=scope)
 
 
 def backend_loader(settings: ModelSettings) -> ModelLoader:

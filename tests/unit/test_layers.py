@@ -7,11 +7,14 @@ name and version, which every layer may read: so it imports nothing of the packa
 
 Within a layer:
 - runtime: its subsystems are wasm (the Wasm host and its workers), models (the model backends),
-  tools (tool metadata, schemas, policy) and storage (files, atomic writes, signing, digests).
-  wasm may import tools and storage; models and tools may import storage; storage imports no
-  other subsystem.
-- faces: acp.py, mcp.py and lsp/ are the faces; each may import wire/ and stdio.py (shared by
-  every face), never another face. wire/ and stdio.py import no face.
+  tools (tool metadata, schemas, policy), storage (files, atomic writes, signing, digests) and
+  telemetry (metrics, traces, structured and audit logs). wasm may import tools and storage;
+  models and tools may import storage; wasm, models and tools may import telemetry; storage and
+  telemetry import no other subsystem.
+- faces: acp.py, mcp.py, lsp/ and network/ are the faces; each may import wire/ and stdio.py
+  (shared by every face), never another face, except that network/ (HTTP and WebSocket: the
+  service) carries lsp/ and mcp.py over the network, so it may import those two. wire/ and
+  stdio.py import no face.
 - services: agent/, tools/, consent/, models.py, sessions.py... import each other, as they do
   today (agent → tools and models; tools → consent; sessions → agent, tools, consent), but never
   in a cycle.
@@ -45,12 +48,15 @@ LAYER_OF_TOP_LEVEL = {
     "cli": "cli",
 }
 RUNTIME_MAY_IMPORT = {
-    "wasm": {"tools", "storage"},
-    "models": {"storage"},
-    "tools": {"storage"},
+    "wasm": {"tools", "storage", "telemetry"},
+    "models": {"storage", "telemetry"},
+    "tools": {"storage", "telemetry"},
     "storage": set(),
+    "telemetry": set(),
 }
-FACES = {"acp", "mcp", "lsp"}
+FACES = {"acp", "mcp", "lsp", "network"}
+# The faces another face may import: the network face carries the LSP and MCP faces.
+FACES_MAY_IMPORT = {"network": {"lsp", "mcp"}}
 SHARED_BY_FACES = {"wire", "stdio"}
 LAYER_ORDER = " → ".join(reversed(LAYERS))
 
@@ -233,6 +239,8 @@ def _faces_problem(head: str, importer: str | None, imported: str | None) -> str
     parts = FACES | SHARED_BY_FACES
     if importer not in parts or imported not in parts or importer == imported or imported in SHARED_BY_FACES:
         return None  # the faces package itself, a part out of place (said already), or allowed
+    if imported in FACES_MAY_IMPORT.get(importer, set()):
+        return None
     if importer in SHARED_BY_FACES:
         return (
             f"{head}: faces/{importer} is shared by every face and imports none of them. Move what "
@@ -407,7 +415,7 @@ def test_a_package_that_follows_the_rules_passes() -> None:
         (
             "runtime/models/backend.py",
             "from llama_agent.runtime.wasm.host import WasmHost",
-            "runtime/models may import runtime/storage, not runtime/wasm",
+            "runtime/models may import runtime/storage and runtime/telemetry, not runtime/wasm",
         ),
         (
             "runtime/storage/signing.py",
@@ -415,9 +423,19 @@ def test_a_package_that_follows_the_rules_passes() -> None:
             "runtime/storage may import no other subsystem, not runtime/tools",
         ),
         (
+            "runtime/telemetry/metrics.py",
+            "from llama_agent.runtime.storage import files",
+            "runtime/telemetry may import no other subsystem, not runtime/storage",
+        ),
+        (
             "faces/mcp.py",
             "from llama_agent.faces.acp import AcpFace",
             "one face may not import another (faces/mcp, faces/acp)",
+        ),
+        (
+            "faces/network/__init__.py",
+            "from llama_agent.faces import mcp\nfrom llama_agent.faces import acp",
+            "one face may not import another (faces/network, faces/acp)",
         ),
         (
             "faces/wire/jsonrpc.py",
@@ -427,7 +445,7 @@ def test_a_package_that_follows_the_rules_passes() -> None:
         ("__init__.py", "from llama_agent.cli import main", "the package root holds only"),
         ("cli/__init__.py", "import llama_agent.__main__", "nothing imports the entry point"),
         ("runtime/cache.py", "", "runtime/cache is no subsystem of the runtime"),
-        ("faces/http.py", "", "faces/http is neither a face (acp, lsp, mcp) nor shared by them"),
+        ("faces/http.py", "", "faces/http is neither a face (acp, lsp, mcp, network) nor shared by them"),
         ("plugins.py", "", "llama_agent.plugins is in no layer"),
     ],
     ids=[
@@ -437,7 +455,9 @@ def test_a_package_that_follows_the_rules_passes() -> None:
         "upward to a module of the core layer",
         "runtime subsystem",
         "storage imports no subsystem",
+        "telemetry imports no subsystem",
         "face to face",
+        "the network face to a face it does not carry",
         "shared to a face",
         "root imports",
         "entry imported",

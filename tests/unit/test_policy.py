@@ -261,3 +261,27 @@ def test_no_grant_makes_the_config_directory_writable(tmp_path: Path) -> None:
             {"dirs": [{"host": str(host), "guest": "/c"}]}, tmp_path, DEFAULTS, "p.toml", protected=protected
         )
         assert readable.dirs[0].mode == "ro"
+
+
+def test_a_tenants_grants_stay_inside_its_root_and_get_no_environment(tmp_path: Path) -> None:
+    root, other = tmp_path / "root", tmp_path / "other"
+    (root / "project").mkdir(parents=True)
+    other.mkdir()
+    (root / "escape").symlink_to(other)
+    tenant = Protected().within(root)
+
+    def parse_for_tenant(document: dict[str, Any], workspace: Path | None = None) -> Grants:
+        return parse_policy(document, tmp_path, DEFAULTS, "t.policy.toml", workspace, protected=tenant)
+
+    inside = parse_for_tenant({"dirs": [{"host": str(root / "project"), "guest": "/p"}]})
+    assert inside.dirs[0].host == (root / "project").resolve()
+    assert parse_for_tenant({"workspace": "rw"}, workspace=root).dirs[0].host == root.resolve()
+    for outside in (other, root / "escape", tmp_path):  # another's, through a link, above it
+        with pytest.raises(PolicyError, match="outside the tenant's workspace root"):
+            parse_for_tenant({"dirs": [{"host": str(outside), "guest": "/o"}]})
+    with pytest.raises(PolicyError, match="outside the tenant's workspace root"):
+        parse_for_tenant({"workspace": "ro"}, workspace=other)
+    with pytest.raises(PolicyError, match="no environment variables"):
+        parse_for_tenant({"env": ["HOME"]})
+    # Outside a service nothing changes.
+    assert parse({"env": ["HOME"], "dirs": [{"host": str(other), "guest": "/o"}]}, tmp_path).env == ("HOME",)

@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llama_agent.common.errors import QuotaExceeded
 from llama_agent.config import DaemonConfig, Locations
 from llama_agent.core import Core, open_core
 from llama_agent.services.agent.loop import AgentRequest
 from llama_agent.services.consent.calls import DECLINED, CannotAsk, Choice, ConsentRequest
 from llama_agent.services.sessions import NobodyToAsk
+from llama_agent.services.tenants.config import TenantLimits
+from llama_agent.services.tenants.quotas import TenantQuota
 from llama_agent.services.tools.settings import ToolSettings
 
 from tests.scripted_model import ScriptedModel, answer, call
@@ -246,3 +249,72 @@ async def test_a_sessions_grant_questions_name_its_workspace_and_its_answer_appl
     assert await hostile(session, "read", "/workspace/which.txt") == (False, "read: P")
     # Another session (another client) is not asked: the approval is the process's.
     assert grants_asked.open_session(workspace=project, asker=Person()).grant_requests_to_ask() == []
+
+
+# -- a tenant's quota, held by its sessions ---------------------------------------------------------
+
+
+def tenant_quota(**limits: int) -> TenantQuota:
+    every = {"max_sessions": 4, "max_concurrent_runs": 1, "calls_per_minute": 100, "tokens_per_day": 10**6}
+    return TenantQuota(TenantLimits(**{**every, **limits}))
+
+
+async def test_a_sessions_calls_count_against_its_tenants_calls_per_minute(
+    tmp_path: Path, tools: Path, cache_dir: Path
+) -> None:
+    project = folder(tmp_path, "project", "P")
+    quota = tenant_quota(calls_per_minute=2)
+    with core_for(tools, tmp_path, cache_dir, "ro") as core:
+        first = core.open_session(workspace=project, asker=Person(), quota=quota)
+        second = core.open_session(workspace=project, asker=Person(), quota=quota)
+        free = core.open_session(workspace=project, asker=Person())
+        assert await hostile(first, "read", "/workspace/which.txt") == (False, "read: P")
+        assert await hostile(second, "read", "/workspace/which.txt") == (False, "read: P")
+        with pytest.raises(QuotaExceeded) as refused:
+            await hostile(first, "read", "/workspace/which.txt")
+        assert await hostile(free, "read", "/workspace/which.txt") == (False, "read: P")  # no quota
+    assert refused.value.code == -32013 and refused.value.data is not None
+    assert refused.value.data["quota"] == "calls_per_minute"
+    assert 55 <= int(str(refused.value.data["retryAfter"])) <= 60
+
+
+async def test_a_call_over_the_quota_ends_the_run_with_the_error_and_its_tokens_count(
+    tmp_path: Path, tools: Path, cache_dir: Path
+) -> None:
+    project = folder(tmp_path, "project", "P")
+    read = call("hostile", action="read", target="/workspace/which.txt")
+    again = call("hostile", action="list", target="/workspace")
+    quota = tenant_quota(calls_per_minute=1)
+    with core_for(tools, tmp_path, cache_dir, "ro", read, again, answer("never")) as core:
+        session = core.open_session(workspace=project, asker=Person(), quota=quota)
+        conversation = session.conversations.new()
+        events = Recorder()
+        with pytest.raises(QuotaExceeded) as refused:
+            await session.run(AgentRequest("read, then list", max_steps=3), events, conversation)
+    assert refused.value.quota == "calls_per_minute"
+    [made] = [event[1][1] for event in events.events if event[0] == "result"]
+    assert made.result == "read: P"  # the first call was made; the second was refused
+    [recorded] = conversation.turns
+    assert recorded.outcome == "failed" and [step.result for step in recorded.steps] == ["read: P"]
+    usage = quota.usage()
+    assert usage.runs == 0 and usage.calls_in_window == 1
+    assert usage.tokens_in_window > 0  # both turns the model took, though the run failed
+
+
+async def test_a_run_is_refused_before_it_starts_over_tokens_or_concurrent_runs(
+    tmp_path: Path, tools: Path, cache_dir: Path
+) -> None:
+    quota = tenant_quota(tokens_per_day=10, max_concurrent_runs=1)
+    with core_for(tools, tmp_path, cache_dir, "ro", answer("first"), answer("second")) as core:
+        session = core.open_session(workspace=None, asker=Person(), quota=quota)
+        async with quota.run_slot():  # another run of the tenant's
+            with pytest.raises(QuotaExceeded) as busy:
+                await session.run(AgentRequest("hello", tool_choice="none"), Recorder())
+        result = await session.run(AgentRequest("hello", tool_choice="none"), Recorder())
+        assert result.answer == "first"
+        assert quota.usage().tokens_in_window == result.prompt_tokens + result.completion_tokens > 10
+        with pytest.raises(QuotaExceeded) as spent:
+            await session.run(AgentRequest("hello", tool_choice="none"), Recorder())
+    assert busy.value.quota == "max_concurrent_runs"
+    assert spent.value.quota == "tokens_per_day"
+    assert spent.value.retry_after > 86000  # the day's tokens leave the window a day on

@@ -208,3 +208,20 @@ def test_an_omitted_argument_reaches_the_tool_as_its_default(tmp_path: Path) -> 
     assert toolbox.invoke_blocking("dflt", {}).invocation.text == "the default"
     assert toolbox.invoke_blocking("dflt", {"value": "given"}).invocation.text == "given"
     assert host.calls == [{"value": "the default"}, {"value": "given"}]
+
+
+def test_a_calls_peak_memory_is_measured_for_that_call_alone(tmp_path: Path) -> None:
+    host = WasmHost(tmp_path / "cache", Limits(timeout_seconds=5), max_parallel_calls=1)
+    try:
+        fill = host.load_bytes(tool_wasm("fill", behaviour="fill"), Path("fill.wasm"))
+        echo = host.load_bytes(tool_wasm("echo"), Path("echo.wasm"))
+        filled = host.invoke(fill, {"value": "x"})
+        worker = host.workers.pids()
+        echoed = host.invoke(echo, {"value": "x"})
+        assert host.workers.pids() == worker and len(worker) == 1  # the same worker process
+    finally:
+        host.close()
+    assert filled.is_error and filled.peak_memory_bytes >= 64 * 2**20  # it made 64 MiB resident
+    # The peak is reset for each call: the echo's is the worker's own size, not the fill's.
+    assert 0 < echoed.peak_memory_bytes < filled.peak_memory_bytes - 48 * 2**20
+    assert (filled.bytes_written, echoed.bytes_written) == (0, 0)  # no writable grant

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from llama_agent import __version__
 from llama_agent.cli import run, serve, tools
 from llama_agent.cli.exits import exit_code_for, message_for
-from llama_agent.cli.logs import configure_logging
+from llama_agent.cli.logs import configure_logging, configure_service_telemetry
 from llama_agent.cli.options import Command
 from llama_agent.cli.serve import serve_acp_on_stdio, serve_on_stdio
 from llama_agent.cli.tools import parse_key_values
@@ -37,7 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Command = args.subcommand
     try:
         settings = command.logging.settings(args)
-        configure_logging(settings.verbosity, settings.file)
+        configure_logging(settings.verbosity, settings.file, settings.format)
+        if command.logging.service:
+            configure_service_telemetry(settings.audit_log)
         # After the logging: building the settings may warn (an environment variable ignored).
         config = command.config(args)
         return command.handler(config, args)

@@ -28,6 +28,9 @@ from llama_agent.common.errors import (
     REQUEST_CANCELLED,
     SERVER_NOT_INITIALIZED,
 )
+from llama_agent.runtime.telemetry.audit import configure_audit_log
+from llama_agent.runtime.telemetry.logs import ContextIds, JsonFormatter
+from llama_agent.runtime.telemetry.tracing import configure_tracing
 
 # Records waiting for the writer; beyond this they are dropped (and counted).
 QUEUE_SIZE = 10_000
@@ -89,8 +92,9 @@ class ClientErrorsBriefly(logging.Filter):
         return True
 
 
-def configure_logging(verbosity: int, log_file: Path | None = None) -> None:
-    """-1: warnings only (command-line tools), 0: info, 1: debug, 2: debug with protocol bodies."""
+def configure_logging(verbosity: int, log_file: Path | None = None, log_format: str = "text") -> None:
+    """-1: warnings only (command-line tools), 0: info, 1: debug, 2: debug with protocol bodies.
+    `log_format` "json": one JSON object per record, with the tenant, session and request ids."""
     global _listener, _records
     level = logging.DEBUG if verbosity >= 1 else logging.INFO if verbosity == 0 else logging.WARNING
     sink: logging.Handler
@@ -99,7 +103,8 @@ def configure_logging(verbosity: int, log_file: Path | None = None) -> None:
         sink = logging.FileHandler(log_file, encoding="utf-8")
     else:
         sink = logging.StreamHandler(sys.stderr)
-    sink.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    text = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sink.setFormatter(JsonFormatter() if log_format == "json" else text)
     if _listener is not None:
         _listener.stop()
     _records = queue.Queue(QUEUE_SIZE)
@@ -108,12 +113,22 @@ def configure_logging(verbosity: int, log_file: Path | None = None) -> None:
     handler = DroppingQueueHandler(_records)
     if verbosity < 1:
         handler.addFilter(ClientErrorsBriefly())
+    if log_format == "json":  # the ids are the context's where a record is made, not the writer's
+        handler.addFilter(ContextIds())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     # pygls logs every message body, and the MCP SDK every request, at INFO; keep that for -vv.
     for chatty in ("pygls", "mcp"):
         logging.getLogger(chatty).setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
+
+
+def configure_service_telemetry(audit_log: Path | None) -> None:
+    """For a long-running face: traces exported if OTEL_EXPORTER_OTLP_ENDPOINT is set, and the
+    audit log opened (OSError if it cannot be)."""
+    if configure_tracing("llama-agent"):
+        logging.getLogger(__name__).info("exporting traces over OTLP")
+    configure_audit_log(audit_log)
 
 
 @atexit.register

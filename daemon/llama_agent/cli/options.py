@@ -12,11 +12,14 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from llama_agent.config import BUNDLED_TOOLS_DIR, DaemonConfig, Locations, LoggingSettings
 from llama_agent.runtime.models.backend import ModelSettings, RemoteSettings
 from llama_agent.services.tools.settings import DEFAULT_TIMEOUT_SECONDS
+
+if TYPE_CHECKING:
+    from llama_agent.faces.network.settings import ServiceSettings
 
 # What a subcommand runs: its settings and its own parsed flags in, an exit code out.
 Handler = Callable[[DaemonConfig, argparse.Namespace], int]
@@ -335,21 +338,89 @@ class WriteOptions:
         return replace(config, session=replace(config.session, allow_writes=args.allow_writes))
 
 
+class ServiceOptions:
+    """`serve --listen`: the daemon as a network service of many tenants (faces/network)."""
+
+    def parent(self) -> argparse.ArgumentParser:
+        parser = _parent()
+        group = parser.add_argument_group("network service (docs/service.md)")
+        group.add_argument(
+            "--listen", metavar="HOST:PORT", help="serve /lsp, /mcp and health on this address (not stdio)"
+        )
+        group.add_argument(
+            "--tenants", type=Path, metavar="FILE", help="the tenants file (TOML); with --listen"
+        )
+        group.add_argument("--tls-cert", type=Path, metavar="FILE", help="TLS certificate chain (PEM)")
+        group.add_argument("--tls-key", type=Path, metavar="FILE", help="TLS private key (PEM)")
+        group.add_argument("--jwt-issuer", metavar="URL", help="accept JWT access tokens from this issuer")
+        group.add_argument("--jwt-audience", metavar="AUD", help="the audience JWTs must be for")
+        group.add_argument("--jwks-url", metavar="URL", help="where the issuer's signing keys are (JWKS)")
+        group.add_argument(
+            "--jwt-tenant-claim", default="tenant", metavar="CLAIM", help="the claim naming the tenant"
+        )
+        return parser
+
+    def apply(self, args: argparse.Namespace, config: DaemonConfig) -> DaemonConfig:
+        self.settings(args)  # checks the flags together
+        return config
+
+    def settings(self, args: argparse.Namespace) -> ServiceSettings | None:
+        """The service the flags ask for; None without --listen. OptionError if they clash."""
+        # Imported only for the service: its settings module reads PyJWT's.
+        from llama_agent.faces.network.settings import ServiceSettings, parse_listen
+        from llama_agent.services.tenants.auth import JwtSettings
+
+        if args.listen is None:
+            if args.tenants or args.tls_cert or args.tls_key or args.jwt_issuer or args.jwks_url:
+                raise OptionError("--tenants, --tls-* and --jwt-* are for --listen")
+            return None
+        if args.tenants is None:
+            raise OptionError("--listen needs --tenants FILE")
+        if getattr(args, "stdio", False) or getattr(args, "workspace", None) is not None:
+            raise OptionError("--listen serves the network: not --stdio, and each tenant has its workspace")
+        if (args.tls_cert is None) != (args.tls_key is None):
+            raise OptionError("--tls-cert and --tls-key go together")
+        for path in (args.tls_cert, args.tls_key):
+            if path is not None and not path.is_file():
+                raise OptionError(f"{str(path)!r} is not a file")
+        try:
+            host, port = parse_listen(args.listen)
+        except ValueError as error:
+            raise OptionError(f"--listen: {error}") from None
+        jwt_flags = (args.jwt_issuer, args.jwt_audience, args.jwks_url)
+        if any(jwt_flags) and not all(jwt_flags):
+            raise OptionError("--jwt-issuer, --jwt-audience and --jwks-url go together")
+        jwt = JwtSettings(*jwt_flags, tenant_claim=args.jwt_tenant_claim) if all(jwt_flags) else None
+        return ServiceSettings(host, port, args.tenants, args.tls_cert, args.tls_key, jwt)
+
+
 @dataclass(frozen=True)
 class LoggingOptions:
     """Where the log goes and how much of it: every command. A one-shot command is `quieter` (its
-    stderr is the person's terminal): without -v it logs only warnings."""
+    stderr is the person's terminal): without -v it logs only warnings. A long-running one (a
+    `service`) also takes the log's format, an audit log, and traces (OTEL_EXPORTER_OTLP_*)."""
 
     quieter: int = 0
+    service: bool = False
 
     def parent(self) -> argparse.ArgumentParser:
         parser = _parent()
         parser.add_argument("--log-file", type=Path, metavar="FILE", help="log here instead of stderr")
         parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: protocol)")
+        if self.service:
+            parser.add_argument(
+                "--log-format", choices=("text", "json"), default="text", help="json: one object per line"
+            )
+            parser.add_argument(
+                "--audit-log", type=Path, metavar="FILE", help="append approvals and writable calls here"
+            )
         return parser
 
     def settings(self, args: argparse.Namespace) -> LoggingSettings:
-        return LoggingSettings(file=args.log_file, verbosity=args.verbose - self.quieter)
+        settings = LoggingSettings(file=args.log_file, verbosity=args.verbose - self.quieter)
+        if self.service:
+            settings = replace(settings, format=args.log_format, audit_log=args.audit_log)
+        return settings
 
     def apply(self, args: argparse.Namespace, config: DaemonConfig) -> DaemonConfig:
         return replace(config, logging=self.settings(args))
@@ -362,7 +433,8 @@ MODEL_LOADING = ModelLoadingOptions()
 WORKSPACE = WorkspaceOptions()
 CLIENT_WORKSPACE = WorkspaceOptions(from_client=True)
 WRITES = WriteOptions()
-SERVER_LOGGING = LoggingOptions()
+SERVICE = ServiceOptions()
+SERVER_LOGGING = LoggingOptions(service=True)
 COMMAND_LOGGING = LoggingOptions(quieter=1)
 # Every group a command that opens a core reads for its tools.
 TOOLS = (TOOL_DIRECTORIES, TOOL_HOST)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import BinaryIO
 
 from llama_agent import __version__
+from llama_agent.cli.exits import UsageError
 from llama_agent.cli.options import (
     CLIENT_WORKSPACE,
     MODEL,
     MODEL_LOADING,
     SERVER_LOGGING,
+    SERVICE,
     TOOLS,
     WORKSPACE,
     WRITES,
@@ -20,6 +23,7 @@ from llama_agent.cli.options import (
 )
 from llama_agent.config import DaemonConfig
 from llama_agent.runtime.models.backend import ModelLoader
+from llama_agent.runtime.telemetry.tracing import flush_traces
 
 log = logging.getLogger("llama-agent")
 
@@ -29,9 +33,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         commands,
         "serve",
         _serve,
-        (*TOOLS, MODEL, MODEL_LOADING, CLIENT_WORKSPACE, WRITES),
+        (*TOOLS, MODEL, MODEL_LOADING, CLIENT_WORKSPACE, WRITES, SERVICE),
         logging=SERVER_LOGGING,
-        help="run the JSON-RPC daemon over stdio",
+        help="run the JSON-RPC daemon over stdio (or, with --listen, as a network service)",
     )
     # LSP clients (vscode-languageclient's stdio transport among them) may pass --stdio.
     serve.add_argument(
@@ -58,7 +62,29 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _serve(config: DaemonConfig, args: argparse.Namespace) -> int:
+    if args.listen is not None:
+        return serve_on_network(config, args)
     return serve_on_stdio(config)
+
+
+def serve_on_network(
+    config: DaemonConfig, args: argparse.Namespace, model_loader: ModelLoader | None = None
+) -> int:
+    """`serve --listen`: the service, until SIGTERM (`model_loader`: tests script the model).
+    A bad tenants file is a usage error (2); an address that cannot be bound a failure (1)."""
+    from llama_agent.faces.network.run import serve_network
+    from llama_agent.services.tenants.config import TenantsFileError
+
+    settings = SERVICE.settings(args)
+    assert settings is not None
+    try:
+        code = serve_network(config, settings, model_loader)
+    except TenantsFileError as error:
+        raise UsageError(str(error)) from error
+    # Worker threads may be deep in a generation: do not wait for them.
+    flush_traces()  # os._exit runs no exit handler: export the spans still buffered
+    logging.shutdown()
+    os._exit(code)
 
 
 def _mcp(config: DaemonConfig, args: argparse.Namespace) -> int:
@@ -108,5 +134,6 @@ def serve_on_stdio(config: DaemonConfig, model_loader: ModelLoader | None = None
     server.configure(open_core(config, watch=True, model_loader=model_loader))
     code = server.serve(sys.stdin.buffer, protocol_out)
     # Worker threads may be deep in a tool call or a generation: do not wait for them.
+    flush_traces()  # os._exit runs no exit handler: export the spans still buffered
     logging.shutdown()
     os._exit(code)

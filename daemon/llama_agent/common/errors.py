@@ -9,6 +9,7 @@ object in one place; code below the faces raises these and never builds a face's
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 # JSON-RPC 2.0's own codes.
@@ -22,10 +23,11 @@ SERVER_NOT_INITIALIZED = -32002
 REQUEST_CANCELLED = -32800
 # The daemon's own, the same on every face: a run cannot run because the model cannot be loaded
 # (or its server failed), or because its prompt is longer than the model's context; no room for
-# another session.
+# another session; a tenant over one of its quotas (`data` says which, and when to retry).
 MODEL_UNAVAILABLE = -32010
 PROMPT_TOO_LONG = -32011
 TOO_MANY_SESSIONS = -32012
+QUOTA_EXCEEDED = -32013
 
 Json = None | bool | int | float | str | list["Json"] | dict[str, "Json"]
 ErrorData = dict[str, Json]
@@ -94,6 +96,24 @@ class PromptTooLong(AgentError):
 
 class TooManySessions(AgentError):
     code = TOO_MANY_SESSIONS
+
+
+class QuotaExceeded(AgentError):
+    """A tenant over one of its quotas (`quota`: max_sessions, max_concurrent_runs,
+    calls_per_minute or tokens_per_day): the request is refused, not queued, and may be sent again
+    in `retry_after` seconds (whole, at least 1). `limit` says the quota as a person reads it."""
+
+    code = QUOTA_EXCEEDED
+
+    def __init__(self, quota: str, retry_after: float, limit: str = "") -> None:
+        seconds = max(1, math.ceil(retry_after))
+        shown = f" ({limit})" if limit else ""
+        super().__init__(
+            f"quota exceeded: {quota}{shown}; retry after {seconds} s",
+            {"quota": quota, "retryAfter": seconds},
+        )
+        self.quota = quota
+        self.retry_after = seconds
 
 
 class InternalError(AgentError):

@@ -9,6 +9,10 @@ is refused, with a result saying what it would write where and how to approve (`
 or a client with elicitation). The SDK's server reads its messages from
 llama_agent.faces.wire.lines (bounded lines, strict JSON, every bad line answered), not from the
 SDK's own stdio transport.
+
+Over HTTP (faces/network), each MCP session is a client of its own: `McpFace(core,
+connection_sessions)` gives each run of its SDK server (one per MCP session) a session of its own
+on the core, which that run's handlers find in `_connection_session`.
 """
 
 from __future__ import annotations
@@ -16,8 +20,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 import typing
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from typing import Any, BinaryIO
 
 import anyio
@@ -36,6 +44,7 @@ from llama_agent.common.errors import (
     AgentError,
     MethodNotFound,
     NotInitialized,
+    QuotaExceeded,
 )
 from llama_agent.common.text import visible
 from llama_agent.core import Core
@@ -48,7 +57,9 @@ from llama_agent.faces.wire.jsonrpc import (
     rejection,
 )
 from llama_agent.faces.wire.lines import Channel, open_stdio
+from llama_agent.runtime.telemetry.metrics import observe_request
 from llama_agent.services.consent.calls import CannotAsk, Choice, ConsentRequest
+from llama_agent.services.sessions import Asker, Session
 from llama_agent.services.tools.registry import Tool, ToolSetChange
 
 log = logging.getLogger(__name__)
@@ -153,15 +164,26 @@ def answering_errors(server: Server[Any, Any]) -> None:
 
 def _answering(handler: RequestHandler, name: str) -> RequestHandler:
     async def answering(request: Any) -> types.ServerResult:
+        started, outcome = time.perf_counter(), "error"
         try:
-            return await handler(request)
+            result = await handler(request)
+            outcome = "ok"
+            return result
         except McpError:
             raise
         except AgentError as error:
+            outcome = "quota" if isinstance(error, QuotaExceeded) else "error"
             log.warning("refusing MCP's %s: %s", name, error.message)
             raise mcp_error(error) from error
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
         except Exception as error:
             raise mcp_error(agent_error(error, f"MCP's {name}")) from error
+        finally:
+            observe_request(
+                str(getattr(request, "method", name)), None, outcome, time.perf_counter() - started
+            )
 
     return answering
 
@@ -208,20 +230,64 @@ CONSENT_FORM: dict[str, Any] = {
 }
 
 
-class McpFace:
-    """The MCP server's handlers over one core and one session on it (the client's); it asks the
-    person about calls that may write. `notify_changed` may be called from any thread."""
+# A session on the core for each MCP session (over HTTP): opened as its server run starts,
+# closed as it ends. Given the face, which asks the person.
+ConnectionSessions = Callable[[Asker], AbstractContextManager[Session]]
+# The session of the MCP session being served, in its run's handlers (over HTTP).
+_connection_session: ContextVar[Session | None] = ContextVar("mcp_connection_session", default=None)
 
-    def __init__(self, core: Core) -> None:
+
+class _SessionPerRun(Server[Any, Any]):
+    """The SDK's server, with a session of its own on the core for each run (each MCP session)."""
+
+    def __init__(self, open_session: ConnectionSessions, asker: Asker) -> None:
+        super().__init__("llama-agent", version=__version__)
+        self._open_session = open_session
+        self._asker = asker
+
+    def create_initialization_options(self, *args: Any, **kwargs: Any) -> Any:
+        if not args and "notification_options" not in kwargs:
+            args = (NotificationOptions(tools_changed=True),)
+        return super().create_initialization_options(*args, **kwargs)
+
+    async def run(self, *args: Any, **kwargs: Any) -> None:
+        # The handlers run in tasks of this one's task group: they see the context set here.
+        with self._open_session(self._asker) as session:
+            token = _connection_session.set(session)
+            try:
+                await super().run(*args, **kwargs)
+            finally:
+                _connection_session.reset(token)
+
+
+class McpFace:
+    """The MCP server's handlers over one core and one session on it (the client's), or one per
+    MCP session (`connection_sessions`, over HTTP); it asks the person about calls that may write.
+    `notify_changed` may be called from any thread."""
+
+    def __init__(self, core: Core, connection_sessions: ConnectionSessions | None = None) -> None:
         self.core = core
-        self.session = core.open_session(workspace=core.config.session.workspace, asker=self)
-        self.server: Server[Any, Any] = Server("llama-agent", version=__version__)
+        self._only_session: Session | None = None
+        self.server: Server[Any, Any]
+        if connection_sessions is None:
+            self._only_session = core.open_session(workspace=core.config.session.workspace, asker=self)
+            self.server = Server("llama-agent", version=__version__)
+        else:
+            self.server = _SessionPerRun(connection_sessions, self)
         self.server.list_tools()(self.list_tools)  # type: ignore[no-untyped-call]
         # Not through the SDK's decorator, which answers every exception as a tool's failed result.
         self.server.request_handlers[types.CallToolRequest] = self._call_tool
         answering_errors(self.server)
-        self._session: ServerSession | None = None
+        self._clients: weakref.WeakSet[ServerSession] = weakref.WeakSet()
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def session(self) -> Session:
+        """The session of the client being served."""
+        session = _connection_session.get() or self._only_session
+        if session is None:
+            raise NotInitialized()
+        return session
 
     async def list_tools(self) -> list[types.Tool]:
         self._remember_session()
@@ -259,13 +325,17 @@ class McpFace:
             self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._send_changed()))
 
     async def _send_changed(self) -> None:
-        if self._session is not None:
-            await self._session.send_tool_list_changed()
+        for client in list(self._clients):
+            try:
+                await client.send_tool_list_changed()
+            except Exception as error:  # a client gone meanwhile: the others still hear of it
+                log.debug("cannot tell an MCP client of the change: %s", error)
 
     def _remember_session(self) -> None:
         # The SDK makes the session inside `run`; its requests carry it. A client learns of tool
         # changes only after it has listed the tools anyway.
-        self._session = self.server.request_context.session
+        self._loop = self._loop or asyncio.get_running_loop()
+        self._clients.add(self.server.request_context.session)
 
     async def serve(self, out: BinaryIO) -> None:
         """Serve on stdin and `out` until stdin ends."""

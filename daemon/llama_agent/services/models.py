@@ -1,7 +1,9 @@
-"""One model, loaded once off the event loop, used by its runs in arrival order.
+"""One model, loaded once off the event loop, shared by its runs in fair turns.
 
 The composition root chooses the backend and hands its `ModelLoader` in: the llama.cpp one (one
 run at a time), or with remote settings the openai one (up to its `max_concurrent_runs` at once).
+Runs waiting for the model are served round-robin across parties (tenants), in arrival order
+within one (services/tenants/fair.py).
 A model named by a Hugging Face reference is downloaded first.
 """
 
@@ -29,6 +31,8 @@ from llama_agent.runtime.models.backend import (
     Turn,
 )
 from llama_agent.runtime.storage.private_files import private_or_temporary
+from llama_agent.runtime.telemetry.metrics import set_model_queue_depth
+from llama_agent.services.tenants.fair import FairTurns
 
 if TYPE_CHECKING:
     from llama_agent.runtime.models.hub import DownloadProgress
@@ -50,7 +54,7 @@ class ModelService:
         self._stop_download = threading.Event()
         self._waiting = 0
         self._closed = False
-        self._turns: asyncio.Semaphore | None = None
+        self._turns: FairTurns | None = None
         # Told of a Hugging Face download's progress (on its own thread); show_download_bar:
         # a bar on stderr too (the command line; a daemon's stderr is its log).
         self.on_download: DownloadProgress | None = None
@@ -133,14 +137,20 @@ class ModelService:
                 self._stop_download.set()
 
     @asynccontextmanager
-    async def exclusive(self, model: AnyBackend) -> AsyncIterator[None]:
+    async def exclusive(self, model: AnyBackend, party: str = "") -> AsyncIterator[None]:
         """Hold a share of the model for a whole run: all of a local model, one of a server's
-        `max_concurrent_runs`. asyncio's semaphore is fair, so runs go in arrival order."""
+        `max_concurrent_runs`. Waiting runs are served round-robin across `party`s (tenants),
+        in arrival order within one."""
         if self._turns is None:
             limit = model.max_concurrent_runs if isinstance(model, ChatBackend) else 1
-            self._turns = asyncio.Semaphore(limit)
-        async with self._turns:
+            self._turns = FairTurns(limit, on_depth=set_model_queue_depth)
+        async with self._turns.turn(party):
             yield
+
+    @property
+    def runs_waiting(self) -> int:
+        """Runs waiting for their turn at the model (the queue's depth)."""
+        return self._turns.waiting if self._turns is not None else 0
 
     async def generate(self, model: AnyBackend, turn: Turn) -> Generation:
         """Generate one grammar-constrained turn: on the model thread for a local model (sent its

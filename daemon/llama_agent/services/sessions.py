@@ -12,6 +12,13 @@ and is recorded in it, cancelled or not.
 A call that may write is asked about the same way on every face (services/consent/calls.py): the
 face's `Asker` puts the question once the client knows of the call, and a call that is rejected,
 or that nobody can be asked about, is a result with `isError` saying so; it is never run.
+
+A session of a shared deployment is held to its tenant's quota (services/tenants/quotas.py): each
+call counts, the client's own and each one a run makes; a run needs the tenant under its tokens
+and one of its concurrent runs, and counts its tokens turn by turn. Over a quota raises
+QuotaExceeded, also in the middle of a run: the run ends with that error (the client learns when
+to retry), recorded in its conversation as failed. The face, not the session, holds one of the
+tenant's `max_sessions` for as long as its client is connected (`quota.open_session()`).
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from llama_agent.runtime.telemetry import audit
+from llama_agent.runtime.telemetry.calls import refused_call
 from llama_agent.runtime.wasm.host import Invocation
 from llama_agent.services.agent.history import AgentStep, Conversation, Conversations, Outcome, PastTurn
 from llama_agent.services.agent.loop import Agent, AgentEvents, AgentRequest, AgentResult
@@ -35,6 +44,7 @@ from llama_agent.services.consent.calls import (
     describe_call,
     not_asked,
 )
+from llama_agent.services.tenants.quotas import TenantQuota
 from llama_agent.services.tools.registry import CallResult, Tool, Toolbox, ToolSetChange
 from llama_agent.services.tools.workspace import (
     Workspace,
@@ -69,7 +79,8 @@ class NobodyToAsk:
 class Session:
     """One client's: `workspace` (pinned now) granted per call to the tools whose approved policy
     asks for it, `asker` to put questions to its person, its consent answers (`allow_writes`:
-    every call that may write approved up front) and the grant questions it has put."""
+    every call that may write approved up front) and the grant questions it has put; `quota`
+    (None: no limits) is its tenant's."""
 
     def __init__(
         self,
@@ -79,10 +90,12 @@ class Session:
         asker: Asker,
         workspace: Path | None = None,
         allow_writes: bool = False,
+        quota: TenantQuota | None = None,
     ) -> None:
         self.toolbox = toolbox
         self.agent = agent
         self.asker = asker
+        self.quota = quota
         self.workspace = Workspace.at(workspace) if workspace is not None else None
         self.consent = CallConsent(allow_writes)
         self.conversations = Conversations()
@@ -126,8 +139,9 @@ class Session:
     # -- calls and runs ---------------------------------------------------------------------
 
     async def invoke(self, name: str, arguments: object) -> CallResult:
-        """A call the client asked for. Raises UnknownTool, ArgumentError; a call refused here (its
-        workspace cannot be granted, the person rejected it) is a result with `is_error`."""
+        """A call the client asked for. Raises UnknownTool, ArgumentError, QuotaExceeded; a call
+        refused here (its workspace cannot be granted, the person rejected it) is a result with
+        `is_error`."""
         return await self._call(name, arguments, step=None)
 
     async def run(
@@ -136,14 +150,25 @@ class Session:
         """An agent run whose calls are made here; `events` (the face's progress sink) hears of
         each call before the person is asked about it. Raises as `Agent.run` does. In a
         `conversation`, runs take turns; each sees the turns before it and is recorded, whether it
-        answers, is cut short, cancelled or fails."""
+        answers, is cut short, cancelled or fails. Raises QuotaExceeded before it starts (the
+        tenant is at its tokens or its concurrent runs) or at a call over its calls."""
+        if self.quota is None:
+            return await self._run(request, events, conversation)
+        self.quota.check_tokens()
+        async with self.quota.run_slot():
+            return await self._run(request, events, conversation)
+
+    async def _run(
+        self, request: AgentRequest, events: AgentEvents, conversation: Conversation | None
+    ) -> AgentResult:
         calls = _RunCalls(self, events)
+        on_tokens = self.quota.add_tokens if self.quota is not None else None
         if conversation is None:
-            return await self.agent.run(request, calls, calls)
+            return await self.agent.run(request, calls, calls, on_tokens=on_tokens)
         async with conversation.lock:
             request = replace(request, prompt=conversation.unanswered(request.prompt))
             try:
-                result = await self.agent.run(request, calls, calls, conversation)
+                result = await self.agent.run(request, calls, calls, conversation, on_tokens)
             except BaseException as error:
                 outcome: Outcome = "cancelled" if isinstance(error, asyncio.CancelledError) else "failed"
                 conversation.record(PastTurn(request.prompt, tuple(calls.steps), "", outcome))
@@ -153,12 +178,15 @@ class Session:
             return result
 
     async def _call(self, name: str, arguments: object, step: int | None) -> CallResult:
+        if self.quota is not None:
+            self.quota.count_call()  # every call asked for counts, even one refused below
         await self.toolbox.ready()
         tool, coerced = self.toolbox.prepare_call(name, arguments)
         in_run = step is not None
         try:
             grants = self.toolbox.grants_in(tool, self.workspace)
         except WorkspaceRefused as error:
+            refused_call(tool.name, "grant")
             return _refused(tool, f"not run: {error}")
         if self.consent.needed(tool, grants):
             # The call as it was made (validated: an object), as the client was told of it.
@@ -168,9 +196,12 @@ class Session:
                 choice = await self.asker.ask(question)
             except CannotAsk as error:
                 log.info("%s not run: nobody can be asked (%s)", tool.name, error)
+                refused_call(tool.name, "consent")
                 return _refused(tool, not_asked(question, str(error), in_run))
             log.info("%s: the person answered %s", tool.name, choice.value)
+            audit.record("consent", tool=tool.name, choice=choice.value, step=step)
             if not self.consent.answered(tool, grants, choice):
+                refused_call(tool.name, "consent")
                 return _refused(tool, declined(in_run))
         return await self.toolbox.call(replace(tool, grants=grants), coerced, grants)
 
@@ -185,7 +216,11 @@ class Session:
         """Apply the person's answer (an action of approvals.ACTIONS; None: dismissed); the change
         it makes to the tools (approved: the tool gets its grants now)."""
         # The grants file is written (and fsynced) off the event loop, and the tool reloaded.
-        if not await asyncio.to_thread(self._grant_prompts.answered, request, action):
+        applied = await asyncio.to_thread(self._grant_prompts.answered, request, action)
+        dirs = [f"{grant.host} ({grant.mode})" for grant in request.grants.dirs]
+        choice = action or "dismissed"
+        audit.record("grant", tool=request.name, choice=choice, file=str(request.path), dirs=dirs)
+        if not applied:
             return ToolSetChange()
         result = await asyncio.to_thread(self.toolbox.reconcile, [request.path])
         return result.change

@@ -240,21 +240,29 @@ async def serve_frames(
         if oversized:
             push_back_partial_header(stream, body)
             continue
-        try:
-            value = parse_json(body)
-        except (ValueError, RecursionError) as error:
+        if not deliver(body, protocol):
             push_back_partial_header(stream, body)
-            rejected = refusal(body, error)
-            if rejected.answer:
-                log.error("refusing a message that is not JSON (id %r): %s", rejected.id, error)
-                _send_error(protocol, rejected.code, rejected.message, rejected.id)
-            else:
-                log.warning("ignoring a notification or response that is not JSON: %s", error)
-            continue
-        try:
-            protocol.handle_message(protocol.structure_message(value))
-        except Exception:  # a bug in a handler must not end the session
-            log.exception("failed to handle a message")
+
+
+def deliver(body: bytes, protocol: MessageHandler) -> bool:
+    """Hand one message's body to `protocol`; False if it is not JSON (answered, or logged, here).
+
+    The frame loop's and the network face's (one message per WebSocket frame) alike."""
+    try:
+        value = parse_json(body)
+    except (ValueError, RecursionError) as error:
+        rejected = refusal(body, error)
+        if rejected.answer:
+            log.error("refusing a message that is not JSON (id %r): %s", rejected.id, error)
+            _send_error(protocol, rejected.code, rejected.message, rejected.id)
+        else:
+            log.warning("ignoring a notification or response that is not JSON: %s", error)
+        return False
+    try:
+        protocol.handle_message(protocol.structure_message(value))
+    except Exception:  # a bug in a handler must not end the session
+        log.exception("failed to handle a message")
+    return True
 
 
 async def read_frame_length(reader: FrameReader) -> int | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Callable, Generator
 from concurrent.futures import Future
 from typing import Any
@@ -29,6 +30,8 @@ from llama_agent.common.errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
+    QUOTA_EXCEEDED,
+    REQUEST_CANCELLED,
     AgentError,
     MethodNotFound,
 )
@@ -44,6 +47,8 @@ from llama_agent.faces.wire.jsonrpc import (
     rejection,
 )
 from llama_agent.faces.wire.params import CUSTOM_METHODS, CUSTOM_NOTIFICATIONS
+from llama_agent.runtime.telemetry import context as telemetry
+from llama_agent.runtime.telemetry.metrics import observe_request
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +131,16 @@ def _register_json_only(converter: cattrs.Converter) -> None:
         )
 
 
+def _outcome(error: Any | None) -> str:
+    """A request's outcome, as the metrics name it, from its error answer (None: answered)."""
+    if error is None:
+        return "ok"
+    return _OUTCOME_OF_CODE.get(getattr(error, "code", None), "error")
+
+
+_OUTCOME_OF_CODE: dict[object, str] = {REQUEST_CANCELLED: "cancelled", QUOTA_EXCEEDED: "quota"}
+
+
 def lsp_error(error: AgentError) -> JsonRpcException:
     """The daemon's error as pygls answers it: its code, its message and its data."""
     return JsonRpcException(error.message, error.code, error.data)
@@ -155,6 +170,12 @@ class AgentProtocol(LanguageServerProtocol):
         self.shut_down = False  # after `shutdown`: only `exit` is handled
         # Said in `initialize` (experimental.llamaAgent): e.g. the model the daemon is set up with.
         self.announced: dict[str, Any] = {}
+        # The network face's: what `exit` does to its connection (None: end the process, as LSP says).
+        self.on_exit: Callable[[], None] | None = None
+        # False on a WebSocket, which carries one message per frame without the base protocol's headers.
+        self.framed = True
+        # The requests being handled: their method and when they arrived (for the metrics).
+        self._arrived: dict[MsgId, tuple[str, float]] = {}
 
     def structure_message(self, data: Any) -> Any:
         """The message object for `data`, or a RejectedMessage once a bad message is answered or logged.
@@ -227,7 +248,23 @@ class AgentProtocol(LanguageServerProtocol):
             else:
                 log.debug("ignoring the notification %r: no handler", brief(method))
             return
-        super().handle_message(message)
+        if not is_request:
+            super().handle_message(message)
+            return
+        self._arrived[message.id] = (str(method), time.perf_counter())
+        # The handler's task copies this context: its logs and spans carry the request's id.
+        token = telemetry.request_id.set(str(message.id))
+        try:
+            super().handle_message(message)
+        finally:
+            telemetry.request_id.reset(token)
+
+    def _send_response(self, msg_id: MsgId, result: Any | None = None, error: Any | None = None) -> None:
+        arrived = self._arrived.pop(msg_id, None)
+        if arrived is not None:
+            method, started = arrived
+            observe_request(method, None, _outcome(error), time.perf_counter() - started)
+        super()._send_response(msg_id, result, error)
 
     def _send_handler_result(self, future: Future[Any], *, msg_id: MsgId) -> None:
         """pygls' answer to a handled request, with the daemon's errors (and an SDK's validation
@@ -254,7 +291,7 @@ class AgentProtocol(LanguageServerProtocol):
             return
         body = encode_json(message)
         bodies_log.info("Sending data: %s", body)
-        written = self.writer.write(frame(body))
+        written = self.writer.write(frame(body) if self.framed else body.encode("ascii"))
         if inspect.isawaitable(written):  # a websocket's writer; stdout's is synchronous
             asyncio.ensure_future(written)  # noqa: RUF006 (as pygls does)
 
@@ -263,6 +300,13 @@ class AgentProtocol(LanguageServerProtocol):
         if method == types.PROGRESS:
             return None
         return super().get_message_type(method)
+
+    @lsp_method(types.EXIT)
+    def lsp_exit(self, *args: Any) -> Generator[Any, Any, None]:
+        if self.on_exit is None:
+            yield from super().lsp_exit(*args)
+        else:
+            self.on_exit()
 
     @lsp_method(types.SHUTDOWN)
     def lsp_shutdown(self, *args: Any) -> Generator[Any, Any, None]:

@@ -1,7 +1,11 @@
 """The daemon's JSON-RPC face: thin handlers that delegate to a session on the core.
 
 One client, one session: opened at `initialize` with the client's workspace folder (or
-`--workspace`). The session asks the person with `window/showMessageRequest`: about a call that
+`--workspace`). `build_server()` makes a server with every handler: one for stdio (`server`), and
+one per connection of the network face (faces/network), which decides where a session's workspace
+may be (`workspace_for`) and holds it to its tenant's `quota`.
+
+The session asks the person with `window/showMessageRequest`: about a call that
 may write (after the call's `$/progress` report, in an agent run), and about what a tool's policy
 asks beyond the defaults.
 """
@@ -50,6 +54,7 @@ from llama_agent.services.consent.approvals import ACTIONS, PendingRequest, prom
 from llama_agent.services.consent.calls import CannotAsk, Choice, ConsentRequest
 from llama_agent.services.models import ModelService
 from llama_agent.services.sessions import Session
+from llama_agent.services.tenants.quotas import TenantQuota
 from llama_agent.services.tools.registry import Toolbox, ToolSetChange, UnknownTool
 
 # On SIGTERM, how long the tool calls already running may take to finish.
@@ -79,6 +84,11 @@ class AgentServer(LanguageServer):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Future[Any]] = set()
         self._client_ready = False  # after `initialized`: the client may be asked things
+        self._unsubscribe: Callable[[], None] | None = None
+        # The network face's: the workspace `initialize` asks for (InvalidParams if not allowed),
+        # and the tenant's limits its session is held to.
+        self.workspace_for: Callable[[types.InitializeParams], Path | None] | None = None
+        self.quota: TenantQuota | None = None
 
     @property
     def core(self) -> Core:
@@ -105,7 +115,7 @@ class AgentServer(LanguageServer):
         requests wait for it). Serving closes it."""
         self.config = core.config
         self._core = core
-        core.subscribe(self._announce_threadsafe)
+        self._unsubscribe = core.subscribe(self._announce_threadsafe)
         self.protocol.announced["model"] = model_to_wire(core.config.model.identity())
 
     async def preload_model(self) -> None:
@@ -159,7 +169,21 @@ class AgentServer(LanguageServer):
     def open_session(self, folder: Path | None) -> None:
         """The client's session, `folder` its workspace (granted, per call, to the tools whose
         policy asks for the workspace)."""
-        self._session = self.core.open_session(workspace=folder, asker=self)
+        self._session = self.core.open_session(workspace=folder, asker=self, quota=self.quota)
+
+    def session_workspace(self, params: types.InitializeParams) -> Path | None:
+        """The session's workspace: as `workspace_for` decides, else `--workspace` or the client's."""
+        if self.workspace_for is not None:
+            return self.workspace_for(params)
+        return self.config.session.workspace or client_workspace(params)
+
+    def disconnect(self) -> None:
+        """A network connection's end: no more announcements, no background work, no threads."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        for task in list(self._background):
+            task.cancel()
+        self.shutdown()  # type: ignore[no-untyped-call]
 
     async def ask(self, request: ConsentRequest) -> Choice:
         """The person's answer about a call that may write (window/showMessageRequest), asked
@@ -288,7 +312,24 @@ class AgentServer(LanguageServer):
         return 0 if self.protocol.shut_down or terminated else 1
 
 
-server = AgentServer()
+# Every handler, by method: `build_server` registers them on each server it makes.
+FEATURES: list[tuple[str, Callable[..., Any]]] = []
+
+
+def feature(method: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+        FEATURES.append((method, handler))
+        return handler
+
+    return register
+
+
+def build_server() -> AgentServer:
+    """A server with every handler of this module, for one client."""
+    built = AgentServer()
+    for method, handler in FEATURES:
+        built.feature(method)(handler)
+    return built
 
 
 def _action_title(answer: Any) -> str | None:
@@ -297,10 +338,10 @@ def _action_title(answer: Any) -> str | None:
     return title if isinstance(title, str) else None
 
 
-@server.feature(types.INITIALIZE)
+@feature(types.INITIALIZE)
 def initialize(ls: AgentServer, params: types.InitializeParams) -> None:
     ls.attach_loop()
-    ls.open_session(ls.config.session.workspace or client_workspace(params))
+    ls.open_session(ls.session_workspace(params))
 
 
 def client_workspace(params: types.InitializeParams) -> Path | None:
@@ -313,14 +354,14 @@ def client_workspace(params: types.InitializeParams) -> Path | None:
     return Path(params.root_path) if params.root_path else None
 
 
-@server.feature(types.INITIALIZED)
+@feature(types.INITIALIZED)
 async def initialized(ls: AgentServer, params: types.InitializedParams) -> None:
     ls.client_ready()
     if ls.config.session.eager_model_load:
         await ls.preload_model()
 
 
-@server.feature("tools/list")
+@feature("tools/list")
 async def tools_list(ls: AgentServer, params: Any) -> dict[str, Any]:
     ls.require_initialized()
     parse_tools_list(params)
@@ -331,7 +372,7 @@ async def tools_list(ls: AgentServer, params: Any) -> dict[str, Any]:
     }
 
 
-@server.feature("tools/invoke")
+@feature("tools/invoke")
 async def tools_invoke(ls: AgentServer, params: Any) -> dict[str, Any]:
     ls.require_initialized()
     name, arguments = parse_tools_invoke(params)
@@ -339,27 +380,27 @@ async def tools_invoke(ls: AgentServer, params: Any) -> dict[str, Any]:
     return call_result_to_wire(result)
 
 
-@server.feature("agent/newSession")
+@feature("agent/newSession")
 async def agent_new_session(ls: AgentServer, params: Any) -> dict[str, Any]:
     ls.require_initialized()
     parse_new_session(params)
     return {"sessionId": ls.session.conversations.new().id}
 
 
-@server.feature("agent/forget")
+@feature("agent/forget")
 async def agent_forget(ls: AgentServer, params: Any) -> dict[str, Any]:
     ls.require_initialized()
     return {"forgotten": ls.session.conversations.forget(parse_session_id("agent/forget", params))}
 
 
-@server.feature("agent/history")
+@feature("agent/history")
 async def agent_history(ls: AgentServer, params: Any) -> dict[str, Any]:
     ls.require_initialized()
     conversation = ls.session.conversations.get(parse_session_id("agent/history", params))
     return conversation_to_wire(conversation)
 
 
-@server.feature("agent/run")
+@feature("agent/run")
 async def agent_run(ls: AgentServer, params: Any) -> dict[str, Any]:
     ls.require_initialized()
     run = parse_agent_run(params)
@@ -387,3 +428,7 @@ async def agent_run(ls: AgentServer, params: Any) -> dict[str, Any]:
     finally:
         progress.end(outcome)
     return {**agent_result_to_wire(result), "sessionId": conversation.id if conversation else None}
+
+
+# The stdio face's: one client per process.
+server = build_server()

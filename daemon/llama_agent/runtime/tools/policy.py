@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -65,6 +65,15 @@ class Protected:
 
     above: tuple[Path, ...] = ()
     writable: tuple[Path, ...] = ()
+    # A tenant's tools (a shared deployment): every directory granted must lie inside `inside`
+    # (the tenant's workspace root, resolved), and no environment variable is granted: the
+    # service's environment holds the operator's secrets, not the tenant's.
+    inside: Path | None = None
+    env: bool = True
+
+    def within(self, root: Path) -> Protected:
+        """These protections, and every grant held inside `root` with no environment."""
+        return replace(self, inside=_resolved(root), env=False)
 
     @classmethod
     def for_daemon(
@@ -82,6 +91,10 @@ class Protected:
         )
 
     def check(self, grant: DirGrant, source: str) -> None:
+        if self.inside is not None and not grant.host.is_relative_to(self.inside):
+            raise PolicyError(
+                f"{source}: {grant.host} lies outside the tenant's workspace root {self.inside}: refused"
+            )
         for path in self.above:
             if path.is_relative_to(grant.host):
                 raise PolicyError(f"{source}: granting {grant.host} would give away {path}: refused")
@@ -194,6 +207,8 @@ def parse_policy(
     env = document.get("env", [])
     if not isinstance(env, list) or not all(isinstance(name, str) and name for name in env):
         raise PolicyError(f"{source}: 'env' must be a list of variable names")
+    if env and protected is not None and not protected.env:
+        raise PolicyError(f"{source}: a tenant's tools get no environment variables: refused")
     dirs = document.get("dirs", [])
     if not isinstance(dirs, list):
         raise PolicyError(f"{source}: 'dirs' must be an array of tables ([[dirs]])")

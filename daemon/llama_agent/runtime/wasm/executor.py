@@ -64,6 +64,13 @@ class Invocation:
     truncated: bool
     timed_out: bool
     duration_ms: float
+    # How the worker process that ran the call was confined by the operating system (confine.py:
+    # "landlock+seccomp", "seccomp", "none"); empty for a call that ran in no worker.
+    confinement: str = ""
+    # What the sandbox measured of the call (0: not measured, as for a call that ran in no worker):
+    # its worker's peak resident memory during the call, and the bytes it wrote to granted files.
+    peak_memory_bytes: int = 0
+    bytes_written: int = 0
 
     @classmethod
     def failure(cls, text: str, duration_ms: float = 0.0, timed_out: bool = False) -> Invocation:

@@ -27,6 +27,7 @@ from llama_agent.runtime.tools.limits import Limits
 from llama_agent.runtime.tools.metadata import ToolMetadata
 from llama_agent.runtime.tools.policy import Grants
 from llama_agent.runtime.wasm.compile_cache import Artifact, CompileCache
+from llama_agent.runtime.wasm.confine import Mode, mode_from_environment, warn_if_unavailable
 from llama_agent.runtime.wasm.contracts import Contract, IncompatibleComponent, detect_contract
 from llama_agent.runtime.wasm.executor import (
     ENGINE_TAG_SUFFIX,
@@ -39,6 +40,7 @@ from llama_agent.runtime.wasm.executor import (
 from llama_agent.runtime.wasm.messages import (
     Cancelled,
     CompiledTool,
+    Confinement,
     Crashed,
     Described,
     DescribeJob,
@@ -77,7 +79,10 @@ class LoadedTool:
 
 
 class WasmHost:
-    """One engine, one signed compile cache, and the worker processes that run guest code."""
+    """One engine, one signed compile cache, and the worker processes that run guest code.
+
+    Workers are confined by the operating system (confine.py) as `confinement` says: required,
+    best-effort (the default) or off; None reads `LLAMA_AGENT_CONFINEMENT`."""
 
     def __init__(
         self,
@@ -85,6 +90,7 @@ class WasmHost:
         limits: Limits | None = None,
         *,
         max_parallel_calls: int = 8,
+        confinement: Mode | None = None,
     ) -> None:
         self.limits = limits or Limits()
         self.cache_dir = cache_dir
@@ -93,6 +99,10 @@ class WasmHost:
         self._cache = CompileCache.open(
             cache_dir, self.engine, engine_tag=f"wasmtime-{WASMTIME_VERSION}-{ENGINE_TAG_SUFFIX}"
         )
+        mode = confinement or mode_from_environment()
+        warn_if_unavailable(mode)
+        # Workers read compiled components from the cache's entries, never its signing key.
+        self.confinement = Confinement(mode, readable=(str(self._cache.directory),))
         self.workers = WorkerPool(max_parallel_calls)
 
     def close(self) -> None:
@@ -150,7 +160,7 @@ class WasmHost:
 
     def _describe(self, artifact: Artifact, contract: Contract, limits: Limits) -> ToolMetadata:
         timeout = min(limits.timeout_seconds, DESCRIBE_TIMEOUT_SECONDS)
-        job = DescribeJob(_compiled(artifact, contract), limits)
+        job = DescribeJob(_compiled(artifact, contract), limits, confinement=self.confinement)
         outcome = self.workers.run(job, timeout, loading=True)
         if isinstance(outcome, Described):
             try:
@@ -179,7 +189,7 @@ class WasmHost:
         """
         grants = grants or self.default_grants
         started = time.perf_counter()
-        job = _invoke_job(tool, arguments, grants)
+        job = _invoke_job(tool, arguments, grants, self.confinement)
         if isinstance(job, str):
             return refused(job, started)
         outcome = self.workers.run(job, grants.limits.timeout_seconds, cancel=cancel)
@@ -195,7 +205,7 @@ class WasmHost:
     ) -> Invocation:
         """`invoke` for a caller on an event loop (see WorkerPool.run_async); `cancel` ends it."""
         started = time.perf_counter()
-        job = _invoke_job(tool, arguments, grants)
+        job = _invoke_job(tool, arguments, grants, self.confinement)
         if isinstance(job, str):
             return refused(job, started)
         timeout = grants.limits.timeout_seconds
@@ -207,7 +217,9 @@ class WasmHost:
         return Grants(limits=self.limits)
 
 
-def _invoke_job(tool: LoadedTool, arguments: dict[str, Any], grants: Grants) -> InvokeJob | str:
+def _invoke_job(
+    tool: LoadedTool, arguments: dict[str, Any], grants: Grants, confinement: Confinement
+) -> InvokeJob | str:
     """The job that runs one call, or why it cannot run."""
     moved = [grant.host for grant in grants.dirs if not grant.still_granted()]
     if moved:
@@ -220,7 +232,7 @@ def _invoke_job(tool: LoadedTool, arguments: dict[str, Any], grants: Grants) -> 
         dirs=tuple((str(d.host), d.guest, d.mode == "rw") for d in grants.dirs),
         env=tuple((name, os.environ[name]) for name in grants.env if name in os.environ),
     )
-    return InvokeJob(_compiled(tool.artifact, tool.contract), sandbox, arguments)
+    return InvokeJob(_compiled(tool.artifact, tool.contract), sandbox, arguments, confinement=confinement)
 
 
 def _compiled(artifact: Artifact, contract: Contract) -> CompiledTool:

@@ -18,12 +18,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from llama_agent.runtime.tools.limits import Limits
 from llama_agent.runtime.tools.metadata import ToolMetadata, metadata_from_dict
+from llama_agent.runtime.wasm.confine import MODES, Mode
 from llama_agent.runtime.wasm.contracts import Contract, IncompatibleComponent, contract_from_wire
 from llama_agent.runtime.wasm.executor import Invocation, Sandbox
 
@@ -55,12 +56,27 @@ class CompiledTool:
 
 
 @dataclass(frozen=True)
+class Confinement:
+    """How a worker confines itself on its first job (confine.py), for good: `mode` is required,
+    best-effort or off; `readable` are directories it may read besides the job's granted ones and
+    its own runtime (the compile cache's entries). A confined worker takes only jobs of the same
+    `confinement_key`."""
+
+    mode: Mode = "off"
+    readable: tuple[str, ...] = ()
+
+
+UNCONFINED = Confinement()
+
+
+@dataclass(frozen=True)
 class DescribeJob:
     """Read a tool's metadata (`describe()`) within `limits`."""
 
     tool: CompiledTool
     limits: Limits
     loaded: bool = False  # the worker has the component loaded: it sends no `Started`
+    confinement: Confinement = UNCONFINED
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,7 @@ class InvokeJob:
     arguments: Mapping[str, Any]
     prepare: bool = True  # after answering, make the next instance of the tool (`Prepared` follows)
     loaded: bool = False  # the worker has an instance of the tool ready: it sends no `Started`
+    confinement: Confinement = UNCONFINED
 
 
 @dataclass(frozen=True)
@@ -80,9 +97,20 @@ class PrepareJob:
 
     tool: CompiledTool
     sandbox: Sandbox
+    confinement: Confinement = UNCONFINED
 
 
 Job = DescribeJob | InvokeJob | PrepareJob
+
+
+def confinement_key(job: Job) -> Hashable:
+    """What a worker confined by `job` may serve: jobs with an equal key (the same mode, readable
+    directories and granted directories with their modes). Unconfined workers all serve alike."""
+    confinement = job.confinement
+    if confinement.mode == "off":
+        return "off"
+    dirs = () if isinstance(job, DescribeJob) else job.sandbox.dirs
+    return confinement, frozenset((host, writable) for host, _, writable in dirs)
 
 
 # -- replies: worker to daemon -------------------------------------------------------------------
@@ -181,9 +209,15 @@ def encode(message: Job | Reply) -> bytes:
 
 def _wire(message: Job | Reply) -> dict[str, Any]:
     match message:
-        case DescribeJob(tool, limits, loaded):
-            return {"op": "describe", **_tool_wire(tool), "limits": _limits_wire(limits), "loaded": loaded}
-        case InvokeJob(tool, sandbox, arguments, prepare, loaded):
+        case DescribeJob(tool, limits, loaded, confinement):
+            return {
+                "op": "describe",
+                **_tool_wire(tool),
+                "limits": _limits_wire(limits),
+                "loaded": loaded,
+                "confinement": _confinement_wire(confinement),
+            }
+        case InvokeJob(tool, sandbox, arguments, prepare, loaded, confinement):
             return {
                 "op": "invoke",
                 **_tool_wire(tool),
@@ -191,9 +225,15 @@ def _wire(message: Job | Reply) -> dict[str, Any]:
                 "arguments": dict(arguments),
                 "prepare": prepare,
                 "loaded": loaded,
+                "confinement": _confinement_wire(confinement),
             }
-        case PrepareJob(tool, sandbox):
-            return {"op": "prepare", **_tool_wire(tool), **_sandbox_wire(sandbox)}
+        case PrepareJob(tool, sandbox, confinement):
+            return {
+                "op": "prepare",
+                **_tool_wire(tool),
+                **_sandbox_wire(sandbox),
+                "confinement": _confinement_wire(confinement),
+            }
         case Started():
             return {"kind": "started"}
         case Described(metadata, retire):
@@ -222,6 +262,12 @@ def _sandbox_wire(sandbox: Sandbox) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=256)
+def _confinement_wire(confinement: Confinement) -> dict[str, Any]:
+    """`confinement` as a message carries it (made once per value; only ever read)."""
+    return {"mode": confinement.mode, "readable": list(confinement.readable)}
+
+
+@functools.lru_cache(maxsize=256)
 def _limits_wire(limits: Limits) -> dict[str, Any]:
     """`limits` as a message carries them (made once per value: `asdict` costs a call ~10 µs).
     The dict is shared: it is only ever read, by `json.dumps`."""
@@ -236,7 +282,8 @@ def decode_job(data: bytes) -> Job:
     fields = _Fields(_object(data), "a job")
     op = fields.text("op")
     if op == "describe":
-        return DescribeJob(_tool(fields), _limits(fields.mapping("limits")), fields.flag("loaded"))
+        limits = _limits(fields.mapping("limits"))
+        return DescribeJob(_tool(fields), limits, fields.flag("loaded"), _confinement(fields))
     if op == "invoke":
         return InvokeJob(
             _tool(fields),
@@ -244,9 +291,10 @@ def decode_job(data: bytes) -> Job:
             fields.mapping("arguments"),  # JSON values, checked by the daemon against the tool's parameters
             prepare=fields.flag("prepare"),
             loaded=fields.flag("loaded"),
+            confinement=_confinement(fields),
         )
     if op == "prepare":
-        return PrepareJob(_tool(fields), _sandbox(fields))
+        return PrepareJob(_tool(fields), _sandbox(fields), _confinement(fields))
     raise MalformedMessage(f"a job of unknown kind {op!r}")
 
 
@@ -352,6 +400,15 @@ def _limits(wire: dict[str, Any]) -> Limits:
     )
 
 
+def _confinement(fields: _Fields) -> Confinement:
+    wire = _Fields(fields.mapping("confinement"), "a job's confinement")
+    mode = next((known for known in MODES if known == wire.text("mode")), None)
+    readable = wire.array("readable")
+    if mode is None or not all(isinstance(path, str) for path in readable):
+        raise MalformedMessage(f"a confinement that does not decode: {fields.mapping('confinement')!r}")
+    return Confinement(mode, tuple(readable))
+
+
 def _sandbox(fields: _Fields) -> Sandbox:
     dirs = tuple(_triple(entry) for entry in fields.array("dirs"))
     env = tuple(_pair(entry) for entry in fields.array("env"))
@@ -381,4 +438,7 @@ def _invocation(fields: _Fields) -> Invocation:
         truncated=fields.flag("truncated"),
         timed_out=fields.flag("timed_out"),
         duration_ms=fields.number("duration_ms"),
+        confinement=fields.text("confinement"),
+        peak_memory_bytes=fields.integer("peak_memory_bytes"),
+        bytes_written=fields.integer("bytes_written"),
     )

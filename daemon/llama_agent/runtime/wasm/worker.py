@@ -19,6 +19,11 @@ instantiating it, and that is then off the caller's time. A `Done` reply says wh
 `PrepareJob` asks for such an instance of a tool without a call (the daemon keeps one more ready
 on another worker while a call runs).
 
+Before its first job, a worker confines itself by the operating system (confine.py) to that
+job's granted directories, the compile cache's entries and its own runtime, with no network and
+no way to run programs; it then takes only jobs of the same confinement (`confinement_key`): the
+pool hands each job to a worker confined for it, or to a fresh one.
+
 A call leaves its worker as it found it: however it ends (an answer, a trap, its deadline, an
 argument that cannot be passed), the store it ran in is closed once it is answered, and with it
 its memories and every file the guest held open. Nothing waits for Python's garbage collector.
@@ -36,28 +41,32 @@ import signal
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 import wasmtime
 from wasmtime.component import Component
 
 from llama_agent.runtime.storage.digests import file_sha256
-from llama_agent.runtime.wasm.executor import DescribeFailed, Executor, ReadyInstance
+from llama_agent.runtime.wasm.confine import Applied, ConfinementError, Rule, confine, runtime_rules
+from llama_agent.runtime.wasm.executor import DescribeFailed, Executor, Invocation, ReadyInstance
 from llama_agent.runtime.wasm.messages import (
     Described,
     DescribeJob,
     Done,
     Failed,
     InvokeJob,
+    Job,
     MalformedMessage,
     Prepared,
     PrepareJob,
     QuotaExceeded,
     Reply,
     Started,
+    confinement_key,
     decode_job,
     encode,
 )
@@ -80,6 +89,8 @@ PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 QUOTA_EXIT_CODE = 3
 QUOTA_POLL_SECONDS = 0.002
 PR_SET_PDEATHSIG = 1
+# The folder holding the `llama_agent` package (daemon/): a confined worker may read it.
+PACKAGE_ROOT = Path(__file__).resolve().parents[3]
 
 
 class JobError(Exception):
@@ -87,8 +98,13 @@ class JobError(Exception):
 
 
 class JobRunner:
-    def __init__(self, outbox: Connection) -> None:
-        self._outbox = outbox
+    def __init__(
+        self, outbox: Connection, applied: Applied, key: Hashable, memory: PeakMemory | None = None
+    ) -> None:
+        self.outbox = outbox
+        self.applied = applied  # how this process is confined
+        self.key = key  # the confinement of the jobs it may take (`confinement_key`)
+        self.memory = memory or PeakMemory()
         self._sending = threading.Lock()
         self._executor = Executor()
         self._components: OrderedDict[str, Component] = OrderedDict()
@@ -98,7 +114,7 @@ class JobRunner:
     def send(self, message: Reply) -> None:
         data = encode(message)
         with self._sending:
-            self._outbox.send_bytes(data)
+            self.outbox.send_bytes(data)
 
     def handle(self, job: DescribeJob | InvokeJob) -> Described | Done | Failed:
         """Run one job; return the final reply (`Started` and `QuotaExceeded` are sent as they happen)."""
@@ -124,15 +140,27 @@ class JobRunner:
         if ready is not None and not ready.suits(component, sandbox):
             ready.close()  # made for a call with other grants
             ready = None
+        self.memory.reset()
         if not sandbox.writable:
             self._spent = ready if ready is not None else self._executor.prepare(component, sandbox)
-            return Done(self._executor.invoke(component, contract, arguments, sandbox, self._spent))
-        write_bytes = sandbox.limits.write_bytes
+            outcome = self._executor.invoke(component, contract, arguments, sandbox, self._spent)
+            return Done(self._with_figures(outcome, written=0))
+        write_bytes, before = sandbox.limits.write_bytes, bytes_written()
         with file_size_limit(write_bytes), WriteQuota(write_bytes, self):
             # Made inside the quota: a guest may write while it starts.
             self._spent = self._executor.prepare(component, sandbox)
             outcome = self._executor.invoke(component, contract, arguments, sandbox, self._spent)
-        return Done(outcome)
+        # The guest's output is captured in memory: what the process wrote meanwhile is its files.
+        return Done(self._with_figures(outcome, written=bytes_written() - before))
+
+    def _with_figures(self, outcome: Invocation, written: int) -> Invocation:
+        """The call's outcome with what the sandbox measured of it."""
+        return dataclasses.replace(
+            outcome,
+            confinement=self.applied.summary,
+            peak_memory_bytes=self.memory.peak(),
+            bytes_written=written,
+        )
 
     def release_spent(self) -> None:
         """Free the instance the last call ran in, its memory and the files it held open, whatever
@@ -241,6 +269,34 @@ def file_size_limit(limit: int) -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
 
 
+class PeakMemory:
+    """The most memory the process held during a call: the kernel's high-water mark of its
+    resident set (VmHWM), reset before each call through /proc/self/clear_refs. That file is
+    opened when the worker starts, before it confines itself (Landlock lets it read its /proc
+    entry, not write it). 0 where the kernel offers neither."""
+
+    def __init__(self) -> None:
+        try:
+            self._clear_refs: int | None = os.open("/proc/self/clear_refs", os.O_WRONLY | os.O_CLOEXEC)
+        except OSError:
+            self._clear_refs = None
+
+    def reset(self) -> None:
+        if self._clear_refs is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._clear_refs, b"5")  # 5: reset the peak to what is resident now
+
+    def peak(self) -> int:
+        try:
+            with open("/proc/self/status", "rb") as status:
+                for line in status:
+                    if line.startswith(b"VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError):
+            pass
+        return 0
+
+
 def bytes_written() -> int:
     """Bytes this process has passed to write calls, files and pipes alike (Linux /proc)."""
     with open("/proc/self/io", "rb") as io:
@@ -293,20 +349,55 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     # Outside the terminal's foreground process group, a write to it (stderr) must not stop us.
     signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-    runner = JobRunner(outbox)
+    job = _next_job(inbox, outbox)
+    if isinstance(job, int):
+        return job
+    memory = PeakMemory()  # before the confinement, which closes /proc/self/clear_refs
+    # Confined before any thread starts (the executor's epoch ticker, the background thread).
+    try:
+        applied = confine(job_rules(job), job.confinement.mode)
+    except (ConfinementError, OSError) as error:
+        outbox.send_bytes(encode(Failed(f"cannot confine the worker process: {error}", retire=True)))
+        return 1
+    return _serve(JobRunner(outbox, applied, confinement_key(job), memory), inbox, job)
+
+
+def _next_job(inbox: Connection, outbox: Connection) -> Job | int:
+    """The next job; else the worker's exit code: 0 once the daemon closed the pipe, 1 after a job
+    that does not decode (the daemon is told, and replaces this worker: it is out of step)."""
+    try:
+        return decode_job(inbox.recv_bytes())
+    except EOFError:
+        return 0
+    except MalformedMessage as error:
+        outbox.send_bytes(encode(Failed(f"the worker cannot read its job: {error}", retire=True)))
+        return 1
+
+
+def job_rules(job: Job) -> list[Rule]:
+    """What the process confined for `job` may reach: its runtime, the readable directories and
+    the job's granted ones."""
+    dirs = () if isinstance(job, DescribeJob) else job.sandbox.dirs
+    granted = [Rule(host, writable) for host, _, writable in dirs]
+    return [*runtime_rules(PACKAGE_ROOT), *(Rule(path) for path in job.confinement.readable), *granted]
+
+
+def _serve(runner: JobRunner, inbox: Connection, first: Job) -> int:
+    """Run `first`, then every job that comes, until the pipe closes or the worker retires."""
     # Work done ahead (the next instance, freeing the last) runs on a thread of lower priority, so
     # that it yields the cores to calls, the daemon and its clients, which wait on them.
     background = ThreadPoolExecutor(max_workers=1, initializer=_lower_priority)
+    job: Job | int | None = first
     while True:
-        try:
-            job = decode_job(inbox.recv_bytes())
-        except EOFError:
-            return 0
-        except MalformedMessage as error:  # out of step with the daemon: it replaces this worker
-            runner.send(Failed(f"the worker cannot read its job: {error}", retire=True))
+        job = job or _next_job(inbox, runner.outbox)
+        if isinstance(job, int):
+            return job
+        if confinement_key(job) != runner.key:  # the pool never sends one: out of step with it
+            runner.send(Failed("a job for another confinement than the worker's", retire=True))
             return 1
         if isinstance(job, PrepareJob):
             runner.send(background.submit(runner.prepare, job).result())
+            job = None
             continue
         reply = runner.handle(job)
         retire = resident_bytes() > RECYCLE_RSS_BYTES
@@ -318,6 +409,7 @@ def main(argv: list[str]) -> int:
             runner.send(background.submit(runner.prepare_next, job).result())
         else:
             runner.release_spent()
+        job = None
 
 
 def _final(reply: Described | Done | Failed, retire: bool, preparing: bool) -> Described | Done | Failed:

@@ -5,6 +5,11 @@ call (a sleep, a `pollable.block`): only ending the process that runs it does. E
 a worker process (worker.py); at its deadline, or when it is cancelled, the worker
 is killed and a fresh one takes its place. A worker's memory is its own, so a call that bloats it
 never bloats the daemon.
+
+A worker confines itself by the operating system on its first job, for good (confine.py): to
+that job's granted directories, whatever they are. It then serves only jobs of the same
+confinement (`confinement_key`), so idle workers are kept per confinement as well as per tool; a
+fresh worker serves any, and one is kept starting for the next new confinement.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from llama_agent.runtime.telemetry.metrics import worker_restart
 from llama_agent.runtime.wasm.messages import (
     PREPARED_BOUND,
     Cancelled,
@@ -39,6 +46,7 @@ from llama_agent.runtime.wasm.messages import (
     Reply,
     Started,
     TimedOut,
+    confinement_key,
     decode_reply,
     encode,
     reply_bound,
@@ -57,6 +65,26 @@ KILL_GRACE_SECONDS = 0.2
 # After a call, a worker makes the next instance of that tool (worker.py) before it takes another
 # job; one that takes longer than this (a guest blocked while it starts) is replaced.
 PREPARE_SECONDS = 1.0
+# The variables a worker process keeps from the daemon's environment (see `worker_environment`).
+WORKER_ENVIRONMENT = frozenset(
+    {
+        "PATH", "LANG", "LANGUAGE", "TZ", "LD_LIBRARY_PATH", "TMPDIR", "XDG_RUNTIME_DIR",
+        "LLAMA_AGENT_READY_TOOLS", "LLAMA_AGENT_CONFINEMENT", "LLAMA_AGENT_FAKE_NO_LANDLOCK",
+        "LLAMA_AGENT_CACHE_DIR", "LLAMA_AGENT_CONFIG_DIR",
+    }
+)  # fmt: skip
+WORKER_ENVIRONMENT_PREFIXES = ("LC_", "PYTHON")
+
+
+def worker_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """What a worker process starts with: what Python and the worker read, nothing else. The
+    daemon's environment may hold secrets (a model server's API key, a collector's token) that
+    guest code escaping the runtime must not find; a call's granted variables travel in its job."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if name in WORKER_ENVIRONMENT or name.startswith(WORKER_ENVIRONMENT_PREFIXES)
+    }
 
 
 class WorkerGone(Exception):
@@ -69,7 +97,7 @@ class Worker:
     def __init__(self) -> None:
         job_read, job_write = os.pipe()
         reply_read, reply_write = os.pipe()
-        env = dict(os.environ)
+        env = worker_environment(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
         try:
             self.process = subprocess.Popen(
@@ -92,12 +120,17 @@ class Worker:
         self.killed = False
         self.ready: frozenset[str] = frozenset()  # tools (digests) it has an instance ready for
         self.preparing: str | None = None  # the tool it is making an instance of, if any
+        # The confinement of the jobs it may take (`confinement_key`): its first job's; None while
+        # it has had none, and may take any.
+        self.confinement: Hashable | None = None
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
     def send(self, job: Job) -> None:
+        if self.confinement is None:
+            self.confinement = confinement_key(job)  # the worker confines itself for this job
         try:
             self._jobs.send_bytes(encode(job))
         except OSError as error:
@@ -201,6 +234,9 @@ class WorkerPool:
 
     def __init__(self, size: int = 8) -> None:
         self._size = size
+        # Workers started at most at once: one per call slot and the one describing tools; idle
+        # workers confined for other grants are let go to keep to it.
+        self._max_processes = size + 1
         self._calls = threading.BoundedSemaphore(size)
         self._loads = threading.BoundedSemaphore(1)
         self._idle: list[Worker] = []
@@ -216,7 +252,8 @@ class WorkerPool:
         # Waits for workers to make their next instance, off the caller's time.
         self._settler = ThreadPoolExecutor(max_workers=size, thread_name_prefix="worker-settle")
         self._settling_tasks: set[asyncio.Task[None]] = set()
-        self._helping: set[str] = set()  # tools another worker is making an instance of, ahead
+        # Tools (digest, confinement) another worker is making an instance of, ahead.
+        self._helping: set[tuple[str, Hashable]] = set()
         self._idle.append(self._spawn())  # started ahead, so the first call does not wait for Python
 
     def run(
@@ -233,7 +270,8 @@ class WorkerPool:
         with self._loads if loading else self._calls:
             with self._lock:
                 self._waiting -= 1
-            worker = self._take(job.tool.digest if isinstance(job, InvokeJob) else None)
+            digest = job.tool.digest if isinstance(job, InvokeJob) else None
+            worker = self._take(digest, confinement_key(job))
             job = self._handed(worker, job, cancel)
             outcome: Outcome = Crashed("the call was interrupted")
             try:
@@ -253,7 +291,7 @@ class WorkerPool:
         """`run` for a caller on an event loop. When a call slot and an idle worker are free at once
         (the usual case), the exchange is awaited on the loop, with no thread between the caller and
         the worker (a thread hop costs a call about 0.3 ms); otherwise `run` waits on `executor`."""
-        worker = self._take_at_once(job.tool.digest)
+        worker = self._take_at_once(job.tool.digest, confinement_key(job))
         if worker is None:
             loop = asyncio.get_running_loop()
             blocking = functools.partial(self.run, job, deadline_seconds, cancel=cancel)
@@ -278,28 +316,75 @@ class WorkerPool:
         finally:
             self._calls.release()
 
-    def _take_at_once(self, digest: str | None) -> Worker | None:
-        """A call slot and an idle worker (one with `digest` ready if there is one), if both are free
-        now; else None and nothing taken."""
+    def _take_at_once(self, digest: str | None, key: Hashable) -> Worker | None:
+        """A call slot and an idle worker that may take a job of confinement `key` (one with
+        `digest` ready if there is one), if both are free now; else None and nothing taken."""
         if not self._calls.acquire(blocking=False):
             return None
         with self._lock:
-            worker = None if self._closed else self._pop_idle(digest)
+            worker = None if self._closed else self._pop_idle(digest, key)
             if worker is not None:
                 self._busy.add(worker)
                 return worker
         self._calls.release()
         return None
 
-    def _pop_idle(self, digest: str | None) -> Worker | None:
-        """An idle worker, preferably one with an instance of the tool `digest` ready, taken off the
-        idle list; None if none is idle. The lock is held."""
-        worker = next((idle for idle in reversed(self._idle) if digest in idle.ready), None)
-        if worker is not None:
-            self._idle.remove(worker)
-        elif self._idle:
-            worker = self._idle.pop()
+    def _pop_idle(self, digest: str | None, key: Hashable) -> Worker | None:
+        """An idle worker that may take a job of confinement `key`, taken off the idle list:
+        preferably one with an instance of the tool `digest` ready, then one confined for `key`,
+        then a fresh one; None if there is none. The lock is held."""
+        self._drop_dead_idle()
+        suitable = [idle for idle in self._idle if _serves(idle, key)]
+        worker = next((idle for idle in reversed(suitable) if digest in idle.ready), None)
+        worker = worker or next((idle for idle in reversed(suitable) if idle.confinement == key), None)
+        worker = worker or (suitable[-1] if suitable else None)
+        if worker is None:
+            return None
+        self._idle.remove(worker)
+        if worker.confinement is None and self._mixed(key):
+            self._spawner.submit(self._add_fresh)
         return worker
+
+    def _drop_dead_idle(self) -> None:
+        """Idle workers that died while waiting (killed from outside, out of memory) are reaped and
+        never handed a call: it would fail although it never ran. The lock is held."""
+        for dead in [idle for idle in self._idle if idle.process.poll() is not None]:
+            log.warning("an idle worker process ended (%s): replaced", dead.exit_description())
+            self._idle.remove(dead)
+            dead.close()
+            worker_restart("crash")
+
+    def _mixed(self, key: Hashable) -> bool:
+        """Whether calls come under more than one confinement (`key` and another's): then a fresh
+        worker is kept ready for the next new one. The lock is held."""
+        workers = (*self._idle, *self._busy)
+        return key != "off" and any(worker.confinement not in (None, key) for worker in workers)
+
+    def _add_fresh(self) -> None:
+        """Start a fresh worker, for the next call of a new confinement, if none is idle and the pool
+        has room (on the spawner thread, off the caller's time)."""
+        with self._lock:
+            full = len(self._idle) + len(self._busy) >= self._max_processes
+            if self._closed or full or any(idle.confinement is None for idle in self._idle):
+                return
+        worker = Worker()
+        with self._lock:
+            if not self._closed:
+                self._idle.append(worker)
+                self._returned.notify_all()
+                return
+        worker.reap()
+
+    def _retire_surplus(self) -> None:
+        """Before a worker more is started for a call: if the pool is full, the worker idle longest
+        (confined for other grants, or it would have been taken) exits."""
+        with self._lock:
+            confined = [idle for idle in self._idle if idle.confinement is not None]
+            if len(self._idle) + len(self._busy) < self._max_processes or not confined:
+                return
+            surplus = confined[0]
+            self._idle.remove(surplus)
+        threading.Thread(target=surplus.reap, name="worker-reap", daemon=True).start()
 
     def _handed(
         self, worker: Worker, job: DescribeJob | InvokeJob, cancel: CancelToken | None
@@ -344,6 +429,8 @@ class WorkerPool:
                 outcome = Cancelled()
         # A worker that says it retires exits after this reply: it is not handed out again.
         healthy = isinstance(outcome, Described | Done | Failed) and not outcome.retire
+        if not healthy and not self._closed:
+            worker_restart(_restart_reason(outcome))
         if healthy and isinstance(outcome, Done) and outcome.preparing:
             with self._lock:
                 self._settling += 1
@@ -361,22 +448,26 @@ class WorkerPool:
     def _keep_one_ready(self, job: InvokeJob) -> None:
         """While one worker runs a call, have another make an instance of the same tool, so that the
         next call finds one ready even before the first worker has made its own next instance."""
-        digest = job.tool.digest
+        digest, key = job.tool.digest, confinement_key(job)
         with self._lock:
-            if self._closed or digest in self._helping or any(digest in idle.ready for idle in self._idle):
+            suitable = [idle for idle in self._idle if _serves(idle, key)]
+            if self._closed or (digest, key) in self._helping:
                 return
-            if any(busy.preparing == digest for busy in self._busy):
+            if any(digest in idle.ready for idle in suitable):
                 return
-            helper = next((idle for idle in reversed(self._idle) if not idle.ready), None)
-            helper = helper or (self._idle[0] if self._idle else None)
-            if helper is None and len(self._busy) >= self._size:
+            if any(busy.preparing == digest and busy.confinement == key for busy in self._busy):
+                return
+            helper = next((idle for idle in reversed(suitable) if not idle.ready), None)
+            helper = helper or (suitable[0] if suitable else None)
+            if helper is None and len(self._busy) + len(self._idle) >= self._size:
                 return  # every worker is in use: calls make their own instances anyway
             if helper is not None:
                 self._idle.remove(helper)
                 self._busy.add(helper)
-            self._helping.add(digest)
+                helper.preparing = digest
+            self._helping.add((digest, key))
             self._settling += 1
-        self._settler.submit(self._prepare_on, helper, PrepareJob(job.tool, job.sandbox))
+        self._settler.submit(self._prepare_on, helper, PrepareJob(job.tool, job.sandbox, job.confinement))
 
     def _prepare_on(self, helper: Worker | None, job: PrepareJob) -> None:
         message: Reply | None
@@ -393,7 +484,7 @@ class WorkerPool:
             message = None
         finally:
             with self._lock:
-                self._helping.discard(job.tool.digest)
+                self._helping.discard((job.tool.digest, confinement_key(job)))
         self._finish_settling(helper, message)
 
     def _settle(self, worker: Worker, timeout: float) -> None:
@@ -421,6 +512,7 @@ class WorkerPool:
             if not isinstance(message, Prepared):
                 if not self._closed:  # else it was stopped on purpose
                     log.warning("a worker failed to make an instance in time: replaced")
+                    worker_restart("prepare")
                 self._give_back(worker, healthy=False)
                 return
             worker.ready = message.ready
@@ -457,22 +549,34 @@ class WorkerPool:
         except MalformedMessage as error:
             return Crashed(f"the worker process sent {error}")
 
-    def _take(self, digest: str | None = None) -> Worker:
-        """An idle worker, preferably one with an instance of the tool `digest` ready; or a new one."""
+    def _take(self, digest: str | None, key: Hashable) -> Worker:
+        """An idle worker that may take a job of confinement `key`, preferably one with an instance
+        of the tool `digest` ready; or a new one."""
         with self._lock:
             while True:
                 if self._closed:
                     raise WorkerGone("the tool host is stopping")
-                worker = self._pop_idle(digest)
+                worker = self._pop_idle(digest, key)
                 # A worker about to finish its next instance (a millisecond or so) is sooner than a
                 # new one (0.15 s), and more processes than calls only compete for the cores.
-                if worker is not None or not self._settling or not self._returned.wait(PREPARE_SECONDS):
+                settling = self._settling and self._settling_for(key)
+                if worker is not None or not settling or not self._returned.wait(PREPARE_SECONDS):
                     break
+        started = worker is None
         if worker is None:
+            self._retire_surplus()
             worker = self._spawn()
         with self._lock:
             self._busy.add(worker)
+            if started and self._mixed(key):  # the next new confinement need not wait as this one did
+                self._spawner.submit(self._add_fresh)
         return worker
+
+    def _settling_for(self, key: Hashable) -> bool:
+        """Whether a worker that may take a job of confinement `key` is making its next instance
+        (or one more is starting to): it is back in a moment. The lock is held."""
+        preparing = [busy for busy in self._busy if busy.preparing is not None]
+        return len(preparing) < self._settling or any(_serves(busy, key) for busy in preparing)
 
     def _give_back(self, worker: Worker, healthy: bool) -> None:
         with self._lock:
@@ -526,6 +630,11 @@ class WorkerPool:
         self._settler.shutdown(wait=False)
 
 
+def _serves(worker: Worker, key: Hashable) -> bool:
+    """Whether `worker` may take a job of confinement `key`: it is fresh, or confined for it."""
+    return worker.confinement is None or worker.confinement == key
+
+
 def _first_wait(job: DescribeJob | InvokeJob, deadline_seconds: float) -> float:
     """How long the first message of `job` may take: the call's own time if the component is
     loaded (the call starts at once), else the time to load it (`started` follows)."""
@@ -539,3 +648,16 @@ def _ended(message: Reply | None, loading: bool) -> Outcome:
     if isinstance(message, Started | Prepared):
         return Crashed(f"the worker process sent {type(message).__name__} where a job's end was due")
     return message
+
+
+def _restart_reason(outcome: Outcome) -> str:
+    """Why the worker that ended a job with `outcome` is replaced (the worker-restarts metric's
+    `reason`)."""
+    if isinstance(outcome, TimedOut):
+        return "deadline"
+    if isinstance(outcome, Cancelled):
+        return "cancel"
+    if isinstance(outcome, Crashed):
+        return "crash"
+    # A worker that retired after answering; else it ended itself over its write quota.
+    return "retired" if isinstance(outcome, Described | Done | Failed) else "quota"

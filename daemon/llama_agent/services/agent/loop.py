@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal, Protocol
@@ -20,6 +20,7 @@ from llama_agent.runtime.models.backend import (
     ModelIdentity,
     Turn,
 )
+from llama_agent.runtime.telemetry.runs import observed_run, turn_generated, turn_started
 from llama_agent.runtime.tools.schema import ArgumentError
 from llama_agent.services.agent import routing
 from llama_agent.services.agent.budget import Budget, estimated_tokens, fitted
@@ -139,9 +140,13 @@ class AgentEvents(Protocol):
 
 
 class Agent:
-    def __init__(self, toolbox: Toolbox, models: ModelService) -> None:
+    """Runs requests with `toolbox`'s tools and `models`' model; its runs wait for the model as
+    `party`'s (a tenant's: runs of different parties take turns, services/tenants/fair.py)."""
+
+    def __init__(self, toolbox: Toolbox, models: ModelService, party: str = "") -> None:
         self.toolbox = toolbox
         self.models = models
+        self.party = party
 
     def select_tools(self, names: Sequence[str] | None) -> list[Tool]:
         available = self.toolbox.snapshot.tools
@@ -152,16 +157,20 @@ class Agent:
             raise UnknownTool(missing[0], available)
         return [available[name] for name in dict.fromkeys(names)]
 
+    @observed_run  # the run's span, its turns' spans, and the run, turn and token metrics
     async def run(
         self,
         request: AgentRequest,
         events: AgentEvents,
         calls: ToolCalls | None = None,
         conversation: Conversation | None = None,
+        on_tokens: Callable[[int], None] | None = None,
     ) -> AgentResult:
         """Raises ModelError (no model), UnknownTool (bad `tools`), InvalidRequest; cancellable.
         `calls` makes the tool calls (default: the toolbox, with each tool's own grants). In a
-        `conversation`, the run sees its earlier turns (the caller records this one)."""
+        `conversation`, the run sees its earlier turns (the caller records this one). `on_tokens`
+        hears each turn's prompt and completion tokens as it ends, so a run that fails or is
+        cancelled later has counted them."""
         started = time.perf_counter()
         await self.toolbox.ready()
         tools = self.select_tools(request.tools)
@@ -177,9 +186,9 @@ class Agent:
             timings=RunTimings(started=started),
             model=model.identity,
         )
-        run = _Run(request, conversation, self._budget(model, request))
+        run = _Run(request, conversation, self._budget(model, request), on_tokens)
         repeated: set[str] = set()  # tools called again with the same arguments: not offered again
-        async with self.models.exclusive(model):
+        async with self.models.exclusive(model, self.party):
             routing_started = time.perf_counter()
             route = await self._route(model, request, tools, earlier)
             result.timings.routing = time.perf_counter() - routing_started
@@ -187,6 +196,7 @@ class Agent:
                 failed = bool(result.steps) and result.steps[-1].is_error
                 options = turn_options(request, tools, len(result.steps), frozenset(repeated), route, failed)
                 events.on_turn_start(turn_index)
+                turn_started(turn_index)
                 turn_text, cut = await self._turn(model, run, options, result, events)
                 if cut == "repetition" and options.planned:
                     # A planned call that runs away is often the plan's mistake: the model decides
@@ -256,6 +266,9 @@ class Agent:
         result.prompt_tokens += generation.prompt_tokens
         result.completion_tokens += generation.completion_tokens
         result.cached_prompt_tokens += generation.cached_tokens
+        turn_generated(generation.prompt_tokens, generation.completion_tokens)
+        if run.on_tokens is not None:
+            run.on_tokens(generation.prompt_tokens + generation.completion_tokens)
         result.timings.add(generation, turn_started)
         if guard.cut_at is not None:
             return guard.text[: guard.cut_at], "repetition"
@@ -339,6 +352,7 @@ class _Run:
     request: AgentRequest
     conversation: Conversation | None
     budget: Budget
+    on_tokens: Callable[[int], None] | None = None
     transcript: list[Exchange] = field(default_factory=list)
 
     def earlier_texts(self) -> list[str]:

@@ -26,6 +26,7 @@ from llama_agent.common.errors import InvalidParams
 from llama_agent.common.paths import default_config_dir
 from llama_agent.common.text import visible
 from llama_agent.runtime.storage.files import read_component
+from llama_agent.runtime.telemetry.calls import observe_call
 from llama_agent.runtime.tools.grants_file import request_digest
 from llama_agent.runtime.tools.limits import Limits
 from llama_agent.runtime.tools.policy import (
@@ -256,7 +257,8 @@ class Toolbox:
     from a trusted directory wins over one that is not, then a file named after the tool, then the
     first in discovery order (the order of the directories, then file name); the others are
     reported as failures. A file that fails to load never replaces the working version loaded
-    from it before.
+    from it before. A tenant's toolbox has a `boundary` (its workspace root): a policy asking for
+    a directory outside it, or for an environment variable, is refused whoever would approve it.
     """
 
     def __init__(
@@ -267,6 +269,7 @@ class Toolbox:
         *,
         trusted_dirs: Iterable[Path] = (BUNDLED_TOOLS_DIR,),
         approvals: Approvals | None = None,
+        boundary: Path | None = None,
     ) -> None:
         self.host = host
         self.directories = directories
@@ -285,6 +288,8 @@ class Toolbox:
         self._protected = Protected.for_daemon(
             directories, host.cache_dir, self._approvals.config_dir or default_config_dir()
         )
+        if boundary is not None:  # a tenant's: nothing granted outside its workspace root
+            self._protected = self._protected.within(boundary)
 
     @property
     def protected(self) -> Protected:
@@ -610,9 +615,11 @@ class Toolbox:
         running.add_done_callback(self._call_done)
         try:
             # Cancelling this task ends the call wherever it is: its worker process is killed.
-            invocation = await self.host.invoke_async(
-                tool.loaded, coerced, grants, CancelToken(), executor=self._call_pool
-            )
+            with observe_call(tool.name, grants.dirs) as observed:  # metrics, span, audit
+                invocation = await self.host.invoke_async(
+                    tool.loaded, coerced, grants, CancelToken(), executor=self._call_pool
+                )
+                observed.done(invocation)
         finally:
             running.set_result(None)
         return CallResult(tool, invocation)

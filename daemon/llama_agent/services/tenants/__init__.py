@@ -1,0 +1,1 @@
+"""Tenants of a shared deployment: their configuration, authentication, quotas and fair turns."""
