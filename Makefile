@@ -7,18 +7,33 @@ INSTALLED := $(VENV)/.installed
 INSPECTOR := tests/mcp_inspector/node_modules/.installed
 PROMPT ?= Please echo back 'Something to echo'
 
-.PHONY: run test bench eval setup components lint clean emacs
+.PHONY: run test bench eval setup components lint clean emacs haproxy load
 
 run: components
 	$(BIN)/llama-agent run "$(PROMPT)"
 
-test: components lint $(INSPECTOR) emacs
+test: components lint $(INSPECTOR) emacs haproxy
 	$(BIN)/pytest
 	bash clients/vscode/test.sh
 
 # Writes bench/RESULTS.md and bench/results.png (about 10 minutes).
 bench: components
 	$(BIN)/python -m bench.run
+
+# 2 replicas of `serve --listen` behind HAProxy (deploy/haproxy.cfg), llama_cpp.server with the
+# embedded model, Locust driving LSP sessions at 1, 10, 50 and 200 at once, then faults (kill -9,
+# rolling restart, model server restart); writes bench/load/RESULTS.md, results.json, latency.png
+# (about 15 minutes). Not part of `make test`. PIN=0: replicas not pinned to a core each; SOAK=600: a
+# 10-minute soak more; LOAD_SECONDS, LOAD_LEVELS=1,10,50: shorter (bench/load/run.py lists them).
+LOAD_INSTALLED := $(VENV)/.load-installed
+PIN ?= 1
+SOAK ?= 0
+load: components haproxy $(LOAD_INSTALLED)
+	PIN=$(PIN) SOAK=$(SOAK) $(BIN)/python -m bench.load
+
+$(LOAD_INSTALLED): $(INSTALLED) pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable ".[load]"
+	touch $@
 
 # Measures the agent's quality on evals/tasks.toml (tuning and held-out tasks) and the multi-turn
 # evals/conversations.toml; writes evals/RESULTS.md and evals/results.json (about 25 minutes on 2 cores). Not part of `make test`. Other model: make eval EVAL_ARGS="--model /path/to.gguf"
@@ -37,12 +52,14 @@ setup: $(INSTALLED)
 LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF \
 	-DCMAKE_PROJECT_llama.cpp_INCLUDE=$(CURDIR)/build-support/llama-cpp/only-the-library.cmake
 
-# Pinned direct dependencies in pyproject.toml, every transitive one in constraints.txt.
+# Pinned direct dependencies in pyproject.toml, every transitive one in constraints.txt. The extras
+# installed: deploy/Dockerfile's image takes only `build` (make components EXTRAS=build).
+EXTRAS ?= build,test,bench
 $(INSTALLED): pyproject.toml constraints.txt build-support/llama-cpp/only-the-library.cmake
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS) $$CMAKE_ARGS" \
-	  $(BIN)/python -m pip install --quiet --constraint constraints.txt --editable ".[build,test,bench]"
+	  $(BIN)/python -m pip install --quiet --constraint constraints.txt --editable ".[$(EXTRAS)]"
 	touch $@
 
 $(INSPECTOR): tests/mcp_inspector/package-lock.json
@@ -55,6 +72,14 @@ emacs:
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); export DEBIAN_FRONTEND=noninteractive; \
 	  $$sudo apt-get install -y -q --no-install-recommends emacs-nox >/dev/null \
 	  || { $$sudo apt-get update -q >/dev/null && $$sudo apt-get install -y -q --no-install-recommends emacs-nox >/dev/null; }; }
+
+# HAProxy for the check of deploy/haproxy.cfg (haproxy -c) and for `make load`: Debian's haproxy,
+# when there is none and apt is at hand (as emacs above). It goes in /usr/sbin, off a user's PATH.
+haproxy:
+	@command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || ! command -v apt-get >/dev/null || { \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); export DEBIAN_FRONTEND=noninteractive; \
+	  $$sudo apt-get install -y -q --no-install-recommends haproxy >/dev/null \
+	  || { $$sudo apt-get update -q >/dev/null && $$sudo apt-get install -y -q --no-install-recommends haproxy >/dev/null; }; }
 
 components: setup
 	$(BIN)/llama-agent tools build

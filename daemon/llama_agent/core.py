@@ -10,7 +10,10 @@ the core (services/sessions.py): faces open one per client with `Core.open_sessi
 
 from __future__ import annotations
 
+import atexit
 import logging
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -18,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 
 from llama_agent.common.text import quoted, visible
-from llama_agent.config import DaemonConfig
+from llama_agent.config import DaemonConfig, Locations
 from llama_agent.runtime.models.backend import ModelLoader, ModelSettings
 from llama_agent.runtime.models.llama import load_llama
 from llama_agent.services.agent.loop import Agent
@@ -140,14 +143,15 @@ def open_core(
     tools, cache_dir = config.tools, config.locations.cache_dir
     approvals = _approvals(config, tenant.grants_file if tenant else None)
     toolbox = Toolbox(
-        new_host(tools, cache_dir),
+        new_host(tools, cache_dir, read_only=config.locations.cache_read_only),
         list(tools.watched_dirs()),
         trusted_dirs=config.trusted_dirs(),
         approvals=approvals,
         boundary=tenant.boundary if tenant else None,
     )
     if tenant is None:
-        models = ModelService(config.model, cache_dir, model_loader or backend_loader(config.model))
+        loader = model_loader or backend_loader(config.model)
+        models = ModelService(config.model, model_cache_dir(config.locations), loader)
         agent = Agent(toolbox, models)
     else:
         models, agent = tenant.models, Agent(toolbox, tenant.models, tenant.party)
@@ -176,27 +180,41 @@ def _approvals(config: DaemonConfig, grants_file: Path | None) -> Approvals:
 @dataclass
 class Service:
     """A shared deployment's services: one model, and a core per tenant (its own tools, worker
-    processes, grants file and watcher; its runs take turns at the model as its own party)."""
+    processes, grants file and watcher; its runs take turns at the model as its own party).
+
+    The tenants may change while it runs (the tenants file reloaded): `open_tenant` opens a new
+    tenant's core, and the face puts it in `cores`, on its event loop, once it is open."""
 
     models: ModelService
     cores: dict[str, Core]
     quotas: dict[str, TenantQuota]  # each tenant's, which its sessions are held to
+    config: DaemonConfig
+    scratch: Path | None = None  # a directory of this process's own, removed by `close`
+
+    def open_tenant(self, tenant: Tenant) -> Core:
+        """Blocking: `tenant`'s core (its watcher loads its tools in the background), not yet in
+        `cores`."""
+        return open_tenant_core(self.config, tenant, self.models)
 
     def close(self) -> None:
         for core in self.cores.values():
             core.close()
         self.models.close()
+        if self.scratch is not None:  # (the service ends with os._exit: no atexit handler runs)
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def open_service(config: DaemonConfig, tenants: Tenants, model_loader: ModelLoader | None = None) -> Service:
     """The services of `tenants`, over the shared tools directories of `config` (each tenant adds
     its own) and one model."""
     loader = model_loader or backend_loader(config.model)
-    models = ModelService(config.model, config.locations.cache_dir, loader)
-    service = Service(models, {}, {})
+    models_dir = model_cache_dir(config.locations)
+    models = ModelService(config.model, models_dir, loader)
+    scratch = models_dir if config.locations.cache_read_only else None
+    service = Service(models, {}, {}, config, scratch)
     try:
         for tenant in tenants:
-            service.cores[tenant.name] = open_tenant_core(config, tenant, models)
+            service.cores[tenant.name] = service.open_tenant(tenant)
             service.quotas[tenant.name] = TenantQuota(tenant.limits)
     except BaseException:
         service.close()
@@ -212,6 +230,17 @@ def open_tenant_core(config: DaemonConfig, tenant: Tenant, models: ModelService)
         models, tenant.name, tenant.grants_path(config.locations.config_dir), tenant.workspace_root
     )
     return open_core(replace(config, tools=tools, session=session), watch=True, tenant=scope)
+
+
+def model_cache_dir(locations: Locations) -> Path:
+    """Where the model service keeps downloaded models and evaluated prompt states: the cache
+    directory, unless it is read-only (`--cache-read-only`, a replica's shared cache): then a
+    directory of this process's own, removed at exit (a replica's model is a server of its own)."""
+    if not locations.cache_read_only:
+        return locations.cache_dir
+    directory = Path(tempfile.mkdtemp(prefix="llama-agent-models-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return directory
 
 
 def backend_loader(settings: ModelSettings) -> ModelLoader:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from llama_agent.config import BUNDLED_TOOLS_DIR, DaemonConfig, Locations, LoggingSettings
+from llama_agent.config import BUNDLED_TOOLS_DIR, DaemonConfig, LoggingSettings
 from llama_agent.runtime.models.backend import ModelSettings, RemoteSettings
 from llama_agent.services.tools.settings import DEFAULT_TIMEOUT_SECONDS
 
@@ -165,6 +165,13 @@ class ToolHostOptions:
             "$XDG_CACHE_HOME/llama-agent, else ~/.cache/llama-agent)",
         )
         parser.add_argument(
+            "--cache-read-only",
+            action="store_true",
+            help="only read the compile cache, filled and signed beforehand (a shared cache mounted "
+            "read-only for replicas; see docs/service.md): its entries are verified with its key and "
+            "nothing is written to it; a tool it lacks is compiled for this process alone",
+        )
+        parser.add_argument(
             "--tool-timeout",
             type=seconds,
             default=DEFAULT_TIMEOUT_SECONDS,
@@ -175,9 +182,9 @@ class ToolHostOptions:
 
     def apply(self, args: argparse.Namespace, config: DaemonConfig) -> DaemonConfig:
         tools = replace(config.tools, timeout_seconds=args.tool_timeout)
-        locations = config.locations
+        locations = replace(config.locations, cache_read_only=args.cache_read_only)
         if args.cache_dir is not None:
-            locations = Locations(cache_dir=args.cache_dir, config_dir=locations.config_dir)
+            locations = replace(locations, cache_dir=args.cache_dir)
         return replace(config, tools=tools, locations=locations)
 
 

@@ -6,5 +6,5 @@ connection), `/mcp` the MCP face over MCP's Streamable HTTP (one session per MCP
 request to `/lsp` and `/mcp` names its tenant with a bearer token (services/tenants/auth.py); a
 tenant sees only its own core (tools, grants, workers) and its sessions only their workspace
 inside the tenant's root. settings.py: what the command line says; run.py: the server and its
-stop; app.py: the routes.
+stop; app.py: the routes; reloading.py: the tenants file reloaded while it runs.
 """

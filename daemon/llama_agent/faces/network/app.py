@@ -3,7 +3,8 @@
 `/healthz` (the process answers), `/readyz` (every tenant's tools are loaded and the service is not
 stopping), `/metrics` (Prometheus text; unauthenticated, like the health routes: bind the port
 where only the operator's network reaches it, or have the proxy guard it),
-`/.well-known/oauth-protected-resource` (RFC 9728, with JWT), `/lsp` and `/mcp`.
+`/.well-known/oauth-protected-resource` (RFC 9728, with JWT), `/lsp` and `/mcp`. While it runs, the
+tenants file is reloaded on change (reloading.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.routing import Route, WebSocketRoute
 from llama_agent.faces.network.http import METADATA_PATH
 from llama_agent.faces.network.lsp_socket import lsp_endpoint
 from llama_agent.faces.network.mcp_http import McpEndpoint
+from llama_agent.faces.network.reloading import McpManagers, TenantsReloading
 from llama_agent.faces.network.state import ServiceState
 from llama_agent.runtime.telemetry.metrics import scrape
 
@@ -30,10 +32,15 @@ def build_app(state: ServiceState) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         loading = asyncio.create_task(_wait_for_tools(state))
-        async with contextlib.AsyncExitStack() as managers:
-            for tenant in mcp.tenants.values():
-                await managers.enter_async_context(tenant.manager.run())
-            yield
+        managers = McpManagers()
+        for tenant in mcp.tenants.values():
+            await managers.start(tenant)
+        # The tenants file is read again whenever it changes, from now on.
+        reloading = TenantsReloading(state, mcp, managers, asyncio.get_running_loop())
+        reloading.start()
+        yield
+        reloading.stop()
+        await managers.stop_all()
         loading.cancel()
 
     routes = [
@@ -50,7 +57,7 @@ def build_app(state: ServiceState) -> Starlette:
 
 
 async def _wait_for_tools(state: ServiceState) -> None:
-    for core in state.service.cores.values():
+    for core in list(state.service.cores.values()):  # a reload may change them meanwhile
         await core.toolbox.ready()
     state.tools_loaded = True
 

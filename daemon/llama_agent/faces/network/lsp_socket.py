@@ -93,9 +93,10 @@ class SocketWriter:
 
 
 class LspConnection:
-    """One WebSocket client: its server, its writer, its tenant's limits."""
+    """One WebSocket client of `tenant`: its server, its writer, its tenant's limits."""
 
-    def __init__(self, websocket: WebSocket, server: AgentServer) -> None:
+    def __init__(self, websocket: WebSocket, server: AgentServer, tenant: str) -> None:
+        self.tenant = tenant
         self.server = server
         self.protocol: AgentProtocol = server.protocol
         self.writer = SocketWriter(websocket)
@@ -179,7 +180,7 @@ async def _serve_connection(websocket: WebSocket, state: ServiceState, tenant: T
     server.workspace_for = lambda params: tenant_workspace(tenant.workspace_root, params)
     server.quota = state.quota(tenant)
     await websocket.accept()
-    connection = LspConnection(websocket, server)
+    connection = LspConnection(websocket, server, tenant.name)
     state.connections.add(connection)
     pump = asyncio.create_task(connection.writer.pump())
     log.info("tenant %s: LSP connection opened", tenant.name)

@@ -133,5 +133,5 @@ async def _drain(state: ServiceState, service: Service) -> None:
 
 
 def _close_toolboxes(service: Service) -> None:
-    for core in service.cores.values():
+    for core in list(service.cores.values()):
         core.toolbox.close()

@@ -1,10 +1,11 @@
 """What the routes share: the tenants' cores and quotas, whether the service is ready or stopping,
-and what is in flight (for the grace period of a stop)."""
+and what is in flight (for the grace period of a stop). The tenants may change while the service
+runs (reloading.py changes them, on the event loop)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,8 +17,11 @@ from llama_agent.services.tenants.quotas import TenantQuota
 
 
 class Connection(Protocol):
-    """A long-lived client connection (an LSP WebSocket): refuses new requests, says whether any are
-    running, and closes with a WebSocket close code."""
+    """A long-lived client connection (an LSP WebSocket) of a tenant: refuses new requests, says
+    whether any are running, and closes with a WebSocket close code."""
+
+    @property
+    def tenant(self) -> str: ...
 
     def stop_accepting(self) -> None: ...
 
@@ -55,6 +59,14 @@ class ServiceState:
 
     def busy(self) -> bool:
         return self.requests_in_flight > 0 or any(c.busy() for c in self.connections)
+
+    def close_connections(self, tenants: Collection[str], code: int) -> int:
+        """Close the connections of `tenants` with `code` (the tenants file was reloaded and they
+        were removed, or their core rebuilt); how many."""
+        closing = [connection for connection in self.connections if connection.tenant in tenants]
+        for connection in closing:
+            connection.close(code)
+        return len(closing)
 
     def track(self) -> Callable[[], None]:
         """Count a request in flight until the returned callable is called."""

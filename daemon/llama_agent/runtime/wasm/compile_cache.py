@@ -11,6 +11,12 @@ A signature is worth what the key is: the cache directory, its `components` dire
 must be the person's own (runtime/storage/private_files.py), or whoever else could write them could
 sign their own code as any tool. A cache that is not is neither read nor written: the process
 compiles into a private directory instead (`CompileCache.open`).
+
+A replica of a service reads a shared cache that was filled and signed beforehand (when its image
+was built) and never writes it (`CompileCache.open_read_only`): its entries are verified with its
+key as any are, and what it lacks (or what does not verify) is compiled into a private cache of the
+process. Its directories and key may then be root's as well as the person's (whoever built the
+image), but still writable by nobody else.
 """
 
 from __future__ import annotations
@@ -37,11 +43,14 @@ from llama_agent.runtime.storage.digests import file_sha256, sha256_hex
 from llama_agent.runtime.storage.files import RefusedFile
 from llama_agent.runtime.storage.private_files import (
     NotPrivate,
+    check_the_way,
+    command,
     private_directory,
     read_open_file,
     shown,
+    writable_by_others,
 )
-from llama_agent.runtime.storage.signing import new_key, sign, signed, stored_key
+from llama_agent.runtime.storage.signing import KEY_BYTES, KEY_NAME, new_key, sign, signed, stored_key
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +124,26 @@ class CompileCache:
         return cls.private(engine, engine_tag)
 
     @classmethod
+    def open_read_only(cls, cache_dir: Path, engine: wasmtime.Engine, engine_tag: str) -> CompileCache:
+        """The cache in `cache_dir/components`, filled and signed beforehand, only read: nothing in
+        `cache_dir` is written, not even a missing key. What it lacks is compiled into a private
+        cache (`private`). A cache that cannot be trusted (see the module's docstring) or read is
+        not used at all: the error says why, and every tool is compiled into the private cache."""
+        fallback = cls.private(engine, engine_tag)
+        try:
+            key = _read_only_key(cache_dir)
+            directory = cache_dir / COMPONENTS_DIR
+            _check_read_only_directory(directory)
+        except NotPrivate as error:
+            log.error("not using the read-only compile cache in %s: %s", shown(cache_dir), error)
+        except OSError as error:
+            log.error("cannot read the read-only compile cache in %s: %s", shown(cache_dir), error)
+        else:
+            log.info("reading the compile cache in %s, never writing it", shown(cache_dir))
+            return ReadOnlyCompileCache(directory, engine, engine_tag, key, fallback)
+        return fallback
+
+    @classmethod
     def private(cls, engine: wasmtime.Engine, engine_tag: str) -> CompileCache:
         """A cache for this process alone: a new directory (mkdtemp: 0700, a name nobody could
         have taken first) and a key that is never written down, removed by `close` or at exit."""
@@ -127,6 +156,11 @@ class CompileCache:
     @property
     def directory(self) -> Path:
         return self._dir
+
+    @property
+    def readable_directories(self) -> tuple[Path, ...]:
+        """Where the entries it hands out lie (workers may read there)."""
+        return (self._dir,)
 
     def close(self) -> None:
         """Remove a private cache's directory (workers that mapped its entries keep them)."""
@@ -198,6 +232,85 @@ class CompileCache:
         signature = sign(self._key, self._signed(content_hash, digest)).hex()
         write_atomically(entry.parent / (entry.name + MAC_SUFFIX), signature.encode())
         return Artifact(entry, digest)
+
+
+class ReadOnlyCompileCache(CompileCache):
+    """A cache filled and signed beforehand, only ever read (`CompileCache.open_read_only`); what
+    it lacks, or what does not verify, is compiled into `fallback`, a private cache."""
+
+    def __init__(
+        self, directory: Path, engine: wasmtime.Engine, engine_tag: str, key: bytes, fallback: CompileCache
+    ) -> None:
+        super().__init__(directory, engine, engine_tag, key)
+        self._fallback = fallback
+
+    @property
+    def readable_directories(self) -> tuple[Path, ...]:
+        return (self._dir, *self._fallback.readable_directories)
+
+    def close(self) -> None:
+        self._fallback.close()
+
+    def load(self, wasm: bytes, content_hash: str) -> tuple[Component, Artifact, bool]:
+        cached = self._load_verified(self.entry_path(content_hash), content_hash)
+        if cached is not None:
+            return cached[0], cached[1], True
+        return self._fallback.load(wasm, content_hash)
+
+    def ensure(self, wasm: bytes, content_hash: str) -> None:
+        entry = self.entry_path(content_hash)
+        if not (entry.exists() and (entry.parent / (entry.name + MAC_SUFFIX)).exists()):
+            self._fallback.ensure(wasm, content_hash)
+
+
+def _read_only_key(cache_dir: Path) -> bytes:
+    """The key of a read-only cache, checked as `_check_read_only` says and never made; NotPrivate
+    or another OSError if it cannot be had."""
+    path = cache_dir / KEY_NAME
+    check_the_way(path)
+    directory_fd = os.open(cache_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        _check_read_only(cache_dir, os.fstat(directory_fd), "directory")
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = os.open(KEY_NAME, flags, dir_fd=directory_fd)
+    finally:
+        os.close(directory_fd)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_size != KEY_BYTES:
+            raise NotPrivate(
+                f"{shown(path)} is not a regular file of {KEY_BYTES} bytes with one name: fill the "
+                "cache again where it is built"
+            )
+        _check_read_only(path, info, "file")
+        return read_open_file(fd, path, KEY_BYTES)
+    finally:
+        os.close(fd)
+
+
+def _check_read_only_directory(directory: Path) -> None:
+    """The entries' directory: itself, not a link, and checked as `_check_read_only` says, as is
+    every directory on the way to it."""
+    check_the_way(directory / "entry")
+    info = os.stat(directory, follow_symlinks=False)
+    if not stat.S_ISDIR(info.st_mode):
+        raise NotPrivate(f"{shown(directory)} is not a directory (a link is not followed)")
+    _check_read_only(directory, info, "directory")
+
+
+def _check_read_only(path: Path, info: os.stat_result, kind: str) -> None:
+    """A read-only cache's directory or key must be root's or the person's, writable by nobody
+    else: whoever else could write it could sign their own code as any tool."""
+    if info.st_uid not in (0, os.geteuid()):
+        raise NotPrivate(
+            f"the {kind} {shown(path)} belongs to another user (uid {info.st_uid}), not to root or "
+            f"to you (uid {os.geteuid()}): whoever owns it decides what runs"
+        )
+    if writable_by_others(info):
+        raise NotPrivate(
+            f"the {kind} {shown(path)} is writable by others (mode {stat.S_IMODE(info.st_mode):o}): "
+            f"{command('chmod', 'go-w', path)}"
+        )
 
 
 def _executable_temporary_dir() -> str | None:

@@ -91,18 +91,20 @@ class WasmHost:
         *,
         max_parallel_calls: int = 8,
         confinement: Mode | None = None,
+        cache_read_only: bool = False,
     ) -> None:
         self.limits = limits or Limits()
         self.cache_dir = cache_dir
         self.engine = new_engine()
-        # The cache in `cache_dir` if it is the person's own, else one of this process's own.
-        self._cache = CompileCache.open(
-            cache_dir, self.engine, engine_tag=f"wasmtime-{WASMTIME_VERSION}-{ENGINE_TAG_SUFFIX}"
-        )
+        # The cache in `cache_dir` if it is the person's own, else one of this process's own;
+        # `cache_read_only`: a cache signed beforehand, only read (compile_cache.py).
+        opening = CompileCache.open_read_only if cache_read_only else CompileCache.open
+        self._cache = opening(cache_dir, self.engine, f"wasmtime-{WASMTIME_VERSION}-{ENGINE_TAG_SUFFIX}")
         mode = confinement or mode_from_environment()
         warn_if_unavailable(mode)
         # Workers read compiled components from the cache's entries, never its signing key.
-        self.confinement = Confinement(mode, readable=(str(self._cache.directory),))
+        readable = tuple(str(directory) for directory in self._cache.readable_directories)
+        self.confinement = Confinement(mode, readable=readable)
         self.workers = WorkerPool(max_parallel_calls)
 
     def close(self) -> None:

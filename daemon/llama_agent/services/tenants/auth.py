@@ -150,10 +150,16 @@ class TokenVerifier:
     (when JWT is configured)."""
 
     def __init__(self, tenants: Tenants, jwt_verifier: JwtVerifier | None = None) -> None:
-        if jwt_verifier is None:
-            require_tokens(tenants)
-        self.tenants = tenants
         self.jwt = jwt_verifier
+        self.check(tenants)
+        # Replaced whole (one assignment, on the event loop) when the tenants file is reloaded.
+        self.tenants = tenants
+
+    def check(self, tenants: Tenants) -> None:
+        """TenantsFileError if `tenants` cannot be served by this verifier (a tenant without a
+        token, when no JWT is configured)."""
+        if self.jwt is None:
+            require_tokens(tenants)
 
     async def tenant_for(self, authorization: str | None) -> Tenant:
         """The tenant of an Authorization header value; Unauthorized if it names none."""

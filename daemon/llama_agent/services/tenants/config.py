@@ -1,6 +1,7 @@
 """The tenants file: who may use a shared deployment, with what, within which limits.
 
-A TOML file of `[[tenant]]` tables, read once at start (`load_tenants`):
+A TOML file of `[[tenant]]` tables, read at start (`load_tenants`) and again whenever it changes
+(reload.py):
 
     [[tenant]]
     name = "acme"                          # [a-z0-9][a-z0-9_-]{0,62}

@@ -91,6 +91,13 @@ class TenantQuota:
         self._tokens: deque[_Tokens] = deque()
         self._token_total = 0
 
+    def set_limits(self, limits: Limits) -> None:
+        """Hold the tenant to `limits` from now on (the tenants file was reloaded): what it uses
+        now is kept and counted against them (over a new, lower `max_sessions`, say, nothing is
+        closed, but no session opens until enough have ended)."""
+        with self._lock:
+            self.limits = limits
+
     def usage(self) -> QuotaUsage:
         with self._lock:
             now = self._clock()

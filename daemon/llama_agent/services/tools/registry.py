@@ -172,9 +172,10 @@ class ReconcileResult:
     unsettled: list[Path] = field(default_factory=list)
 
 
-def new_host(tools: ToolSettings, cache_dir: Path) -> WasmHost:
-    """The Wasm host of the tools section, compiling into `cache_dir`."""
-    return WasmHost(cache_dir, Limits(timeout_seconds=tools.timeout_seconds))
+def new_host(tools: ToolSettings, cache_dir: Path, *, read_only: bool = False) -> WasmHost:
+    """The Wasm host of the tools section, compiling into `cache_dir` (`read_only`: only reading
+    it, compiling what it lacks for this process alone)."""
+    return WasmHost(cache_dir, Limits(timeout_seconds=tools.timeout_seconds), cache_read_only=read_only)
 
 
 def discover(directories: Iterable[Path]) -> list[Path]:
