@@ -97,4 +97,5 @@ node_modules/.bin/jest --ci </dev/null
 
 stage "protocol tests against the daemon, then the .vsix in code-server (node --test)"
 export CODE_SERVER CHROMIUM=/usr/bin/chromium LLAMA_AGENT_REPO="$REPO" VSIX="$HERE/llama-agent.vsix"
-node --test --test-reporter=spec --test-concurrency=1 out/test/daemon/protocol.test.js out/test/editor/vsix.test.js </dev/null
+node --test --test-reporter=spec --test-concurrency=1 out/test/daemon/protocol.test.js out/test/daemon/grants.test.js \
+    out/test/editor/vsix.test.js out/test/editor/grants.test.js out/test/editor/chatPanel.test.js </dev/null

@@ -422,3 +422,155 @@ async def test_a_sessions_prompts_are_one_conversation_and_a_resent_stopped_prom
         'User: What day is it?\nAssistant: {"answer": "It is Tuesday."}\n\nUser: And tomorrow?\nAssistant: '
     )
     assert "Tell a story" not in prompts[3]
+
+
+# -- what ACP editors do: writes allowed and rejected, follow-ups, a stop during a question -------
+
+DECLINED_OBSERVATION = (
+    'Error: "not run: the person declined this call, so nothing was written. '
+    'Answer without it, or call another tool."'
+)
+
+
+async def test_a_rejected_or_failed_write_reaches_the_answer_turn_as_not_written(
+    tmp_path: Path, tools_dir: Path, bundled_tools: Path, cache_dir: Path, config_dir: Path
+) -> None:
+    """One prompt, three writes: allowed, allowed but failing, rejected. The model's answer turn
+    reads each outcome as it was, and a follow-up still does: nothing claims the two writes
+    happened."""
+    tools = writing_tools(tmp_path, tools_dir, bundled_tools)
+    workspace = tmp_path / "project"
+    (workspace / "sub").mkdir(parents=True)
+    client = Client(choices=["allow-once", "allow-once", "reject-once"])
+    log = tmp_path / "model.jsonl"
+    turns = [
+        call("write_file", path="a.txt", content="one"),
+        call("write_file", path="sub", content="two"),
+        call("write_file", path="c.txt", content="three"),
+        answer("Wrote a.txt; sub is a directory; you declined c.txt."),
+        answer("No, c.txt was not written."),
+    ]
+    async with acp_agent(tmp_path, tools, cache_dir, config_dir, client, turns, log=str(log)) as conn:
+        session = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
+        done = await conn.prompt(session_id=session, prompt=[acp.text_block("write a.txt, sub and c.txt")])
+        assert done.stop_reason == "end_turn"
+        await conn.prompt(session_id=session, prompt=[acp.text_block("Did you write c.txt?")])
+    assert (workspace / "a.txt").read_text() == "one"
+    assert not (workspace / "c.txt").exists() and not any((workspace / "sub").iterdir())
+    wrote, failed, declined = client.of_kind("tool_call_update")
+    assert [wrote.status, failed.status, declined.status] == ["completed", "failed", "failed"]
+    assert failed.content[0].content.text == "cannot write 'sub': it is a directory"
+    assert "declined this call, so nothing was written" in declined.content[0].content.text
+
+    prompts = [request["prompt"] for request in recorded(log)]
+    assert len(prompts) == 5
+    answer_turn = prompts[3]  # what the model read before it answered
+    assert answer_turn.endswith(
+        "User: write a.txt, sub and c.txt\n"
+        'Assistant: {"tool": "write_file", "arguments": {"path": "a.txt", "content": "one"}}\n'
+        'Result: "wrote 3 bytes to a.txt"\n'
+        'Assistant: {"tool": "write_file", "arguments": {"path": "sub", "content": "two"}}\n'
+        "Error: \"cannot write 'sub': it is a directory\"\n"
+        'Assistant: {"tool": "write_file", "arguments": {"path": "c.txt", "content": "three"}}\n'
+        f"{DECLINED_OBSERVATION}\nAssistant: "
+    )
+    follow_up = prompts[4]  # the earlier turn, as the conversation shows it
+    assert f"{DECLINED_OBSERVATION}\nAssistant: " in follow_up
+    assert follow_up.endswith(
+        'Assistant: {"answer": "Wrote a.txt; sub is a directory; you declined c.txt."}\n\n'
+        "User: Did you write c.txt?\nAssistant: "
+    )
+
+
+async def test_a_follow_up_prompt_sees_the_previous_request_its_call_and_answer(
+    tmp_path: Path, tools_dir: Path, cache_dir: Path, config_dir: Path
+) -> None:
+    client = Client()
+    log = tmp_path / "model.jsonl"
+    turns = [call("echo", value="banana"), answer("The word was banana."), answer("BANANA")]
+    async with acp_agent(tmp_path, tools_dir, cache_dir, config_dir, client, turns, log=str(log)) as conn:
+        session = (await conn.new_session(cwd=str(tmp_path), mcp_servers=[])).session_id
+        await conn.prompt(session_id=session, prompt=[acp.text_block("Echo the secret word banana")])
+        again = await conn.prompt(session_id=session, prompt=[acp.text_block("Say it again in capitals")])
+    assert again.stop_reason == "end_turn"
+    assert client.said().endswith("BANANA")
+    prompts = [request["prompt"] for request in recorded(log)]
+    assert len(prompts) == 3
+    assert prompts[2].endswith(
+        "User: Echo the secret word banana\n"
+        'Assistant: {"tool": "echo", "arguments": {"value": "banana"}}\n'
+        'Result: "banana"\n'
+        'Assistant: {"answer": "The word was banana."}\n\n'
+        "User: Say it again in capitals\nAssistant: "
+    )
+
+
+class QuestionHeldOpen(Client):
+    """An editor whose permission question stays open until the test answers it (`answer`: an
+    option id, "cancelled" as ACP wants after a stop, or never)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = asyncio.Event()
+        self.answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def request_permission(
+        self,
+        options: list[schema.PermissionOption],
+        session_id: str,
+        tool_call: schema.ToolCallUpdate,
+        **kwargs: Any,
+    ) -> schema.RequestPermissionResponse:
+        self.asked.append(tool_call)
+        self.open.set()
+        choice = await self.answer
+        outcome = (
+            schema.DeniedOutcome(outcome="cancelled")
+            if choice == "cancelled"
+            else schema.AllowedOutcome(outcome="selected", option_id=choice)
+        )
+        return schema.RequestPermissionResponse(outcome=outcome)
+
+
+@pytest.mark.parametrize("late_answer", ["cancelled", "allow-once", None])
+async def test_a_stop_while_the_permission_question_is_open_closes_the_call_as_cancelled(
+    tmp_path: Path,
+    tools_dir: Path,
+    bundled_tools: Path,
+    cache_dir: Path,
+    config_dir: Path,
+    late_answer: str | None,
+) -> None:
+    """The person stops the prompt while asked about a write; the editor then answers the
+    question "cancelled" (as ACP wants), or "allow-once" (clicked as they stopped), or never. The
+    call is not run, its tool call is closed (ACP has no "cancelled" status: "failed", saying
+    cancelled) before the prompt ends "cancelled", and the session serves on."""
+    tools = writing_tools(tmp_path, tools_dir, bundled_tools)
+    workspace = tmp_path / "project"
+    workspace.mkdir()
+    client = QuestionHeldOpen()
+    log = tmp_path / "model.jsonl"
+    turns = [call("write_file", path="a.txt", content="one"), answer("Hello again.")]
+    async with acp_agent(tmp_path, tools, cache_dir, config_dir, client, turns, log=str(log)) as conn:
+        session = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
+        running = asyncio.ensure_future(
+            conn.prompt(session_id=session, prompt=[acp.text_block("write a.txt")])
+        )
+        await asyncio.wait_for(client.open.wait(), 30)
+        await conn.cancel(session_id=session)
+        if late_answer is not None:
+            client.answer.set_result(late_answer)
+        assert (await asyncio.wait_for(running, 10)).stop_reason == "cancelled"
+        [started] = client.of_kind("tool_call")
+        [closed] = client.of_kind("tool_call_update")  # sent before the prompt's answer
+        again = await conn.prompt(session_id=session, prompt=[acp.text_block("hello")])
+        assert again.stop_reason == "end_turn"
+        await asyncio.sleep(0.5)  # time for a write that should not happen
+    assert (closed.tool_call_id, closed.status) == (started.tool_call_id, "failed")
+    assert closed.content[0].content.text == (
+        "cancelled: the prompt was stopped before the person answered; not run, nothing was written"
+    )
+    assert not (workspace / "a.txt").exists()
+    assert client.said().endswith("Hello again.")
+    prompts = [request["prompt"] for request in recorded(log)]
+    assert "write a.txt" not in prompts[1]  # a stopped turn is not shown to later ones

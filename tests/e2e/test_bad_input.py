@@ -127,6 +127,9 @@ KEYS = st.sampled_from(
         "",
         "sessionId",
         "session",
+        "id",
+        "action",
+        "tool",
     ]
 )
 PARAMS = JSON | st.dictionaries(KEYS, JSON, max_size=5)
@@ -139,6 +142,9 @@ METHODS = st.sampled_from(
         "agent/newSession",
         "agent/forget",
         "agent/history",
+        "grants/list",
+        "grants/answer",
+        "grants/revoke",
     ]
 )
 

@@ -83,6 +83,19 @@ def test_notifications_unknown_or_malformed_are_dropped_unanswered() -> None:
     assert checked(cancel) == cancel
 
 
+def test_a_cancel_stops_the_prompt_as_it_is_read_and_nothing_else_does() -> None:
+    """Before the SDK dispatches it: a permission answer read after it is never acted on."""
+    stopped: list[str] = []
+    checked = AcpMessages(AcpFace, stopped.append)
+    checked(INITIALIZE)
+    checked({"jsonrpc": "2.0", "method": "session/cancel", "params": {"sessionId": 5}})  # malformed
+    checked(request("session/cancel", params={"sessionId": "a"}))  # a request: no such method
+    checked(request("session/prompt", params={"sessionId": "b", "prompt": []}))
+    assert stopped == []
+    checked({"jsonrpc": "2.0", "method": "session/cancel", "params": {"sessionId": "s-1"}})
+    assert stopped == ["s-1"]
+
+
 class Failing:
     """A face whose methods fail: with the daemon's error, with a bug, with the SDK's error."""
 

@@ -8,6 +8,7 @@ import type { DaemonFeatures, DaemonLaunch } from './common/server';
 import { resolvePath, SERVER_RESTART_SETTINGS, SettingsReader } from './common/settings';
 import { showWarningMessage } from './common/vscodeapi';
 import { describeModel } from './format';
+import { GRANTS_VIEW_OPTIONS } from './grants';
 import { LlamaAgentCapabilities, modelInfo } from './protocol';
 
 /** `llama`: the daemon's in-process llama.cpp model; `openai`: a server with an OpenAI-compatible API. */
@@ -170,8 +171,8 @@ export function settingsWarnings(settings: AgentSettings, env: NodeJS.ProcessEnv
 
 /**
  * The agent's part in starting the daemon (common/server.ts's DaemonManager knows no feature):
- * its settings checked and turned into flags, and what the daemon says of itself (its
- * capabilities, its model) logged once it answered `initialize`.
+ * its settings checked and turned into flags, the Grants view announced in `initialize`, and what
+ * the daemon says of itself (its capabilities, its model) logged once it answered.
  */
 export const agentFeatures: DaemonFeatures = {
     prepare(): DaemonLaunch {
@@ -181,6 +182,7 @@ export const agentFeatures: DaemonFeatures = {
             problem: message === undefined ? undefined : { message, settingsQuery: SETTINGS_FOR_BACKEND },
             warnings: settingsWarnings(settings),
             args: agentArgs(settings),
+            initializationOptions: { ...GRANTS_VIEW_OPTIONS },
         };
     },
     started(program: string, experimental: unknown): void {

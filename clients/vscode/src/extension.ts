@@ -1,5 +1,6 @@
 import type { ExtensionContext } from 'vscode';
 import { agentFeatures, RESTART_SETTINGS } from './agentSettings';
+import { registerChat } from './chat/register';
 import { Commands, invokeToolCommand, listToolsCommand, RUNS_CHANNEL, runAgentCommand } from './commands';
 import { LOG_CHANNEL, ServerCommands } from './common/constants';
 import { registerLogger, traceError, traceInfo } from './common/logging';
@@ -13,6 +14,8 @@ import {
     onDidChangeConfiguration,
     registerCommand,
 } from './common/vscodeapi';
+import { onGrantsDidChange } from './grants';
+import { GRANTS_VIEW, grantsCommandHandlers, GrantsTreeProvider } from './grantsView';
 import { onToolsDidChange } from './protocol';
 import { TOOLS_VIEW, ToolsTreeProvider } from './toolsView';
 
@@ -27,18 +30,28 @@ export async function activate(context: ExtensionContext): Promise<void> {
 
     const tools = new ToolsTreeProvider(() => manager.current);
     const view = createTreeView(TOOLS_VIEW, tools);
+    // The Grants view: the badge counts the requests waiting for the person.
+    const grants = new GrantsTreeProvider(() => manager.current);
+    const grantsView = createTreeView(GRANTS_VIEW, grants);
+    grants.onDidChangeTreeData(() => (grantsView.badge = grants.badge()));
 
     let didChange: { dispose(): void } | undefined;
+    let grantsDidChange: { dispose(): void } | undefined;
     manager.onDidChangeClient((client) => {
         didChange?.dispose();
         didChange = client
             ? onToolsDidChange(client, (change) => {
                   traceInfo(`tools/didChange: ${JSON.stringify(change)}`);
                   void tools.refresh();
+                  void grants.refresh(); // a changed tool or policy may ask for other grants
               })
             : undefined;
+        grantsDidChange?.dispose();
+        grantsDidChange = client ? onGrantsDidChange(client, () => void grants.refresh()) : undefined;
         void tools.refresh();
+        void grants.refresh();
     });
+    const grantsCtx = { connect: () => manager.ensureClient(), refresh: () => grants.refresh() };
 
     const ctx = {
         connect: () => manager.ensureClient(),
@@ -50,8 +63,12 @@ export async function activate(context: ExtensionContext): Promise<void> {
         runs,
         tools,
         view,
+        grants,
+        grantsView,
         manager,
         { dispose: () => didChange?.dispose() },
+        { dispose: () => grantsDidChange?.dispose() },
+        ...Object.entries(grantsCommandHandlers(grantsCtx)).map(([command, handler]) => registerCommand(command, handler)),
         registerCommand(Commands.runAgent, (prompt?: unknown) =>
             runAgentCommand(ctx, typeof prompt === 'string' ? prompt : undefined),
         ),
@@ -77,6 +94,9 @@ export async function activate(context: ExtensionContext): Promise<void> {
             }
         }),
     );
+
+    // The chat: @llama, the chat panel, and the tools in agent mode (MCP).
+    registerChat(context, manager);
 
     onDidChangeInterpreter(() => {
         if (!readServerSettings().serverCommand) {

@@ -23,7 +23,7 @@ import os
 import stat
 import sys
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -82,6 +82,12 @@ PERMISSION_OPTIONS = [
     ),
     schema.PermissionOption(option_id="reject-once", name="Reject", kind="reject_once"),
 ]
+# How a call the stopped prompt left open is closed (ACP's tool calls have no "cancelled" status:
+# it is "failed", saying so), while its question was open, or while it ran.
+CANCELLED_UNASKED = (
+    "cancelled: the prompt was stopped before the person answered; not run, nothing was written"
+)
+CANCELLED_RUNNING = "cancelled: the prompt was stopped while the call ran"
 # What stays as it is in a text shown in full (a file's content): line breaks and tabs.
 LINES = "\n\t"
 CHOICES = {Choice.ALLOW_ONCE.value: Choice.ALLOW_ONCE, Choice.ALLOW_ALWAYS.value: Choice.ALLOW_ALWAYS}
@@ -192,15 +198,18 @@ class AcpMessages:
     llama_agent.faces.wire.lines): as on the other faces, an unknown method is -32601 naming it, a
     request before `initialize` -32002, params that do not fit -32602 naming the field and the
     reason in the message (the SDK would answer "Invalid params" with pydantic's report in
-    `data`); missing, null or empty-array params are none."""
+    `data`); missing, null or empty-array params are none. A `session/cancel` also goes to
+    `on_cancel` as soon as it is read: a client's answer read after it (to the stopped prompt's
+    permission question, say) is then never acted on, whenever the SDK gets to it."""
 
-    def __init__(self, face: object) -> None:
+    def __init__(self, face: object, on_cancel: Callable[[str], None] | None = None) -> None:
         def served(methods: dict[str, tuple[type[BaseModel], str]]) -> dict[str, type[BaseModel]]:
             return {method: model for method, (model, name) in methods.items() if hasattr(face, name)}
 
         self._requests = served(ACP_REQUESTS)
         self._notifications = served(ACP_NOTIFICATIONS)
         self._initialized = False
+        self._on_cancel = on_cancel
 
     def __call__(self, message: dict[str, Any]) -> Rejection | dict[str, Any]:
         method = message.get("method")
@@ -223,6 +232,8 @@ class AcpMessages:
             reason = f"invalid params for {brief(method)}: {explain(error)}"
             return Rejection(INVALID_PARAMS, reason, request_id, answer=is_request)
         self._initialized = self._initialized or method == "initialize"
+        if method == "session/cancel" and not is_request and self._on_cancel is not None:
+            self._on_cancel(message["params"]["sessionId"])  # a string: validated above
         return message
 
 
@@ -264,12 +275,16 @@ class AcpSession:
             raise CannotAsk("no prompt of this session made the call")
         await updates.sent()
         call = permission_request(request, updates.call_id(request.step))
+        # Marked until answered: a prompt stopped meanwhile closes the call as never run.
+        updates.asking(request.step, True)
         try:
             answer = await self.client.request_permission(
                 session_id=self.session_id, tool_call=call, options=PERMISSION_OPTIONS
             )
         except acp.RequestError as error:
+            updates.asking(request.step, False)
             raise CannotAsk(f"the client could not ask: {visible(str(error))}") from error
+        updates.asking(request.step, False)
         chosen = answer.outcome.option_id if isinstance(answer.outcome, schema.AllowedOutcome) else None
         return CHOICES.get(chosen or "", Choice.REJECT)
 
@@ -285,6 +300,8 @@ class SessionUpdates:
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._sender = asyncio.ensure_future(self._send_all())
         self._answer = AnswerStream()
+        self._open: set[int] = set()  # calls announced and not yet finished
+        self._asking: set[int] = set()  # ... of which the person is being asked about
 
     def call_id(self, index: int) -> str:
         return f"{self._prompt_id}-call-{index}"
@@ -308,8 +325,31 @@ class SessionUpdates:
             raw_input=visible_json(arguments),
         )
         self._queue.put_nowait(update)
+        self._open.add(index)
+
+    def asking(self, index: int, open_question: bool) -> None:
+        if open_question:
+            self._asking.add(index)
+        else:
+            self._asking.discard(index)
+
+    def close_cancelled_calls(self) -> None:
+        """Close each call the stopped prompt left open, as failed, saying it was cancelled (and,
+        if its question was still open, that it did not run): a client shows no call as running
+        after the turn, and the person reads that nothing was written."""
+        for index in sorted(self._open):
+            text = CANCELLED_UNASKED if index in self._asking else CANCELLED_RUNNING
+            update = acp.update_tool_call(
+                self.call_id(index),
+                status="failed",
+                content=[acp.tool_content(acp.text_block(text))],
+                raw_output=text,
+            )
+            self._queue.put_nowait(update)
+        self._open.clear()
 
     def on_tool_result(self, index: int, step: AgentStep) -> None:
+        self._open.discard(index)
         update = acp.update_tool_call(
             self.call_id(index),
             status="failed" if step.is_error else "completed",
@@ -398,6 +438,7 @@ class AcpFace:
         except asyncio.CancelledError:
             if not run.cancelled():
                 raise  # this request itself was cancelled, not the run
+            updates.close_cancelled_calls()  # sent before the answer (`finally`), as ACP wants
             return acp.PromptResponse(stop_reason="cancelled")
         finally:
             session.running = None
@@ -406,6 +447,11 @@ class AcpFace:
         return acp.PromptResponse(stop_reason=STOP_REASONS[result.stop_reason])
 
     async def cancel(self, session_id: str, **kwargs: Any) -> None:
+        self.stop(session_id)  # again: the prompt may have started after the line was read
+
+    def stop(self, session_id: str) -> None:
+        """Stop the session's running prompt (at its next await): called as the `session/cancel`
+        line is read (AcpMessages), and when the SDK dispatches it."""
         session = self._sessions.get(session_id)
         if session is not None and session.running is not None:
             session.running.cancel()
@@ -445,6 +491,6 @@ async def _serve(face: AcpFace, out: BinaryIO) -> None:
     """The SDK's connection over bounded, strictly parsed lines (llama_agent.faces.wire.lines): it sees
     only well-formed messages, and writes only strict JSON."""
     warnings = asyncio.ensure_future(face.core.warn_of_failures())
-    channel = await open_stdio(sys.stdin.buffer, out, AcpMessages(face))
+    channel = await open_stdio(sys.stdin.buffer, out, AcpMessages(face, face.stop))
     await acp.run_agent(cast(acp.Agent, AnsweringErrors(face)), channel)
     warnings.cancel()

@@ -29,12 +29,25 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from llama_agent.common.errors import InvalidParams
+from llama_agent.common.text import quoted, visible
 from llama_agent.runtime.telemetry import audit
 from llama_agent.runtime.telemetry.calls import refused_call
+from llama_agent.runtime.tools.grants_file import GrantsFileError
 from llama_agent.runtime.wasm.host import Invocation
 from llama_agent.services.agent.history import AgentStep, Conversation, Conversations, Outcome, PastTurn
 from llama_agent.services.agent.loop import Agent, AgentEvents, AgentRequest, AgentResult
-from llama_agent.services.consent.approvals import Approvals, PendingRequest, Prompts
+from llama_agent.services.consent.approvals import (
+    ALLOW_ONCE,
+    ALWAYS_ALLOW,
+    Approvals,
+    ApprovedGrants,
+    GrantsState,
+    PendingRequest,
+    Prompts,
+    request_id,
+    tool_words,
+)
 from llama_agent.services.consent.calls import (
     CallConsent,
     CannotAsk,
@@ -228,6 +241,48 @@ class Session:
     def grant_request_unanswerable(self, request: PendingRequest, error: BaseException) -> None:
         """The question could not be put (an error answer, a client gone): not asked again."""
         self._grant_prompts.failed(request, error)
+
+    def grants(self) -> GrantsState:
+        """The requests waiting for the person and the approved ones, as this session sees them
+        (its workspace among the directories), each sorted by tool name."""
+        approvals = self._grant_prompts.approvals
+        pending = sorted(map(self._pending_view, self.toolbox.snapshot.pending), key=lambda r: r.name)
+        defaults = self.toolbox.host.limits
+        approved = [
+            ApprovedGrants(tool.name, tool.granted_by, tool.grants, defaults, tool.workspace)
+            for tool in sorted(self.tools().values(), key=lambda tool: tool.name)
+            if tool.granted_by is not None
+        ]
+        denied = frozenset(request_id(r) for r in pending if approvals.is_denied(r.key))
+        return GrantsState(tuple(pending), tuple(approved), denied)
+
+    async def answer_grant(self, wanted: str, action: str) -> tuple[bool, ToolSetChange]:
+        """Answer the pending request whose `request_id` is `wanted` with `action` (of ACTIONS):
+        whether it is approved now, and the change to the tools. Raises InvalidParams if no
+        request waits under that id."""
+        for request in self.grants().pending:
+            if request_id(request) == wanted:
+                change = await self.answer_grant_request(request, action)
+                return action in (ALLOW_ONCE, ALWAYS_ALLOW), change
+        raise InvalidParams(
+            f"no pending grant request with id {quoted(wanted)}: grants/list shows those waiting", "id"
+        )
+
+    async def revoke_grants(self, name: str) -> tuple[bool, ToolSetChange]:
+        """Drop the approvals of the tool `name` (this process's and the grants file's), as
+        `llama-agent tools revoke` does: whether there were any, and the change to the tools (back
+        to their defaults). A trusted directory's approval cannot be revoked. Raises InvalidParams
+        if the grants file cannot be written."""
+        try:
+            removed = await asyncio.to_thread(self._grant_prompts.approvals.revoke_everywhere, name)
+        except (GrantsFileError, OSError) as error:
+            raise InvalidParams(f"cannot revoke {tool_words(name)}: {visible(str(error))}", "tool") from error
+        audit.record("grant", tool=name, choice="revoked", removed=removed)
+        if not removed:
+            return False, ToolSetChange()
+        log.info("%s's approvals revoked (%d)", name, removed)
+        result = await asyncio.to_thread(self.toolbox.reconcile)
+        return True, result.change
 
 
 def _refused(tool: Tool, text: str) -> CallResult:

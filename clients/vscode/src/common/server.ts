@@ -160,8 +160,16 @@ export function describeServer(server: ServerCommand, args: string[] = server.ar
     return `${[server.command, ...args].join(' ')} (from ${from})`;
 }
 
-/** The language client of the daemon `server`, started with `args` (the server's own and the features'). */
-export function createClient(server: ServerCommand, args: string[], logChannel: LogOutputChannel): LanguageClient {
+/**
+ * The language client of the daemon `server`, started with `args` (the server's own and the
+ * features'); `initializationOptions` (the features') go in its `initialize` request.
+ */
+export function createClient(
+    server: ServerCommand,
+    args: string[],
+    logChannel: LogOutputChannel,
+    initializationOptions?: { [key: string]: unknown },
+): LanguageClient {
     const folder = getWorkspaceFolders()[0]?.uri.fsPath;
     const run: Executable = {
         command: server.command,
@@ -175,6 +183,7 @@ export function createClient(server: ServerCommand, args: string[], logChannel: 
         outputChannel: logChannel,
         traceOutputChannel: logChannel,
         revealOutputChannelOn: RevealOutputChannelOn.Never,
+        initializationOptions,
         stdioOptions: {
             stdout: (input, channel) => pipeLines(input, (line) => channel.info(line)),
             stderr: (input, channel) => pipeLines(input, daemonLogSink(channel)),
@@ -200,6 +209,8 @@ export interface DaemonLaunch {
     warnings: string[];
     /** The features' flags, after the server's own arguments. */
     args: string[];
+    /** What the features tell the daemon in `initialize` (`initializationOptions`). */
+    initializationOptions?: { [key: string]: unknown };
 }
 
 /** The extension's features' part in starting the daemon. */
@@ -316,7 +327,7 @@ export class DaemonManager implements Disposable {
         const server = discovery.server;
         const args = [...server.args, ...launch.args];
         traceInfo(`Starting the daemon: ${describeServer(server, args)}`);
-        const client = this.makeClient(server, args, this.logChannel);
+        const client = this.makeClient(server, args, this.logChannel, launch.initializationOptions);
         try {
             await client.start();
         } catch (error) {

@@ -101,10 +101,13 @@ describe('llama-agent serve over stdio', () => {
             'agent/history',
             'agent/newSession',
             'agent/run',
+            'grants/answer',
+            'grants/list',
+            'grants/revoke',
             'tools/invoke',
             'tools/list',
         ]);
-        assert.deepEqual(custom.notifications, ['tools/didChange']);
+        assert.deepEqual(custom.notifications, ['tools/didChange', 'grants/didChange']);
         // The embedded model, in the daemon's process (no --model given).
         assert.deepEqual(custom.model, { backend: 'llama', name: null, baseUrl: null });
         await connection.sendNotification('initialized', {});

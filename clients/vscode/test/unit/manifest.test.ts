@@ -70,7 +70,8 @@ describe('the model backend settings', () => {
     });
 
     test('every setting but the per-run and trace ones restarts the daemon', () => {
-        const perRun = ['llamaAgent.maxSteps', 'llamaAgent.trace.server'];
+        // llamaAgent.mcp.enabled changes the MCP server offered to agent mode, not the daemon.
+        const perRun = ['llamaAgent.maxSteps', 'llamaAgent.trace.server', 'llamaAgent.mcp.enabled'];
         expect([...RESTART_SETTINGS].sort()).toEqual(Object.keys(settings).filter((name) => !perRun.includes(name)).sort());
     });
 });

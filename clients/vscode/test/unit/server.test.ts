@@ -241,6 +241,7 @@ describe('DaemonManager', () => {
             { command: '/usr/bin/llama-agent', args: ['serve'], source: 'path' },
             ['serve'],
             log,
+            { grantsView: true }, // the Grants view shows the requests: the daemon does not ask
         ]);
         const restarted = await manager.restart();
         expect(clients[0].stop).toHaveBeenCalled();
@@ -342,6 +343,17 @@ describe('DaemonManager knows no feature: what the features add comes through Da
         expect(window.showErrorMessage).toHaveBeenCalledWith('no way', 'Open Settings', 'Show Log');
         await new Promise((r) => setImmediate(r));
         expect(commands.executeCommand).toHaveBeenCalledWith('workbench.action.openSettings', 'llamaAgent.somewhere');
+    });
+
+    test("the features' initializationOptions go to the client, which sends them in initialize", async () => {
+        const features: DaemonFeatures = {
+            prepare: () => ({ warnings: [], args: [], initializationOptions: { someFeature: true } }),
+            started: jest.fn(),
+        };
+        const { d } = deps({ onPath: { 'llama-agent': '/usr/bin/llama-agent' } });
+        const makeClient = jest.fn((..._args: unknown[]) => client());
+        await new DaemonManager(log as never, features, d, makeClient as never).ensureClient();
+        expect(makeClient.mock.calls[0][3]).toEqual({ someFeature: true });
     });
 
     test('without features the daemon gets only the server arguments', async () => {

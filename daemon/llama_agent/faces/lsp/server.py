@@ -33,19 +33,26 @@ from llama_agent.faces.lsp.framing import open_reader, serve_frames
 from llama_agent.faces.lsp.progress import RunProgress
 from llama_agent.faces.lsp.protocol import AgentProtocol, agent_converter
 from llama_agent.faces.wire.params import (
+    GRANTS_DID_CHANGE,
     TOOLS_DID_CHANGE,
+    grants_view_client,
     parse_agent_run,
+    parse_grants_answer,
+    parse_grants_list,
+    parse_grants_revoke,
     parse_new_session,
     parse_session_id,
     parse_tools_invoke,
     parse_tools_list,
 )
 from llama_agent.faces.wire.results import (
+    JsonObject,
     agent_result_to_wire,
     call_result_to_wire,
     change_to_wire,
     conversation_to_wire,
     failure_to_wire,
+    grants_to_wire,
     model_to_wire,
     tool_to_wire,
 )
@@ -84,6 +91,10 @@ class AgentServer(LanguageServer):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Future[Any]] = set()
         self._client_ready = False  # after `initialized`: the client may be asked things
+        # A client with a Grants view (initializationOptions.grantsView) shows pending grant
+        # requests itself: it is not asked about them, and hears grants/didChange instead.
+        self.grants_view = False
+        self._grants_told: JsonObject | None = None  # the grants the client last saw or was told of
         self._unsubscribe: Callable[[], None] | None = None
         # The network face's: the workspace `initialize` asks for (InvalidParams if not allowed),
         # and the tenant's limits its session is held to.
@@ -211,8 +222,8 @@ class AgentServer(LanguageServer):
 
     def ask_about_pending_grants(self) -> None:
         """Put each request for grants that waits for the person to them, once, without waiting
-        for the answers (window/showMessageRequest)."""
-        if not self._client_ready or self._session is None:
+        for the answers (window/showMessageRequest), unless the client shows them in a view."""
+        if not self._client_ready or self._session is None or self.grants_view:
             return
         for request in self._session.grant_requests_to_ask():
             self._in_background(self._ask_grants(self._session, request))
@@ -231,6 +242,29 @@ class AgentServer(LanguageServer):
         change = await session.answer_grant_request(request, _action_title(answer))
         if change:
             self._announce(change)
+        self.tell_if_grants_changed()
+
+    def grants_listing(self) -> JsonObject:
+        """grants/list's result, now; what the client will have seen (see tell_if_grants_changed)."""
+        self._grants_told = grants_to_wire(self.session.grants())
+        return self._grants_told
+
+    def announce_grants(self, change: ToolSetChange) -> None:
+        """After an answer or a revocation in a Grants view: the tools it changed, and the grants."""
+        if change:
+            self._announce(change)  # tells of the grants too
+        else:
+            self.tell_if_grants_changed()
+
+    def tell_if_grants_changed(self) -> None:
+        """grants/didChange to a client with a Grants view, if the session's pending or approved
+        grants differ from what it last listed or was told of (other clients have no use for it)."""
+        if self._session is None or not self._client_ready or not self.grants_view:
+            return
+        current = grants_to_wire(self._session.grants())
+        if current != self._grants_told:
+            self._grants_told = current
+            self.protocol.notify(GRANTS_DID_CHANGE, None)
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
@@ -268,6 +302,7 @@ class AgentServer(LanguageServer):
                 )
             )
         self.ask_about_pending_grants()
+        self.tell_if_grants_changed()
 
     def serve(self, stdin: BinaryIO, stdout: BinaryIO) -> int:
         """Run until `exit`, end of input or SIGTERM.
@@ -340,6 +375,7 @@ def _action_title(answer: Any) -> str | None:
 
 @feature(types.INITIALIZE)
 def initialize(ls: AgentServer, params: types.InitializeParams) -> None:
+    ls.grants_view = grants_view_client(params.initialization_options)
     ls.attach_loop()
     ls.open_session(ls.session_workspace(params))
 
@@ -428,6 +464,34 @@ async def agent_run(ls: AgentServer, params: Any) -> dict[str, Any]:
     finally:
         progress.end(outcome)
     return {**agent_result_to_wire(result), "sessionId": conversation.id if conversation else None}
+
+
+@feature("grants/list")
+async def grants_list(ls: AgentServer, params: Any) -> JsonObject:
+    ls.require_initialized()
+    parse_grants_list(params)
+    await ls.session.ready()
+    return ls.grants_listing()
+
+
+@feature("grants/answer")
+async def grants_answer(ls: AgentServer, params: Any) -> JsonObject:
+    ls.require_initialized()
+    answer = parse_grants_answer(params)
+    await ls.session.ready()
+    approved, change = await ls.session.answer_grant(answer.request_id, answer.action)
+    ls.announce_grants(change)
+    return {"changed": approved}
+
+
+@feature("grants/revoke")
+async def grants_revoke(ls: AgentServer, params: Any) -> JsonObject:
+    ls.require_initialized()
+    name = parse_grants_revoke(params)
+    await ls.session.ready()
+    revoked, change = await ls.session.revoke_grants(name)
+    ls.announce_grants(change)
+    return {"revoked": revoked}
 
 
 # The stdio face's: one client per process.

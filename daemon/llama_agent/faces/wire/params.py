@@ -12,6 +12,7 @@ from typing import Any
 from llama_agent.common.errors import InvalidParams
 from llama_agent.runtime.tools.schema import ArgumentError, validate_arguments
 from llama_agent.services.agent.loop import AgentRequest
+from llama_agent.services.consent.approvals import ACTIONS
 
 TOOLS_LIST_PARAMS: dict[str, Any] = {"type": "object"}
 TOOLS_INVOKE_PARAMS: dict[str, Any] = {
@@ -47,6 +48,22 @@ SESSION_ID_PARAMS: dict[str, Any] = {
     "required": ["sessionId"],
     "additionalProperties": False,
 }
+GRANTS_LIST_PARAMS: dict[str, Any] = {"type": "object", "additionalProperties": False}
+GRANTS_ANSWER_PARAMS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "minLength": 1, "maxLength": 300},
+        "action": {"enum": list(ACTIONS)},
+    },
+    "required": ["id", "action"],
+    "additionalProperties": False,
+}
+GRANTS_REVOKE_PARAMS: dict[str, Any] = {
+    "type": "object",
+    "properties": {"tool": {"type": "string", "minLength": 1, "maxLength": 200}},
+    "required": ["tool"],
+    "additionalProperties": False,
+}
 
 
 # Every custom request and its params' schema: what `initialize` advertises, what is validated.
@@ -57,10 +74,14 @@ CUSTOM_METHODS: dict[str, dict[str, Any]] = {
     "agent/newSession": AGENT_NEW_SESSION_PARAMS,
     "agent/forget": SESSION_ID_PARAMS,
     "agent/history": SESSION_ID_PARAMS,
+    "grants/list": GRANTS_LIST_PARAMS,
+    "grants/answer": GRANTS_ANSWER_PARAMS,
+    "grants/revoke": GRANTS_REVOKE_PARAMS,
 }
 # Every custom notification the daemon sends.
 TOOLS_DID_CHANGE = "tools/didChange"
-CUSTOM_NOTIFICATIONS = (TOOLS_DID_CHANGE,)
+GRANTS_DID_CHANGE = "grants/didChange"  # the pending or approved grants changed: list them again
+CUSTOM_NOTIFICATIONS = (TOOLS_DID_CHANGE, GRANTS_DID_CHANGE)
 
 
 def parse_tools_list(params: Any) -> dict[str, Any]:
@@ -111,6 +132,36 @@ def parse_session_id(method: str, params: Any) -> str:
     """The `sessionId` of agent/forget or agent/history."""
     session_id: str = _validated(method, SESSION_ID_PARAMS, params)["sessionId"]
     return session_id
+
+
+@dataclass(frozen=True)
+class GrantAnswer:
+    """grants/answer: the pending request (its id in grants/list) and the person's action."""
+
+    request_id: str
+    action: str
+
+
+def parse_grants_list(params: Any) -> None:
+    _validated("grants/list", GRANTS_LIST_PARAMS, params)
+
+
+def parse_grants_answer(params: Any) -> GrantAnswer:
+    body = _validated("grants/answer", GRANTS_ANSWER_PARAMS, params)
+    return GrantAnswer(body["id"], body["action"])
+
+
+def parse_grants_revoke(params: Any) -> str:
+    """The name of the tool whose approvals to drop."""
+    tool: str = _validated("grants/revoke", GRANTS_REVOKE_PARAMS, params)["tool"]
+    return tool
+
+
+def grants_view_client(options: Any) -> bool:
+    """Whether the client's `initializationOptions` say it shows pending grant requests itself
+    (`{"grantsView": true}`): then it is not asked about them with window/showMessageRequest.
+    Anything else there is not ours to judge, and is ignored."""
+    return isinstance(options, dict) and options.get("grantsView") is True
 
 
 def _validated(method: str, schema: dict[str, Any], params: Any, nested: str | None = None) -> dict[str, Any]:

@@ -5,9 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from llama_agent.runtime.models.backend import ModelIdentity
+from llama_agent.runtime.tools.limits import Limits
+from llama_agent.runtime.tools.policy import Grants
 from llama_agent.services.agent.history import AgentStep, Conversation
 from llama_agent.services.agent.loop import AgentResult, RunTimings
-from llama_agent.services.consent.approvals import PendingRequest, pending_message
+from llama_agent.services.consent.approvals import (
+    ApprovedGrants,
+    GrantsState,
+    PendingRequest,
+    pending_message,
+    prompt_message,
+    raised_limits,
+    request_id,
+)
 from llama_agent.services.tools.registry import CallResult, LoadFailure, Tool, ToolSetChange
 
 JsonObject = dict[str, Any]
@@ -41,6 +51,54 @@ def requested_grants_to_wire(request: PendingRequest) -> JsonObject:
     """What a tool's policy asks for and nobody has approved; `workspace` is the mode it asks the
     client's workspace in, which shows under `dirs` only once there is one."""
     return {**request.grants.to_wire(), "workspace": request.workspace}
+
+
+def grants_to_wire(state: GrantsState) -> JsonObject:
+    """grants/list's result: the requests waiting for the person, and the approved ones."""
+    return {
+        "pending": [pending_to_wire(r, request_id(r) in state.denied) for r in state.pending],
+        "approved": [approved_to_wire(approved) for approved in state.approved],
+    }
+
+
+def pending_to_wire(request: PendingRequest, denied: bool) -> JsonObject:
+    """A pending request, as exactly as it asks (its paths as they are: clients need the real ones;
+    `message` is display text, made visible)."""
+    return {
+        "id": request_id(request),
+        **_granted(request.grants, request.defaults, request.workspace),
+        "tool": request.name,
+        "message": prompt_message(request),
+        "denied": denied,
+    }
+
+
+def approved_to_wire(approved: ApprovedGrants) -> JsonObject:
+    return {
+        "tool": approved.tool,
+        "scope": approved.scope,
+        **_granted(approved.grants, approved.defaults, approved.workspace),
+    }
+
+
+# Limits by their wire names (as in a tool's `grants`).
+_LIMIT_NAMES = {
+    "timeout_seconds": "timeoutSeconds",
+    "memory_bytes": "memoryBytes",
+    "memories": "memories",
+    "output_bytes": "outputBytes",
+    "write_bytes": "writeBytes",
+}
+
+
+def _granted(grants: Grants, defaults: Limits, workspace: str | None) -> JsonObject:
+    limits = raised_limits(grants.limits, defaults)
+    return {
+        "dirs": [{"path": str(d.host), "mode": d.mode, "guest": d.guest} for d in grants.dirs],
+        "env": list(grants.env),
+        "limits": {_LIMIT_NAMES.get(name, name): value for name, value in limits.items()},
+        "workspace": workspace,
+    }
 
 
 def failure_to_wire(failure: LoadFailure) -> JsonObject:

@@ -17,6 +17,8 @@ S64_MIN = -(2**63)
 S64_MAX = 2**63 - 1
 
 JsonObject = dict[str, Any]
+# The longest reason an error gives for arguments that do not match (it may quote them).
+MAX_MESSAGE_CHARS = 300
 
 
 class ArgumentError(InvalidParams, ValueError):
@@ -89,12 +91,19 @@ def _argument_error(error: ValidationError) -> ArgumentError:
         return ArgumentError(f"missing required argument {missing!r}", missing)
     if error.validator == "additionalProperties":
         extra = _unexpected_properties(error)
-        names = ", ".join(repr(name) for name in extra)
+        names = _cut(", ".join(repr(name) for name in extra))
         return ArgumentError(f"unexpected argument {names}", extra[0] if extra else None)
+    message = _cut(error.message)
     if error.path:
         field = str(error.path[0])
-        return ArgumentError(f"argument {field!r}: {error.message}", field)
-    return ArgumentError(f"arguments: {error.message}")
+        return ArgumentError(f"argument {field!r}: {message}", field)
+    return ArgumentError(f"arguments: {message}")
+
+
+def _cut(text: str) -> str:
+    """`text` (which may quote what the client sent) at most MAX_MESSAGE_CHARS long: a client's
+    megabyte string is not said back whole."""
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "…"
 
 
 def _missing_property(error: ValidationError) -> str:

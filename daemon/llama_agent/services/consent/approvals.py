@@ -68,13 +68,7 @@ def asks_beyond_defaults(grants: Grants, defaults: Limits, workspace: str | None
 
     A policy that only lowers limits takes nothing from the person, so it needs no approval.
     """
-    if grants.dirs or grants.env or workspace is not None:
-        return True
-    for limit in fields(Limits):
-        asked, default = getattr(grants.limits, limit.name), getattr(defaults, limit.name)
-        if asked != default and not (_is_number(asked) and _is_number(default) and asked < default):
-            return True
-    return False
+    return bool(grants.dirs or grants.env or workspace is not None or raised_limits(grants.limits, defaults))
 
 
 def _is_number(value: object) -> bool:
@@ -163,6 +157,18 @@ class Approvals:
         update_approvals(file, add)
         return file
 
+    def revoke_everywhere(self, name: str) -> int:
+        """Remove every approval of `name`: this process's ("Allow once") and, if there is a grants
+        file, the file's; returns how many there were. Raises GrantsFileError or OSError if the file
+        cannot be written (this process's are gone anyway)."""
+        with self._lock:
+            kept = {key for key in self._session if key.name != name}
+            removed = len(self._session) - len(kept)
+            self._session = kept
+        if self.grants_file is None:
+            return removed
+        return removed + self.revoke(name)
+
     def revoke(self, name: str) -> int:
         """Remove every approval of `name` from the grants file; returns how many there were."""
         file = self._writable_file()
@@ -184,6 +190,44 @@ class Approvals:
         if self.grants_file is None:
             raise GrantsFileError("no grants file is in use (the config directory is a tools directory)")
         return self.grants_file
+
+
+def request_id(request: PendingRequest) -> str:
+    """A pending request's id for a client (the Grants view): stable while the tool's file and its
+    policy are unchanged, and another one when either changes (a new request, asked anew)."""
+    return f"{request.name}:{request.component_sha256[:12]}:{request.policy_sha256[:12]}"
+
+
+def raised_limits(limits: Limits, defaults: Limits) -> dict[str, object]:
+    """The limits in `limits` above `defaults` (what an approval gives beyond them), by field."""
+    raised: dict[str, object] = {}
+    for limit in fields(Limits):
+        asked, default = getattr(limits, limit.name), getattr(defaults, limit.name)
+        if asked != default and not (_is_number(asked) and _is_number(default) and asked < default):
+            raised[limit.name] = asked
+    return raised
+
+
+@dataclass(frozen=True)
+class ApprovedGrants:
+    """A tool whose policy asks beyond the defaults, approved (`scope`: TRUSTED_DIRECTORY,
+    GRANTS_FILE or THIS_SESSION): what it runs with, as a session sees it."""
+
+    tool: str
+    scope: str
+    grants: Grants
+    defaults: Limits
+    workspace: str | None = None
+
+
+@dataclass(frozen=True)
+class GrantsState:
+    """A session's view of the tools' requested grants: those waiting for the person (`denied`:
+    the ids of those answered "Deny", which still wait), and those approved."""
+
+    pending: tuple[PendingRequest, ...] = ()
+    approved: tuple[ApprovedGrants, ...] = ()
+    denied: frozenset[str] = frozenset()
 
 
 def _same_tool(approval: Approval, entry: Approval) -> bool:
