@@ -189,12 +189,13 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
-SPLIT_TITLES = {"tuning": "tuning", "heldout": "held-out"}
+SPLIT_TITLES = {"tuning": "tuning", "heldout": "held-out", "fresh": "fresh"}
 
 
 def split_table(splits: Mapping[str, Summary], summary: Summary) -> list[str]:
-    """Held-out vs tuning, side by side: the held-out tasks were never looked at while tuning, so
-    the gap between the two columns is how much of the tuning did not generalise."""
+    """Held-out vs tuning, side by side (tuning, held-out, fresh, all: the splits run): the
+    held-out tasks were never tuned on, the fresh ones never even read while tuning, so the gap
+    between the tuning column and the others is how much of the tuning did not generalise."""
     if not splits:
         return []
     names = list(splits)
@@ -431,7 +432,7 @@ def tuning_baseline(baseline: Mapping[str, Any], tasks: Sequence[Task]) -> dict[
     if "tuning" in baseline.get("splits", {}):
         held_out = baseline["splits"].get("heldout")
         return {"meta": meta, "summary": baseline["splits"]["tuning"], "heldout": held_out}
-    heldout = {task.id for task in tasks if task.split == "heldout"}
+    heldout = {task.id for task in tasks if task.split != "tuning"}
     entries = [entry for entry in baseline["tasks"] if entry["id"] not in heldout]
     if len(entries) == len(baseline["tasks"]):
         return {"meta": meta, "summary": baseline["summary"]}

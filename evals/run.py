@@ -75,13 +75,13 @@ from evals.scoring import (
     summarize_splits,
 )
 from evals.tasks import (
-    DEFAULT_TASKS_FILE,
+    DEFAULT_TASK_FILES,
     KINDS,
     SPLITS,
     Task,
     TaskError,
     check_suite,
-    load_tasks,
+    load_task_files,
     select_tasks,
 )
 from tests.rpc import RpcError
@@ -372,7 +372,13 @@ def parser() -> argparse.ArgumentParser:
         "started on 127.0.0.1 with the same GGUF (reports go to RESULTS-openai.md, results-openai.json)",
     )
     cli.add_argument("--base-url", metavar="URL", help="the server of --backend openai")
-    cli.add_argument("--tasks", type=Path, default=DEFAULT_TASKS_FILE, metavar="FILE", help="task file")
+    cli.add_argument(
+        "--tasks",
+        type=Path,
+        action="append",
+        metavar="FILE",
+        help="task file (repeatable; default: evals/tasks.toml and evals/tasks-fresh.toml)",
+    )
     cli.add_argument(
         "--conversations",
         type=Path,
@@ -399,7 +405,7 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         choices=list(SPLITS),
-        help="run the tasks and conversations of this split (repeatable; default both)",
+        help="run the tasks and conversations of this split (repeatable; default all)",
     )
     which = cli.add_mutually_exclusive_group()
     which.add_argument("--no-conversations", action="store_true", help="run the tasks only")
@@ -445,9 +451,14 @@ def model_server(args: argparse.Namespace, settings: Settings) -> Iterator[Setti
         raise EvalError(str(error)) from error
 
 
+def task_files(args: argparse.Namespace) -> list[Path]:
+    """The task files asked for with --tasks; without any, the suite's and the fresh set's."""
+    return list(args.tasks or DEFAULT_TASK_FILES)
+
+
 def load_suite(args: argparse.Namespace) -> tuple[list[Task], list[Conversation]]:
     """Every task and conversation, checked: their files, their coverage, ids used by both."""
-    tasks = load_tasks(args.tasks)
+    tasks = load_task_files(task_files(args))
     check_suite(tasks)
     conversations = load_conversations(args.conversations)
     check_conversations(conversations)
@@ -517,7 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "daemon_version": __version__,
-            "tasks_file": _shown(args.tasks),
+            "tasks_file": ", ".join(_shown(path) for path in task_files(args)),
             "conversations_file": _shown(args.conversations),
             "selection": _selection(args),
             "max_steps": args.max_steps

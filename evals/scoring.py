@@ -351,7 +351,7 @@ def summarize(tasks: Sequence[Task], records: Sequence[RunRecord], scores: Seque
 def summarize_splits(
     tasks: Sequence[Task], records: Sequence[RunRecord], scores: Sequence[Score]
 ) -> dict[str, Summary]:
-    """`summarize` for each split that has a task: "tuning", then "heldout"."""
+    """`summarize` for each split that has a task: "tuning", "heldout", then "fresh"."""
     summaries: dict[str, Summary] = {}
     for split in SPLITS:
         chosen = [index for index, task in enumerate(tasks) if task.split == split]

@@ -1,4 +1,5 @@
-"""Loading and validating the evaluation tasks (evals/tasks.toml; the format is documented there).
+"""Loading and validating the evaluation tasks (evals/tasks.toml, where the format is documented,
+and evals/tasks-fresh.toml, the fresh held-out set in the same format).
 
 Everything wrong with a task file is reported as a TaskError naming the task, before any model
 runs: unknown keys, rule names, tools or parameters, a tool sequence that does not fit the
@@ -18,13 +19,14 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 Kind = Literal["single", "two_step", "no_tool"]
-# "tuning": looked at while tuning the agent; "heldout": written apart, never tuned on.
-Split = Literal["tuning", "heldout"]
+# "tuning": looked at while tuning the agent; "heldout": written apart, never tuned on (but read
+# in past reports); "fresh": written apart by someone who did not tune, never read while tuning.
+Split = Literal["tuning", "heldout", "fresh"]
 Check = Literal["equals", "contains", "regex", "one_of", "number_equals"]
 
 # How many tool calls each kind of task expects.
 KINDS: dict[str, int] = {"single": 1, "two_step": 2, "no_tool": 0}
-SPLITS: tuple[Split, ...] = ("tuning", "heldout")
+SPLITS: tuple[Split, ...] = ("tuning", "heldout", "fresh")
 CHECKS: tuple[Check, ...] = ("equals", "contains", "regex", "one_of", "number_equals")
 # The bundled tools (components/*) and their parameters' JSON types.
 BUNDLED_TOOLS: dict[str, dict[str, str]] = {
@@ -53,8 +55,15 @@ MIN_NO_TOOL = 6
 MIN_HELDOUT_SINGLE_PER_TOOL = 2
 MIN_HELDOUT_TWO_STEP = 3
 MIN_HELDOUT_NO_TOOL = 4
+# ... and the fresh split, when it is loaded: as much as the held-out one.
+MIN_FRESH_SINGLE_PER_TOOL = 2
+MIN_FRESH_TWO_STEP = 3
+MIN_FRESH_NO_TOOL = 4
 
 DEFAULT_TASKS_FILE = Path(__file__).with_name("tasks.toml")
+# The fresh held-out set: a file of its own, so that whoever tunes can leave it unread.
+DEFAULT_FRESH_TASKS_FILE = Path(__file__).with_name("tasks-fresh.toml")
+DEFAULT_TASK_FILES = (DEFAULT_TASKS_FILE, DEFAULT_FRESH_TASKS_FILE)
 
 
 class TaskError(ValueError):
@@ -102,6 +111,19 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 def load_tasks(path: Path = DEFAULT_TASKS_FILE) -> list[Task]:
     return parse_tasks(read_toml(path), str(path))
+
+
+def load_task_files(paths: Sequence[Path] = DEFAULT_TASK_FILES) -> list[Task]:
+    """The tasks of every file, in order; an id may be used once across all of them."""
+    tasks: list[Task] = []
+    first_file: dict[str, Path] = {}
+    for path in paths:
+        for task in load_tasks(path):
+            if task.id in first_file:
+                raise TaskError(f"{path}: task id {task.id!r} is also used in {first_file[task.id]}")
+            first_file[task.id] = path
+            tasks.append(task)
+    return tasks
 
 
 def parse_tasks(document: Mapping[str, Any], source: str = "tasks") -> list[Task]:
@@ -251,7 +273,7 @@ def check_suite(tasks: Sequence[Task]) -> None:
     """Raise TaskError unless the suite keeps its coverage. The tuning split: enough tasks,
     every bundled tool in at least three single-tool tasks, enough two-step and no-tool tasks.
     The held-out split: every bundled tool in at least two single-tool tasks, enough two-step
-    and no-tool tasks."""
+    and no-tool tasks. The fresh split, when any of it is loaded: as much as the held-out one."""
     problems = _coverage_problems(
         [task for task in tasks if task.split == "tuning"],
         "tuning",
@@ -269,6 +291,11 @@ def check_suite(tasks: Sequence[Task]) -> None:
         MIN_HELDOUT_TWO_STEP,
         MIN_HELDOUT_NO_TOOL,
     )
+    fresh = [task for task in tasks if task.split == "fresh"]
+    if fresh:
+        problems += _coverage_problems(
+            fresh, "fresh", MIN_FRESH_SINGLE_PER_TOOL, MIN_FRESH_TWO_STEP, MIN_FRESH_NO_TOOL
+        )
     if problems:
         raise TaskError("the task suite lacks coverage: " + "; ".join(problems))
 

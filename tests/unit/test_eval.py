@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,19 @@ from llama_agent.runtime.wasm.host import WasmHost
 from llama_agent.services.tools.registry import Toolbox
 
 from evals.report import render_markdown, summary_from_stored, tuning_baseline
+from evals.run import parser, task_files
 from evals.scoring import RunRecord, Step, check_rule, score_task, summarize, summarize_splits
-from evals.tasks import BUNDLED_TOOLS, TaskError, check_suite, load_tasks, parse_tasks, select_tasks
+from evals.tasks import (
+    BUNDLED_TOOLS,
+    DEFAULT_FRESH_TASKS_FILE,
+    DEFAULT_TASK_FILES,
+    TaskError,
+    check_suite,
+    load_task_files,
+    load_tasks,
+    parse_tasks,
+    select_tasks,
+)
 
 EVAL_WORKSPACE = Path(__file__).resolve().parents[2] / "evals" / "workspace"
 
@@ -376,3 +388,87 @@ def test_calling_a_forbidden_tool_fails_the_task_even_after_the_expected_calls()
     after = score_task(echo, RunRecord("t", (right, Step("list_dir", {"path": "."}, False)), "x", "answer"))
     assert (after.sequence, after.success, after.forbidden_calls) == (True, False, 1)
     assert "called list_dir, which this request must not call" in after.reasons
+
+
+# -- the fresh held-out set (evals/tasks-fresh.toml) ----------------------------------------------
+# Checked without quoting its tasks: whoever tunes the agent must be able to run these tests
+# without reading the fresh set.
+
+
+def test_the_fresh_set_loads_with_the_suite_and_keeps_its_coverage() -> None:
+    everything = load_task_files()
+    check_suite(everything)
+    fresh = load_tasks(DEFAULT_FRESH_TASKS_FILE)
+    assert {t.split for t in fresh} == {"fresh"}
+    assert "fresh" not in {t.split for t in load_tasks()}
+    assert [t.id for t in everything] == [t.id for t in load_tasks()] + [t.id for t in fresh]
+    assert len(fresh) >= 25
+    assert {t.tools[0] for t in fresh if t.kind == "single"} == set(BUNDLED_TOOLS)
+    kinds = [t.kind for t in fresh]
+    assert (kinds.count("two_step") >= 3, kinds.count("no_tool") >= 4) == (True, True)
+
+
+def test_every_task_in_the_fresh_file_names_its_split() -> None:
+    text = DEFAULT_FRESH_TASKS_FILE.read_text()
+    assert (
+        text.count("\n[[task]]\n")
+        == text.count('\nsplit = "fresh"\n')
+        == len(load_tasks(DEFAULT_FRESH_TASKS_FILE))
+    )
+
+
+def test_the_files_and_folders_tasks_read_are_in_the_fixture_workspace() -> None:
+    """Every path rule of a read_file or list_dir call (of either file) names something there."""
+    files = [p.relative_to(EVAL_WORKSPACE).as_posix() for p in EVAL_WORKSPACE.rglob("*") if p.is_file()]
+    folders = [p.relative_to(EVAL_WORKSPACE).as_posix() for p in EVAL_WORKSPACE.rglob("*") if p.is_dir()]
+    checked = 0
+    for t in load_task_files():
+        for rule in t.rules:
+            tool = t.tools[rule.call]
+            if rule.field != "path" or rule.check != "regex" or tool not in ("read_file", "list_dir"):
+                continue
+            candidates = files if tool == "read_file" else folders
+            assert any(re.search(rule.expected, name) for name in candidates), t.id
+            checked += 1
+    assert checked >= 20
+
+
+def test_a_task_id_is_used_once_across_task_files(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.toml", tmp_path / "b.toml"
+    entry = '[[task]]\nid = "t"\nkind = "no_tool"\nprompt = "hi"\ntools = []\n'
+    first.write_text(entry)
+    second.write_text(entry.replace("tools", 'split = "fresh"\ntools'))
+    assert [t.split for t in load_task_files([first])] == ["tuning"]
+    with pytest.raises(TaskError, match=r"b\.toml: task id 't' is also used in .*a\.toml"):
+        load_task_files([first, second])
+
+
+def test_check_suite_keeps_the_fresh_coverage_when_the_fresh_set_is_loaded() -> None:
+    everything = load_task_files()
+    thin = [t for t in everything if not (t.split == "fresh" and t.tools[:1] == ("echo",))]
+    with pytest.raises(TaskError, match="echo has 0 fresh single-tool tasks, fewer than 2"):
+        check_suite(thin)
+    with pytest.raises(TaskError, match="fresh no_tool tasks, fewer than 4"):
+        check_suite(without(everything, split="fresh", kind="no_tool"))
+    check_suite(load_tasks())  # without the fresh set: nothing to keep
+
+
+def test_the_runner_loads_both_task_files_unless_told_otherwise() -> None:
+    assert task_files(parser().parse_args([])) == list(DEFAULT_TASK_FILES)
+    chosen = parser().parse_args(["--tasks", "a.toml", "--tasks", "b.toml", "--split", "fresh"])
+    assert (task_files(chosen), chosen.split) == ([Path("a.toml"), Path("b.toml")], ["fresh"])
+    selected = select_tasks(load_task_files(), splits=["fresh"])
+    assert selected == load_tasks(DEFAULT_FRESH_TASKS_FILE)
+
+
+def test_the_split_table_gains_a_fresh_column() -> None:
+    two = parse_tasks({"task": [TWO_STEP]})[0]
+    held, fresh = (dataclasses.replace(two, id=name, split=name) for name in ("heldout", "fresh"))
+    tasks = [two, held, fresh]
+    records = [record(READ, ECHO), record(READ, ECHO), record()]
+    scores = [score_task(t, r) for t, r in zip(tasks, records, strict=True)]
+    assert list(summarize_splits(tasks, records, scores)) == ["tuning", "heldout", "fresh"]
+    markdown = render_markdown({}, tasks, records, scores, summarize(tasks, records, scores))
+    table = markdown[markdown.index("## Held-out vs tuning") : markdown.index("## Tasks")]
+    assert "| measure | tuning | held-out | fresh | all |" in table
+    assert "| success | 1/1 (100%) | 1/1 (100%) | 0/1 (0%) | 2/3 (67%) |" in table

@@ -73,3 +73,32 @@ def test_a_copy_that_lost_its_brackets_gets_them_back(value: str, source: str, s
 )
 def test_brackets_come_back_only_to_an_exact_balanced_copy(value: str, sources: list[str]) -> None:
     assert snap_arguments({"expression": value}, sources) == {"expression": value}
+
+
+@pytest.mark.parametrize(
+    ("value", "sources", "snapped"),
+    [
+        ("todo", ["Find every line that mentions TODO."], "TODO"),  # a search for it finds it
+        ("call the bank", ["Add '- [ ] Call the bank' to TODO.md"], "Call the bank"),  # more words
+        ("remember", ["Read notes.txt", "Remember the plants.\n"], "Remember"),  # a result's spelling
+        ("print(x)", ["grep for PRINT(x) please"], "PRINT(x)"),  # brackets at the edge
+    ],
+)
+def test_a_copy_in_other_case_takes_the_spelling_it_copies(
+    value: str, sources: list[str], snapped: str
+) -> None:
+    assert snap_arguments({"value": value}, sources) == {"value": snapped}
+
+
+@pytest.mark.parametrize(
+    ("value", "sources"),
+    [
+        ("todo", ["TODO or Todo?"]),  # two spellings: which one?
+        ("todo", ["Mentions todo and TODO"]),  # there as it is
+        ("todo", ["see TODOS"]),  # only inside a longer word
+        ("todo", ["see TODO.md"]),  # or a file name
+        ("ab", ["AB"]),  # too short to be sure
+    ],
+)
+def test_case_is_left_alone_unless_one_other_spelling_is_copied(value: str, sources: list[str]) -> None:
+    assert snap_arguments({"value": value}, sources) == {"value": value}

@@ -10,11 +10,17 @@ is replaced by that word. Ordinary words are left alone: `colour` is no misspelt
 A longer copy loses brackets: `12 + 8 * 3 - 5` for the request's `(12 + 8) * 3 - 5`, which is
 another number. A string argument that occurs in exactly one source once that source's brackets
 are taken out, and nowhere as it is, gets them back.
+
+A copy in other case: `todo` for the request's `TODO` (a search for it then finds nothing), `call
+the bank` for `Call the bank`. A string argument found nowhere as it is, but in exactly one
+spelling once case is ignored (as whole words), takes that spelling: the person's text, and the
+files', are what a call copies.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -28,18 +34,32 @@ MIN_LENGTH = 3
 
 
 def snap_arguments(arguments: dict[str, Any], sources: Sequence[str]) -> dict[str, Any]:
-    """`arguments` with each one-word string value that is a near-copy of exactly one word of
-    `sources` replaced by that word; every other value as it was."""
+    """`arguments` with each one-word string value that is a near-copy of exactly one path-like
+    word of `sources` replaced by that word, and each other string found in no source replaced by
+    the one copy of it there in other case, or else with its brackets back; the rest as it was."""
     words = set(_words(sources))
     paths = sorted(word for word in words if _path_like(word))
     seen = "\n".join(sources).casefold()
     snapped = dict(arguments)
     for name, value in arguments.items():
-        if isinstance(value, str) and _one_word(value) and value not in words:
+        if not isinstance(value, str):
+            continue
+        if _one_word(value) and value not in words:
             snapped[name] = _snap(value, paths, seen)
-        elif isinstance(value, str) and not any(value in source for source in sources):
-            snapped[name] = _with_brackets_back(value, sources)
+        if snapped[name] == value and not any(value in source for source in sources):
+            snapped[name] = _spelt_as_in(value, sources) or _with_brackets_back(value, sources)
     return snapped
+
+
+def _spelt_as_in(value: str, sources: Sequence[str]) -> str | None:
+    """The one spelling, other than `value`'s own, in which `sources` hold `value` as whole words
+    once case is ignored; else None."""
+    if len(value.strip()) < MIN_LENGTH:
+        return None
+    # Whole words: `TODO` is not in `TODOS`, nor `README.md` in `docs/README.md`.
+    pattern = re.compile(r"(?<![\w/.-])" + re.escape(value) + r"(?![\w/-]|\.\w)", re.IGNORECASE)
+    spellings = {match.group() for source in sources for match in pattern.finditer(source)}
+    return spellings.pop() if len(spellings) == 1 else None
 
 
 def _with_brackets_back(value: str, sources: Sequence[str]) -> str:
