@@ -5,12 +5,21 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 # The MCP Inspector's CLI, an outside MCP client for the tests (npm, from its lockfile).
 INSPECTOR := tests/mcp_inspector/node_modules/.installed
+# Marks the prompt states of the bundled tools kept in the cache (`llama-agent prepare`).
+PROMPT_STATES := build/.prompt-states
 PROMPT ?= Please echo back 'Something to echo'
 
 .PHONY: run test bench eval setup components lint clean emacs haproxy load
 
-run: components
+run: components $(PROMPT_STATES)
 	$(BIN)/llama-agent run "$(PROMPT)"
+
+# The prompt starts of runs with the bundled tools, evaluated once into the cache (the router's
+# few-shot prefix, each tool's instructions and examples): the first run is then as quick as later
+# ones. Again when the tools are rebuilt.
+$(PROMPT_STATES): $(INSTALLED) $(wildcard build/tools/*.wasm) | components
+	$(BIN)/llama-agent prepare
+	touch $@
 
 test: components lint $(INSPECTOR) emacs haproxy
 	$(BIN)/pytest
@@ -35,8 +44,8 @@ $(LOAD_INSTALLED): $(INSTALLED) pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable ".[load]"
 	touch $@
 
-# Measures the agent's quality on evals/tasks.toml (tuning and held-out tasks) and the multi-turn
-# evals/conversations.toml; writes evals/RESULTS.md and evals/results.json (about 25 minutes on 2 cores). Not part of `make test`. Other model: make eval EVAL_ARGS="--model /path/to.gguf"
+# Measures the agent's quality on evals/tasks.toml (tuning and held-out tasks), evals/tasks-fresh.toml
+# (the fresh held-out set) and the multi-turn evals/conversations.toml; writes evals/RESULTS.md and evals/results.json (about 25 minutes on 2 cores). Not part of `make test`. Other model: make eval EVAL_ARGS="--model /path/to.gguf"
 # Both backends: in-process, then llama_cpp.server on loopback with the same model (its report:
 # evals/RESULTS-openai.md; about 20 minutes more). One backend: make eval EVAL_BACKENDS=llama
 EVAL_BACKENDS ?= llama openai

@@ -1,8 +1,10 @@
-"""Invoke round trip and throughput: the daemon over stdio, wasmtime-py in-process, an MCP peer."""
+"""Invoke round trip and throughput: the daemon over stdio, wasmtime-py in-process, an MCP peer
+(through the MCP SDK's client, and through the same minimal client as the daemon)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import shutil
@@ -21,10 +23,12 @@ from llama_agent.runtime.wasm.host import WasmHost
 from wasmtime.component import Component
 
 from bench.common import BENCH_CACHE_DIR, bundled, summary
+from bench.line_client import ServerProcess
 from tests.rpc import DaemonSession, RpcError
 
 CALLS = 1000
 WARMUP = 50
+ROUNDS = 10  # of CALLS / ROUNDS calls to each server in the interleaved comparison
 VALUE = "Something to echo"
 
 
@@ -164,6 +168,65 @@ async def mcp_peer_round_trip(calls: int = CALLS) -> list[float]:
         return [await _timed(session.call_tool("echo", {"value": VALUE})) for _ in range(calls)]
 
 
+def _start_peer() -> ServerProcess:
+    peer = ServerProcess([sys.executable, str(Path(__file__).with_name("mcp_peer.py"))], "lines")
+    client_info = {"name": "bench", "version": "0"}
+    peer.client.request(
+        "initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": client_info}
+    )
+    peer.client.notify("notifications/initialized")
+    return peer
+
+
+def _start_daemon(tools: Path) -> ServerProcess:
+    command = [str(Path(sys.executable).with_name("llama-agent")), "serve"]
+    options = ["--tools-dir", str(tools), "--cache-dir", str(BENCH_CACHE_DIR), "--lazy-model"]
+    daemon = ServerProcess([*command, *options], "content-length")
+    daemon.client.request("initialize", {"processId": os.getpid(), "capabilities": {}})
+    daemon.client.notify("initialized", {})
+    daemon.client.request("tools/list")
+    return daemon
+
+
+def line_client_round_trips(calls: int = CALLS, rounds: int = ROUNDS) -> dict[str, list[float]]:
+    """Milliseconds per echo call of the daemon (tools/invoke) and of the MCP peer (tools/call),
+    both through `LineClient`, in rounds that alternate which goes first (A B, B A, ...), so that
+    the machine's drift falls on both alike."""
+    arguments = {"name": "echo", "arguments": {"value": VALUE}}
+    with tempfile.TemporaryDirectory() as scratch:
+        daemon, peer = _start_daemon(echo_tools_dir(Path(scratch))), _start_peer()
+        try:
+
+            def peer_call() -> None:
+                if peer.client.request("tools/call", arguments).get("isError"):
+                    raise AssertionError("the MCP peer's echo failed")
+
+            servers = {
+                "daemon": lambda: daemon.client.request("tools/invoke", arguments),
+                "mcp_peer": peer_call,
+            }
+            samples: dict[str, list[float]] = {name: [] for name in servers}
+            for call in servers.values():
+                for _ in range(WARMUP):
+                    call()
+            for round_ in range(rounds):
+                for name in list(servers)[:: 1 if round_ % 2 == 0 else -1]:
+                    samples[name] += [_timed_sync(servers[name]) for _ in range(calls // rounds)]
+        finally:
+            with contextlib.suppress(OSError, ValueError, EOFError):
+                daemon.client.request("shutdown")
+                daemon.client.notify("exit")
+            daemon.close()
+            peer.close()
+    return samples
+
+
+def _timed_sync(call: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    call()
+    return (time.perf_counter() - started) * 1000
+
+
 async def throughput(in_flight: int, seconds: float = 5.0, ready_instances: bool = True) -> float:
     """Calls per second with `in_flight` requests outstanding at all times."""
     with tempfile.TemporaryDirectory() as scratch:
@@ -195,6 +258,7 @@ async def run() -> dict[str, Any]:
         "in_process": summary(in_process_floor()),
         "in_process_ready": summary(in_process_floor(ready=True)),
         "mcp_peer": summary(await mcp_peer_round_trip()),
+        "line_client": {name: summary(samples) for name, samples in line_client_round_trips().items()},
     }
     results["throughput"] = {str(n): await throughput(n) for n in (1, 4, 16)}
     results["throughput_ceiling"] = in_process_ceiling()

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import agent, hot_reload, invoke, remote, system
+from bench import agent, batched, hot_reload, invoke, remote, system
 from bench.report import render_markdown, render_plot
 
 HERE = Path(__file__).parent
@@ -29,8 +29,10 @@ async def collect() -> dict[str, Any]:
         ("hot_reload_compile", hot_reload.invoke_during_compile),
         ("cold_start", system.cold_start),
         ("agent", agent.run),
+        ("batched", batched.run),
         ("remote", remote.run),
         ("memory", system.memory),
+        ("memory_parts", system.memory_accounting),
         ("ready_memory", system.ready_memory),
         ("growth", system.growth),
     ]

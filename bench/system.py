@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +72,118 @@ async def memory(invocations: int = 10_000) -> dict[str, float]:
         after = rss_mib(pid)
         await daemon.shutdown_and_exit()
     return {"idle": idle, "with_model": with_model, "after_invocations": after, "invocations": invocations}
+
+
+# llama.cpp's own figures for what it allocates, from its log (the daemon's at -v). Each context
+# logs its logits ("output") buffer first, then its KV caches (two for Gemma 3: its sliding-window
+# layers and the others), then its compute buffer.
+_OUTPUT = re.compile(r"output buffer size = +([\d.]+) MiB")
+_KV = re.compile(
+    r"kv_cache: size = +([\d.]+) MiB \( *(\d+) cells, +\d+ layers, +(\d+)/(\d+) seqs\), K \((\w+)\)"
+)
+_COMPUTE = re.compile(r"compute buffer size = +([\d.]+) MiB")
+_REPACKED = re.compile(r"REPACK model buffer size = +([\d.]+) MiB")
+# ggml allocates each buffer on its own (mmap-backed) block; smaller anonymous mappings are
+# malloc's, Python's and the threads' stacks.
+_LARGE_MAPPING = 8 * MIB
+# A glibc arena other than the main one reserves 64 MiB, aligned to 64 MiB.
+_ARENA = 64 * MIB
+
+
+@dataclass
+class Mapping:
+    start: int
+    end: int
+    name: str  # the file, [heap], [stack] or "" (anonymous)
+    rss_kib: int
+
+
+def smaps(pid: int) -> list[Mapping]:
+    """Every mapping of the process and its resident size, from /proc/PID/smaps."""
+    mappings: list[Mapping] = []
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and not fields[0].endswith(":"):
+            start, end = (int(value, 16) for value in fields[0].split("-"))
+            mappings.append(Mapping(start, end, fields[5] if len(fields) > 5 else "", 0))
+        elif fields[0] == "Rss:":
+            mappings[-1].rss_kib = int(fields[1])
+    return mappings
+
+
+def resident_parts(mappings: list[Mapping]) -> dict[str, float]:
+    """RSS split by what holds it, in MiB: the model's weights (the .gguf mapped), llama.cpp's
+    buffers (large anonymous mappings), malloc's main heap, glibc's other arenas (64 MiB-aligned
+    anonymous reservations), other anonymous memory (Python's object arenas, stacks) and the
+    program's files (interpreter, libraries)."""
+    parts = dict.fromkeys(("weights", "llama_buffers", "heap", "arenas", "anonymous", "files"), 0.0)
+    for mapping in mappings:
+        size = mapping.end - mapping.start
+        if mapping.name.endswith(".gguf"):
+            part = "weights"
+        elif mapping.name == "[heap]":
+            part = "heap"
+        elif mapping.name.startswith("/"):
+            part = "files"
+        elif mapping.name:  # [stack], [vdso], ...
+            part = "anonymous"
+        elif mapping.start % _ARENA == 0 and size <= _ARENA:
+            part = "arenas"
+        elif size >= _LARGE_MAPPING:
+            part = "llama_buffers"
+        else:
+            part = "anonymous"
+        parts[part] += mapping.rss_kib / 1024
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def llama_buffers(log: str) -> dict[str, Any]:
+    """What llama.cpp says it allocated, in MiB: each context's KV cache (with its cells, its
+    sequences, and whether they share the cells, and the cache's type), logits and compute buffer
+    (reserved; resident only as far as used), and the weights it repacked for the CPU."""
+    contexts: list[dict[str, Any]] = []
+    for line in log.splitlines():
+        if output := _OUTPUT.search(line):
+            contexts.append({"output": float(output[1]), "kv": 0.0, "compute": 0.0})
+        elif (kv := _KV.search(line)) and contexts:
+            size, cells, sequences, streams, kind = kv.groups()
+            contexts[-1]["kv"] += float(size)
+            contexts[-1].update(cells=int(cells), sequences=int(sequences), shared=streams == "1", type=kind)
+        elif (compute := _COMPUTE.search(line)) and contexts:
+            contexts[-1]["compute"] = float(compute[1])
+    return {"contexts": contexts, "repacked": sum(float(size) for size in _REPACKED.findall(log))}
+
+
+async def memory_parts(environment: dict[str, str] | None = None) -> dict[str, Any]:
+    """Where the daemon's RSS goes with the model loaded after one agent/run (generation and tool
+    routing both used), with `environment` added to the daemon's (MALLOC_ARENA_MAX, ...)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        log_file = Path(scratch) / "daemon.log"
+        env = {**os.environ, **(environment or {})}
+        daemon = await DaemonSession.open(
+            [
+                "--tools-dir",
+                str(echo_tools_dir(Path(scratch))),
+                "--cache-dir",
+                str(BENCH_CACHE_DIR),
+                "--lazy-model",
+                "-v",
+                "--log-file",
+                str(log_file),
+            ],
+            env=env,
+        )
+        await daemon.request("agent/run", {"prompt": "Please echo back 'x'", "maxSteps": 1})
+        parts = resident_parts(smaps(daemon.process.pid))
+        parts["rss"] = rss_mib(daemon.process.pid)
+        await daemon.shutdown_and_exit()
+        return {"resident": parts, "allocated": llama_buffers(log_file.read_text(errors="replace"))}
+
+
+async def memory_accounting() -> dict[str, Any]:
+    """memory_parts as the daemon runs, and with glibc held to 2 arenas."""
+    return {"default": await memory_parts(), "arena_max_2": await memory_parts({"MALLOC_ARENA_MAX": "2"})}
 
 
 async def growth(counts: tuple[int, ...] = (1, 10, 100), calls: int = 200) -> dict[str, Any]:
@@ -180,3 +295,9 @@ def prompt_tokens_by_tool_count(counts: tuple[int, ...] = (8, 100, 1000)) -> dic
             }
             core.close()
     return sizes
+
+
+if __name__ == "__main__":  # the memory accounting alone: python -m bench.system
+    import json
+
+    print(json.dumps(asyncio.run(memory_accounting()), indent=2))

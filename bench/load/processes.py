@@ -125,11 +125,16 @@ def make_layout(root: Path) -> Layout:
     return Layout(root, tenants_file, tokens, workspaces, config_dir)
 
 
-def model_server(root: Path, port: int, threads: int) -> Proc:
+def model_server(root: Path, port: int, threads: int, niceness: int) -> Proc:
     """llama_cpp.server with the embedded model; it decodes one request at a time, so
-    `--interrupt_requests False` keeps a new request from cutting the running one off."""
+    `--interrupt_requests False` keeps a new request from cutting the running one off.
+
+    Under `nice -n niceness`: on a cluster the model server has a machine (a GPU) of its own; here
+    it shares the two cores with the replicas, and its decode, throughput work that never waits for
+    a person, would otherwise take the core from a tool call in the middle of it."""
     model = default_model_path(BENCH_CACHE_DIR)
     command = [
+        *(["nice", "-n", str(niceness)] if niceness else []),
         sys.executable,
         *("-m", "llama_cpp.server", "--model", str(model), "--model_alias", MODEL_ALIAS),
         *("--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--chat_format", "gemma"),
@@ -231,7 +236,7 @@ class Cluster:
                 proc.stop(timeout=10)
 
 
-def start_cluster(root: Path, pin: bool, model_threads: int) -> Cluster:
+def start_cluster(root: Path, pin: bool, model_threads: int, model_nice: int) -> Cluster:
     layout = make_layout(root)
     model_port, balancer_port, stats_port = free_port(), free_port(), free_port()
     replica_ports = [free_port(), free_port()]
@@ -239,7 +244,7 @@ def start_cluster(root: Path, pin: bool, model_threads: int) -> Cluster:
     read_only = cache_read_only_supported()
     cluster = Cluster(
         layout,
-        model_server(root, model_port, model_threads),
+        model_server(root, model_port, model_threads, model_nice),
         model_port,
         [
             replica(root, layout, i + 1, port, model_url, pin, read_only)

@@ -189,7 +189,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"(`python -m bench.load`): {options['seconds']:.0f} s per level, think time "
         f"{options['think'][0]:g}-{options['think'][1]:g} s, replicas pinned: "
         f"{'yes' if options['pin'] else 'no'}, {options['runs_in_flight']} agent runs in flight at most, "
-        f"model server threads {options['model_threads']}.",
+        f"model server threads {options['model_threads']}, niceness {options.get('model_nice', 0)}.",
         "",
         "## Goals",
         "",

@@ -14,6 +14,7 @@ users' requests. Environment variables (all optional):
 | FAULTS | 1 | 0: no faults |
 | SOAK | 0 | seconds of a soak at 50 sessions after the rest (RSS every 10 s) |
 | MODEL_THREADS | 1 | llama_cpp.server's threads |
+| MODEL_NICE | 0 | llama_cpp.server's niceness (0: the replicas' priority; see processes.model_server) |
 | RUNS_IN_FLIGHT | 2 | agent runs the load generator keeps in flight at most |
 """
 
@@ -72,6 +73,7 @@ class Options:
     soak: float
     model_threads: int
     runs_in_flight: int
+    model_nice: int = 0
 
     @classmethod
     def from_env(cls) -> Options:
@@ -85,6 +87,7 @@ class Options:
             soak=float(os.environ.get("SOAK", "0") or 0),
             model_threads=int(os.environ.get("MODEL_THREADS", "1")),
             runs_in_flight=int(os.environ.get("RUNS_IN_FLIGHT", "2")),
+            model_nice=int(os.environ.get("MODEL_NICE", "0")),
         )
 
 
@@ -354,7 +357,7 @@ def run_soak(options: Options, runner: Any, recorder: Recorder) -> dict[str, Any
 
 
 def measure(options: Options, root: Path) -> dict[str, Any]:
-    cluster = start_cluster(root, options.pin, options.model_threads)
+    cluster = start_cluster(root, options.pin, options.model_threads, options.model_nice)
     environment = Environment(user_classes=[locustfile.LspUser])
     recorder = Recorder()
     events: Any = environment.events  # Locust's event hooks are untyped

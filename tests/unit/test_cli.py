@@ -218,6 +218,7 @@ FLAGS_OF: dict[tuple[str, ...], list[str]] = {
     ("acp",): [*TOOL_FLAGS, *HOST_FLAGS, *MODEL_FLAGS, "--allow-writes"],  # sessions grant their cwd
     ("mcp",): [*TOOL_FLAGS, *HOST_FLAGS, "--workspace", "--allow-writes"],  # no model: clients call
     ("run", "hi"): [*TOOL_FLAGS, *HOST_FLAGS, *MODEL_FLAGS, "--workspace", "--allow-writes", *RUN_FLAGS],
+    ("prepare",): [*TOOL_FLAGS, *HOST_FLAGS, *MODEL_FLAGS],
     ("tools", "list"): [*TOOL_FLAGS, *HOST_FLAGS, "--workspace", "--json"],
     ("tools", "invoke", "echo"): [*TOOL_FLAGS, *HOST_FLAGS, "--workspace", "--json"],
     ("tools", "grant", "echo"): [*TOOL_FLAGS, *HOST_FLAGS, "--workspace", "--yes"],

@@ -18,6 +18,7 @@ from llama_agent.cli.logs import configure_logging, configure_service_telemetry
 from llama_agent.cli.options import Command
 from llama_agent.cli.serve import serve_acp_on_stdio, serve_on_stdio
 from llama_agent.cli.tools import parse_key_values
+from llama_agent.common.memory import keep_malloc_lean
 from llama_agent.config import DaemonConfig
 
 DESCRIPTION = "The `llama-agent` command: the daemon, and the tool host without a client."
@@ -33,6 +34,7 @@ __all__ = [
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    keep_malloc_lean()  # before anything large is allocated and freed
     args = parse_arguments(argv)
     command: Command = args.subcommand
     try:

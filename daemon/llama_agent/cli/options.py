@@ -220,9 +220,10 @@ class ModelOptions:
         parser.add_argument(
             "--max-concurrent-runs",
             type=at_least(1),
-            default=RemoteSettings.max_concurrent_runs,
             metavar="N",
-            help="openai backend: agent runs in flight at once (default: %(default)s)",
+            help="agent runs in flight at once: the openai backend's at the server (default: "
+            f"{RemoteSettings.max_concurrent_runs}); the llama backend's decoded together, each "
+            f"a sequence of one batch with a context of its own (default: {ModelSettings.parallel_runs})",
         )
         parser.add_argument(
             "--request-timeout",
@@ -252,7 +253,11 @@ class ModelOptions:
 
     def apply(self, args: argparse.Namespace, config: DaemonConfig) -> DaemonConfig:
         model = replace(
-            _model_choice(args), context_size=args.context_size, threads=args.threads, seed=args.seed
+            _model_choice(args),
+            context_size=args.context_size,
+            threads=args.threads,
+            seed=args.seed,
+            parallel_runs=args.max_concurrent_runs or ModelSettings.parallel_runs,
         )
         return replace(config, model=model)
 
@@ -267,7 +272,7 @@ def _model_choice(args: argparse.Namespace) -> ModelSettings:
             base_url=url.rstrip("/"),
             model=args.model,
             api_key_env=args.api_key_env,
-            max_concurrent_runs=args.max_concurrent_runs,
+            max_concurrent_runs=args.max_concurrent_runs or RemoteSettings.max_concurrent_runs,
             timeout_seconds=args.request_timeout,
         )
         return ModelSettings(remote=remote)

@@ -1,7 +1,8 @@
 """One model, loaded once off the event loop, shared by its runs in fair turns.
 
 The composition root chooses the backend and hands its `ModelLoader` in: the llama.cpp one (one
-run at a time), or with remote settings the openai one (up to its `max_concurrent_runs` at once).
+run at a time, or with `parallel_runs` up to that many at once, decoded as sequences of one
+batch), or with remote settings the openai one (up to its `max_concurrent_runs` at once).
 Runs waiting for the model are served round-robin across parties (tenants), in arrival order
 within one (services/tenants/fair.py).
 A model named by a Hugging Face reference is downloaded first.
@@ -18,10 +19,11 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 from llama_agent.runtime.models.backend import (
     AnyBackend,
+    BatchingBackend,
     ChatBackend,
     Generation,
     LikelihoodScorer,
@@ -142,7 +144,8 @@ class ModelService:
         `max_concurrent_runs`. Waiting runs are served round-robin across `party`s (tenants),
         in arrival order within one."""
         if self._turns is None:
-            limit = model.max_concurrent_runs if isinstance(model, ChatBackend) else 1
+            # A local model that batches decodes several runs' turns at once, a server several.
+            limit = model.max_concurrent_runs if isinstance(model, (ChatBackend, BatchingBackend)) else 1
             self._turns = FairTurns(limit, on_depth=set_model_queue_depth)
         async with self._turns.turn(party):
             yield
@@ -172,6 +175,8 @@ class ModelService:
 
         on_thread = replace(turn, on_text=relay, cancelled=lambda: cancel.is_set() or turn.cancelled())
         try:
+            if _batches(model):  # a sequence of the model's batch, on its thread
+                return await asyncio.wrap_future(model.submit(on_thread))
             return await loop.run_in_executor(self._thread, model.generate, on_thread)
         except asyncio.CancelledError:
             cancel.set()
@@ -193,6 +198,10 @@ class ModelService:
     def close(self) -> None:
         self._closed = True
         self._stop_download.set()
+        if self.loaded and self._loading is not None:
+            model = self._loading.result()
+            if _batches(model):
+                model.close()
         self._thread.shutdown(wait=False, cancel_futures=True)
 
 
@@ -201,3 +210,8 @@ def _failed(loading: Future[AnyBackend]) -> bool:
 
 
 __all__ = ["ModelError", "ModelService", "ModelSettings"]
+
+
+def _batches(model: AnyBackend) -> TypeGuard[BatchingBackend]:
+    """Whether the model decodes several runs at once (a local one with parallel_runs > 1)."""
+    return isinstance(model, BatchingBackend) and model.max_concurrent_runs > 1

@@ -9,6 +9,7 @@ Both are asked for a `Turn` and answer with a `Generation`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -56,6 +57,9 @@ class ModelSettings:
     # A local model's context; for a chat server, the budget the agent keeps its prompts within.
     context_size: int = 4096
     threads: int | None = None  # None: the usable cores, at most 4 (default_threads)
+    # A local model's runs decoded at once, each a sequence of one batch (runtime/models/batched.py,
+    # a KV cache of `context_size` each); 1: one context, runs take turns.
+    parallel_runs: int = 1
     seed: int = 0
     hub_reference: str | None = None  # REPO:FILE.gguf, downloaded once into the cache
     remote: RemoteSettings | None = None  # set: the openai backend, and the settings above are unused
@@ -176,6 +180,23 @@ class ChatBackend(Protocol):
         event loop; cancelling the task closes the stream. Raises ModelError when the server
         cannot give a turn that follows the schema."""
         ...
+
+
+@runtime_checkable
+class BatchingBackend(Protocol):
+    """A model in the process that decodes several turns at once (up to `max_concurrent_runs`), as
+    sequences of one batch: `submit` may be called from any thread, and the turn's callbacks are
+    called on the model's own thread."""
+
+    @property
+    def max_concurrent_runs(self) -> int: ...
+
+    def submit(self, turn: Turn) -> Future[Generation]:
+        """Like `ModelBackend.generate`, its result in the future; cancelling the future ends the
+        turn at its next token without touching the others."""
+        ...
+
+    def close(self) -> None: ...
 
 
 AnyBackend = ModelBackend | ChatBackend

@@ -12,10 +12,12 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llama_agent.common.memory import keep_malloc_lean, release_free_memory
 from llama_agent.runtime.models.backend import (
     ContextOverflow,
     Generation,
@@ -29,6 +31,7 @@ from llama_agent.runtime.storage.atomic import replacing
 from llama_agent.runtime.storage.signing import signing_key
 
 if TYPE_CHECKING:
+    from llama_agent.runtime.models.batched import BatchedDecoder
     from llama_agent.runtime.models.prompt_states import PromptStates
 
 log = logging.getLogger(__name__)
@@ -127,6 +130,7 @@ class LlamaModel:
         self._cache_dir = cache_dir  # None: evaluated prompt prefixes are not kept on disk
         self._states = self._prompt_states(self.context_size)
         self._scorer: Any = None  # a PrefixScorer, made on first use
+        self._batched: BatchedDecoder | None = None  # made on first use
 
     @classmethod
     def load(cls, path: Path, settings: ModelSettings, cache_dir: Path | None = None) -> LlamaModel:
@@ -134,6 +138,7 @@ class LlamaModel:
         from llama_cpp import Llama
 
         _route_native_logs()
+        keep_malloc_lean()  # if the process has not: what the load frees goes back
         started = time.perf_counter()
         try:
             llm = Llama(
@@ -146,7 +151,10 @@ class LlamaModel:
         except (ValueError, RuntimeError) as error:
             raise ModelError(f"llama.cpp cannot load {path}: {error}") from error
         log.info("loaded model %s in %.2f s", path, time.perf_counter() - started)
-        return cls(llm, path, settings.threads or default_threads(), cache_dir)
+        release_free_memory()
+        model = cls(llm, path, settings.threads or default_threads(), cache_dir)
+        model.parallel_runs = settings.parallel_runs
+        return model
 
     def _prompt_states(self, context_size: int) -> PromptStates | None:
         if self._cache_dir is None:
@@ -238,26 +246,24 @@ class LlamaModel:
             first_token_seconds=(first_token_at or time.perf_counter()) - started,
         )
 
-    def _restore_prefixes(self, tokens: list[int], cache_prefixes: Sequence[str]) -> int:
+    def _restore_prefixes(self, tokens: list[int], cache_prefixes: Sequence[str], llm: Any = None) -> int:
         """Have the shared starts of the prompt evaluated: from the longest one that the context
         holds or the disk has, the longer ones evaluated on top of it and written to disk.
-        Returns how many tokens had to be evaluated."""
+        Returns how many tokens had to be evaluated. `llm`: a batched decoder's sequence instead
+        of the generation context."""
+        llm = self._llm if llm is None else llm
         if self._states is None:
             return 0
         starts = [self._tokenize(prefix) for prefix in cache_prefixes]
         # A start the prompt does not begin with token for token is nothing safe to reuse.
         starts = [start for start in starts if len(start) < len(tokens) and tokens[: len(start)] == start]
         states = self._states
-        usable = [i for i, start in enumerate(starts) if self._holds(start) or states.stored(start)]
+        usable = [i for i, start in enumerate(starts) if _holds(llm, start) or states.stored(start)]
         evaluated = 0
         for start in starts[max(usable, default=0) :]:
-            if not self._holds(start):
-                evaluated += states.evaluate(self._llm, start)
+            if not _holds(llm, start):
+                evaluated += states.evaluate(llm, start)
         return evaluated
-
-    def _holds(self, start: list[int]) -> bool:
-        """Whether the context's tokens begin with `start`."""
-        return list(self._llm.input_ids[: min(self._llm.n_tokens, len(start))]) == start
 
     def log_likelihoods(
         self, prefix: str, options: Sequence[str], continuation: str, context: str = ""
@@ -276,18 +282,37 @@ class LlamaModel:
         tokens: list[int] = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
         return tokens
 
+    # Runs decoded at once, each a sequence of one batch (runtime/models/batched.py) with a context
+    # of its own; 1 (the default): runs take turns on the one generation context (`generate`).
+    parallel_runs = 1
+
+    @property
+    def max_concurrent_runs(self) -> int:
+        return self.parallel_runs
+
+    def submit(self, turn: Turn) -> Future[Generation]:
+        """Decode `turn` with the others in flight, each a sequence of one batch
+        (runtime/models/batched.py); callable from any thread."""
+        if self._batched is None:
+            from llama_agent.runtime.models.batched import BatchedDecoder
+
+            self._batched = BatchedDecoder(self, self.parallel_runs)
+        return self._batched.submit(turn)
+
+    def close(self) -> None:
+        """Stop the batched decoder's thread (runs still in it end as cancelled)."""
+        if self._batched is not None:
+            self._batched.close()
+
     def _prefix_scorer(self) -> Any:
         if self._scorer is None:
-            from llama_cpp import Llama
-
-            from llama_agent.runtime.models.scoring import SCORING_CONTEXT, PrefixScorer
+            from llama_agent.runtime.models.scoring import SCORING_CONTEXT, PrefixScorer, ScoringContext
 
             started = time.perf_counter()
-            llm = Llama(
-                model_path=str(self.path), n_ctx=SCORING_CONTEXT, n_threads=self._threads, verbose=False
-            )
+            # Over the weights already loaded: a second `Llama` would load them again (1.2 s).
+            context = ScoringContext(self._llm, SCORING_CONTEXT)
             log.info("scoring context ready in %.2f s", time.perf_counter() - started)
-            self._scorer = PrefixScorer(llm, self._prompt_states(SCORING_CONTEXT))
+            self._scorer = PrefixScorer(context, self._prompt_states(SCORING_CONTEXT))
         return self._scorer
 
     def _tokenize(self, text: str) -> list[int]:
@@ -298,3 +323,8 @@ class LlamaModel:
 
     def _token_text(self, token: int) -> str:
         return str(self._llm.detokenize([token], special=True).decode("utf-8", errors="replace"))
+
+
+def _holds(llm: Any, start: list[int]) -> bool:
+    """Whether the context's (or a sequence's) tokens begin with `start`."""
+    return list(llm.input_ids[: min(llm.n_tokens, len(start))]) == start

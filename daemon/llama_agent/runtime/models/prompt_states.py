@@ -91,12 +91,13 @@ class PromptStates:
             log.warning("prompt state %s does not verify: evaluating the prompt afresh", path.name)
             return False
         state = payload[len(expected_tokens) :]
+        sequence = _sequence(llm)
         llm.reset()
-        llm._ctx.kv_cache_seq_rm(SEQUENCE, 0, -1)
+        llm._ctx.kv_cache_seq_rm(sequence, 0, -1)
         buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
-        if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, buffer, len(state), SEQUENCE) == 0:
+        if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, buffer, len(state), sequence) == 0:
             log.warning("llama.cpp refused prompt state %s: evaluating the prompt afresh", path.name)
-            llm._ctx.kv_cache_seq_rm(SEQUENCE, 0, -1)
+            llm._ctx.kv_cache_seq_rm(sequence, 0, -1)
             return False
         llm.input_ids[: len(tokens)] = tokens
         llm.n_tokens = len(tokens)
@@ -106,9 +107,10 @@ class PromptStates:
         return True
 
     def _save(self, llm: Any, tokens: list[int]) -> None:
-        size = llama_cpp.llama_state_seq_get_size(llm._ctx.ctx, SEQUENCE)
+        sequence = _sequence(llm)
+        size = llama_cpp.llama_state_seq_get_size(llm._ctx.ctx, sequence)
         buffer = (ctypes.c_uint8 * size)()
-        written = llama_cpp.llama_state_seq_get_data(llm._ctx.ctx, buffer, size, SEQUENCE)
+        written = llama_cpp.llama_state_seq_get_data(llm._ctx.ctx, buffer, size, sequence)
         payload = MAGIC + struct.pack(f"<I{len(tokens)}i", len(tokens), *tokens) + bytes(buffer)[:written]
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -123,6 +125,12 @@ class PromptStates:
         for stale in files[:-MAX_FILES]:
             with contextlib.suppress(OSError):
                 stale.unlink()
+
+
+def _sequence(llm: Any) -> int:
+    """The sequence `llm` evaluates into: 0 for a `Llama`; a batched decoder's slot says its own
+    (runtime/models/batched.py). A state is one sequence's cells: it reads back into any."""
+    return int(getattr(llm, "sequence", SEQUENCE))
 
 
 def _holds(llm: Any, tokens: list[int]) -> bool:

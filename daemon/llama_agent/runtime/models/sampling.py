@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Iterator
+from typing import Any
 
 import llama_cpp
 import numpy as np
@@ -39,51 +40,69 @@ def generate_constrained(
 
     Yields the end-of-generation token too; the caller stops there or at its own limit.
     """
-    grammar = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, grammar_text.encode("utf-8"), b"root")
-    if not grammar:
-        raise ValueError("llama.cpp rejected the grammar")
-    n_vocab = llm.n_vocab()
-    every_id: Ids = np.arange(n_vocab, dtype=np.intc)
-    rng = np.random.default_rng(seed)
-    # One buffer for all grammar queries: a fresh 3 MB array per rejected pick would be wasted work.
-    buffer = np.zeros(n_vocab, dtype=_TOKEN_DATA)
-    candidates = llama_cpp.llama_token_data_array(
-        data=buffer.ctypes.data_as(llama_cpp.llama_token_data_p), size=0, selected=-1, sorted=False
-    )
-
-    def constrain(ids: Ids, logits: Logits) -> Logits:
-        """The logits with every token the grammar rejects at -inf."""
-        buffer["id"][: len(ids)] = ids
-        buffer["logit"][: len(ids)] = logits
-        candidates.size = len(ids)
-        llama_cpp.llama_sampler_apply(grammar, ctypes.byref(candidates))
-        return buffer["logit"][: len(ids)].copy()
-
-    def pick(ids: Ids, logits: Logits) -> int:
-        if temperature <= 0:
-            return int(ids[np.argmax(logits)])  # first maximum, as llama.cpp's greedy sampler
-        return int(ids[_sample(logits, temperature, rng)])
-
+    sampler = ConstrainedSampler(llm._model.vocab, llm.n_vocab(), grammar_text, temperature, seed)
     try:
         while True:
-            logits: Logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(n_vocab,))
-            token = pick(every_id, logits)
-            if np.isneginf(constrain(np.array([token], dtype=np.intc), logits[[token]]))[0]:
-                # Sorted ids keep greedy ties on the lowest id, as over the whole vocabulary.
-                shortlist: Ids = np.sort(np.argpartition(logits, -SHORTLIST)[-SHORTLIST:]).astype(np.intc)
-                allowed = constrain(shortlist, logits[shortlist])
-                if _shortlist_suffices(allowed, float(logits[shortlist].min()), temperature):
-                    token = pick(shortlist, allowed)
-                else:
-                    allowed = constrain(every_id, logits)
-                    if not np.isfinite(allowed).any():
-                        raise RuntimeError("the grammar allows no token here")
-                    token = pick(every_id, allowed)
-            llama_cpp.llama_sampler_accept(grammar, token)
+            logits: Logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(sampler.n_vocab,))
+            token = sampler.next(logits)
             yield token
             llm.eval([token])
     finally:
-        llama_cpp.llama_sampler_free(grammar)
+        sampler.close()
+
+
+class ConstrainedSampler:
+    """One turn's grammar and sampling state: `next` picks a token from the logits that follow
+    what it picked before. Decoders of one sequence and of several share it, so both pick alike."""
+
+    def __init__(self, vocab: Any, n_vocab: int, grammar_text: str, temperature: float, seed: int) -> None:
+        self._grammar = llama_cpp.llama_sampler_init_grammar(vocab, grammar_text.encode("utf-8"), b"root")
+        if not self._grammar:
+            raise ValueError("llama.cpp rejected the grammar")
+        self.n_vocab = n_vocab
+        self._temperature = temperature
+        self._every_id: Ids = np.arange(n_vocab, dtype=np.intc)
+        self._rng = np.random.default_rng(seed)
+        # One buffer for all grammar queries: a fresh 3 MB array per rejected pick would be wasted work.
+        self._buffer = np.zeros(n_vocab, dtype=_TOKEN_DATA)
+        self._candidates = llama_cpp.llama_token_data_array(
+            data=self._buffer.ctypes.data_as(llama_cpp.llama_token_data_p), size=0, selected=-1, sorted=False
+        )
+
+    def _constrain(self, ids: Ids, logits: Logits) -> Logits:
+        """The logits with every token the grammar rejects at -inf."""
+        self._buffer["id"][: len(ids)] = ids
+        self._buffer["logit"][: len(ids)] = logits
+        self._candidates.size = len(ids)
+        llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(self._candidates))
+        return self._buffer["logit"][: len(ids)].copy()
+
+    def _pick(self, ids: Ids, logits: Logits) -> int:
+        if self._temperature <= 0:
+            return int(ids[np.argmax(logits)])  # first maximum, as llama.cpp's greedy sampler
+        return int(ids[_sample(logits, self._temperature, self._rng)])
+
+    def next(self, logits: Logits) -> int:
+        """The next token after `logits`, accepted by the grammar."""
+        token = self._pick(self._every_id, logits)
+        if np.isneginf(self._constrain(np.array([token], dtype=np.intc), logits[[token]]))[0]:
+            # Sorted ids keep greedy ties on the lowest id, as over the whole vocabulary.
+            shortlist: Ids = np.sort(np.argpartition(logits, -SHORTLIST)[-SHORTLIST:]).astype(np.intc)
+            allowed = self._constrain(shortlist, logits[shortlist])
+            if _shortlist_suffices(allowed, float(logits[shortlist].min()), self._temperature):
+                token = self._pick(shortlist, allowed)
+            else:
+                allowed = self._constrain(self._every_id, logits)
+                if not np.isfinite(allowed).any():
+                    raise RuntimeError("the grammar allows no token here")
+                token = self._pick(self._every_id, allowed)
+        llama_cpp.llama_sampler_accept(self._grammar, token)
+        return token
+
+    def close(self) -> None:
+        if self._grammar:
+            llama_cpp.llama_sampler_free(self._grammar)
+            self._grammar = None
 
 
 def evaluate_prompt(llm: llama_cpp.Llama, tokens: list[int]) -> int:

@@ -2,43 +2,154 @@
 
 The agent's tool router asks how likely the user's request is after "Tool: NAME", for each
 tool (a noisy-channel classifier: a small model is far better at that than at naming the tool
-itself). A second context over the same weights does the scoring, so that the generation
+itself). A second context over the same loaded weights does the scoring, so that the generation
 context keeps its cached prompt; its prefix stays cached between requests.
+
+The options share everything but their tail, so the prefix is evaluated once, in sequence 0 of
+a KV cache that all sequences share, and the options are scored as sequences of one batch, each
+seeing the prefix's cells (copied by reference, not by value): one pass over the weights for all
+of them instead of one an option. Their scores equal those of scoring them one after another up
+to float rounding (tests/unit/test_batched_scoring.py).
 
 Imports numpy and llama_cpp eagerly: import this module only once a model is needed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import llama_cpp
 import numpy as np
 import numpy.typing as npt
+from llama_cpp._internals import LlamaContext
 
 from llama_agent.runtime.models.prompt_states import PromptStates
 
-# The prefix (few-shot requests) and one option with the continuation must fit.
+# The prefix (few-shot requests) and one option with the continuation must fit; more options
+# than fit beside the prefix at once are scored in several batches.
 SCORING_CONTEXT = 2048
+# Sequences in the scoring context: the prefix's, and one an option scored in the same batch.
+# More options than that are scored in several batches.
+SEQUENCES = 16
+PREFIX_SEQUENCE = 0
 # With more options than FINALISTS, all are scored on the continuation's first PRUNE_AFTER tokens
 # and only the FINALISTS likeliest on the whole of it; the others get -inf.
 PRUNE_AFTER = 6
 FINALISTS = 3
 
 
-class PrefixScorer:
-    """One llama.cpp context that keeps a prefix evaluated and scores continuations after it."""
+@dataclass
+class _Entry:
+    """One token of a batch; `target`: for a wanted row, the token it predicts, and whose score."""
 
-    def __init__(self, llm: llama_cpp.Llama, states: PromptStates | None = None) -> None:
+    token: int
+    position: int
+    sequence: int
+    wanted: bool = False
+    target: int = -1
+    option: int = -1
+
+
+# Called with a wanted entry and its logits (a view into llama.cpp's buffer, valid during the call).
+RowHandler = Callable[[_Entry, npt.NDArray[np.float32]], None]
+
+
+class ScoringContext:
+    """A llama.cpp context over the weights a `llama_cpp.Llama` has loaded (no second copy, no
+    second load), with several sequences in one KV cache. Sequence 0 offers the part of `Llama`'s
+    interface that prompt states and `evaluate_prompt` use: `input_ids`, `n_tokens`, `reset`,
+    `eval` and `_ctx`."""
+
+    def __init__(self, llm: llama_cpp.Llama, context_size: int, sequences: int = SEQUENCES) -> None:
+        if sequences < 2:
+            raise ValueError("scoring needs the prefix's sequence and at least one more")
+        params = llama_cpp.llama_context_params.from_buffer_copy(llm.context_params)
+        params.n_ctx = context_size
+        params.n_batch = min(int(params.n_batch), context_size)
+        params.n_ubatch = min(int(params.n_ubatch), int(params.n_batch))
+        params.n_seq_max = sequences
+        # One cache for every sequence: the prefix's cells are shared, not copied, and each
+        # sequence may use the whole context (split caches would give each 1/sequences of it).
+        params.kv_unified = True
+        params.embeddings = False
         self._llm = llm
+        # Closed by the model before the model is freed (llama-cpp-python sees to that).
+        self._ctx = LlamaContext(model=llm._model, params=params, verbose=False)
+        self.memory: llama_cpp.llama_memory_t = llama_cpp.llama_get_memory(self._ctx.ctx)
+        self.sequences = sequences
+        self.n_batch = int(params.n_batch)
+        self.input_ids: npt.NDArray[np.intc] = np.zeros(context_size, dtype=np.intc)
+        self.n_tokens = 0
+
+    def n_ctx(self) -> int:
+        return int(self._ctx.n_ctx())
+
+    def n_vocab(self) -> int:
+        return int(self._llm.n_vocab())
+
+    @property
+    def _input_ids(self) -> npt.NDArray[np.intc]:
+        return self.input_ids[: self.n_tokens]
+
+    def reset(self) -> None:
+        """Forget what sequence 0 holds (its cells are dropped by the next `eval`), as `Llama`."""
+        self.n_tokens = 0
+
+    def eval(self, tokens: Sequence[int]) -> None:
+        """Evaluate `tokens` after the first `n_tokens` of sequence 0, dropping every other cell
+        from there on."""
+        llama_cpp.llama_memory_seq_rm(self.memory, -1, self.n_tokens, -1)
+        if not tokens:
+            return
+        entries = [_Entry(token, self.n_tokens + i, PREFIX_SEQUENCE) for i, token in enumerate(tokens)]
+        entries[-1].wanted = True  # llama.cpp wants at least one output a batch
+        self.decode(entries, lambda _entry, _row: None)
+        self.input_ids[self.n_tokens : self.n_tokens + len(tokens)] = tokens
+        self.n_tokens += len(tokens)
+
+    def decode(self, entries: Sequence[_Entry], on_row: RowHandler) -> None:
+        """Evaluate the entries in batches of at most n_batch, in order, calling `on_row` with each
+        wanted entry's logits (a view, valid during the call only)."""
+        n_vocab = self.n_vocab()
+        batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        try:
+            for first in range(0, len(entries), self.n_batch):
+                chunk = entries[first : first + self.n_batch]
+                batch.n_tokens = len(chunk)
+                for i, entry in enumerate(chunk):
+                    batch.token[i] = entry.token
+                    batch.pos[i] = entry.position
+                    batch.n_seq_id[i] = 1
+                    batch.seq_id[i][0] = entry.sequence
+                    batch.logits[i] = entry.wanted
+                if llama_cpp.llama_decode(self._ctx.ctx, batch) != 0:
+                    raise RuntimeError("llama.cpp could not evaluate the scoring batch")
+                for i, entry in enumerate(chunk):
+                    if entry.wanted:
+                        pointer = llama_cpp.llama_get_logits_ith(self._ctx.ctx, i)
+                        on_row(entry, np.ctypeslib.as_array(pointer, shape=(n_vocab,)))
+        finally:
+            llama_cpp.llama_batch_free(batch)
+
+
+class PrefixScorer:
+    """Keeps a prefix evaluated in a `ScoringContext` and scores continuations after it."""
+
+    def __init__(self, context: ScoringContext, states: PromptStates | None = None) -> None:
+        self._window = context
         self._states = states  # None: the prefix is evaluated in every new process
         self._prefix: list[int] = []
         self._context: list[int] = []  # evaluated after the prefix
-        self._batch_size = int(llm.n_batch)
+        # Scores known for the last prefix, context and continuation, on its first PRUNE_AFTER
+        # tokens and on all: the router asks again for a finalist beside an option it pruned.
+        self._heads: dict[tuple[int, ...], float] = {}
+        self._full: dict[tuple[int, ...], float] = {}
+        self._known_for: tuple[int, ...] = ()
 
     @property
     def context_size(self) -> int:
-        return int(self._llm.n_ctx())
+        return self._window.n_ctx()
 
     def log_likelihoods(
         self,
@@ -55,77 +166,132 @@ class PrefixScorer:
         longest = max((len(option) for option in options), default=0)
         if len(prefix) + len(context) + longest + len(continuation) > self.context_size:
             raise ValueError("the scoring prompt does not fit the scoring context")
+        if not continuation:
+            return [0.0] * len(options)
         self._keep_prefix(prefix)
         self._keep_context(list(context))
+        self._forget_unless(continuation)
         if len(options) <= FINALISTS or len(continuation) <= PRUNE_AFTER:
-            return [self._score(option, continuation) for option in options]
-        # Most of the cost is the output layer, once per scored token (262k rows for Gemma 3):
-        # score every option on the continuation's first tokens, and only the likeliest on all.
-        heads = [self._score(option, continuation[:PRUNE_AFTER]) for option in options]
-        finalists = set(sorted(range(len(options)), key=lambda i: -heads[i])[:FINALISTS])
-        return [
-            self._score(option, continuation) if i in finalists else float("-inf")
-            for i, option in enumerate(options)
-        ]
+            finalists = list(options)
+        else:
+            # Most of the cost is the output layer, once per scored token (262k rows for Gemma 3):
+            # every option is scored on the continuation's first tokens, the likeliest on all.
+            heads = self._heads_of(options, continuation)
+            ranked = sorted(range(len(options)), key=lambda i: -heads[i])[:FINALISTS]
+            finalists = [options[i] for i in sorted(ranked)]
+        self._score_in_full(finalists, continuation)
+        return [self._full.get(tuple(option), float("-inf")) for option in options]
+
+    def _forget_unless(self, continuation: list[int]) -> None:
+        """Keep the scores known only while the prefix, context and continuation stay the same."""
+        key = (*self._prefix, -1, *self._context, -1, *continuation)
+        if key != self._known_for:
+            self._heads, self._full, self._known_for = {}, {}, key
+
+    def _heads_of(self, options: Sequence[list[int]], continuation: list[int]) -> list[float]:
+        missing = _distinct(option for option in options if tuple(option) not in self._heads)
+        sums = self._sums(missing, continuation, 0, PRUNE_AFTER)
+        self._heads.update({tuple(option): total for option, total in zip(missing, sums, strict=True)})
+        return [self._heads[tuple(option)] for option in options]
+
+    def _score_in_full(self, options: Sequence[list[int]], continuation: list[int]) -> None:
+        """Have every option's whole-continuation score known: the rest of the continuation for
+        those whose head is known, all of it for the others."""
+        missing = _distinct(option for option in options if tuple(option) not in self._full)
+        headed = [option for option in missing if tuple(option) in self._heads]
+        whole = [option for option in missing if tuple(option) not in self._heads]
+        tails = self._sums(headed, continuation, PRUNE_AFTER, len(continuation))
+        for option, tail in zip(headed, tails, strict=True):
+            self._full[tuple(option)] = self._heads[tuple(option)] + tail
+        sums = self._sums(whole, continuation, 0, len(continuation))
+        self._full.update({tuple(option): total for option, total in zip(whole, sums, strict=True)})
 
     def _keep_prefix(self, prefix: list[int]) -> None:
         if prefix == self._prefix:
             return
         self._prefix = []
         self._context = []
+        window = self._window
         if self._states is not None:
-            self._states.evaluate(self._llm, prefix)
+            self._states.evaluate(window, prefix)
         else:
-            self._llm.reset()  # type: ignore[no-untyped-call]
-            self._llm.eval(prefix)
+            window.reset()
+            window.eval(prefix)
         self._prefix = list(prefix)
 
     def _keep_context(self, context: list[int]) -> None:
         if context == self._context:
             return
-        start = len(self._prefix)
-        self._llm._ctx.kv_cache_seq_rm(0, start, -1)
+        window = self._window
+        window.n_tokens = len(self._prefix)  # the next eval drops every cell after the prefix
         self._context = []
         if context:
-            self._decode(context, start, {len(context) - 1})  # one row: llama.cpp wants some
+            window.eval(context)
+        else:
+            llama_cpp.llama_memory_seq_rm(window.memory, -1, window.n_tokens, -1)
         self._context = context
 
-    def _score(self, option: list[int], continuation: list[int]) -> float:
+    def _sums(
+        self, options: Sequence[list[int]], continuation: list[int], low: int, high: int
+    ) -> list[float]:
+        """For each option, the sum over j in [low, high) of log P(continuation[j] | prefix,
+        context, option, continuation[:j]): options as sequences of one batch, as many at once
+        as the context holds."""
+        sums = [0.0] * len(options)
         start = len(self._prefix) + len(self._context)
-        self._llm._ctx.kv_cache_seq_rm(0, start, -1)
-        tokens = option + continuation
-        # Row i of the logits predicts tokens[i + 1]: the continuation is predicted by the rows
-        # from the option's last token on.
-        wanted = range(len(option) - 1, len(tokens) - 1)
-        rows = self._decode(tokens, start, set(wanted))
-        total = sum(_log_softmax_at(rows[row], tokens[row + 1]) for row in wanted)
-        self._llm._ctx.kv_cache_seq_rm(0, start, -1)
-        return total
+        group: list[tuple[int, list[int]]] = []
+        room = self.context_size - start
+        for index, option in enumerate(options):
+            # Evaluated for an option: it and the continuation up to the last token predicted.
+            size = len(option) + high - 1
+            full = len(group) + 1 >= self._window.sequences
+            if group and (full or sum(len(o) + high - 1 for _, o in group) + size > room):
+                self._score_group(group, continuation, low, high, sums)
+                group = []
+            group.append((index, option))
+        if group:
+            self._score_group(group, continuation, low, high, sums)
+        return sums
 
-    def _decode(self, tokens: list[int], start: int, wanted: set[int]) -> dict[int, npt.NDArray[np.float32]]:
-        """Evaluate `tokens` from position `start`; the logits of the positions in `wanted`."""
-        n_vocab = self._llm.n_vocab()
-        rows: dict[int, npt.NDArray[np.float32]] = {}
-        batch = llama_cpp.llama_batch_init(self._batch_size, 0, 1)
+    def _score_group(
+        self,
+        group: Sequence[tuple[int, list[int]]],
+        continuation: list[int],
+        low: int,
+        high: int,
+        sums: list[float],
+    ) -> None:
+        window = self._window
+        memory = window.memory
+        start = len(self._prefix) + len(self._context)
+        entries: list[_Entry] = []
+        for slot, (index, option) in enumerate(group, start=PREFIX_SEQUENCE + 1):
+            llama_cpp.llama_memory_seq_cp(memory, PREFIX_SEQUENCE, slot, -1, -1)
+            tokens = option + continuation[: high - 1]
+            for i, token in enumerate(tokens):
+                entry = _Entry(token, start + i, slot, option=index)
+                # Row i predicts tokens[i + 1]: continuation[j] is predicted by the row of the
+                # token before it, len(option) + j - 1.
+                j = i - len(option) + 1
+                if low <= j < high:
+                    entry.wanted, entry.target = True, continuation[j]
+                entries.append(entry)
+
+        def add(entry: _Entry, logits: npt.NDArray[np.float32]) -> None:
+            sums[entry.option] += _log_softmax_at(logits, entry.target)
+
         try:
-            for chunk_start in range(0, len(tokens), self._batch_size):
-                chunk = tokens[chunk_start : chunk_start + self._batch_size]
-                batch.n_tokens = len(chunk)
-                for i, token in enumerate(chunk):
-                    batch.token[i] = token
-                    batch.pos[i] = start + chunk_start + i
-                    batch.n_seq_id[i] = 1
-                    batch.seq_id[i][0] = 0
-                    batch.logits[i] = (chunk_start + i) in wanted
-                if llama_cpp.llama_decode(self._llm._ctx.ctx, batch) != 0:
-                    raise RuntimeError("llama.cpp could not evaluate the scoring batch")
-                for i in range(len(chunk)):
-                    if (chunk_start + i) in wanted:
-                        pointer = llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, i)
-                        rows[chunk_start + i] = np.ctypeslib.as_array(pointer, shape=(n_vocab,)).copy()
+            window.decode(entries, add)
         finally:
-            llama_cpp.llama_batch_free(batch)
-        return rows
+            for slot in range(PREFIX_SEQUENCE + 1, PREFIX_SEQUENCE + 1 + len(group)):
+                llama_cpp.llama_memory_seq_rm(memory, slot, -1, -1)
+
+
+def _distinct(options: Iterable[list[int]]) -> list[list[int]]:
+    seen: dict[tuple[int, ...], list[int]] = {}
+    for option in options:
+        seen.setdefault(tuple(option), option)
+    return list(seen.values())
 
 
 def _log_softmax_at(logits: npt.NDArray[np.float32], token: int) -> float:
