@@ -4,34 +4,17 @@
 // the panel asks about, the answer streamed, a follow-up in the same conversation, a stop.
 
 import assert from 'node:assert/strict';
-import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Browser, chromium, Frame, FrameLocator, Page } from 'playwright-core';
+import { Frame, FrameLocator, Page } from 'playwright-core';
 import { CACHE_DIR, CLIENT_DIR, REPO, RESULTS_DIR, TOOLS_DIR } from '../paths';
+import { Editor, startEditor, waitForExtensionLog } from './editor';
 
-const CODE_SERVER =
-    process.env.CODE_SERVER ??
-    path.join(
-        process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'),
-        'llama-agent-vscode',
-        'code-server-4.100.3',
-        'node_modules',
-        '.bin',
-        'code-server',
-    );
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const VSIX = process.env.VSIX ?? path.join(CLIENT_DIR, 'llama-agent.vsix');
 const PYTHON = path.join(REPO, '.venv', 'bin', 'python');
 // Its own directories: the other editor tests' are theirs.
 const DATA = path.join(CLIENT_DIR, '.code-server-chat');
 const SHOTS = path.join(RESULTS_DIR, 'chat');
-const WORKSPACE = path.join(DATA, 'workspace');
-const EXTENSIONS = path.join(DATA, 'extensions');
-const USER_DATA = path.join(DATA, 'user-data');
 /** write_file, trusted, granted the workspace read-write: its calls are asked about. */
 const WRITER = path.join(DATA, 'writer');
 const SCRIPT = path.join(DATA, 'script.json');
@@ -51,118 +34,10 @@ const FOLLOW_UP_ANSWER = 'It was notes.txt, in the workspace.';
 const call = (tool: string, args: Record<string, unknown>) => JSON.stringify({ tool, arguments: args });
 const answer = (text: string) => JSON.stringify({ answer: text });
 
-let server: ChildProcess | undefined;
-let browser: Browser | undefined;
+let editor: Editor;
 let page: Page;
-let shot = 0;
-
-function editorEnv(): NodeJS.ProcessEnv {
-    return {
-        ...process.env,
-        EXTENSIONS_GALLERY: '{}',
-        XDG_CONFIG_HOME: path.join(DATA, 'xdg-config'),
-        XDG_DATA_HOME: path.join(DATA, 'xdg-data'),
-        XDG_CACHE_HOME: path.join(DATA, 'xdg-cache'),
-        // The daemon (started by the extension host) runs tests.scripted_daemon from the repository,
-        // and keeps its grants in the test's own config directory.
-        PYTHONPATH: REPO,
-        LLAMA_AGENT_CONFIG_DIR: path.join(DATA, 'config'),
-    };
-}
-
-function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const probe = net.createServer();
-        probe.once('error', reject);
-        probe.listen(0, '127.0.0.1', () => {
-            const { port } = probe.address() as net.AddressInfo;
-            probe.close(() => resolve(port));
-        });
-    });
-}
-
-async function waitHealthy(url: string, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-        try {
-            if ((await fetch(`${url}/healthz`)).ok) {
-                return;
-            }
-        } catch {
-            // not listening yet
-        }
-        if (Date.now() > deadline) {
-            throw new Error(`code-server did not answer ${url}/healthz; see test-results/code-server-chat.log`);
-        }
-        await new Promise((r) => setTimeout(r, 250));
-    }
-}
-
-async function screenshot(name: string): Promise<string> {
-    shot += 1;
-    const file = path.join(SHOTS, `${String(shot).padStart(2, '0')}-${name}.png`);
-    await page.screenshot({ path: file });
-    return file;
-}
 
 const clean = (text: string) => text.replace(/\u00a0/g, ' ').trim();
-
-async function runCommand(title: string): Promise<void> {
-    const deadline = Date.now() + 60000;
-    for (let attempt = 1; ; attempt++) {
-        // A webview or the panel may hold the focus (and F1) for a moment: every step is retried.
-        try {
-            await page.keyboard.press('Escape');
-            await page.keyboard.press('F1');
-            const input = page.locator('.quick-input-widget .quick-input-box input');
-            await input.waitFor({ state: 'visible', timeout: 5000 });
-            await input.fill(`>${title}`, { timeout: 5000 });
-            const row = page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first();
-            await row.waitFor({ state: 'visible', timeout: 3000 });
-            await page.keyboard.press('Enter');
-            return;
-        } catch (error) {
-            if (Date.now() > deadline) {
-                await screenshot(`palette-missing-${title.replace(/\W+/g, '-')}`);
-                throw new Error(`"${title}" never appeared in the command palette (${attempt} tries): ${String(error)}`);
-            }
-            await page.waitForTimeout(1000);
-        }
-    }
-}
-
-function findFile(dir: string, name: string): string | undefined {
-    if (!fs.existsSync(dir)) {
-        return undefined;
-    }
-    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-        const full = path.join(dir, entry.name);
-        if (entry.isFile() && entry.name === name) {
-            return full;
-        }
-        if (entry.isDirectory()) {
-            const found = findFile(full, name);
-            if (found) {
-                return found;
-            }
-        }
-    }
-    return undefined;
-}
-
-async function waitForLog(check: (text: string) => boolean, timeoutMs: number): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    let text = '';
-    while (Date.now() < deadline) {
-        const file = findFile(path.join(USER_DATA, 'logs'), 'Llama Agent.log');
-        text = file ? fs.readFileSync(file, 'utf8') : '';
-        if (check(text)) {
-            return text;
-        }
-        await new Promise((r) => setTimeout(r, 250));
-    }
-    throw new Error(`the "Llama Agent" log never showed what was expected; it has:\n${text}`);
-}
 
 /** The chat panel's page: VS Code puts a webview in an iframe, its content in another inside. */
 function chatFrame(): FrameLocator {
@@ -185,14 +60,9 @@ async function chatPage(): Promise<Frame> {
 
 describe('the chat panel in code-server', () => {
     before(async () => {
-        assert.ok(fs.existsSync(VSIX), `${VSIX} is missing: run npm run package`);
         assert.ok(fs.existsSync(PYTHON), `${PYTHON} is missing`);
         fs.rmSync(DATA, { recursive: true, force: true });
-        fs.rmSync(SHOTS, { recursive: true, force: true });
-        for (const dir of [WORKSPACE, EXTENSIONS, WRITER, path.join(USER_DATA, 'User'), path.join(USER_DATA, 'Machine'), SHOTS]) {
-            fs.mkdirSync(dir, { recursive: true });
-        }
-        fs.writeFileSync(path.join(WORKSPACE, 'README.md'), '# A workspace for the chat panel test\n');
+        fs.mkdirSync(WRITER, { recursive: true });
         fs.copyFileSync(path.join(TOOLS_DIR, 'write_file.wasm'), path.join(WRITER, 'write_file.wasm'));
         fs.writeFileSync(path.join(WRITER, 'write_file.policy.toml'), 'workspace = "rw"\n');
         const long = 'This answer goes on for a while, so that there is time to press Stop. '.repeat(40);
@@ -218,82 +88,33 @@ describe('the chat panel in code-server', () => {
         ];
         fs.writeFileSync(PROGRAM, program.join('\n') + '\n', { mode: 0o755 });
 
-        const installed = execFileSync(
-            CODE_SERVER,
-            ['--extensions-dir', EXTENSIONS, '--user-data-dir', USER_DATA, '--install-extension', VSIX],
-            { env: editorEnv(), encoding: 'utf8', timeout: 120000 },
-        );
-        assert.match(installed, /successfully installed/, installed);
-
-        const settings = {
-            'telemetry.telemetryLevel': 'off',
-            'update.mode': 'none',
-            'extensions.autoUpdate': false,
-            'extensions.autoCheckUpdates': false,
-            'workbench.startupEditor': 'none',
-            'workbench.tips.enabled': false,
-            'workbench.enableExperiments': false,
-            'security.workspace.trust.enabled': false,
-            'git.openRepositoryInParentFolders': 'never',
-            'llamaAgent.maxSteps': 3,
-        };
-        fs.writeFileSync(path.join(USER_DATA, 'User', 'settings.json'), JSON.stringify(settings, null, 2));
-        // Machine settings: see vsix.test.ts (code-server drops machine-scoped user settings).
-        const machineSettings = {
-            'llamaAgent.server.command': PROGRAM,
-            'llamaAgent.server.args': ['serve', '--cache-dir', CACHE_DIR, '--trusted-tools-dir', WRITER],
-        };
-        fs.writeFileSync(path.join(USER_DATA, 'Machine', 'settings.json'), JSON.stringify(machineSettings, null, 2));
-
-        const port = await freePort();
-        const url = `http://127.0.0.1:${port}`;
-        const log = fs.openSync(path.join(RESULTS_DIR, 'code-server-chat.log'), 'w');
-        server = spawn(
-            CODE_SERVER,
-            [
-                '--bind-addr', `127.0.0.1:${port}`,
-                '--auth', 'none',
-                '--disable-telemetry',
-                '--disable-update-check',
-                '--disable-workspace-trust',
-                '--user-data-dir', USER_DATA,
-                '--extensions-dir', EXTENSIONS,
-                WORKSPACE,
-            ],
-            { env: editorEnv(), stdio: ['ignore', log, log], detached: true },
-        );
-        await waitHealthy(url, 60000);
-        browser = await chromium.launch({
-            executablePath: CHROMIUM,
-            headless: true,
-            env: editorEnv(),
-            args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+        editor = await startEditor({
+            dataDir: DATA,
+            readme: '# A workspace for the chat panel test\n',
+            shotsDir: SHOTS,
+            logName: 'code-server-chat.log',
+            userSettings: { 'llamaAgent.maxSteps': 3 },
+            // To <user-data-dir>/Machine/settings.json: see EditorOptions.machineSettings.
+            machineSettings: {
+                'llamaAgent.server.command': PROGRAM,
+                'llamaAgent.server.args': ['serve', '--cache-dir', CACHE_DIR, '--trusted-tools-dir', WRITER],
+            },
+            env: {
+                // The daemon (started by the extension host) runs tests.scripted_daemon from the repository,
+                // and keeps its grants in the test's own config directory.
+                PYTHONPATH: REPO,
+                LLAMA_AGENT_CONFIG_DIR: path.join(DATA, 'config'),
+            },
         });
-        page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
-        await page.goto(`${url}/?folder=${encodeURIComponent(WORKSPACE)}`);
-        await page.locator('.monaco-workbench').waitFor({ state: 'visible', timeout: 60000 });
-        await page.locator('.monaco-workbench .part.activitybar').waitFor({ state: 'visible', timeout: 30000 });
+        page = editor.page;
     });
 
     after(async () => {
-        await browser?.close().catch(() => undefined);
-        if (server?.pid !== undefined && server.exitCode === null) {
-            try {
-                process.kill(-server.pid, 'SIGTERM');
-            } catch {
-                // already gone
-            }
-            await new Promise((r) => setTimeout(r, 1000));
-            try {
-                process.kill(-server.pid, 'SIGKILL');
-            } catch {
-                // already gone
-            }
-        }
+        await editor?.stop();
     });
 
     test('Open Chat: the answer streams, the write is asked in the panel, the call shows its path, the model and tokens end the turn', { timeout: 180000 }, async () => {
-        await runCommand('Llama Agent: Open Chat');
+        await editor.runCommand('Llama Agent: Open Chat');
         const chat = chatFrame();
         const prompt = chat.locator('#prompt');
         await prompt.waitFor({ state: 'visible', timeout: 30000 });
@@ -304,15 +125,15 @@ describe('the chat panel in code-server', () => {
         const callRow = chat.locator('.tool-call').first();
         await callRow.waitFor({ state: 'visible', timeout: 60000 });
         assert.equal(clean(await callRow.locator('.tool-name').innerText()), 'write_file');
-        assert.equal(clean(await callRow.locator('.tool-path').innerText()), path.join(WORKSPACE, 'notes.txt'));
+        assert.equal(clean(await callRow.locator('.tool-path').innerText()), path.join(editor.workspace, 'notes.txt'));
         assert.deepEqual(JSON.parse(await callRow.locator('.tool-args').innerText()), { path: 'notes.txt', content: CONTENT });
         const question = chat.locator('.question').first();
         await question.waitFor({ state: 'visible', timeout: 30000 });
         const buttons = (await question.locator('button').allInnerTexts()).map(clean);
         assert.deepEqual(buttons, ['Allow once', 'Always allow in this session', 'Reject']);
         assert.match(clean(await question.locator('.question-text').innerText()), /write_file.*notes\.txt.*Allow this call\?$/s);
-        assert.equal(fs.existsSync(path.join(WORKSPACE, 'notes.txt')), false, 'written before it was allowed');
-        await screenshot('chat-question');
+        assert.equal(fs.existsSync(path.join(editor.workspace, 'notes.txt')), false, 'written before it was allowed');
+        await editor.screenshot('chat-question');
         // Every text the answer shows, as the page changes (a busy machine may be slower to look
         // than the model is to write).
         const frame = await chatPage();
@@ -340,7 +161,7 @@ describe('the chat panel in code-server', () => {
         assert.match(clean(await chat.locator('.question-answer').first().innerText()), /→ Allow once/);
         assert.match(clean(await callRow.locator('.tool-result').innerText()), /^wrote \d+ bytes to notes\.txt$/);
         assert.match(clean(await footer.innerText()), /^scripted\.gguf \(llama\) · \d+ prompt \+ \d+ completion tokens · 1 tool call$/);
-        assert.equal(fs.readFileSync(path.join(WORKSPACE, 'notes.txt'), 'utf8'), CONTENT);
+        assert.equal(fs.readFileSync(path.join(editor.workspace, 'notes.txt'), 'utf8'), CONTENT);
 
         // A follow-up in the same conversation: the model's prompt holds the request before it.
         await prompt.fill(FOLLOW_UP);
@@ -362,21 +183,21 @@ describe('the chat panel in code-server', () => {
         await third.locator('.footer', { hasText: 'Stopped.' }).waitFor({ state: 'visible', timeout: 30000 });
         assert.ok(clean(await third.locator('.answer').innerText()).length < 2800);
         assert.equal(await chat.locator('#send').isEnabled(), true);
-        await screenshot('chat-stopped');
+        await editor.screenshot('chat-stopped');
     });
 
     test('agent mode: llama-agent mcp is registered, listed and starts; llamaAgent.mcp.enabled false takes it away', { timeout: 120000 }, async () => {
         // The extension is active: the test before opened the chat panel.
-        const log = await waitForLog((text) => text.includes('MCP server for agent mode:'), 30000);
+        const log = await waitForExtensionLog(editor, (text) => text.includes('MCP server for agent mode:'), 30000);
         // code-server 4.100 is VS Code 1.100: the provider API is there, its contribution point
         // named modelContextServerCollections (1.101: mcpServerDefinitionProviders).
         assert.match(log, /MCP: registered "Llama Agent tools" \(llama-agent mcp\) for agent mode/);
-        const expected = [PROGRAM, 'mcp', '--cache-dir', CACHE_DIR, '--trusted-tools-dir', WRITER, '--workspace', WORKSPACE].join(' ');
+        const expected = [PROGRAM, 'mcp', '--cache-dir', CACHE_DIR, '--trusted-tools-dir', WRITER, '--workspace', editor.workspace].join(' ');
         assert.ok(log.includes(`MCP server for agent mode: ${expected}`), log);
         assert.match(log, /Chat: (this editor has no chat API|@llama is registered)/);
 
         const listServers = async () => {
-            await runCommand('MCP: List Servers');
+            await editor.runCommand('MCP: List Servers');
             await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Add Server' }).first().waitFor({ timeout: 15000 });
             await page.waitForTimeout(500);
             return (await page.locator('.quick-input-list .monaco-list-row').allInnerTexts()).map(clean);
@@ -388,21 +209,21 @@ describe('the chat panel in code-server', () => {
         // The real MCP face with the test's tools: VS Code says how many tools it found.
         const output = page.locator('.part.panel .output-view .view-lines').first();
         await output.filter({ hasText: 'Discovered 1 tools' }).waitFor({ state: 'visible', timeout: 60000 });
-        await screenshot('mcp-server-started');
+        await editor.screenshot('mcp-server-started');
         rows = await listServers();
         assert.ok(rows.some((row) => /^Llama Agent tools\s*Running/.test(row)), rows.join(' / '));
         await page.keyboard.press('Escape');
 
         // Turned off in the Settings editor: the provider offers nothing, and VS Code drops the server.
-        await runCommand('Preferences: Open User Settings');
+        await editor.runCommand('Preferences: Open User Settings');
         await page.locator('.settings-editor').waitFor({ state: 'visible', timeout: 15000 });
         await page.keyboard.type('llamaAgent.mcp.enabled');
         const checkbox = page.locator('.settings-editor .setting-item-bool .setting-value-checkbox').first();
         await checkbox.waitFor({ state: 'visible', timeout: 15000 });
         assert.equal(await checkbox.getAttribute('aria-checked'), 'true');
         await checkbox.click();
-        await waitForLog((text) => text.includes('MCP: llamaAgent.mcp.enabled is false: no server for agent mode'), 30000);
-        await screenshot('mcp-disabled-setting');
+        await waitForExtensionLog(editor, (text) => text.includes('MCP: llamaAgent.mcp.enabled is false: no server for agent mode'), 30000);
+        await editor.screenshot('mcp-disabled-setting');
         const deadline = Date.now() + 30000;
         for (;;) {
             rows = await listServers();

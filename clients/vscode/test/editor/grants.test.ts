@@ -1,5 +1,5 @@
 // The Grants view of the packaged .vsix in a real editor: code-server (VS Code 1.100 in the
-// browser) driven by headless Chromium through playwright-core, as in vsix.test.ts.
+// browser) driven by headless Chromium through playwright-core (the harness: editor.ts).
 //
 // The daemon loads a private tools directory (not a trusted one): echo, with a policy asking for a
 // directory read-write, a variable and a longer timeout, and list_dir, whose policy asks for the
@@ -8,78 +8,22 @@
 // so the daemon puts no question about them in a notification.
 
 import assert from 'node:assert/strict';
-import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Browser, chromium, Locator, Page } from 'playwright-core';
-import { CACHE_DIR, CLIENT_DIR, DAEMON, RESULTS_DIR, TOOLS_DIR } from '../paths';
+import { Locator, Page } from 'playwright-core';
+import { CACHE_DIR, DAEMON, RESULTS_DIR, TOOLS_DIR } from '../paths';
+import { Editor, startEditor } from './editor';
 
-// test.sh installs code-server here (override: CODE_SERVER).
-const CODE_SERVER =
-    process.env.CODE_SERVER ??
-    path.join(
-        process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'),
-        'llama-agent-vscode',
-        'code-server-4.100.3',
-        'node_modules',
-        '.bin',
-        'code-server',
-    );
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const VSIX = process.env.VSIX ?? path.join(CLIENT_DIR, 'llama-agent.vsix');
 const SHOTS = path.join(RESULTS_DIR, 'grants');
 
 // The editor's data in a directory of its own: other editor tests may run at the same time.
 let data: string;
-let server: ChildProcess | undefined;
-let browser: Browser | undefined;
+let editor: Editor;
 let page: Page;
 let sharedDir: string;
 let workspaceDir: string;
-
-function editorEnv(): NodeJS.ProcessEnv {
-    return {
-        ...process.env,
-        EXTENSIONS_GALLERY: '{}',
-        // Also the daemon's (it inherits the editor's environment): its grants file goes here.
-        XDG_CONFIG_HOME: path.join(data, 'xdg-config'),
-        XDG_DATA_HOME: path.join(data, 'xdg-data'),
-        XDG_CACHE_HOME: path.join(data, 'xdg-cache'),
-        LLAMA_AGENT_CONFIG_DIR: path.join(data, 'llama-agent-config'),
-    };
-}
-
-function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const probe = net.createServer();
-        probe.once('error', reject);
-        probe.listen(0, '127.0.0.1', () => {
-            const { port } = probe.address() as net.AddressInfo;
-            probe.close(() => resolve(port));
-        });
-    });
-}
-
-async function waitHealthy(url: string, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-        try {
-            const response = await fetch(`${url}/healthz`);
-            if (response.ok) {
-                return;
-            }
-        } catch {
-            // not listening yet
-        }
-        if (Date.now() > deadline) {
-            throw new Error(`code-server did not answer ${url}/healthz; see test-results/code-server-grants.log`);
-        }
-        await new Promise((r) => setTimeout(r, 250));
-    }
-}
 
 const clean = (text: string) => text.replace(/\u00a0/g, ' ').replace(/\s+/g, ' ').trim();
 
@@ -148,20 +92,13 @@ async function waitForBadge(expected: string, timeoutMs: number): Promise<void> 
 
 describe('the Grants view in code-server', () => {
     before(async () => {
-        assert.ok(fs.existsSync(VSIX), `${VSIX} is missing: run npm run package`);
         assert.ok(fs.existsSync(DAEMON), `${DAEMON} is missing`);
         data = fs.mkdtempSync(path.join(os.tmpdir(), 'llama-agent-grants-e2e-'));
-        fs.rmSync(SHOTS, { recursive: true, force: true });
-        const workspace = path.join(data, 'workspace');
-        workspaceDir = workspace;
-        const extensions = path.join(data, 'extensions');
-        const userData = path.join(data, 'user-data');
         const tools = path.join(data, 'tools');
         sharedDir = path.join(data, 'shared');
-        for (const dir of [workspace, extensions, tools, sharedDir, path.join(userData, 'User'), path.join(userData, 'Machine'), SHOTS]) {
+        for (const dir of [tools, sharedDir]) {
             fs.mkdirSync(dir, { recursive: true });
         }
-        fs.writeFileSync(path.join(workspace, 'README.md'), '# A workspace for the Grants view test\n');
         // Not a trusted directory: the policies only ask.
         for (const file of ['echo.wasm', 'list_dir.wasm', 'list_dir.policy.toml']) {
             fs.copyFileSync(path.join(TOOLS_DIR, file), path.join(tools, file));
@@ -171,88 +108,27 @@ describe('the Grants view in code-server', () => {
             `env = ["LANG"]\ntimeout_seconds = 20\n\n[[dirs]]\nhost = ${JSON.stringify(sharedDir)}\nguest = "/shared"\nmode = "rw"\n`,
         );
 
-        const installed = execFileSync(
-            CODE_SERVER,
-            ['--extensions-dir', extensions, '--user-data-dir', userData, '--install-extension', VSIX],
-            { env: editorEnv(), encoding: 'utf8', timeout: 120000 },
-        );
-        assert.match(installed, /successfully installed/, installed);
-
-        const settings = {
-            'telemetry.telemetryLevel': 'off',
-            'update.mode': 'none',
-            'extensions.autoUpdate': false,
-            'extensions.autoCheckUpdates': false,
-            'workbench.startupEditor': 'none',
-            'workbench.tips.enabled': false,
-            'workbench.enableExperiments': false,
-            'security.workspace.trust.enabled': false,
-            'git.openRepositoryInParentFolders': 'never',
-        };
-        fs.writeFileSync(path.join(userData, 'User', 'settings.json'), JSON.stringify(settings, null, 2));
-        // Machine-scoped settings go to the remote's Machine settings (see vsix.test.ts).
-        const machineSettings = {
-            'llamaAgent.server.command': DAEMON,
-            'llamaAgent.server.args': ['serve', '--cache-dir', CACHE_DIR, '--lazy-model'],
-            'llamaAgent.toolsDirs': [tools],
-        };
-        fs.writeFileSync(path.join(userData, 'Machine', 'settings.json'), JSON.stringify(machineSettings, null, 2));
-
-        const port = await freePort();
-        const url = `http://127.0.0.1:${port}`;
-        fs.mkdirSync(RESULTS_DIR, { recursive: true });
-        const log = fs.openSync(path.join(RESULTS_DIR, 'code-server-grants.log'), 'w');
-        server = spawn(
-            CODE_SERVER,
-            [
-                '--bind-addr', `127.0.0.1:${port}`,
-                '--auth', 'none',
-                '--disable-telemetry',
-                '--disable-update-check',
-                '--disable-workspace-trust',
-                '--user-data-dir', userData,
-                '--extensions-dir', extensions,
-                workspace,
-            ],
-            { env: editorEnv(), stdio: ['ignore', log, log], detached: true },
-        );
-        await waitHealthy(url, 60000);
-
-        browser = await chromium.launch({
-            executablePath: CHROMIUM,
-            headless: true,
-            env: editorEnv(),
-            args: [
-                '--no-sandbox',
-                '--disable-gpu',
-                '--disable-dev-shm-usage',
-                '--disable-background-networking',
-                '--disable-component-update',
-                '--disable-sync',
-                '--no-first-run',
-            ],
+        editor = await startEditor({
+            dataDir: data,
+            readme: '# A workspace for the Grants view test\n',
+            shotsDir: SHOTS,
+            logName: 'code-server-grants.log',
+            // To <user-data-dir>/Machine/settings.json: see EditorOptions.machineSettings.
+            machineSettings: {
+                'llamaAgent.server.command': DAEMON,
+                'llamaAgent.server.args': ['serve', '--cache-dir', CACHE_DIR, '--lazy-model'],
+                'llamaAgent.toolsDirs': [tools],
+            },
+            // Also the daemon's (it inherits the editor's environment): its grants file goes here.
+            env: { LLAMA_AGENT_CONFIG_DIR: path.join(data, 'llama-agent-config') },
+            viewport: { width: 1280, height: 800 },
         });
-        page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-        await page.goto(`${url}/?folder=${encodeURIComponent(workspace)}`);
-        await page.locator('.monaco-workbench .part.activitybar').waitFor({ state: 'visible', timeout: 60000 });
+        page = editor.page;
+        workspaceDir = editor.workspace;
     });
 
     after(async () => {
-        await browser?.close().catch(() => undefined);
-        if (server?.pid !== undefined && server.exitCode === null) {
-            // code-server, its extension host and the daemon it started: the whole process group.
-            try {
-                process.kill(-server.pid, 'SIGTERM');
-            } catch {
-                // already gone
-            }
-            await new Promise((r) => setTimeout(r, 1000));
-            try {
-                process.kill(-server.pid, 'SIGKILL');
-            } catch {
-                // already gone
-            }
-        }
+        await editor?.stop();
         if (data) {
             fs.rmSync(data, { recursive: true, force: true });
         }

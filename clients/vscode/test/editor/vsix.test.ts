@@ -2,112 +2,22 @@
 // headless Chromium through playwright-core, with the command palette as a user would.
 
 import assert from 'node:assert/strict';
-import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Browser, chromium, Page } from 'playwright-core';
+import { Page } from 'playwright-core';
 import { CACHE_DIR, CLIENT_DIR, DAEMON, PROMPT, RESULTS_DIR, TEXT, TOOLS_DIR } from '../paths';
+import { Editor, startEditor, waitForExtensionLog } from './editor';
 
-// test.sh installs code-server here (override: CODE_SERVER).
-const CODE_SERVER =
-    process.env.CODE_SERVER ??
-    path.join(
-        process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'),
-        'llama-agent-vscode',
-        'code-server-4.100.3',
-        'node_modules',
-        '.bin',
-        'code-server',
-    );
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const VSIX = process.env.VSIX ?? path.join(CLIENT_DIR, 'llama-agent.vsix');
 const DATA = path.join(CLIENT_DIR, '.code-server');
 const SHOTS = path.join(RESULTS_DIR, 'e2e');
-const WORKSPACE = path.join(DATA, 'workspace');
-const EXTENSIONS = path.join(DATA, 'extensions');
-const USER_DATA = path.join(DATA, 'user-data');
 /** A second tools directory, where the test drops a broken tool. */
 const EXTRA_TOOLS = path.join(DATA, 'extra-tools');
 
-let server: ChildProcess | undefined;
-let browser: Browser | undefined;
+let editor: Editor;
 let page: Page;
-let shot = 0;
-
-function editorEnv(): NodeJS.ProcessEnv {
-    return {
-        ...process.env,
-        EXTENSIONS_GALLERY: '{}',
-        XDG_CONFIG_HOME: path.join(DATA, 'xdg-config'),
-        XDG_DATA_HOME: path.join(DATA, 'xdg-data'),
-        XDG_CACHE_HOME: path.join(DATA, 'xdg-cache'),
-    };
-}
-
-function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const probe = net.createServer();
-        probe.once('error', reject);
-        probe.listen(0, '127.0.0.1', () => {
-            const { port } = probe.address() as net.AddressInfo;
-            probe.close(() => resolve(port));
-        });
-    });
-}
-
-async function waitHealthy(url: string, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-        try {
-            const response = await fetch(`${url}/healthz`);
-            if (response.ok) {
-                return;
-            }
-        } catch {
-            // not listening yet
-        }
-        if (Date.now() > deadline) {
-            throw new Error(`code-server did not answer ${url}/healthz; see test-results/code-server.log`);
-        }
-        await new Promise((r) => setTimeout(r, 250));
-    }
-}
-
-async function screenshot(name: string): Promise<string> {
-    shot += 1;
-    const file = path.join(SHOTS, `${String(shot).padStart(2, '0')}-${name}.png`);
-    await page.screenshot({ path: file });
-    return file;
-}
 
 const clean = (text: string) => text.replace(/\u00a0/g, ' ');
-
-/** Runs a command from the palette; retried because contributed commands take a moment to register. */
-async function runCommand(title: string): Promise<void> {
-    const deadline = Date.now() + 60000;
-    for (let attempt = 1; ; attempt++) {
-        await page.keyboard.press('Escape');
-        await page.keyboard.press('F1');
-        const input = page.locator('.quick-input-widget .quick-input-box input');
-        await input.waitFor({ state: 'visible', timeout: 10000 });
-        await input.fill(`>${title}`);
-        const row = page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first();
-        try {
-            await row.waitFor({ state: 'visible', timeout: 3000 });
-            await page.keyboard.press('Enter');
-            return;
-        } catch (error) {
-            if (Date.now() > deadline) {
-                await screenshot(`palette-missing-${title.replace(/\W+/g, '-')}`);
-                throw new Error(`"${title}" never appeared in the command palette (${attempt} tries): ${String(error)}`);
-            }
-            await page.waitForTimeout(1000);
-        }
-    }
-}
 
 /** The quick input's rows as "label | description | detail" strings, once `ready` says they are complete. */
 async function quickPickRows(ready: (rows: string[]) => boolean, timeoutMs = 30000): Promise<string[]> {
@@ -143,39 +53,6 @@ async function outputText(): Promise<string> {
     return clean((await lines.first().innerText()).replace(/\n+/g, '\n'));
 }
 
-function findFile(dir: string, name: string): string | undefined {
-    if (!fs.existsSync(dir)) {
-        return undefined;
-    }
-    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-        const full = path.join(dir, entry.name);
-        if (entry.isFile() && entry.name === name) {
-            return full;
-        }
-        if (entry.isDirectory()) {
-            const found = findFile(full, name);
-            if (found) {
-                return found;
-            }
-        }
-    }
-    return undefined;
-}
-
-async function waitForFile(locate: () => string | undefined, check: (text: string) => boolean, timeoutMs: number): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    let text = '';
-    while (Date.now() < deadline) {
-        const file = locate();
-        text = file ? fs.readFileSync(file, 'utf8') : '';
-        if (check(text)) {
-            return text;
-        }
-        await new Promise((r) => setTimeout(r, 250));
-    }
-    throw new Error(`the log never showed what was expected; it has:\n${text}`);
-}
-
 async function waitForOutput(check: (text: string) => boolean, timeoutMs: number): Promise<string> {
     const deadline = Date.now() + timeoutMs;
     let text = '';
@@ -191,111 +68,38 @@ async function waitForOutput(check: (text: string) => boolean, timeoutMs: number
 
 describe('the .vsix in code-server', () => {
     before(async () => {
-        assert.ok(fs.existsSync(VSIX), `${VSIX} is missing: run npm run package`);
         assert.ok(fs.existsSync(DAEMON), `${DAEMON} is missing`);
         fs.rmSync(DATA, { recursive: true, force: true });
-        fs.rmSync(SHOTS, { recursive: true, force: true });
-        for (const dir of [WORKSPACE, EXTENSIONS, EXTRA_TOOLS, path.join(USER_DATA, 'User'), path.join(USER_DATA, 'Machine'), SHOTS]) {
-            fs.mkdirSync(dir, { recursive: true });
-        }
-        fs.writeFileSync(path.join(WORKSPACE, 'README.md'), '# A workspace for the Llama Agent end-to-end test\n');
-
-        const installed = execFileSync(
-            CODE_SERVER,
-            ['--extensions-dir', EXTENSIONS, '--user-data-dir', USER_DATA, '--install-extension', VSIX],
-            { env: editorEnv(), encoding: 'utf8', timeout: 120000 },
-        );
-        assert.match(installed, /successfully installed/, installed);
-        const unpacked = fs.readdirSync(EXTENSIONS).filter((name) => name.startsWith('llama-agent.llama-agent-'));
-        assert.equal(unpacked.length, 1, `extensions: ${fs.readdirSync(EXTENSIONS).join(', ')}`);
-
-        const settings = {
-            'telemetry.telemetryLevel': 'off',
-            'update.mode': 'none',
-            'extensions.autoUpdate': false,
-            'extensions.autoCheckUpdates': false,
-            'workbench.startupEditor': 'none',
-            'workbench.tips.enabled': false,
-            'workbench.enableExperiments': false,
-            'security.workspace.trust.enabled': false,
-            'git.openRepositoryInParentFolders': 'never',
-            'llamaAgent.maxSteps': 3,
-        };
-        fs.writeFileSync(path.join(USER_DATA, 'User', 'settings.json'), JSON.stringify(settings, null, 2));
-        // code-server's window is a remote one: VS Code drops machine-scoped settings from the user
-        // settings there once the extension's schema is known (a race at start-up), and takes
-        // them from the remote's Machine settings, where a code-server user puts them too.
-        const machineSettings = {
-            'llamaAgent.server.command': DAEMON,
-            'llamaAgent.server.args': ['serve', '--cache-dir', CACHE_DIR],
-            'llamaAgent.toolsDirs': [TOOLS_DIR, EXTRA_TOOLS],
-        };
-        fs.writeFileSync(path.join(USER_DATA, 'Machine', 'settings.json'), JSON.stringify(machineSettings, null, 2));
-
-        const port = await freePort();
-        const url = `http://127.0.0.1:${port}`;
-        const log = fs.openSync(path.join(RESULTS_DIR, 'code-server.log'), 'w');
-        server = spawn(
-            CODE_SERVER,
-            [
-                '--bind-addr', `127.0.0.1:${port}`,
-                '--auth', 'none',
-                '--disable-telemetry',
-                '--disable-update-check',
-                '--disable-workspace-trust',
-                '--user-data-dir', USER_DATA,
-                '--extensions-dir', EXTENSIONS,
-                WORKSPACE,
-            ],
-            { env: editorEnv(), stdio: ['ignore', log, log], detached: true },
-        );
-        await waitHealthy(url, 60000);
-
-        browser = await chromium.launch({
-            executablePath: CHROMIUM,
-            headless: true,
-            env: editorEnv(), // its crash reports go to our XDG_CONFIG_HOME, not the user's
-            args: [
-                '--no-sandbox',
-                '--disable-gpu',
-                '--disable-dev-shm-usage',
-                '--disable-background-networking',
-                '--disable-component-update',
-                '--disable-sync',
-                '--no-first-run',
-            ],
+        fs.mkdirSync(EXTRA_TOOLS, { recursive: true });
+        editor = await startEditor({
+            dataDir: DATA,
+            readme: '# A workspace for the Llama Agent end-to-end test\n',
+            shotsDir: SHOTS,
+            logName: 'code-server.log',
+            userSettings: { 'llamaAgent.maxSteps': 3 },
+            // To <user-data-dir>/Machine/settings.json on purpose: see EditorOptions.machineSettings.
+            machineSettings: {
+                'llamaAgent.server.command': DAEMON,
+                'llamaAgent.server.args': ['serve', '--cache-dir', CACHE_DIR],
+                'llamaAgent.toolsDirs': [TOOLS_DIR, EXTRA_TOOLS],
+            },
         });
-        page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
-        await page.goto(`${url}/?folder=${encodeURIComponent(WORKSPACE)}`);
-        await page.locator('.monaco-workbench').waitFor({ state: 'visible', timeout: 60000 });
-        await page.locator('.monaco-workbench .part.activitybar').waitFor({ state: 'visible', timeout: 30000 });
+        const unpacked = fs.readdirSync(editor.extensionsDir).filter((name) => name.startsWith('llama-agent.llama-agent-'));
+        assert.equal(unpacked.length, 1, `extensions: ${fs.readdirSync(editor.extensionsDir).join(', ')}`);
+        page = editor.page;
     });
 
     after(async () => {
-        await browser?.close().catch(() => undefined);
-        if (server?.pid !== undefined && server.exitCode === null) {
-            // code-server, its extension host and the daemon it started: the whole process group.
-            try {
-                process.kill(-server.pid, 'SIGTERM');
-            } catch {
-                // already gone
-            }
-            await new Promise((r) => setTimeout(r, 1000));
-            try {
-                process.kill(-server.pid, 'SIGKILL');
-            } catch {
-                // already gone
-            }
-        }
+        await editor?.stop();
     });
 
     test('List Tools: a quick pick row per tool with its version, description and grants', { timeout: 120000 }, async () => {
-        await runCommand('Llama Agent: List Tools');
+        await editor.runCommand('Llama Agent: List Tools');
         const rows = await quickPickRows(
             (r) => r.some((row) => row.startsWith('echo |')) && r.some((row) => row.startsWith('print |')),
             90000,
         );
-        await screenshot('list-tools');
+        await editor.screenshot('list-tools');
         const echo = rows.find((row) => row.startsWith('echo |'))!;
         assert.match(echo, /^echo \| v1\.0\.0 \| Returns the given value unchanged\. — timeout \d+ s · memory .* · no network$/);
         const print = rows.find((row) => row.startsWith('print |'))!;
@@ -306,7 +110,7 @@ describe('the .vsix in code-server', () => {
     });
 
     test('Invoke Tool…: echo with "Something to echo" shows the whole string', { timeout: 120000 }, async () => {
-        await runCommand('Llama Agent: Invoke Tool');
+        await editor.runCommand('Llama Agent: Invoke Tool');
         const filter = page.locator('.quick-input-widget .quick-input-box input');
         await quickPickRows((r) => r.some((row) => row.startsWith('echo |')));
         await filter.fill('echo');
@@ -315,16 +119,16 @@ describe('the .vsix in code-server', () => {
         const prompt = page.locator('.quick-input-widget .quick-input-message', { hasText: 'value (string, required)' });
         await prompt.waitFor({ state: 'visible', timeout: 15000 });
         await filter.fill(TEXT);
-        await screenshot('invoke-tool-input');
+        await editor.screenshot('invoke-tool-input');
         await page.keyboard.press('Enter');
         const toast = await waitForNotification('echo returned:', 30000);
         await page.waitForTimeout(500); // let the toast finish sliding in
-        await screenshot('invoke-tool-result');
+        await editor.screenshot('invoke-tool-result');
         assert.match(toast, new RegExp(`echo returned: ${TEXT}(\\n|$)`));
     });
 
     test('Run Agent…: progress, the steps in "Llama Agent: Runs", the answer in a notification', { timeout: 300000 }, async () => {
-        await runCommand('Llama Agent: Run Agent');
+        await editor.runCommand('Llama Agent: Run Agent');
         const input = page.locator('.quick-input-widget .quick-input-box input');
         await page
             .locator('.quick-input-widget .quick-input-message', { hasText: 'What should the agent do?' })
@@ -338,12 +142,12 @@ describe('the .vsix in code-server', () => {
         // The steps stream into "Llama Agent: Runs" while the run goes on.
         await waitForOutput((text) => text.includes(`▶ ${PROMPT}`), 30000);
         await page.waitForTimeout(300); // the toast's slide-in
-        await screenshot('run-agent-progress');
+        await editor.screenshot('run-agent-progress');
         // What the model says and which tools it calls differ between CPUs: assert the shape only.
         const toast = await waitForNotification('Answer:', 240000);
         assert.match(toast, /Answer: .*\((no tool calls|\d+ tool calls?: [a-z_, ]+)\)/s);
         const runs = await waitForOutput((text) => text.includes('Answer:'), 15000);
-        await screenshot('run-agent-answer');
+        await editor.screenshot('run-agent-answer');
         assert.ok(runs.includes(`▶ ${PROMPT}`), runs);
         const calls = runs.split('\n').filter((line) => line.startsWith('→ '));
         const results = runs.split('\n').filter((line) => line.startsWith('← ') || line.startsWith('✗ '));
@@ -357,7 +161,7 @@ describe('the .vsix in code-server', () => {
         const rows = page.locator('.part.sidebar .monaco-list-row');
         await rows.filter({ hasText: 'echo' }).first().waitFor({ state: 'visible', timeout: 30000 });
         const labels = (await rows.allInnerTexts()).map(clean);
-        await screenshot('tools-view');
+        await editor.screenshot('tools-view');
         assert.ok(labels.some((l) => /^echo\s*v1\.0\.0/.test(l)), labels.join(' / '));
         assert.ok(labels.some((l) => /^print\s*v1\.0\.0/.test(l)), labels.join(' / '));
         assert.ok(!labels.some((l) => l.includes('Failed to load')), labels.join(' / '));
@@ -368,25 +172,25 @@ describe('the .vsix in code-server', () => {
         // The daemon's watcher runs at idle CPU priority: generous on a busy machine.
         await rows.filter({ hasText: 'junk.wasm' }).first().waitFor({ state: 'visible', timeout: 90000 });
         const after = (await rows.allInnerTexts()).map(clean);
-        await screenshot('tools-view-failure');
+        await editor.screenshot('tools-view-failure');
         assert.ok(after.some((l) => l.startsWith('Failed to load (1)')), after.join(' / '));
         assert.ok(after.some((l) => /^junk\.wasm\s*not a valid WebAssembly component/.test(l)), after.join(' / '));
         assert.ok(after.some((l) => /^echo\s*v1\.0\.0/.test(l)), after.join(' / '));
     });
 
     test('Restart Daemon and Show Log: the log shows the daemon stopping and starting again', { timeout: 120000 }, async () => {
-        await runCommand('Llama Agent: Restart Daemon');
-        await runCommand('Llama Agent: Show Log');
+        await editor.runCommand('Llama Agent: Restart Daemon');
+        await editor.runCommand('Llama Agent: Show Log');
         // The panel shows the "Llama Agent" log channel (only its last lines are rendered)...
         const shown = await waitForOutput((text) => /\[info\] .*llama-agent/.test(text), 30000);
         assert.ok(!shown.includes('▶'), shown);
         // ...whose whole text VS Code keeps in the session's log folder.
-        const log = await waitForFile(
-            () => findFile(path.join(USER_DATA, 'logs'), 'Llama Agent.log'),
+        const log = await waitForExtensionLog(
+            editor,
             (text) => text.includes('Stopping the daemon') && (text.match(/Daemon ready/g) ?? []).length >= 2,
             60000,
         );
-        await screenshot('show-log');
+        await editor.screenshot('show-log');
         const started =
             `Starting the daemon: ${DAEMON} serve --cache-dir ${CACHE_DIR} --tools-dir ${TOOLS_DIR} --tools-dir ${EXTRA_TOOLS}` +
             ' (from llamaAgent.server.command)';
@@ -396,6 +200,6 @@ describe('the .vsix in code-server', () => {
         // The Tools view follows the new daemon.
         const rows = page.locator('.part.sidebar .monaco-list-row');
         await rows.filter({ hasText: 'echo' }).first().waitFor({ state: 'visible', timeout: 60000 });
-        await screenshot('tools-view-after-restart');
+        await editor.screenshot('tools-view-after-restart');
     });
 });
