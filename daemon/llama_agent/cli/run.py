@@ -81,5 +81,6 @@ def _prepare(config: DaemonConfig, args: argparse.Namespace) -> int:
     with open_core(config, watch=False) as core:
         prepared = asyncio.run(prepare_prompts(core.agent))
     router = "the router's prefix and " if prepared.router else ""
-    print(f"kept evaluated: {router}{prepared.starts} prompt starts", file=sys.stderr)
+    starts = "1 prompt start" if prepared.starts == 1 else f"{prepared.starts} prompt starts"
+    print(f"kept evaluated: {router}{starts}", file=sys.stderr)
     return 0
