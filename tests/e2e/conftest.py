@@ -34,6 +34,15 @@ def tools_dir(make_tools_dir: ToolsDirFactory) -> Path:
 
 
 @pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A directory for a tool's grant, with one file inside (test_sandbox has its own)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "inside.txt").write_text("granted content")
+    return data
+
+
+@pytest.fixture
 def writer(make_tools_dir: ToolsDirFactory) -> Path:
     """A tools directory (to be named trusted) holding write_file, granted the workspace read-write."""
     return make_tools_dir("write_file", policies={"write_file": 'workspace = "rw"'}, name="writer")

@@ -31,14 +31,6 @@ WARNING = 2  # LSP MessageType.Warning
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "inside.txt").write_text("granted content")
-    return data
-
-
-@pytest.fixture
 def dropbox(tmp_path: Path, test_tools: Path, data_dir: Path) -> Path:
     """An untrusted tools directory: the hostile tool, asking for `data_dir`."""
     directory = tmp_path / "dropbox"

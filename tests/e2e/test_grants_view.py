@@ -23,14 +23,6 @@ VIEW = {"initializationOptions": {"grantsView": True}}
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "inside.txt").write_text("granted content")
-    return data
-
-
-@pytest.fixture
 def out_dir(tmp_path: Path) -> Path:
     out = tmp_path / "out"
     out.mkdir()
