@@ -35,7 +35,7 @@ def tools_dir(make_tools_dir: ToolsDirFactory) -> Path:
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
-    """A directory for a tool's grant, with one file inside (test_sandbox has its own)."""
+    """A directory for a tool's grant, with one file inside."""
     data = tmp_path / "data"
     data.mkdir()
     (data / "inside.txt").write_text("granted content")

@@ -27,15 +27,13 @@ def hostile_dir(tmp_path: Path, test_tools: Path) -> Path:
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    """A directory to grant, with a file inside and a symlink pointing out of it."""
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "inside.txt").write_text("granted content")
-    (tmp_path / "outside.txt").write_text("not granted")
-    (data / "escape").symlink_to(tmp_path / "outside.txt")
-    (data / "passwd").symlink_to("/etc/passwd")
-    return data
+def linked_dir(data_dir: Path) -> Path:
+    """The directory to grant (a file inside), with symlinks pointing out of it."""
+    outside = data_dir.parent / "outside.txt"
+    outside.write_text("not granted")
+    (data_dir / "escape").symlink_to(outside)
+    (data_dir / "passwd").symlink_to("/etc/passwd")
+    return data_dir
 
 
 def grant(tools: Path, name: str, policy: str) -> None:
@@ -85,12 +83,12 @@ async def test_nothing_is_granted_by_default(start_daemon: StartDaemon, hostile_
 
 
 async def test_granted_directories_and_nothing_beyond_them(
-    start_daemon: StartDaemon, hostile_dir: Path, data_dir: Path
+    start_daemon: StartDaemon, hostile_dir: Path, linked_dir: Path
 ) -> None:
-    grant(hostile_dir, "hostile", f'[[dirs]]\nhost = "{data_dir}"\nguest = "/data"\n')
+    grant(hostile_dir, "hostile", f'[[dirs]]\nhost = "{linked_dir}"\nguest = "/data"\n')
     daemon = await ready(start_daemon, hostile_dir)
     tool = (await daemon.request("tools/list"))["tools"][0]
-    assert tool["grants"]["dirs"] == [{"host": str(data_dir), "guest": "/data", "mode": "ro"}]
+    assert tool["grants"]["dirs"] == [{"host": str(linked_dir), "guest": "/data", "mode": "ro"}]
     assert text(await hostile(daemon, "read", "/data/inside.txt")) == "read: granted content"
     for escape in (
         "/data/../outside.txt",
@@ -101,20 +99,20 @@ async def test_granted_directories_and_nothing_beyond_them(
     ):
         assert text(await hostile(daemon, "read", escape)).startswith("denied:"), escape
     assert text(await hostile(daemon, "write", "/data/new.txt")).startswith("denied:")
-    assert not (data_dir / "new.txt").exists()
+    assert not (linked_dir / "new.txt").exists()
 
 
 async def test_a_granted_directory_swapped_for_a_link_is_no_longer_granted(
-    start_daemon: StartDaemon, hostile_dir: Path, data_dir: Path, tmp_path: Path
+    start_daemon: StartDaemon, hostile_dir: Path, linked_dir: Path, tmp_path: Path
 ) -> None:
     """What a tool with a read-write grant on `data` could do to a grant of `data/inner`."""
-    inner = data_dir / "inner"
+    inner = linked_dir / "inner"
     inner.mkdir()
     (inner / "file.txt").write_text("inner content")
     grant(hostile_dir, "hostile", f'[[dirs]]\nhost = "{inner}"\nguest = "/inner"\n')
     daemon = await ready(start_daemon, hostile_dir)
     assert text(await hostile(daemon, "read", "/inner/file.txt")) == "read: inner content"
-    inner.rename(data_dir / "was-inner")
+    inner.rename(linked_dir / "was-inner")
     inner.symlink_to("/etc")  # the granted path now leads to /etc
     refused = await hostile(daemon, "read", "/inner/passwd")
     assert refused["isError"] is True
@@ -152,15 +150,15 @@ async def test_a_read_write_workspace_holding_the_tools_is_not_granted(
 
 
 async def test_read_write_grants_allow_writing_inside_only(
-    start_daemon: StartDaemon, hostile_dir: Path, data_dir: Path
+    start_daemon: StartDaemon, hostile_dir: Path, linked_dir: Path
 ) -> None:
-    grant(hostile_dir, "hostile", f'[[dirs]]\nhost = "{data_dir}"\nguest = "/data"\nmode = "rw"\n')
+    grant(hostile_dir, "hostile", f'[[dirs]]\nhost = "{linked_dir}"\nguest = "/data"\nmode = "rw"\n')
     daemon = await ready(start_daemon, hostile_dir)
     answer_writes(daemon, ALLOW_ONCE)  # the person allows each call
     assert text(await hostile(daemon, "write", "/data/new.txt")) == "wrote /data/new.txt"
-    assert (data_dir / "new.txt").read_text() == "written by a tool"
+    assert (linked_dir / "new.txt").read_text() == "written by a tool"
     assert text(await hostile(daemon, "write", "/data/../sneaky.txt")).startswith("denied:")
-    assert not (data_dir.parent / "sneaky.txt").exists()
+    assert not (linked_dir.parent / "sneaky.txt").exists()
 
 
 async def test_only_granted_environment_variables_exist(start_daemon: StartDaemon, hostile_dir: Path) -> None:
@@ -195,9 +193,9 @@ async def test_memory_is_limited_by_default_and_by_policy(
 
 
 async def test_a_policy_that_does_not_parse_is_reported_and_the_defaults_apply(
-    start_daemon: StartDaemon, hostile_dir: Path, data_dir: Path
+    start_daemon: StartDaemon, hostile_dir: Path, linked_dir: Path
 ) -> None:
-    grant(hostile_dir, "hostile", f'memory_mib = "lots"\n[[dirs]]\nhost = "{data_dir}"\nguest = "/data"\n')
+    grant(hostile_dir, "hostile", f'memory_mib = "lots"\n[[dirs]]\nhost = "{linked_dir}"\nguest = "/data"\n')
     daemon = await ready(start_daemon, hostile_dir)
     listing = await daemon.request("tools/list")
     tool = listing["tools"][0]
