@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from llama_agent.common.errors import InvalidParams, TooManySessions
+from llama_agent.runtime.models.backend import ModelSettings
 from llama_agent.runtime.tools.metadata import ParamType, ToolParam
+from llama_agent.runtime.wasm.host import WasmHost
 from llama_agent.services.agent import routing
 from llama_agent.services.agent.budget import (
     HISTORY_TOKENS,
@@ -24,10 +27,15 @@ from llama_agent.services.agent.history import (
     Conversations,
     PastTurn,
 )
+from llama_agent.services.agent.loop import Agent, AgentRequest
 from llama_agent.services.agent.prompting import OBSERVATION_LIMIT, PromptContext, history_text
-from llama_agent.services.tools.registry import Tool
+from llama_agent.services.models import ModelService
+from llama_agent.services.tools.registry import Tool, Toolbox
 
+from tests.scripted_model import ScriptedModel, answer, call
+from tests.unit.test_agent_loop import Recorder
 from tests.unit.test_prompting import make_tool
+from tests.wat_tools import tool_wasm
 
 
 def answered(request: str, answer: str = "ok", result: str | None = None) -> PastTurn:
@@ -209,3 +217,38 @@ def test_an_elliptic_follow_up_takes_the_tool_of_the_request_before_it(
     earlier = [("datetime", "What time is it in Tokyo?")]
     route = asyncio.run(routing.route(scorer, tools("datetime", "echo"), request_text, True, earlier))
     assert route.tool == tool
+
+
+async def test_a_file_name_copied_in_the_other_number_and_one_made_up_for_it_are_the_file_meant(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    """Turn 1 names groceries.txt and the model writes grocery.txt; turn 2 says "it" and the model
+    makes up coffee.txt: both calls write groceries.txt."""
+    params = (("path", "string", True), ("text", "string", True))
+    (tmp_path / "write.wasm").write_bytes(tool_wasm("write", params=params))  # answers its path
+    toolbox = Toolbox(WasmHost(cache_dir), [tmp_path])
+    toolbox.load_all()
+    model = ScriptedModel(
+        [
+            call("write", path="grocery.txt", text="apples, rice"),
+            answer("Done."),
+            call("write", path="coffee.txt", text="coffee"),
+            answer("Added."),
+        ]
+    )
+    models = ModelService(ModelSettings(), Path("."), model.loader())
+    conversation = Conversation("c")
+    try:
+        for prompt in ["Create a file groceries.txt that says: apples, rice", "Now add coffee to it"]:
+            result = await Agent(toolbox, models).run(
+                AgentRequest(prompt), Recorder(), conversation=conversation
+            )
+            conversation.record(PastTurn(prompt, tuple(result.steps), result.answer, "answered"))
+    finally:
+        models.close()
+        toolbox.close()
+    calls = [(step.tool, step.arguments) for turn in conversation.turns for step in turn.steps]
+    assert calls == [
+        ("write", {"path": "groceries.txt", "text": "apples, rice"}),
+        ("write", {"path": "groceries.txt", "text": "coffee"}),
+    ]
