@@ -70,6 +70,17 @@ def _score(model: LlamaModel, scorer: PrefixScorer) -> routing.Scorer:
     return score
 
 
+def _classify(model: LlamaModel, scorer: PrefixScorer) -> routing.Classifier:
+    async def classify(prefix: str, context: str, candidates: Sequence[str]) -> list[float]:
+        return scorer.candidate_likelihoods(
+            model._tokenize(prefix),
+            model._plain_tokens(context),
+            [model._plain_tokens(candidate) for candidate in candidates],
+        )
+
+    return classify
+
+
 def test_options_scored_in_one_batch_score_as_one_at_a_time(
     scorers: Scorers,
 ) -> None:
@@ -99,8 +110,11 @@ async def test_routes_are_the_same_batched_or_one_option_at_a_time(
 ) -> None:
     model, batched, single = scorers
     for request in CLEAR + OTHERS:
-        together = await routing.route(_score(model, batched), TOOLS, request)
-        alone = await routing.route(_score(model, single), TOOLS, request)
+        # As the agent routes: the noisy channel and the direct question together.
+        together = await routing.route(
+            _score(model, batched), TOOLS, request, classify=_classify(model, batched)
+        )
+        alone = await routing.route(_score(model, single), TOOLS, request, classify=_classify(model, single))
         if request in CLEAR:
             assert together.steps == alone.steps
             assert together.tool == request_tool(request)
@@ -134,3 +148,33 @@ def test_a_conversation_context_and_more_options_than_sequences(default_model: P
     held = len(prefix) + len(context)
     assert llama_cpp.llama_memory_seq_pos_max(memory, 0) == held - 1
     assert [llama_cpp.llama_memory_seq_pos_max(memory, seq) for seq in (1, 2)] == [-1, -1]
+
+
+def test_candidates_score_as_continuations_of_the_context(scorers: Scorers) -> None:
+    """The direct question (which tool, right after the request): each candidate's likelihood
+    after prefix and context, up to its first token no other candidate shares, equals scoring
+    that much of it as the continuation after the context's last token, one at a time; several
+    candidates a batch or few; the likeliest is the clear request's tool."""
+    model, batched, single = scorers
+    narrow = PrefixScorer(ScoringContext(model._llm, SCORING_CONTEXT, sequences=2))  # one a batch
+    prefix = model._tokenize(routing.direct_prefix(TOOLS))
+    names = ["calc", "echo", "print", "read_file", "read_url", "none"]
+    candidates = [model._plain_tokens(f" {name}\n") for name in names]
+    read_file, read_url = candidates[3], candidates[4]
+    shared = next(i for i, (a, b) in enumerate(zip(read_file, read_url, strict=False)) if a != b)
+    assert shared >= 1  # " read" at least: these two need further rows, the others one
+    telling = [1, 1, 1, shared + 1, shared + 1, 1]
+    for request in CLEAR:
+        context = model._plain_tokens(f"Request: {request}\nTool:")
+        together = batched.candidate_likelihoods(prefix, context, candidates)
+        assert narrow.candidate_likelihoods(prefix, context, candidates) == pytest.approx(
+            together, abs=TOLERANCE
+        )
+        alone = [
+            single.log_likelihoods(prefix, [context[-1:]], candidate[:length], context[:-1])[0]
+            for candidate, length in zip(candidates, telling, strict=True)
+        ]
+        assert together == pytest.approx(alone, abs=TOLERANCE)
+        assert names[together.index(max(together))] == request_tool(request)
+    with pytest.raises(ValueError, match="context"):
+        batched.candidate_likelihoods(prefix, [], candidates)

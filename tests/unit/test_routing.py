@@ -149,3 +149,44 @@ async def test_a_clause_whose_none_was_pruned_compares_the_winner_with_none_in_f
     route = await routing.route(score, [SAY, SHOUT], "say it")
     assert asked == [["say", "shout", "none"], ["say", "none"]]
     assert route.tool is None
+
+
+def classifier(by_clause: dict[str, dict[str, float]]) -> tuple[routing.Classifier, list[tuple[str, str]]]:
+    """An async direct classifier answering per clause (tool name -> log-likelihood)."""
+    asked: list[tuple[str, str]] = []
+
+    async def classify(prefix: str, context: str, candidates: Sequence[str]) -> list[float]:
+        asked.append((prefix, context))
+        clause = context.rsplit("Request: ", 1)[1].removesuffix("\nTool:")
+        return [by_clause[clause].get(candidate.strip(), -100.0) for candidate in candidates]
+
+    return classify, asked
+
+
+async def test_the_direct_question_outweighs_a_channel_that_is_only_a_little_surer() -> None:
+    # The channel leans to shout by 1 nat; asked directly, the model is sure of say.
+    score, _ = scorer({"cat it": {"say": -6.0, "shout": -5.0, "none": -12.0}})
+    classify, asked = classifier({"cat it": {"say": -0.1, "shout": -6.0, "none": -5.0}})
+    route = await routing.route(score, [SAY, SHOUT], "cat it", classify=classify)
+    assert route.tool == "say"
+    assert (await routing.route(score, [SAY, SHOUT], "cat it")).tool == "shout"  # channel alone
+    prefix, context = asked[0]
+    assert prefix == routing.direct_prefix([SAY, SHOUT])
+    assert "Request: Say hello to the cat.\nTool: say\n\n" in prefix
+    assert context == "Request: cat it\nTool:"
+    # The direct answer is normalised over the options and weighed: say's channel score moves by
+    # DIRECT_WEIGHT times its log-probability among the three.
+    total = math.log(sum(math.exp(v) for v in (-0.1, -6.0, -5.0)))
+    assert route.scores["say"] == pytest.approx(-6.0 + routing.DIRECT_WEIGHT * (-0.1 - total))
+
+
+async def test_a_direct_no_tool_answer_can_keep_a_clause_from_a_tool_and_sees_the_conversation() -> None:
+    score, _ = scorer({"thanks a lot": {"say": -5.0, "none": -5.0 - routing.FIRST_MARGIN - 0.5}})
+    classify, asked = classifier({"thanks a lot": {"say": -8.0, "none": -0.01}})
+    earlier = [("say", "say hi"), (None, "how are you")]
+    route = await routing.route(score, [SAY], "thanks a lot", earlier=earlier, classify=classify)
+    assert route.tool is None
+    assert (
+        asked[0][1]
+        == "Request: say hi\nTool: say\n\nRequest: how are you\nTool: none\n\nRequest: thanks a lot\nTool:"
+    )

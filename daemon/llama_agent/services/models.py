@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, TypeGuard
 from llama_agent.runtime.models.backend import (
     AnyBackend,
     BatchingBackend,
+    CandidateScorer,
     ChatBackend,
     Generation,
     LikelihoodScorer,
@@ -193,6 +194,14 @@ class ModelService:
         """`model.log_likelihoods` on the model thread (callers hold `exclusive()`)."""
         loop = asyncio.get_running_loop()
         job = partial(model.log_likelihoods, prefix, options, continuation, context)
+        return await loop.run_in_executor(self._thread, job)
+
+    async def candidate_likelihoods(
+        self, model: CandidateScorer, prefix: str, context: str, candidates: Sequence[str]
+    ) -> list[float]:
+        """`model.candidate_likelihoods` on the model thread (callers hold `exclusive()`)."""
+        loop = asyncio.get_running_loop()
+        job = partial(model.candidate_likelihoods, prefix, context, candidates)
         return await loop.run_in_executor(self._thread, job)
 
     def close(self) -> None:

@@ -215,5 +215,16 @@ class LikelihoodScorer(Protocol):
         ...
 
 
+@runtime_checkable
+class CandidateScorer(Protocol):
+    """A backend that can also say how likely each of several short texts is right after a prompt:
+    the router then asks the model which tool a request needs, beside how likely the request is
+    after each tool (llama_agent.services.agent.routing)."""
+
+    def candidate_likelihoods(self, prefix: str, context: str, candidates: Sequence[str]) -> list[float]:
+        """For each candidate, log P(candidate | prefix + context), summed over its tokens."""
+        ...
+
+
 # Loads the model `settings` name (or the default one, using the cache directory).
 ModelLoader = Callable[[ModelSettings, Path], AnyBackend]

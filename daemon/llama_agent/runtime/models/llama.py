@@ -278,6 +278,16 @@ class LlamaModel:
             self._plain_tokens(context) if context else [],
         )
 
+    def candidate_likelihoods(self, prefix: str, context: str, candidates: Sequence[str]) -> list[float]:
+        """log P(candidate | prefix + context) for each candidate, as sequences of one batch on the
+        scoring context."""
+        scorer = self._prefix_scorer()
+        return scorer.candidate_likelihoods(  # type: ignore[no-any-return]
+            self._tokenize(prefix),
+            self._plain_tokens(context),
+            [self._plain_tokens(candidate) for candidate in candidates],
+        )
+
     def _plain_tokens(self, text: str) -> list[int]:
         tokens: list[int] = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
         return tokens

@@ -261,30 +261,110 @@ class PrefixScorer:
         high: int,
         sums: list[float],
     ) -> None:
-        window = self._window
-        memory = window.memory
-        start = len(self._prefix) + len(self._context)
-        entries: list[_Entry] = []
-        for slot, (index, option) in enumerate(group, start=PREFIX_SEQUENCE + 1):
-            llama_cpp.llama_memory_seq_cp(memory, PREFIX_SEQUENCE, slot, -1, -1)
+        rows: list[_Row] = []
+        for index, option in group:
             tokens = option + continuation[: high - 1]
-            for i, token in enumerate(tokens):
-                entry = _Entry(token, start + i, slot, option=index)
-                # Row i predicts tokens[i + 1]: continuation[j] is predicted by the row of the
-                # token before it, len(option) + j - 1.
-                j = i - len(option) + 1
-                if low <= j < high:
-                    entry.wanted, entry.target = True, continuation[j]
-                entries.append(entry)
+            # Row i predicts tokens[i + 1]: continuation[j] is predicted by the row of the token
+            # before it, len(option) + j - 1.
+            targets = [
+                continuation[j] if low <= (j := i - len(option) + 1) < high else -1
+                for i in range(len(tokens))
+            ]
+            rows.append(_Row(index, tokens, targets))
 
         def add(entry: _Entry, logits: npt.NDArray[np.float32]) -> None:
             sums[entry.option] += _log_softmax_at(logits, entry.target)
 
+        self._decode_rows(rows, add)
+
+    def candidate_likelihoods(
+        self, prefix: list[int], context: list[int], candidates: Sequence[list[int]]
+    ) -> list[float]:
+        """For each candidate, log P(candidate | prefix + context), summed over its tokens up to
+        the first that no other candidate shares (after it, a candidate is all but certain: " read"
+        leads to "_file" when no other candidate starts with " read"). Each scored row costs the
+        output layer (262k rows for Gemma 3), so the rows are few: the context's last token once,
+        whose row gives every candidate's first token, and each candidate's further tokens only
+        when they are needed to tell it from another (sequences of one batch)."""
+        if not context or any(not candidate for candidate in candidates):
+            raise ValueError("candidate scoring needs a context and candidates of at least one token")
+        longest = max((len(candidate) for candidate in candidates), default=0)
+        if len(prefix) + len(context) + longest > self.context_size:
+            raise ValueError("the scoring prompt does not fit the scoring context")
+        self._keep_prefix(prefix)
+        *head, last = context
+        self._keep_context(head)
+        sums = [0.0] * len(candidates)
+        firsts = [candidate[0] for candidate in candidates]
+        rows = [_Row(-1, [last], [_FIRST_TOKENS])]
+        for index, candidate in enumerate(candidates):
+            length = _telling_length(candidate, candidates)
+            if length > 1:
+                rows.append(_Row(index, [last, *candidate[: length - 1]], [-1, *candidate[1:length]]))
+
+        def add(entry: _Entry, logits: npt.NDArray[np.float32]) -> None:
+            if entry.target == _FIRST_TOKENS:
+                for index, score in enumerate(_log_softmax_of(logits, firsts)):
+                    sums[index] += score
+            else:
+                sums[entry.option] += _log_softmax_at(logits, entry.target)
+
+        group: list[_Row] = []
+        room = self.context_size - len(self._prefix) - len(self._context)
+        for row in rows:
+            full = len(group) + 1 >= self._window.sequences
+            if group and (full or sum(len(r.tokens) for r in group) + len(row.tokens) > room):
+                self._decode_rows(group, add)
+                group = []
+            group.append(row)
+        self._decode_rows(group, add)
+        return sums
+
+    def _decode_rows(self, rows: Sequence[_Row], on_row: RowHandler) -> None:
+        """Each row's tokens as a sequence of its own after the prefix and context (sharing their
+        cells), calling `on_row` for each token with a target (-1: none)."""
+        window = self._window
+        memory = window.memory
+        start = len(self._prefix) + len(self._context)
+        entries: list[_Entry] = []
+        for slot, row in enumerate(rows, start=PREFIX_SEQUENCE + 1):
+            llama_cpp.llama_memory_seq_cp(memory, PREFIX_SEQUENCE, slot, -1, -1)
+            for i, (token, target) in enumerate(zip(row.tokens, row.targets, strict=True)):
+                entries.append(_Entry(token, start + i, slot, target != -1, target, row.index))
         try:
-            window.decode(entries, add)
+            window.decode(entries, on_row)
         finally:
-            for slot in range(PREFIX_SEQUENCE + 1, PREFIX_SEQUENCE + 1 + len(group)):
+            for slot in range(PREFIX_SEQUENCE + 1, PREFIX_SEQUENCE + 1 + len(rows)):
                 llama_cpp.llama_memory_seq_rm(memory, slot, -1, -1)
+
+
+# A row's target meaning "every candidate's first token" (candidate_likelihoods).
+_FIRST_TOKENS = -2
+
+
+def _telling_length(candidate: list[int], candidates: Sequence[list[int]]) -> int:
+    """How many of `candidate`'s tokens tell it from every other candidate (all of them, if one
+    is a prefix of it or the same)."""
+    shared = max(
+        (_common_length(candidate, other) for other in candidates if other is not candidate), default=0
+    )
+    return min(shared + 1, len(candidate))
+
+
+def _common_length(first: list[int], second: list[int]) -> int:
+    return next(
+        (i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b),
+        min(len(first), len(second)),
+    )
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One sequence of a scoring batch: its tokens, and for each the token it predicts (-1: none)."""
+
+    index: int
+    tokens: list[int]
+    targets: list[int]
 
 
 def _distinct(options: Iterable[list[int]]) -> list[list[int]]:
@@ -292,6 +372,12 @@ def _distinct(options: Iterable[list[int]]) -> list[list[int]]:
     for option in options:
         seen.setdefault(tuple(option), option)
     return list(seen.values())
+
+
+def _log_softmax_of(logits: npt.NDArray[np.float32], tokens: Sequence[int]) -> list[float]:
+    peak = float(logits.max())
+    total = peak + float(np.log(np.exp(logits - peak).sum()))
+    return [float(logits[token]) - total for token in tokens]
 
 
 def _log_softmax_at(logits: npt.NDArray[np.float32], token: int) -> float:

@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 from llama_agent.common.errors import InvalidParams
 from llama_agent.runtime.models.backend import (
     AnyBackend,
+    CandidateScorer,
     ChatBackend,
     ChatMessage,
     Generation,
@@ -40,7 +41,7 @@ from llama_agent.services.agent.prompting import (
     turn_schema,
 )
 from llama_agent.services.agent.routing import Route
-from llama_agent.services.agent.snapping import snap_arguments
+from llama_agent.services.agent.snapping import recent_paths, snap_arguments
 from llama_agent.services.agent.tool_selection import relevant_tools
 from llama_agent.services.agent.turns import RunawayGuard, partial_answer
 from llama_agent.services.models import ModelService
@@ -283,10 +284,12 @@ class Agent:
         calls: ToolCalls,
     ) -> tuple[AgentStep, bool]:
         """Make the turn's call (its near-copied file names snapped first: from the request, this
-        run's results, or the conversation's), once `events` were told of it, or refuse it as a
-        repeat of an earlier one (True)."""
+        run's results, or the conversation's; a made-up path of a request that refers back, to the
+        last one used), once `events` were told of it, or refuse it as a repeat of an earlier one
+        (True)."""
         sources = [run.request.prompt, *(step.result for step in steps), *run.earlier_texts()]
-        arguments = snap_arguments(turn.arguments, sources)
+        recent = recent_paths(steps, run.earlier_turns())
+        arguments = snap_arguments(turn.arguments, sources, run.request.prompt, recent)
         if arguments != turn.arguments:
             log.debug("near-copies snapped: %s -> %s", turn.arguments, arguments)
         events.on_tool_call(len(steps), turn.tool, arguments)
@@ -308,9 +311,12 @@ class Agent:
         if len(tools) + allow_none < 2:
             return None
         score = partial(self.models.log_likelihoods, model)
+        classify = (
+            partial(self.models.candidate_likelihoods, model) if isinstance(model, CandidateScorer) else None
+        )
         try:
             seen = [(turn.first_tool, turn.request) for turn in earlier]
-            route = await routing.route(score, tools, request.prompt, allow_none, seen)
+            route = await routing.route(score, tools, request.prompt, allow_none, seen, classify)
         except (ValueError, RuntimeError) as error:
             log.warning("routing skipped, the model chooses in its turn: %s", error)
             return None
@@ -355,11 +361,13 @@ class _Run:
     on_tokens: Callable[[int], None] | None = None
     transcript: list[Exchange] = field(default_factory=list)
 
+    def earlier_turns(self) -> list[PastTurn]:
+        """The conversation's turns that prompts show, oldest first."""
+        return self.conversation.shown() if self.conversation is not None else []
+
     def earlier_texts(self) -> list[str]:
         """The conversation's requests and results that prompts show: what a call may copy."""
-        if self.conversation is None:
-            return []
-        turns = self.conversation.shown()
+        turns = self.earlier_turns()
         return [text for turn in turns for text in (turn.request, *(step.result for step in turn.steps))]
 
 

@@ -4,16 +4,16 @@ A local model keeps evaluated prompt starts on disk (runtime/models/prompt_state
 once a run has evaluated them: the first run on a new machine evaluates the router's few-shot
 prefix and the agent's instructions, tool descriptions and examples from nothing, seconds on a
 small machine. `llama-agent prepare` (run by `make run`'s set-up) does that work beforehand: the
-router's prefix, and the completion prompt's start (instructions, tool descriptions, the fixed
-examples) for every tool the router may choose. Nothing is generated but one token a start, and
-no tool is called.
+router's two prefixes (its noisy-channel and its direct question), and the completion prompt's
+start (instructions, tool descriptions, the fixed examples) for every tool the router may choose.
+Nothing is generated but one token a start, and no tool is called.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llama_agent.runtime.models.backend import ChatBackend, LikelihoodScorer, Turn
+from llama_agent.runtime.models.backend import CandidateScorer, ChatBackend, LikelihoodScorer, Turn
 from llama_agent.services.agent import routing
 from llama_agent.services.agent.loop import Agent, prompt_format
 from llama_agent.services.agent.prompting import completion_prefix
@@ -46,6 +46,9 @@ async def prepare_prompts(agent: Agent) -> Prepared:
             option = routing.option(routing.NO_TOOL)
             await agent.models.log_likelihoods(model, routing.prefix(tools), [option], " Hello.\n")
             router = True
+        if isinstance(model, CandidateScorer) and len(tools) >= 1:
+            question = routing.direct_prefix(tools)
+            await agent.models.candidate_likelihoods(model, question, "Request: Hello.\nTool:", [" none\n"])
         if prompt_format(model) != "completion":
             return Prepared(router, 0)
         # One a focus, though the focus now orders only the examples after it: the same start.
