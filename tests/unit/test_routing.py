@@ -190,3 +190,14 @@ async def test_a_direct_no_tool_answer_can_keep_a_clause_from_a_tool_and_sees_th
         asked[0][1]
         == "Request: say hi\nTool: say\n\nRequest: how are you\nTool: none\n\nRequest: thanks a lot\nTool:"
     )
+
+
+async def test_the_channel_scores_only_the_directly_likeliest_tools_and_none() -> None:
+    tools = [make_tool(name, ToolParam("value", "", ParamType.STRING, True)) for name in "abcde"]
+    direct = {"a": -9.0, "b": -1.0, "c": -2.0, "d": -8.0, "e": -3.0, "none": -4.0}
+    score, asked = scorer({"do it": {"a": -1.0, "b": -6.0, "c": -5.0, "e": -7.0, "none": -9.0}})
+    classify, _ = classifier({"do it": direct})
+    route = await routing.route(score, tools, "do it", classify=classify)
+    assert asked == [(["b", "c", "e", "none"], " do it\n")]  # "a" is the channel's favourite, unasked
+    assert route.tool == "c"
+    assert route.scores["a"] == -math.inf and route.scores["d"] == -math.inf

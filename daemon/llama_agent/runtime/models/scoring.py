@@ -34,9 +34,10 @@ SCORING_CONTEXT = 2048
 SEQUENCES = 16
 PREFIX_SEQUENCE = 0
 # With more options than FINALISTS, all are scored on the continuation's first PRUNE_AFTER tokens
-# and only the FINALISTS likeliest on the whole of it; the others get -inf.
+# and only the FINALISTS likeliest on the whole of it; the others get -inf. The router's shortlist
+# (three tools and "none", services/agent/routing.py) is scored in full.
 PRUNE_AFTER = 6
-FINALISTS = 3
+FINALISTS = 4
 
 
 @dataclass
