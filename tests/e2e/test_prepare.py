@@ -44,7 +44,7 @@ def test_prepare_keeps_every_start_evaluated_and_a_second_prepare_evaluates_noth
 ) -> None:
     first = run_cli("prepare", "--cache-dir", fresh_prompts_cache)
     assert first.returncode == 0, first.stderr
-    said = re.search(r"kept evaluated: the router's prefix and (\d+) prompt starts?", first.stderr)
+    said = re.search(r"kept evaluated: the router's prefixes and (\d+) prompt starts?", first.stderr)
     assert said is not None, first.stderr
     starts = int(said.group(1))
     assert starts >= 1

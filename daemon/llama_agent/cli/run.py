@@ -80,7 +80,7 @@ def _prepare(config: DaemonConfig, args: argparse.Namespace) -> int:
 
     with open_core(config, watch=False) as core:
         prepared = asyncio.run(prepare_prompts(core.agent))
-    router = "the router's prefix and " if prepared.router else ""
+    router = "the router's prefixes and " if prepared.router else ""
     starts = "1 prompt start" if prepared.starts == 1 else f"{prepared.starts} prompt starts"
     print(f"kept evaluated: {router}{starts}", file=sys.stderr)
     return 0

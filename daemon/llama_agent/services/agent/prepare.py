@@ -26,7 +26,7 @@ ANY_TEXT = {"type": "string"}
 
 @dataclass(frozen=True)
 class Prepared:
-    """What was evaluated (or found kept): the router's prefix, and how many completion starts."""
+    """What was evaluated (or found kept): the router's prefixes, and how many completion starts."""
 
     router: bool
     starts: int
