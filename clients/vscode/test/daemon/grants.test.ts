@@ -21,6 +21,7 @@ import {
 } from '../../src/grants';
 import { ErrorCodes, invokeTool, onToolsDidChange, resultText } from '../../src/protocol';
 import { CACHE_DIR, DAEMON, RESULTS_DIR, TOOLS_DIR } from '../paths';
+import { waitFor } from '../wait';
 
 let daemon: ChildProcess;
 let connection: MessageConnection;
@@ -32,23 +33,6 @@ let grantsChanges = 0;
 let toolsChanges = 0;
 /** The questions about grants the daemon put to this client: none, with a Grants view. */
 const asked: unknown[] = [];
-
-function waitFor<T>(check: () => T | undefined, what: string, timeoutMs: number): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    return new Promise((resolve, reject) => {
-        const poll = () => {
-            const value = check();
-            if (value !== undefined) {
-                resolve(value);
-            } else if (Date.now() > deadline) {
-                reject(new Error(`timed out waiting for ${what}`));
-            } else {
-                setTimeout(poll, 50);
-            }
-        };
-        poll();
-    });
-}
 
 /** Runs `change`, then waits for the grants/didChange it causes. */
 async function expectGrantsDidChange<T>(change: () => Promise<T>): Promise<T> {

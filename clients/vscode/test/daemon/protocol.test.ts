@@ -28,6 +28,7 @@ import {
     ToolsDidChangeParams,
 } from '../../src/protocol';
 import { CACHE_DIR, DAEMON, PROMPT, RESULTS_DIR, TEXT, TOOLS_DIR } from '../paths';
+import { waitFor } from '../wait';
 
 let daemon: ChildProcess;
 let connection: MessageConnection;
@@ -44,23 +45,6 @@ async function expectResponseError(promise: Promise<unknown>, code: number): Pro
         return error;
     }
     assert.fail(`expected error ${code}, got a result`);
-}
-
-function waitFor<T>(check: () => T | undefined, what: string, timeoutMs: number): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    return new Promise((resolve, reject) => {
-        const poll = () => {
-            const value = check();
-            if (value !== undefined) {
-                resolve(value);
-            } else if (Date.now() > deadline) {
-                reject(new Error(`timed out waiting for ${what}`));
-            } else {
-                setTimeout(poll, 50);
-            }
-        };
-        poll();
-    });
 }
 
 describe('llama-agent serve over stdio', () => {

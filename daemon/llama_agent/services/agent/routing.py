@@ -34,7 +34,7 @@ import itertools
 import math
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from llama_agent.services.agent.shell_idioms import in_words
 from llama_agent.services.tools.registry import Tool
@@ -155,9 +155,11 @@ def prefix(tools: Sequence[Tool]) -> str:
 
 def direct_prefix(tools: Sequence[Tool]) -> str:
     """The same shots asked the other way round: the request, then the tool it needs."""
-    return DIRECT_HEADER + "".join(
-        f"Request: {' '.join(request.split())}\nTool: {name}\n\n" for name, request in shots(tools)
-    )
+    return DIRECT_HEADER + "".join(_direct_shot(name, request) for name, request in shots(tools))
+
+
+def _direct_shot(name: str, request: str) -> str:
+    return f"Request: {' '.join(request.split())}\nTool: {name}\n\n"
 
 
 def conversation_shots(earlier: Sequence[tuple[str | None, str]]) -> str:
@@ -170,9 +172,7 @@ def conversation_shots(earlier: Sequence[tuple[str | None, str]]) -> str:
 def direct_conversation_shots(earlier: Sequence[tuple[str | None, str]]) -> str:
     """`conversation_shots` the other way round, for the direct question."""
     recent = earlier[-CONVERSATION_SHOTS:]
-    return "".join(
-        f"Request: {' '.join(request.split())}\nTool: {tool or NO_TOOL}\n\n" for tool, request in recent
-    )
+    return "".join(_direct_shot(tool or NO_TOOL, request) for tool, request in recent)
 
 
 def option(name: str) -> str:
@@ -208,8 +208,8 @@ async def route(
     recent = [(t if t in offered else None, r) for t, r in earlier]
     shots = Shots(prefix(tools), conversation_shots(recent))
     if classify is not None:
-        shots = Shots(
-            shots.tools, shots.conversation, direct_prefix(tools), direct_conversation_shots(recent)
+        shots = replace(
+            shots, direct=direct_prefix(tools), conversation_direct=direct_conversation_shots(recent)
         )
     head = await _route_clause(score, shots, names, first, FIRST_MARGIN if allow_none else None, classify)
     before = earlier[-1][0] if earlier else None
@@ -257,9 +257,9 @@ async def _route_clause(
     SHORTLIST tools the channel scores, and is added to their likelihoods."""
     options = names if margin is None else [*names, NO_TOOL]
     clause = in_words(clause)  # a shell command line, said in words (shell_idioms.py)
-    text = continuation(clause)
     if classify is not None:
         return await _route_shortlisted(score, shots, options, clause, margin, classify)
+    text = continuation(clause)
     channel = await score(shots.tools, [option(name) for name in options], text, shots.conversation)
     best = choose(options, channel)
     if best.tool is None or margin is None:

@@ -58,7 +58,7 @@ def in_words(clause: str) -> str:
     if not words or not _command_line(words):
         return clause
     command, operands = words[0], [word for word in words[1:] if not word.startswith("-")]
-    said = _COMMANDS.get(command, _unknown)(words[1:], operands, assignments)
+    said = _COMMANDS[command](words[1:], operands, assignments)  # known: _command_line
     return clause if said is None else said
 
 
@@ -106,10 +106,6 @@ def _here_string(line: str) -> str | None:
 
 
 Paraphrase = Callable[[list[str], list[str], dict[str, str]], "str | None"]
-
-
-def _unknown(arguments: list[str], operands: list[str], assignments: dict[str, str]) -> str | None:
-    return None
 
 
 def _show(arguments: list[str], operands: list[str], assignments: dict[str, str]) -> str | None:
