@@ -198,9 +198,12 @@ describe('the chat panel in code-server', () => {
 
         const listServers = async () => {
             await editor.runCommand('MCP: List Servers');
-            await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Add Server' }).first().waitFor({ timeout: 15000 });
+            // Visible rows only: the palette's own list stays in the page, hidden, and one of its
+            // rows ("MCP: Add Server...") matches too.
+            const rows = page.locator('.quick-input-list .monaco-list-row:visible');
+            await rows.filter({ hasText: 'Add Server' }).first().waitFor({ timeout: 15000 });
             await page.waitForTimeout(500);
-            return (await page.locator('.quick-input-list .monaco-list-row').allInnerTexts()).map(clean);
+            return (await rows.allInnerTexts()).map(clean);
         };
         let rows = await listServers();
         assert.ok(rows.some((row) => /^Llama Agent tools\s*Stopped/.test(row)), rows.join(' / '));
