@@ -33,7 +33,7 @@ class Locations:
 
     # Compiled components, downloaded and embedded models, evaluated prompt starts.
     cache_dir: Path = field(default_factory=default_cache_dir)
-    # The compile cache was filled and signed beforehand and is only read (`--cache-read-only`:
+    # The compile cache was filled and sealed beforehand and is only read (`--cache-read-only`:
     # a replica's shared cache); what it lacks is compiled into a private cache of the process.
     cache_read_only: bool = False
     # grants.toml: the tools' requests the person approved.

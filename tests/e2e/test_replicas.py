@@ -1,5 +1,5 @@
 """Stateless replicas: two `serve --listen` processes sharing one tenants file, the tools
-directories, the grants files and a compile cache filled and signed beforehand, which both only
+directories, the grants files and a compile cache filled and sealed beforehand, which both only
 read. A client of a replica killed with SIGKILL goes on at the other; a change of the tenants file
 (or of a grants file, made through the other replica) holds on both within seconds.
 
@@ -85,10 +85,10 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
     (tools["alpha"] / "asker.policy.toml").write_text(policy)
     grants = tmp_path / "grants"
     grants.mkdir()
-    # Build time: the cache filled and signed for the shared tools and alpha's.
+    # Build time: the cache filled and sealed for the shared tools and alpha's.
     cache = tmp_path / "cache"
     built = run_cli(
-        "tools", "list", "--cache-dir", cache, "--tools-dir", tools["shared"], "--tools-dir", tools["alpha"],
+        "tools", "seal", "--cache-dir", cache, "--tools-dir", tools["shared"], "--tools-dir", tools["alpha"],
         config_dir=tmp_path / "build-config",
     )  # fmt: skip
     assert built.returncode == 0, built.stderr

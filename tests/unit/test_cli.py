@@ -220,6 +220,7 @@ FLAGS_OF: dict[tuple[str, ...], list[str]] = {
     ("run", "hi"): [*TOOL_FLAGS, *HOST_FLAGS, *MODEL_FLAGS, "--workspace", "--allow-writes", *RUN_FLAGS],
     ("prepare",): [*TOOL_FLAGS, *HOST_FLAGS, *MODEL_FLAGS],
     ("tools", "list"): [*TOOL_FLAGS, *HOST_FLAGS, "--workspace", "--json"],
+    ("tools", "seal"): [*TOOL_FLAGS, *HOST_FLAGS],
     ("tools", "invoke", "echo"): [*TOOL_FLAGS, *HOST_FLAGS, "--workspace", "--json"],
     ("tools", "grant", "echo"): [*TOOL_FLAGS, *HOST_FLAGS, "--workspace", "--yes"],
     ("tools", "revoke", "echo"): TOOL_FLAGS,  # the grants file only

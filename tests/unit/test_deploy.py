@@ -188,11 +188,13 @@ def test_the_dockerfile_builds_in_one_stage_and_runs_from_another() -> None:
     assert BUILD.base.startswith("python:3.11-") and "bookworm" in BUILD.base
 
 
-def test_the_build_stage_is_make_runs_set_up_and_signs_the_compile_cache() -> None:
+def test_the_build_stage_is_make_runs_set_up_and_seals_the_compile_cache() -> None:
     runs = " ".join(BUILD.all("RUN"))
     assert "make components" in runs  # the Makefile's venv, CMake arguments and tools build
-    assert "tools list" in runs and "--cache-dir /opt/llama-agent/cache" in runs
-    assert "signing.key" in runs  # the build fails if the cache was not signed
+    assert "tools seal --cache-dir /opt/llama-agent/cache" in runs
+    # The build fails if the cache was not sealed, or still holds a key that can sign.
+    assert "test -s /opt/llama-agent/cache/signing.pub" in runs
+    assert "test ! -e /opt/llama-agent/cache/signing.key" in runs
 
 
 def test_the_runtime_stage_copies_only_from_the_build_stage() -> None:
@@ -203,7 +205,7 @@ def test_the_runtime_stage_copies_only_from_the_build_stage() -> None:
         assert flags.get("from") == BUILD.name, f"runtime stage: {arguments}"
     destinations = {copy_flags_and_paths(arguments)[2]: arguments for arguments in copies}
     assert set(destinations) == {".venv", "daemon", "build/tools", "cache"}, "only venv, daemon, tools, cache"
-    # The signed cache stays root's, as every file copied: the daemon cannot write it.
+    # The sealed cache stays root's, as every file copied: the daemon cannot write it.
     assert not any("--chown" in arguments for arguments in copies)
 
 
@@ -234,7 +236,7 @@ def test_the_entrypoint_is_a_command_line_the_cli_takes(monkeypatch: pytest.Monk
     assert args.backend == "openai" and config.model.remote is not None
     assert args.listen == f"0.0.0.0:{image_port()}"
     assert str(args.tenants) == "/etc/llama-agent/tenants.toml"
-    # The compile cache signed at build time, verified and never written.
+    # The compile cache sealed at build time, verified and never written.
     assert config.locations.cache_read_only
     assert config.locations.cache_dir == Path("/opt/llama-agent/cache")
     assert config.locations.config_dir == Path("/var/lib/llama-agent/config")

@@ -167,9 +167,10 @@ class ToolHostOptions:
         parser.add_argument(
             "--cache-read-only",
             action="store_true",
-            help="only read the compile cache, filled and signed beforehand (a shared cache mounted "
-            "read-only for replicas; see docs/service.md): its entries are verified with its key and "
-            "nothing is written to it; a tool it lacks is compiled for this process alone",
+            help="only read the compile cache, filled and sealed beforehand (`tools seal`; a shared "
+            "cache mounted read-only for replicas; see docs/service.md): its entries are verified "
+            "with its public key and nothing is written to it; a tool it lacks is compiled for this "
+            "process alone",
         )
         parser.add_argument(
             "--tool-timeout",

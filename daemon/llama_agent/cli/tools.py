@@ -41,6 +41,15 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     listing = command("list", _list, (*TOOLS, WORKSPACE), "print the loaded tools")
     listing.add_argument("--json", action="store_true", help="print the tools/list result as JSON")
 
+    command(
+        "seal",
+        _seal,
+        TOOLS,
+        "load the tools into the compile cache (--cache-dir), then seal it for replicas that only "
+        "read it (--cache-read-only): its entries signed with a new key pair whose private key is "
+        "kept nowhere, its public key in signing.pub, its signing.key removed",
+    )
+
     invoke = command("invoke", _invoke, (*TOOLS, WORKSPACE), "call one tool")
     invoke.add_argument("name", help="tool name")
     invoke.add_argument(
@@ -105,6 +114,30 @@ def _list(config: DaemonConfig, args: argparse.Namespace) -> int:
         print(f"failed to load {quoted(failure['path'])}: {visible(failure['error'])}", file=sys.stderr)
     if not tools and not failed:
         print(f"no tools in {', '.join(map(str, config.tools.watched_dirs()))}", file=sys.stderr)
+    return 0
+
+
+def _seal(config: DaemonConfig, args: argparse.Namespace) -> int:
+    """Fails, sealing nothing, if a tool does not load: what is shipped is the whole set."""
+    from llama_agent.core import open_core
+
+    if args.cache_dir is None:  # never the person's own cache by default: it loses its key
+        raise UsageError("name the cache to seal with --cache-dir DIR (its signing.key is removed)")
+    if config.locations.cache_read_only:
+        raise UsageError("a cache is sealed where it is filled, not with --cache-read-only")
+    with open_core(config, watch=False) as core:
+        snapshot = core.toolbox.snapshot
+        if snapshot.failures:
+            failed = ", ".join(quoted(str(failure.path)) for failure in snapshot.failures)
+            raise CommandFailed(f"not sealed: some tools failed to load ({failed}); see `tools list`")
+        try:
+            count = core.toolbox.host.seal(tool.loaded for tool in snapshot.tools.values())
+        except OSError as error:
+            raise CommandFailed(f"not sealed: {error}") from error
+    print(
+        f"sealed {count} compiled tool(s) in {quoted(str(args.cache_dir))}: replicas verify them with "
+        "signing.pub (--cache-read-only); the private key was kept nowhere"
+    )
     return 0
 
 

@@ -12,11 +12,15 @@ must be the person's own (runtime/storage/private_files.py), or whoever else cou
 sign their own code as any tool. A cache that is not is neither read nor written: the process
 compiles into a private directory instead (`CompileCache.open`).
 
-A replica of a service reads a shared cache that was filled and signed beforehand (when its image
-was built) and never writes it (`CompileCache.open_read_only`): its entries are verified with its
-key as any are, and what it lacks (or what does not verify) is compiled into a private cache of the
-process. Its directories and key may then be root's as well as the person's (whoever built the
-image), but still writable by nobody else.
+A replica of a service reads a shared cache that was filled and sealed beforehand (when its image
+was built) and never writes it (`CompileCache.open_read_only`). An HMAC key would let whoever takes
+over one replica sign code for all, so a shared cache is sealed instead (`CompileCache.seal`, the
+command `llama-agent tools seal`): each entry signed with Ed25519 (`NAME.cwasm.sig`) under a
+private key that is then discarded, the cache keeping only the public key (`signing.pub`) and no
+HMAC key. A replica verifies entries against that public key, and what the cache lacks (or what
+does not verify) is compiled into a private cache of the process. Its directories and public key
+may then be root's as well as the person's (whoever built the image), but still writable by nobody
+else. A cache filled but not sealed (a `signing.key`, no `signing.pub`) is not used read-only.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import stat
 import tempfile
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +54,19 @@ from llama_agent.runtime.storage.private_files import (
     shown,
     writable_by_others,
 )
-from llama_agent.runtime.storage.signing import KEY_BYTES, KEY_NAME, new_key, sign, signed, stored_key
+from llama_agent.runtime.storage.signing import (
+    KEY_NAME,
+    PUBLIC_KEY_BYTES,
+    PUBLIC_KEY_NAME,
+    new_key,
+    new_key_pair,
+    public_key_of,
+    seal,
+    sealed,
+    sign,
+    signed,
+    stored_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +76,11 @@ log = logging.getLogger(__name__)
 COMPILER_NICENESS = 19
 COMPONENTS_DIR = "components"
 MAC_SUFFIX = ".mac"
-MAX_MAC_BYTES = 128  # 64 hex digits, and room for a newline
+SEAL_SUFFIX = ".sig"
+# An HMAC's 64 hex digits or an Ed25519 signature's 128, and room for a newline.
+MAX_SIGNATURE_BYTES = 256
+# What makes a filled cache one that replicas can read (`CompileCache.seal`).
+SEAL_COMMAND = "llama-agent tools seal --cache-dir"
 # Compiled code is a few times its component (at most 128 MiB, daemon/llama_agent/runtime/storage/files.py).
 MAX_ENTRY_BYTES = 1024 * 1024 * 1024
 
@@ -80,8 +100,15 @@ def _lower_priority_of_this_thread() -> None:
         log.debug("cannot lower the compiler thread's priority: %s", error)
 
 
+class NotSealed(OSError):
+    """A cache given to read-only replicas that was filled but not sealed."""
+
+
 class CompileCache:
     """Maps wasm bytes to a compiled `Component` and its verified entry, compiling only on a miss."""
+
+    # Beside each entry: its signature, an HMAC under the cache's key.
+    _signature_suffix = MAC_SUFFIX
 
     def __init__(self, directory: Path, engine: wasmtime.Engine, engine_tag: str, key: bytes) -> None:
         self._dir = directory
@@ -125,22 +152,23 @@ class CompileCache:
 
     @classmethod
     def open_read_only(cls, cache_dir: Path, engine: wasmtime.Engine, engine_tag: str) -> CompileCache:
-        """The cache in `cache_dir/components`, filled and signed beforehand, only read: nothing in
-        `cache_dir` is written, not even a missing key. What it lacks is compiled into a private
-        cache (`private`). A cache that cannot be trusted (see the module's docstring) or read is
-        not used at all: the error says why, and every tool is compiled into the private cache."""
+        """The cache in `cache_dir/components`, filled and sealed beforehand (`seal`), only read:
+        nothing in `cache_dir` is written, and no private key is needed. What it lacks is compiled
+        into a private cache (`private`). A cache that cannot be trusted (see the module's
+        docstring), is not sealed or cannot be read is not used at all: the error says why, and
+        every tool is compiled into the private cache."""
         fallback = cls.private(engine, engine_tag)
         try:
-            key = _read_only_key(cache_dir)
+            public_key = _read_only_public_key(cache_dir)
             directory = cache_dir / COMPONENTS_DIR
             _check_read_only_directory(directory)
-        except NotPrivate as error:
+        except (NotPrivate, NotSealed) as error:
             log.error("not using the read-only compile cache in %s: %s", shown(cache_dir), error)
         except OSError as error:
             log.error("cannot read the read-only compile cache in %s: %s", shown(cache_dir), error)
         else:
             log.info("reading the compile cache in %s, never writing it", shown(cache_dir))
-            return ReadOnlyCompileCache(directory, engine, engine_tag, key, fallback)
+            return ReadOnlyCompileCache(directory, engine, engine_tag, public_key, fallback)
         return fallback
 
     @classmethod
@@ -178,6 +206,38 @@ class CompileCache:
         """What an entry's signature covers: which tool, for which engine, and the entry's digest."""
         return f"{self._engine_tag}:{content_hash}:{entry_sha256}".encode()
 
+    def _signature_of(self, entry: Path) -> Path:
+        return entry.parent / (entry.name + self._signature_suffix)
+
+    def _verifies(self, message: bytes, signature: str) -> bool:
+        return signed(self._key, message, signature)
+
+    def seal(self, cache_dir: Path, entries: Iterable[tuple[str, Artifact]]) -> int:
+        """Seal `cache_dir`, this cache, for replicas that only read it (`open_read_only`): sign
+        each of `entries` (a content hash and its entry, as `load` verified it) with a new Ed25519
+        key pair, write the public key, and keep the private key nowhere. The cache's HMAC key and
+        signatures are removed: a sealed cache holds no secret that could sign. Returns how many
+        entries were sealed; raises OSError if this is not `cache_dir`'s cache (it could not be
+        used: the error was logged) or a file cannot be written."""
+        if self._dir != cache_dir / COMPONENTS_DIR:
+            raise OSError(f"the compile cache in {shown(cache_dir)} is not in use (see the error above)")
+        private_key = new_key_pair()
+        _remove_all(self._dir, SEAL_SUFFIX)  # a seal's signatures are worth only its public key
+        count = 0
+        for content_hash, artifact in entries:
+            if artifact.path.parent != self._dir:
+                raise OSError(f"{shown(artifact.path)} is not an entry of {shown(self._dir)}")
+            signature = seal(private_key, self._signed(content_hash, artifact.sha256))
+            write_atomically(
+                artifact.path.parent / (artifact.path.name + SEAL_SUFFIX), signature.hex().encode()
+            )
+            count += 1
+        write_atomically(cache_dir / PUBLIC_KEY_NAME, public_key_of(private_key), mode=0o644)
+        with contextlib.suppress(FileNotFoundError):
+            (cache_dir / KEY_NAME).unlink()
+        _remove_all(self._dir, MAC_SUFFIX)
+        return count
+
     def load(self, wasm: bytes, content_hash: str) -> tuple[Component, Artifact, bool]:
         """The compiled component, its cache entry, and whether it came from the cache."""
         entry = self.entry_path(content_hash)
@@ -192,7 +252,7 @@ class CompileCache:
         """Compile and store unless an entry exists (`load` verifies it); compile errors are left
         for `load` to report."""
         entry = self.entry_path(content_hash)
-        if entry.exists() and (entry.parent / (entry.name + MAC_SUFFIX)).exists():
+        if entry.exists() and self._signature_of(entry).exists():
             return
         with contextlib.suppress(wasmtime.WasmtimeError, OSError):
             self._store(entry, content_hash, self._compile(wasm))
@@ -202,15 +262,14 @@ class CompileCache:
         whose content was checked, so a file renamed over the entry meanwhile is not loaded.
         Neither the entry nor its signature is read through a link or from anything but a
         regular file of bounded size."""
-        mac = entry.parent / (entry.name + MAC_SUFFIX)
         try:
-            expected = _read_regular(mac, MAX_MAC_BYTES).decode("ascii").strip()
+            expected = _read_regular(self._signature_of(entry), MAX_SIGNATURE_BYTES).decode("ascii").strip()
             fd = _open_regular(entry, MAX_ENTRY_BYTES)
         except (OSError, UnicodeDecodeError):
             return None
         try:
             digest = file_sha256(fd)
-            if not signed(self._key, self._signed(content_hash, digest), expected):
+            if not self._verifies(self._signed(content_hash, digest), expected):
                 log.warning("cache entry %s does not match its signature: compiling again", entry)
                 return None
             component = Component.deserialize_file(self._engine, f"/proc/self/fd/{fd}")
@@ -235,14 +294,32 @@ class CompileCache:
 
 
 class ReadOnlyCompileCache(CompileCache):
-    """A cache filled and signed beforehand, only ever read (`CompileCache.open_read_only`); what
-    it lacks, or what does not verify, is compiled into `fallback`, a private cache."""
+    """A cache filled and sealed beforehand, only ever read (`CompileCache.open_read_only`): its
+    entries are verified against `public_key`; what it lacks, or what does not verify, is compiled
+    into `fallback`, a private cache."""
+
+    _signature_suffix = SEAL_SUFFIX
 
     def __init__(
-        self, directory: Path, engine: wasmtime.Engine, engine_tag: str, key: bytes, fallback: CompileCache
+        self,
+        directory: Path,
+        engine: wasmtime.Engine,
+        engine_tag: str,
+        public_key: bytes,
+        fallback: CompileCache,
     ) -> None:
-        super().__init__(directory, engine, engine_tag, key)
+        # An HMAC key kept nowhere: it neither signs (nothing is stored here) nor verifies anything.
+        super().__init__(directory, engine, engine_tag, new_key())
+        self._public_key = public_key
         self._fallback = fallback
+
+    def _verifies(self, message: bytes, signature: str) -> bool:
+        return sealed(self._public_key, message, signature)
+
+    def seal(self, cache_dir: Path, entries: Iterable[tuple[str, Artifact]]) -> int:
+        raise OSError(
+            f"the compile cache in {shown(cache_dir)} is only read: it is sealed where it is filled"
+        )
 
     @property
     def readable_directories(self) -> tuple[Path, ...]:
@@ -259,31 +336,39 @@ class ReadOnlyCompileCache(CompileCache):
 
     def ensure(self, wasm: bytes, content_hash: str) -> None:
         entry = self.entry_path(content_hash)
-        if not (entry.exists() and (entry.parent / (entry.name + MAC_SUFFIX)).exists()):
+        if not (entry.exists() and self._signature_of(entry).exists()):
             self._fallback.ensure(wasm, content_hash)
 
 
-def _read_only_key(cache_dir: Path) -> bytes:
-    """The key of a read-only cache, checked as `_check_read_only` says and never made; NotPrivate
-    or another OSError if it cannot be had."""
-    path = cache_dir / KEY_NAME
+def _read_only_public_key(cache_dir: Path) -> bytes:
+    """The public key of a read-only cache, checked as `_check_read_only` says; NotSealed if the
+    cache has an HMAC key instead, NotPrivate or another OSError if it cannot be had."""
+    path = cache_dir / PUBLIC_KEY_NAME
     check_the_way(path)
     directory_fd = os.open(cache_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         _check_read_only(cache_dir, os.fstat(directory_fd), "directory")
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-        fd = os.open(KEY_NAME, flags, dir_fd=directory_fd)
+        fd = os.open(PUBLIC_KEY_NAME, flags, dir_fd=directory_fd)
+    except FileNotFoundError:
+        if os.path.lexists(cache_dir / KEY_NAME):
+            raise NotSealed(
+                f"it was filled but not sealed: it holds {KEY_NAME}, a key that could sign code "
+                f"for every replica, and no {PUBLIC_KEY_NAME}. Seal it where it is built "
+                f"({command(*SEAL_COMMAND.split(), cache_dir)}) and ship it without {KEY_NAME}"
+            ) from None
+        raise
     finally:
         os.close(directory_fd)
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_size != KEY_BYTES:
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_size != PUBLIC_KEY_BYTES:
             raise NotPrivate(
-                f"{shown(path)} is not a regular file of {KEY_BYTES} bytes with one name: fill the "
-                "cache again where it is built"
+                f"{shown(path)} is not a regular file of {PUBLIC_KEY_BYTES} bytes with one name: "
+                f"seal the cache again where it is built ({command(*SEAL_COMMAND.split(), cache_dir)})"
             )
         _check_read_only(path, info, "file")
-        return read_open_file(fd, path, KEY_BYTES)
+        return read_open_file(fd, path, PUBLIC_KEY_BYTES)
     finally:
         os.close(fd)
 
@@ -299,8 +384,8 @@ def _check_read_only_directory(directory: Path) -> None:
 
 
 def _check_read_only(path: Path, info: os.stat_result, kind: str) -> None:
-    """A read-only cache's directory or key must be root's or the person's, writable by nobody
-    else: whoever else could write it could sign their own code as any tool."""
+    """A read-only cache's directory or public key must be root's or the person's, writable by
+    nobody else: whoever else could write it could put in a key of theirs, or their own code."""
     if info.st_uid not in (0, os.geteuid()):
         raise NotPrivate(
             f"the {kind} {shown(path)} belongs to another user (uid {info.st_uid}), not to root or "
@@ -335,6 +420,11 @@ def _open_regular(path: Path, max_bytes: int) -> int:
         os.close(fd)
         raise RefusedFile(f"{shown(path)} is not a regular file of at most {max_bytes:,} bytes")
     return fd
+
+
+def _remove_all(directory: Path, suffix: str) -> None:
+    for path in directory.glob(f"*{suffix}"):
+        path.unlink()
 
 
 def _read_regular(path: Path, max_bytes: int) -> bytes:

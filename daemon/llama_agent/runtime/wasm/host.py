@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from importlib.metadata import version
@@ -97,7 +98,7 @@ class WasmHost:
         self.cache_dir = cache_dir
         self.engine = new_engine()
         # The cache in `cache_dir` if it is the person's own, else one of this process's own;
-        # `cache_read_only`: a cache signed beforehand, only read (compile_cache.py).
+        # `cache_read_only`: a cache sealed beforehand, only read (compile_cache.py).
         opening = CompileCache.open_read_only if cache_read_only else CompileCache.open
         self._cache = opening(cache_dir, self.engine, f"wasmtime-{WASMTIME_VERSION}-{ENGINE_TAG_SUFFIX}")
         mode = confinement or mode_from_environment()
@@ -129,6 +130,11 @@ class WasmHost:
         except OSError:
             return
         self._cache.ensure(wasm, hashlib.sha256(wasm).hexdigest())
+
+    def seal(self, tools: Iterable[LoadedTool]) -> int:
+        """Seal the compile cache in `cache_dir` for replicas that only read it, with the entries of
+        `tools` (loaded by this host): CompileCache.seal. Returns how many were sealed."""
+        return self._cache.seal(self.cache_dir, [(tool.content_hash, tool.artifact) for tool in tools])
 
     def load_bytes(
         self, wasm: bytes, path: Path, content_hash: str | None = None, limits: Limits | None = None
