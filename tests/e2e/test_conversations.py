@@ -220,3 +220,36 @@ async def test_follow_up_prompts_begin_with_the_prompt_before_them(
     for before, after, request in zip(seen, seen[1:], requests, strict=False):
         stable = before[: before.index(f"User: {request}\nAssistant: ")]
         assert after.startswith(stable)
+
+
+async def test_an_arithmetic_follow_up_is_shown_in_full_and_recorded_as_said(
+    start_daemon: StartDaemon, tools_dir: Path, tmp_path: Path
+) -> None:
+    daemon, log = await scripted(
+        start_daemon,
+        tools_dir,
+        tmp_path,
+        call("echo", value="84"),
+        answer("84."),
+        answer("21."),
+    )
+    session_id = (await daemon.request("agent/newSession"))["sessionId"]
+    await daemon.request("agent/run", {"prompt": "Echo 84", "sessionId": session_id})
+    await daemon.request("agent/run", {"prompt": "and divided by 4?", "sessionId": session_id})
+    assert prompts(log)[-1].endswith("User: What is 84 / 4?\nAssistant: ")
+    history = await daemon.request("agent/history", {"sessionId": session_id})
+    assert [turn["request"] for turn in history["turns"]] == ["Echo 84", "and divided by 4?"]
+
+
+async def test_a_call_copying_the_whole_request_takes_its_quoted_text(
+    start_daemon: StartDaemon, tools_dir: Path, tmp_path: Path
+) -> None:
+    request = "Can you echo 'pineapple pizza' back to me?"
+    daemon, log = await scripted(
+        start_daemon, tools_dir, tmp_path, call("echo", value=request), answer("done")
+    )
+    result = await daemon.request("agent/run", {"prompt": request})
+    assert result["steps"][0]["arguments"] == {"value": "pineapple pizza"}
+    assert result["steps"][0]["result"] == "pineapple pizza"
+    # The model's next turn sees the call as it was made.
+    assert 'Assistant: {"tool": "echo", "arguments": {"value": "pineapple pizza"}}' in prompts(log)[-1]

@@ -6,7 +6,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Literal, Protocol
 
@@ -25,6 +25,8 @@ from llama_agent.runtime.telemetry.runs import observed_run, turn_generated, tur
 from llama_agent.runtime.tools.schema import ArgumentError
 from llama_agent.services.agent import routing
 from llama_agent.services.agent.budget import Budget, estimated_tokens, fitted
+from llama_agent.services.agent.follow_ups import said_in_full
+from llama_agent.services.agent.grounding import ground_arguments, said_in_run
 from llama_agent.services.agent.history import AgentStep, Conversation, PastTurn
 from llama_agent.services.agent.prompting import (
     Exchange,
@@ -178,6 +180,8 @@ class Agent:
         check_tool_choice(request.tool_choice, tools)
         forced = [] if request.tool_choice in TOOL_CHOICES else [request.tool_choice]
         earlier = conversation.shown() if conversation is not None else []
+        # "and divided by 4?": the number it goes on from put in (follow_ups.py).
+        request = replace(request, prompt=said_in_full(request.prompt, earlier))
         about = " ".join([*(turn.request for turn in earlier[-1:]), request.prompt])
         tools = relevant_tools(tools, about, keep=forced)
         model = await self.models.model()
@@ -187,7 +191,7 @@ class Agent:
             timings=RunTimings(started=started),
             model=model.identity,
         )
-        run = _Run(request, conversation, self._budget(model, request), on_tokens)
+        run = _Run(request, conversation, self._budget(model, request), on_tokens, tools)
         repeated: set[str] = set()  # tools called again with the same arguments: not offered again
         async with self.models.exclusive(model, self.party):
             routing_started = time.perf_counter()
@@ -289,7 +293,9 @@ class Agent:
         (True)."""
         sources = [run.request.prompt, *(step.result for step in steps), *run.earlier_texts()]
         recent = recent_paths(steps, run.earlier_turns())
-        arguments = snap_arguments(turn.arguments, sources, run.request.prompt, recent)
+        snapped = snap_arguments(turn.arguments, sources, run.request.prompt, recent)
+        said = said_in_run(run.request.prompt, steps, run.earlier_turns())
+        arguments = ground_arguments(turn.tool, snapped, run.schema(turn.tool), said)
         if arguments != turn.arguments:
             log.debug("near-copies snapped: %s -> %s", turn.arguments, arguments)
         events.on_tool_call(len(steps), turn.tool, arguments)
@@ -359,7 +365,12 @@ class _Run:
     conversation: Conversation | None
     budget: Budget
     on_tokens: Callable[[int], None] | None = None
+    tools: Sequence[Tool] = ()  # those on offer
     transcript: list[Exchange] = field(default_factory=list)
+
+    def schema(self, tool: str) -> dict[str, Any]:
+        """The input schema of the offered tool named `tool` (empty if none is: validation says so)."""
+        return next((offered.input_schema for offered in self.tools if offered.name == tool), {})
 
     def earlier_turns(self) -> list[PastTurn]:
         """The conversation's turns that prompts show, oldest first."""

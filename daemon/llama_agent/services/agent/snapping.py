@@ -93,7 +93,7 @@ def snap_arguments(
             snapped[name] = _snap(value, paths, seen)
         if snapped[name] == value and not any(value in source for source in sources):
             snapped[name] = _spelt_as_in(value, sources) or _with_brackets_back(value, sources)
-            if snapped[name] == value and referent and _path_parameter(name) and value not in recent_paths:
+            if snapped[name] == value and referent and path_parameter(name) and value not in recent_paths:
                 log.debug("%s %r is named nowhere; the request refers back to %r", name, value, referent)
                 snapped[name] = referent
     return snapped
@@ -107,8 +107,9 @@ def recent_paths(steps: Sequence[AgentStep], earlier: Sequence[PastTurn]) -> lis
     for turn in reversed(earlier):
         paths += _argument_paths(turn.steps)
         results = [step.result for step in reversed(turn.steps) if not step.is_error]
-        words = [word for result in results for word in reversed(list(_words([result])))]
-        paths += [word for word in words if _names_file(word)]
+        # A search's `config/settings.ini:6:` names the file too.
+        words = [_without_line(word) for result in results for word in reversed(list(_words([result])))]
+        paths += [word for word in words if names_file(word)]
     return list(dict.fromkeys(paths))
 
 
@@ -121,7 +122,7 @@ def _referent(request: str, recent: Sequence[str]) -> str | None:
     """What a path the model made up should be: the latest path, if `request` refers back to
     something and names no file of its own (one it names may be a new file). Any word with a `/`
     counts as naming one: `data/raw` is a folder, and `and/or` only makes this wary."""
-    named = any(_names_file(word) or "/" in word for word in _words([request]))
+    named = any(names_file(word) or "/" in word for word in _words([request]))
     if not recent or named or not refers_back(request):
         return None
     return recent[0]
@@ -134,16 +135,20 @@ def _argument_paths(steps: Sequence[AgentStep]) -> list[str]:
         for step in reversed(steps)
         if not step.is_error
         for name, value in step.arguments.items()
-        if _path_parameter(name) and isinstance(value, str) and value.strip(" ./")
+        if path_parameter(name) and isinstance(value, str) and value.strip(" ./")
     ]
 
 
-def _path_parameter(name: str) -> bool:
+def _without_line(word: str) -> str:
+    return re.sub(r":\d+$", "", word)
+
+
+def path_parameter(name: str) -> bool:
     name = name.casefold()
     return name in PATH_PARAMETERS or name.endswith(("_path", "_file"))
 
 
-def _names_file(word: str) -> bool:
+def names_file(word: str) -> bool:
     """Whether `word` looks like a file or folder name (abbreviations like `e.g` do not)."""
     return FILE_NAME.fullmatch(word) is not None and re.fullmatch(r"\w\.\w", word) is None
 
