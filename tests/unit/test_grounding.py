@@ -273,3 +273,17 @@ def test_a_flag_the_request_names_is_set_when_left_out(request_text: str, flags:
 def test_a_flag_the_call_gives_is_left_as_given() -> None:
     arguments = {"path": "log.txt", "content": "x", "append": False}
     assert _ground("write_file", arguments, WRITE_WITH_FLAG, "add x to log.txt") == arguments
+
+
+def test_a_listing_s_names_may_lack_an_extension_or_hold_spaces() -> None:
+    listing = AgentStep("list_dir", {"path": "."}, "Makefile (120 bytes)\nmy notes.txt (3 KiB)\ndocs/", False)
+    assert _ground("read_file", {"path": "."}, READ, "show me the first file", (listing,)) == {
+        "path": "Makefile"
+    }
+    assert _ground("read_file", {"path": "."}, READ, "open the second one", (listing,)) == {
+        "path": "my notes.txt"
+    }
+    prose = AgentStep("show_file", {"path": "notes.txt"}, "Call the plumber.\nBuy milk.", False)  # no listing
+    assert _ground("read_file", {"path": "notes.txt"}, READ, "the second one", (prose,)) == {
+        "path": "notes.txt"
+    }

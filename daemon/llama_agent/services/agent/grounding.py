@@ -74,6 +74,8 @@ PART = re.compile(
     r"\b(?P<ordinal>" + "|".join(_ORDINALS[1:]) + r"|last|\d+(?:st|nd|rd|th))\s+(?P<unit>word|line)\b",
     re.IGNORECASE,
 )
+# A listing's line: a name and its size in brackets.
+SIZED_ENTRY = re.compile(r"(.+?)/? \(\d[\d,.]*\s*(?:bytes?|B|[KMGT]i?B)\)")
 # Paths that name the workspace itself: never made up.
 ROOTS = frozenset({"", ".", "./", "/"})
 
@@ -315,8 +317,15 @@ def _paths(step: AgentStep) -> list[str]:
 
 
 def _entry_name(line: str) -> str | None:
-    first = line.split()[0].strip(SENTENCE_MARKS).rstrip("/")
-    return first if FILE_NAME.fullmatch(first) or FILE_NAME.fullmatch(first + "/") else None
+    """The name a listing's line gives: `Makefile (120 bytes)`, `my notes.txt (3 KiB)`, `sub/`,
+    or a first word that names a file (`main.js`); None for a line of anything else."""
+    sized = SIZED_ENTRY.fullmatch(line)
+    if sized is not None:
+        return sized.group(1)
+    if line.endswith("/") and "/" not in line[:-1] and line[:-1].strip():
+        return line[:-1]
+    first = line.split()[0].strip(SENTENCE_MARKS)
+    return first if FILE_NAME.fullmatch(first) else None
 
 
 def _words(text: str) -> list[str]:
