@@ -21,6 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeGuard
 
+from llama_agent.common.memory import release_free_memory
 from llama_agent.runtime.models.backend import (
     AnyBackend,
     BatchingBackend,
@@ -150,6 +151,11 @@ class ModelService:
             self._turns = FairTurns(limit, on_depth=set_model_queue_depth)
         async with self._turns.turn(party):
             yield
+        if not isinstance(model, ChatBackend) and self.runs_waiting == 0:
+            # A run's turns free what they allocated, but glibc keeps it in the model thread's
+            # arena: about 16 MiB of the daemon's RSS after a run (bench/RESULTS.md, memory),
+            # given back here, off the event loop, once no other run waits for the model.
+            await asyncio.to_thread(release_free_memory)
 
     @property
     def runs_waiting(self) -> int:
