@@ -148,7 +148,7 @@ def llama_agent() -> str:
 
 
 def cache_read_only_supported() -> bool:
-    """Whether this daemon has `--cache-read-only` (a replica's shared, signed compile cache)."""
+    """Whether this daemon has `--cache-read-only` (a replica's shared, sealed compile cache)."""
     shown = subprocess.run([llama_agent(), "serve", "--help"], capture_output=True, text=True, check=False)
     return "--cache-read-only" in shown.stdout
 
@@ -156,11 +156,13 @@ def cache_read_only_supported() -> bool:
 def replica(
     root: Path, layout: Layout, index: int, port: int, model_url: str, pin: bool, read_only: bool
 ) -> Proc:
+    """A replica reading the cache `seal_cache` made (`read_only`), or one filling the bench's."""
+    cache = sealed_cache_dir(root) if read_only else BENCH_CACHE_DIR
     command = [
         llama_agent(),
         *("serve", "--listen", f"127.0.0.1:{port}", "--tenants", str(layout.tenants_file)),
         *("--backend", "openai", "--base-url", model_url, "--max-concurrent-runs", "2"),
-        *("--cache-dir", str(BENCH_CACHE_DIR), "--log-format", "json"),
+        *("--cache-dir", str(cache), "--log-format", "json"),
         *(["--cache-read-only"] if read_only else []),
     ]
     if pin:
@@ -263,6 +265,7 @@ def start_cluster(root: Path, pin: bool, model_threads: int, model_nice: int) ->
         cluster.start_model()
         if read_only:
             fill_cache(root, layout, replica_ports[0], model_url)
+            seal_cache(root)
         for index in range(len(cluster.replicas)):
             cluster.start_replica(index)
         cluster.balancer.start()
@@ -274,8 +277,8 @@ def start_cluster(root: Path, pin: bool, model_threads: int, model_nice: int) ->
 
 
 def fill_cache(root: Path, layout: Layout, port: int, model_url: str) -> None:
-    """The shared compile cache filled (and signed) by one replica that may write it, before the
-    replicas that only read it start: a deployment's build step, done here."""
+    """The bench's compile cache filled by one replica that may write it, before it is sealed for
+    the replicas that only read it (`seal_cache`): a deployment's build step, done here."""
     filler = replica(root, layout, 1, port, model_url, pin=False, read_only=False)
     filler.name, filler.log = "cache-filler", root / "cache-filler.log"
     try:
@@ -283,6 +286,24 @@ def fill_cache(root: Path, layout: Layout, port: int, model_url: str) -> None:
         wait_http(f"http://127.0.0.1:{port}/readyz", filler, timeout=FILL_TIMEOUT)
     finally:
         filler.stop()
+
+
+def sealed_cache_dir(root: Path) -> Path:
+    return root / "sealed-cache"
+
+
+def seal_cache(root: Path) -> None:
+    """A copy of the filled cache, sealed as an image's build step seals it (`llama-agent tools
+    seal`: entries signed with a key pair whose private half is discarded): the replicas read it
+    and hold only its public key. A copy, so that the bench's own cache keeps its signing key."""
+    sealed = sealed_cache_dir(root)
+    sealed.mkdir(mode=0o700)
+    shutil.copytree(BENCH_CACHE_DIR / "components", sealed / "components")
+    shutil.copy2(BENCH_CACHE_DIR / "signing.key", sealed / "signing.key")
+    log = root / "cache-sealer.log"
+    with log.open("wb") as output:
+        command = [llama_agent(), "tools", "seal", "--cache-dir", str(sealed)]
+        subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, check=True, timeout=FILL_TIMEOUT)
 
 
 def snapshot_files(layout: Layout) -> dict[str, str]:

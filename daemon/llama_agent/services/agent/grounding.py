@@ -283,7 +283,7 @@ def _number_said(value: float, said: Said) -> bool:
         return any(str(value) in text for text in said.requests)
     number = int(value)
     # "the second file" counts files, not lines: a line number it is not.
-    spoken = {number for text in said.requests for number in _numbers(COUNTED.sub(" ", text))}
+    spoken = {each for text in said.requests for each in _numbers(COUNTED.sub(" ", text))}
     found = (match.groups() for text in said.results for match in LINE_REFERENCE.finditer(text))
     pointed = {int(line) for lines in found for line in lines if line}
     return number in spoken | pointed

@@ -289,15 +289,15 @@ class Agent:
     ) -> tuple[AgentStep, bool]:
         """Make the turn's call (its near-copied file names snapped first: from the request, this
         run's results, or the conversation's; a made-up path of a request that refers back, to the
-        last one used), once `events` were told of it, or refuse it as a repeat of an earlier one
-        (True)."""
+        last one used; then its values held to what was said, grounding.py), once `events` were
+        told of it, or refuse it as a repeat of an earlier one (True)."""
         sources = [run.request.prompt, *(step.result for step in steps), *run.earlier_texts()]
         recent = recent_paths(steps, run.earlier_turns())
         snapped = snap_arguments(turn.arguments, sources, run.request.prompt, recent)
         said = said_in_run(run.request.prompt, steps, run.earlier_turns())
         arguments = ground_arguments(turn.tool, snapped, run.schema(turn.tool), said)
         if arguments != turn.arguments:
-            log.debug("near-copies snapped: %s -> %s", turn.arguments, arguments)
+            log.debug("arguments snapped and grounded: %s -> %s", turn.arguments, arguments)
         events.on_tool_call(len(steps), turn.tool, arguments)
         earlier = _same_call(steps, turn.tool, arguments)
         if earlier:
